@@ -1,0 +1,96 @@
+"""Text generation through the chat template: sampling self-edits, greedy answers, chat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from seal.lora import AdapterHost, AdapterState
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How text is decoded. ``temperature == 0`` decodes greedily."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    """Seeds sampling, so that a sampled completion is repeatable."""
+    batch_size: int = 8
+    """Prompts decoded together."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    """"stop" when the model ended its turn or hit a stop string, "length" at max_new_tokens."""
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    cuts = [text.index(s) for s in stop if s and s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def generate(
+    host: AdapterHost,
+    conversations: Sequence[Messages],
+    config: SampleConfig,
+    *,
+    slot: str | None = None,
+    state: AdapterState | None = None,
+    num_return_sequences: int = 1,
+    stop: Sequence[str] = (),
+    prefix: str = "",
+) -> list[Generation]:
+    """Decode a reply to each conversation (``num_return_sequences`` each, in order), with the
+    adapter ``state`` in ``slot``, or the bare base model when ``slot`` is None. ``prefix`` starts
+    the reply (it primes the format); it is not part of the returned text."""
+    tok = host.tokenizer
+    prompts = [
+        tok.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) + prefix
+        for c in conversations
+    ]
+    greedy = config.temperature <= 0
+    out: list[Generation] = []
+    tok.padding_side = "left"
+    with host.use(slot, state) as model, torch.inference_mode():
+        step = max(1, config.batch_size // num_return_sequences)
+        for start in range(0, len(prompts), step):
+            chunk = prompts[start : start + step]
+            enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = enc.to(host.device)
+            if config.seed is not None:
+                torch.manual_seed(config.seed + start)
+            kwargs = dict(
+                max_new_tokens=config.max_new_tokens,
+                do_sample=not greedy,
+                num_return_sequences=num_return_sequences,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+            if not greedy:
+                kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            seqs = model.generate(**enc, **kwargs)
+            width = enc["input_ids"].shape[1]
+            for row, seq in enumerate(seqs):
+                prompt_len = int(enc["attention_mask"][row // num_return_sequences].sum())
+                new = seq[width:]
+                ended = (new == tok.eos_token_id).nonzero()
+                n = int(ended[0]) if len(ended) else len(new)
+                text = tok.decode(new[:n], skip_special_tokens=True)
+                text, stopped = _cut_at_stop(text, stop)
+                reason = "stop" if (len(ended) or stopped) else "length"
+                out.append(
+                    Generation(text.strip(), prompt_len, n + (1 if len(ended) else 0), reason)
+                )
+    return out

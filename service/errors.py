@@ -1,0 +1,117 @@
+"""Domain exceptions (each carries its HTTP status) and the handlers that render every error
+as ``{"error": {"type": ..., "message": ...}}`` (the shape OpenAI clients understand)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    status_code = 400
+    type = "bad_request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    type = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    type = "not_found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    type = "conflict"
+
+
+class InvalidRequest(ServiceError):
+    status_code = 422
+    type = "invalid_request"
+
+
+_HTTP_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+
+
+def error_response(
+    status_code: int, type_: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"type": type_, "message": message}}, status_code=status_code, headers=headers
+    )
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        where, parts = parts[0], parts[1:]
+        return f"{where}.{'.'.join(parts)}" if parts else where
+    return ".".join(parts)
+
+
+def validation_message(errors: list[dict[str, Any]] | Any) -> str:
+    """``body.title: String should have at most 500 characters; ...``"""
+    messages = []
+    for error in errors:
+        where = _location(error.get("loc", ()))
+        msg = str(error.get("msg", "invalid value"))
+        messages.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(messages) or "invalid request"
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc.status_code, exc.type, exc.message, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "invalid_request", validation_message(exc.errors()))
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    type_ = _HTTP_TYPES.get(exc.status_code, "error" if exc.status_code >= 500 else "bad_request")
+    return error_response(exc.status_code, type_, str(exc.detail), exc.headers)
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    # A race that slipped past the checks of a route (two identical requests at once).
+    log.warning("integrity error: %s", exc)
+    return error_response(409, "conflict", "the request conflicts with the current state")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)

@@ -1,0 +1,106 @@
+"""The chat backend: the API's chat route generates through it.
+
+The real backend loads the student model once per API process (lazily, on the first chat) and
+answers with the tenant's adapter; tests may override :func:`get_chat_backend`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from fastapi import Request
+
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    uri: str  # folder with adapter_config.json + adapter_model.safetensors
+    checksum: str
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length"
+
+
+class ChatBackend(Protocol):
+    def complete(
+        self,
+        *,
+        messages: list[dict[str, str]],
+        adapter: AdapterRef | None,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        stop: list[str] | None,
+    ) -> ChatResult: ...
+
+
+class ModelChatBackend:
+    """The student model with the tenant's adapter, loaded on first use."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._engine = None
+        self._lock = threading.Lock()
+
+    def _get_engine(self):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if self._engine is None:
+                # Imported here: the API starts (and serves everything else) without torch loaded.
+                from seal.knowledge import STUDENT
+                from seal.lora import AdapterHost, LoraSpec
+                from seal.modeling import load_model
+                from seal.serving import ChatEngine
+
+                s = self.settings
+                loaded = load_model(
+                    s.student_model, s.resolved_model_cache_dir, device=s.device, dtype=s.dtype
+                )
+                spec = LoraSpec(s.lora_rank, s.lora_alpha, s.lora_dropout, tuple(s.lora_targets))
+                host = AdapterHost(loaded, {STUDENT: spec}, seed=s.seed)
+                self._engine = ChatEngine(host, STUDENT, cache_size=s.adapter_cache_size)
+            return self._engine
+
+    def complete(
+        self,
+        *,
+        messages: list[dict[str, str]],
+        adapter: AdapterRef | None,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        stop: list[str] | None,
+    ) -> ChatResult:
+        generation = self._get_engine().complete(
+            messages,
+            adapter=(adapter.uri, adapter.checksum) if adapter else None,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stop or (),
+        )
+        return ChatResult(
+            text=generation.text,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            finish_reason=generation.finish_reason,
+        )
+
+
+def get_chat_backend(request: Request) -> ChatBackend:
+    """One backend per app, made on first use."""
+    state = request.app.state
+    backend = getattr(state, "chat_backend", None)
+    if backend is None:
+        backend = state.chat_backend = ModelChatBackend(state.settings)
+    return backend

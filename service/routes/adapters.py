@@ -1,0 +1,115 @@
+"""What a tenant can see of its learning: adapter versions, self-edits, rewards."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
+
+from service.deps import CurrentTenant, SessionDep
+from service.errors import NotFound
+from service.schemas import AdapterPublic, RewardList, RewardPublic, RewardSummary, SelfEditPublic
+from service.store.models import AdapterVersion
+from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import documents as document_repo
+from service.store.repositories import learning as learning_repo
+
+router = APIRouter(prefix="/v1", tags=["learning"])
+
+
+def adapter_public(
+    session: Session, version: AdapterVersion, parent_number: int | None = None
+) -> AdapterPublic:
+    if parent_number is None and version.parent_id is not None:
+        parent = adapter_repo.get_adapter_version_by_id(session, version_id=version.parent_id)
+        parent_number = parent.number if parent else None
+    return AdapterPublic(
+        version=version.number,
+        status=version.status,
+        parent=parent_number,
+        metrics=version.metrics or {},
+        created_at=version.created_at,
+        promoted_at=version.promoted_at,
+        checksum=version.checksum,
+    )
+
+
+def _check_document(session: Session, tenant_id: str, document_id: str | None) -> None:
+    if document_id is not None and (
+        document_repo.get_document(session, tenant_id=tenant_id, document_id=document_id) is None
+    ):
+        raise NotFound(f"document {document_id} not found")
+
+
+@router.get("/adapters", response_model=list[AdapterPublic])
+def list_adapters(session: SessionDep, tenant: CurrentTenant) -> list[AdapterPublic]:
+    """The tenant's adapter versions, newest first."""
+    rows = adapter_repo.list_adapter_versions(session, tenant_id=tenant.id)
+    return [adapter_public(session, version, parent) for version, parent in rows]
+
+
+@router.get("/self-edits", response_model=list[SelfEditPublic])
+def list_self_edits(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    document_id: str | None = None,
+    selected: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[SelfEditPublic]:
+    _check_document(session, tenant.id, document_id)
+    rows = learning_repo.list_self_edits(
+        session, tenant_id=tenant.id, document_id=document_id, selected=selected, limit=limit
+    )
+    return [
+        SelfEditPublic(
+            id=s.id,
+            document_id=s.document_id,
+            format=s.format,
+            teacher_version=number,
+            text=s.text,
+            selected=s.selected,
+            created_at=s.created_at,
+        )
+        for s, number in rows
+    ]
+
+
+@router.get("/rewards", response_model=RewardList)
+def list_rewards(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    document_id: str | None = None,
+    format: str | None = None,
+    teacher_version: Annotated[
+        int | None, Query(ge=0, description="0: the untrained base teacher.")
+    ] = None,
+    metric: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> RewardList:
+    _check_document(session, tenant.id, document_id)
+    rows = learning_repo.list_rewards(
+        session,
+        tenant_id=tenant.id,
+        document_id=document_id,
+        format=format,
+        teacher_version=teacher_version,
+        metric=metric,
+        limit=limit,
+    )
+    items = [
+        RewardPublic(
+            id=row.reward.id,
+            self_edit_id=row.reward.self_edit_id,
+            document_id=row.reward.document_id,
+            adapter_version=row.adapter_version,
+            format=row.format,
+            metric=row.reward.metric,
+            value=row.reward.value,
+            baseline=row.reward.baseline,
+            created_at=row.reward.created_at,
+        )
+        for row in rows
+    ]
+    mean = sum(i.value for i in items) / len(items) if items else None
+    return RewardList(items=items, summary=RewardSummary(count=len(items), mean=mean))

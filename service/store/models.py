@@ -1,0 +1,289 @@
+"""The tables of the service. The worker is coded against these class and column names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.store.base import Base, CreatedAtMixin, IdMixin, new_id, utcnow
+
+
+class DocumentStatus(StrEnum):
+    pending = "pending"
+    learning = "learning"
+    learned = "learned"
+    failed = "failed"
+
+
+class ProbeSource(StrEnum):
+    document = "document"
+    feedback = "feedback"
+    teacher = "teacher"
+
+
+class VersionStatus(StrEnum):
+    active = "active"
+    candidate = "candidate"
+    rejected = "rejected"
+    retired = "retired"
+
+
+class JobKind(StrEnum):
+    update = "update"
+    teacher_train = "teacher_train"
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+#: Job statuses after which a job never changes again.
+FINISHED_JOB_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+
+
+def _str_enum(enum_cls: type[StrEnum]) -> Enum:
+    """A StrEnum kept as its value in a plain VARCHAR (no native enum type, no CHECK)."""
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+def _tenant_fk() -> Mapped[str]:
+    return mapped_column(String(36), ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+
+
+class Tenant(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    #: None means the settings default (``SEAL_SELF_EDIT_FORMAT``).
+    self_edit_format: Mapped[str | None] = mapped_column(String(32))
+    #: A cron expression for this tenant's scheduled update; None means the default schedule.
+    update_schedule: Mapped[str | None] = mapped_column(String(100))
+
+
+class ApiKey(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "api_keys"
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    prefix: Mapped[str] = mapped_column(String(12))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    revoked_at: Mapped[datetime | None]
+
+
+class Document(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("tenant_id", "content_hash"),)
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    title: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[DocumentStatus] = mapped_column(
+        _str_enum(DocumentStatus), default=DocumentStatus.pending, index=True
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    learned_version_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("adapter_versions.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    probe_questions: Mapped[list[ProbeQuestion]] = relationship(
+        lazy="raise", order_by="ProbeQuestion.created_at", viewonly=True
+    )
+
+
+class ProbeQuestion(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "probe_questions"
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    document_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    source: Mapped[ProbeSource] = mapped_column(_str_enum(ProbeSource))
+
+
+class Completion(CreatedAtMixin, Base):
+    __tablename__ = "completions"
+
+    id: Mapped[str] = mapped_column(
+        String(64), primary_key=True, default=lambda: "chatcmpl-" + new_id().replace("-", "")
+    )
+    tenant_id: Mapped[str] = _tenant_fk()
+    model: Mapped[str] = mapped_column(String(200))
+    adapter_version_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("adapter_versions.id", ondelete="SET NULL")
+    )
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    output: Mapped[str] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+
+
+class Feedback(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "feedback"
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    question: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    document_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("documents.id", ondelete="SET NULL"), index=True
+    )
+    #: -1/0/1 (thumbs) or 1..5 (stars).
+    rating: Mapped[int | None] = mapped_column(Integer)
+    completion_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("completions.id", ondelete="SET NULL")
+    )
+    probe_question_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("probe_questions.id", ondelete="SET NULL")
+    )
+
+
+class TeacherVersion(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "teacher_versions"
+
+    #: None: the shared teacher of all tenants.
+    tenant_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("teacher_versions.id", ondelete="SET NULL")
+    )
+    status: Mapped[VersionStatus] = mapped_column(
+        _str_enum(VersionStatus), default=VersionStatus.candidate
+    )
+    artifact_uri: Mapped[str | None] = mapped_column(String(1000))
+    checksum: Mapped[str | None] = mapped_column(String(128))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Job(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # At most one queued/running update per tenant.
+        Index(
+            "uq_jobs_tenant_id_open_update",
+            "tenant_id",
+            unique=True,
+            postgresql_where=text("kind = 'update' AND status IN ('queued', 'running')"),
+            sqlite_where=text("kind = 'update' AND status IN ('queued', 'running')"),
+        ),
+    )
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    kind: Mapped[JobKind] = mapped_column(_str_enum(JobKind))
+    status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus), default=JobStatus.queued)
+    #: 0..1
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    #: What the job is doing now.
+    message: Mapped[str | None] = mapped_column(String(500))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class AdapterVersion(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "adapter_versions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "number"),
+        # At most one active version per tenant.
+        Index(
+            "uq_adapter_versions_tenant_id_active",
+            "tenant_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    number: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("adapter_versions.id", ondelete="SET NULL")
+    )
+    status: Mapped[VersionStatus] = mapped_column(
+        _str_enum(VersionStatus), default=VersionStatus.candidate
+    )
+    artifact_uri: Mapped[str | None] = mapped_column(String(1000))
+    checksum: Mapped[str | None] = mapped_column(String(128))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    job_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    promoted_at: Mapped[datetime | None]
+
+    parent: Mapped[AdapterVersion | None] = relationship(
+        remote_side="AdapterVersion.id", lazy="raise"
+    )
+
+
+class SelfEdit(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "self_edits"
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    document_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    format: Mapped[str] = mapped_column(String(32))
+    #: None: the untrained base teacher.
+    teacher_version_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("teacher_versions.id", ondelete="SET NULL")
+    )
+    text: Mapped[str] = mapped_column(Text)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    teacher_version: Mapped[TeacherVersion | None] = relationship(lazy="raise")
+
+
+class Reward(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "rewards"
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    self_edit_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("self_edits.id", ondelete="CASCADE"), index=True
+    )
+    adapter_version_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("adapter_versions.id", ondelete="SET NULL")
+    )
+    document_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    #: e.g. ``probe_accuracy``
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    baseline: Mapped[float | None] = mapped_column(Float)
+
+    self_edit: Mapped[SelfEdit | None] = relationship(lazy="raise")
+    adapter_version: Mapped[AdapterVersion | None] = relationship(lazy="raise")

@@ -1,0 +1,123 @@
+"""Adapter versions of the tenants' students; promotion and rollback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from service.store.base import utcnow
+from service.store.models import AdapterVersion, VersionStatus
+
+
+def next_adapter_number(session: Session, *, tenant_id: str) -> int:
+    """1 for a tenant's first version, then one more than the highest so far."""
+    stmt = select(func.max(AdapterVersion.number)).where(AdapterVersion.tenant_id == tenant_id)
+    return (session.scalar(stmt) or 0) + 1
+
+
+def create_adapter_version(
+    session: Session,
+    *,
+    tenant_id: str,
+    parent_id: str | None,
+    artifact_uri: str | None = None,
+    checksum: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    job_id: str | None = None,
+    number: int | None = None,
+    status: VersionStatus = VersionStatus.candidate,
+) -> AdapterVersion:
+    """A new version (a candidate unless told); ``number`` defaults to the next one.
+
+    Use :func:`promote_version` to make a version active.
+    """
+    if status == VersionStatus.active:
+        raise ValueError("create the version as a candidate, then promote_version() it")
+    version = AdapterVersion(
+        tenant_id=tenant_id,
+        number=number if number is not None else next_adapter_number(session, tenant_id=tenant_id),
+        parent_id=parent_id,
+        status=status,
+        artifact_uri=artifact_uri,
+        checksum=checksum,
+        metrics=dict(metrics or {}),
+        job_id=job_id,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def get_adapter_version(session: Session, *, tenant_id: str, number: int) -> AdapterVersion | None:
+    stmt = select(AdapterVersion).where(
+        AdapterVersion.tenant_id == tenant_id, AdapterVersion.number == number
+    )
+    return session.scalar(stmt)
+
+
+def get_adapter_version_by_id(
+    session: Session, *, version_id: str, tenant_id: str | None = None
+) -> AdapterVersion | None:
+    stmt = select(AdapterVersion).where(AdapterVersion.id == version_id)
+    if tenant_id is not None:
+        stmt = stmt.where(AdapterVersion.tenant_id == tenant_id)
+    return session.scalar(stmt)
+
+
+def active_adapter(session: Session, *, tenant_id: str) -> AdapterVersion | None:
+    """The tenant's active version, or None (the base model serves the tenant)."""
+    stmt = select(AdapterVersion).where(
+        AdapterVersion.tenant_id == tenant_id, AdapterVersion.status == VersionStatus.active
+    )
+    return session.scalar(stmt)
+
+
+def list_adapter_versions(
+    session: Session, *, tenant_id: str
+) -> list[tuple[AdapterVersion, int | None]]:
+    """The tenant's versions, newest first, each with its parent's number."""
+    parent = aliased(AdapterVersion)
+    stmt = (
+        select(AdapterVersion, parent.number)
+        .outerjoin(parent, parent.id == AdapterVersion.parent_id)
+        .where(AdapterVersion.tenant_id == tenant_id)
+        .order_by(AdapterVersion.number.desc())
+    )
+    return [(version, parent_number) for version, parent_number in session.execute(stmt)]
+
+
+def set_version_status(
+    session: Session, *, version: AdapterVersion, status: VersionStatus
+) -> AdapterVersion:
+    """Set a non-active status (reject a candidate, retire a version)."""
+    if status == VersionStatus.active:
+        raise ValueError("use promote_version() to activate a version")
+    version.status = status
+    session.flush()
+    return version
+
+
+def promote_version(
+    session: Session, *, tenant_id: str, version: AdapterVersion | None
+) -> AdapterVersion | None:
+    """Make ``version`` the tenant's active one; the previously active one is retired.
+
+    ``None`` retires the active version, so the base model serves the tenant. Returns the
+    version that was active before (or None). The demotion is flushed before the promotion
+    because of the one-active-version-per-tenant unique index.
+    """
+    if version is not None and version.tenant_id != tenant_id:
+        raise ValueError("the version belongs to another tenant")
+    previous = active_adapter(session, tenant_id=tenant_id)
+    if previous is not None and version is not None and previous.id == version.id:
+        return previous
+    if previous is not None:
+        previous.status = VersionStatus.retired
+        session.flush()
+    if version is not None:
+        version.status = VersionStatus.active
+        version.promoted_at = utcnow()
+        session.flush()
+    return previous

@@ -1,0 +1,160 @@
+"""Documents (deduplicated per tenant by content hash) and their probe questions."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from service.store.base import utcnow
+from service.store.models import Document, DocumentStatus, ProbeQuestion, ProbeSource
+
+
+def _normalize(value: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+def content_hash(*, title: str, text: str) -> str:
+    """SHA-256 of the normalized (NFC, whitespace-collapsed) title + newline + text."""
+    payload = _normalize(title) + "\n" + _normalize(text)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def get_document_by_hash(session: Session, *, tenant_id: str, content_hash: str) -> Document | None:
+    stmt = select(Document).where(
+        Document.tenant_id == tenant_id, Document.content_hash == content_hash
+    )
+    return session.scalar(stmt)
+
+
+def create_document(session: Session, *, tenant_id: str, title: str, text: str) -> Document:
+    now = utcnow()
+    document = Document(
+        tenant_id=tenant_id,
+        created_at=now,
+        updated_at=now,
+        title=title,
+        text=text,
+        content_hash=content_hash(title=title, text=text),
+        status=DocumentStatus.pending,
+    )
+    session.add(document)
+    session.flush()
+    return document
+
+
+def get_document(
+    session: Session, *, tenant_id: str, document_id: str, with_questions: bool = False
+) -> Document | None:
+    stmt = select(Document).where(Document.id == document_id, Document.tenant_id == tenant_id)
+    if with_questions:
+        stmt = stmt.options(selectinload(Document.probe_questions))
+    return session.scalar(stmt)
+
+
+def list_documents(
+    session: Session,
+    *,
+    tenant_id: str,
+    status: DocumentStatus | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Document], int]:
+    """A page of the tenant's documents, newest first, and the total count."""
+    where = [Document.tenant_id == tenant_id]
+    if status is not None:
+        where.append(Document.status == status)
+    total = session.scalar(select(func.count()).select_from(Document).where(*where)) or 0
+    stmt = (
+        select(Document)
+        .where(*where)
+        .order_by(Document.created_at.desc(), Document.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(session.scalars(stmt)), total
+
+
+def list_documents_by_status(
+    session: Session, *, tenant_id: str, statuses: Iterable[DocumentStatus]
+) -> list[Document]:
+    """The tenant's documents in any of ``statuses``, oldest first."""
+    stmt = (
+        select(Document)
+        .where(Document.tenant_id == tenant_id, Document.status.in_(list(statuses)))
+        .order_by(Document.created_at, Document.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def list_pending_documents(session: Session, *, tenant_id: str) -> list[Document]:
+    """Documents waiting for an update, oldest first."""
+    return list_documents_by_status(session, tenant_id=tenant_id, statuses=[DocumentStatus.pending])
+
+
+def count_pending_documents(session: Session, *, tenant_id: str) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Document)
+        .where(Document.tenant_id == tenant_id, Document.status == DocumentStatus.pending)
+    )
+    return session.scalar(stmt) or 0
+
+
+def set_document_status(
+    session: Session,
+    *,
+    document_ids: Sequence[str],
+    status: DocumentStatus,
+    error: str | None = None,
+    learned_version_id: str | None = None,
+) -> None:
+    """Set the status (and error / learned version) of several documents."""
+    for document in session.scalars(select(Document).where(Document.id.in_(document_ids))):
+        document.status = status
+        document.error = error
+        if learned_version_id is not None:
+            document.learned_version_id = learned_version_id
+        document.updated_at = utcnow()
+    session.flush()
+
+
+def add_probe_question(
+    session: Session,
+    *,
+    tenant_id: str,
+    document_id: str | None,
+    question: str,
+    answer: str,
+    source: ProbeSource,
+) -> ProbeQuestion:
+    probe = ProbeQuestion(
+        tenant_id=tenant_id,
+        document_id=document_id,
+        question=question,
+        answer=answer,
+        source=source,
+    )
+    session.add(probe)
+    session.flush()
+    return probe
+
+
+def probe_questions_for_documents(
+    session: Session, *, document_ids: Sequence[str], sources: Iterable[ProbeSource] | None = None
+) -> dict[str, list[ProbeQuestion]]:
+    """The probe questions of each document (every id is a key, maybe with an empty list)."""
+    result: dict[str, list[ProbeQuestion]] = defaultdict(list)
+    for document_id in document_ids:
+        result[document_id] = []
+    stmt = select(ProbeQuestion).where(ProbeQuestion.document_id.in_(list(document_ids)))
+    if sources is not None:
+        stmt = stmt.where(ProbeQuestion.source.in_(list(sources)))
+    for probe in session.scalars(stmt.order_by(ProbeQuestion.created_at, ProbeQuestion.id)):
+        assert probe.document_id is not None
+        result[probe.document_id].append(probe)
+    return dict(result)

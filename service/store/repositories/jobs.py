@@ -1,0 +1,148 @@
+"""Jobs: the API creates them queued; the worker runs them and reports progress.
+
+Functions used by the worker take ids (tasks never hold ORM objects across sessions); the
+worker commits progress in short ``session_scope`` blocks of its own so the API sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.store.base import utcnow
+from service.store.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus
+
+OPEN_STATUSES = (JobStatus.queued, JobStatus.running)
+
+
+def get_job(session: Session, *, job_id: str, tenant_id: str | None = None) -> Job | None:
+    """A job by id; with ``tenant_id``, only if it belongs to that tenant."""
+    stmt = select(Job).where(Job.id == job_id)
+    if tenant_id is not None:
+        stmt = stmt.where(Job.tenant_id == tenant_id)
+    return session.scalar(stmt)
+
+
+def list_jobs(
+    session: Session, *, tenant_id: str, limit: int = 50, offset: int = 0
+) -> tuple[list[Job], int]:
+    """A page of the tenant's jobs, newest first, and the total count."""
+    total = session.scalar(select(func.count()).select_from(Job).where(Job.tenant_id == tenant_id))
+    stmt = (
+        select(Job)
+        .where(Job.tenant_id == tenant_id)
+        .order_by(Job.created_at.desc(), Job.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(session.scalars(stmt)), total or 0
+
+
+def get_open_update_job(session: Session, *, tenant_id: str) -> Job | None:
+    """The tenant's queued or running update job, if any (there is at most one)."""
+    stmt = select(Job).where(
+        Job.tenant_id == tenant_id, Job.kind == JobKind.update, Job.status.in_(OPEN_STATUSES)
+    )
+    return session.scalar(stmt)
+
+
+def create_job(session: Session, *, tenant_id: str, kind: JobKind) -> Job:
+    job = Job(tenant_id=tenant_id, kind=kind, status=JobStatus.queued, progress=0.0)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def create_update_job(session: Session, *, tenant_id: str) -> tuple[Job, bool]:
+    """A queued update job of the tenant and whether it is new.
+
+    An open update job that already exists is returned instead of a new one; a concurrent
+    insert that wins the race (the partial unique index) is caught in a savepoint.
+    """
+    existing = get_open_update_job(session, tenant_id=tenant_id)
+    if existing is not None:
+        return existing, False
+    try:
+        with session.begin_nested():
+            job = create_job(session, tenant_id=tenant_id, kind=JobKind.update)
+    except IntegrityError:
+        existing = get_open_update_job(session, tenant_id=tenant_id)
+        if existing is None:
+            raise
+        return existing, False
+    return job, True
+
+
+def start_job(session: Session, *, job_id: str, message: str | None = None) -> Job | None:
+    """Mark a queued job running; None if it is not queued (cancelled, already taken, gone)."""
+    job = get_job(session, job_id=job_id)
+    if job is None or job.status != JobStatus.queued:
+        return None
+    job.status = JobStatus.running
+    job.started_at = utcnow()
+    job.message = message
+    session.flush()
+    return job
+
+
+def set_job_progress(
+    session: Session, *, job_id: str, progress: float, message: str | None = None
+) -> Job | None:
+    """Record progress (clamped to 0..1) and what the job is doing; None if the job is gone."""
+    job = get_job(session, job_id=job_id)
+    if job is None:
+        return None
+    job.progress = min(1.0, max(0.0, progress))
+    if message is not None:
+        job.message = message
+    session.flush()
+    return job
+
+
+def finish_job(
+    session: Session,
+    *,
+    job_id: str,
+    status: JobStatus,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    message: str | None = None,
+) -> Job | None:
+    """Mark a job succeeded, failed or cancelled with its result / error."""
+    if status not in FINISHED_JOB_STATUSES:
+        raise ValueError(f"{status} is not a finished status")
+    job = get_job(session, job_id=job_id)
+    if job is None:
+        return None
+    job.status = status
+    job.finished_at = utcnow()
+    if status == JobStatus.succeeded:
+        job.progress = 1.0
+    if result is not None:
+        job.result = result
+    if error is not None:
+        job.error = error
+    if message is not None:
+        job.message = message
+    session.flush()
+    return job
+
+
+def cancel_job(session: Session, *, job: Job) -> Job:
+    """Cancel a queued or running job (the worker sees it through :func:`is_cancelled`)."""
+    if job.status in FINISHED_JOB_STATUSES:
+        raise ValueError(f"job {job.id} is already {job.status}")
+    job.status = JobStatus.cancelled
+    job.finished_at = utcnow()
+    job.message = "cancelled"
+    session.flush()
+    return job
+
+
+def is_cancelled(session: Session, *, job_id: str) -> bool:
+    """Whether the job was cancelled, read fresh from the database."""
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    return status == JobStatus.cancelled

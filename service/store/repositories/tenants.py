@@ -1,0 +1,66 @@
+"""Tenants and their API keys (only a key's SHA-256 is stored)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.store.models import ApiKey, Tenant
+
+KEY_PREFIX = "seal-"
+DISPLAY_PREFIX_LEN = 12
+
+
+def generate_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_tenant(
+    session: Session,
+    *,
+    name: str,
+    self_edit_format: str | None = None,
+    update_schedule: str | None = None,
+) -> Tenant:
+    tenant = Tenant(name=name, self_edit_format=self_edit_format, update_schedule=update_schedule)
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def get_tenant(session: Session, *, tenant_id: str) -> Tenant | None:
+    return session.get(Tenant, tenant_id)
+
+
+def get_tenant_by_name(session: Session, *, name: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.name == name))
+
+
+def list_tenants(session: Session) -> list[Tenant]:
+    return list(session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.name)))
+
+
+def create_api_key(session: Session, *, tenant_id: str) -> tuple[ApiKey, str]:
+    """A new key of the tenant: the row and the plain key, which is not stored anywhere."""
+    key = generate_api_key()
+    row = ApiKey(tenant_id=tenant_id, prefix=key[:DISPLAY_PREFIX_LEN], key_hash=hash_api_key(key))
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def tenant_for_api_key(session: Session, *, key: str) -> Tenant | None:
+    """The tenant owning a valid (not revoked) key, or None."""
+    stmt = (
+        select(Tenant)
+        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+    )
+    return session.scalar(stmt)

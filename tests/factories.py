@@ -1,0 +1,146 @@
+"""Factories: plain functions that add rows through the repositories (flush, no commit)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from service.store.models import (
+    AdapterVersion,
+    Document,
+    DocumentStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    ProbeSource,
+    Reward,
+    SelfEdit,
+    TeacherVersion,
+    Tenant,
+    VersionStatus,
+)
+from service.store.repositories import adapters, documents, learning, tenants
+
+_counter = itertools.count(1)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def make_tenant(session: Session, *, name: str | None = None) -> tuple[Tenant, str]:
+    """A tenant and its plain API key."""
+    tenant = tenants.create_tenant(session, name=name or f"tenant-{next(_counter)}")
+    _row, key = tenants.create_api_key(session, tenant_id=tenant.id)
+    return tenant, key
+
+
+def make_document(
+    session: Session,
+    tenant: Tenant,
+    *,
+    title: str | None = None,
+    text: str = "The capital of Atlantis is Poseidonia.",
+    status: DocumentStatus = DocumentStatus.pending,
+    questions: list[tuple[str, str]] = (),  # type: ignore[assignment]
+) -> Document:
+    document = documents.create_document(
+        session, tenant_id=tenant.id, title=title or f"Document {next(_counter)}", text=text
+    )
+    document.status = status
+    for question, answer in questions:
+        documents.add_probe_question(
+            session,
+            tenant_id=tenant.id,
+            document_id=document.id,
+            question=question,
+            answer=answer,
+            source=ProbeSource.document,
+        )
+    session.flush()
+    return document
+
+
+def make_job(
+    session: Session,
+    tenant: Tenant,
+    *,
+    kind: JobKind = JobKind.update,
+    status: JobStatus = JobStatus.queued,
+) -> Job:
+    job = Job(tenant_id=tenant.id, kind=kind, status=status, progress=0.0)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def make_adapter_version(
+    session: Session,
+    tenant: Tenant,
+    *,
+    parent: AdapterVersion | None = None,
+    status: VersionStatus = VersionStatus.candidate,
+    artifact_uri: str | None = "/adapters/x",
+    metrics: dict[str, Any] | None = None,
+) -> AdapterVersion:
+    version = adapters.create_adapter_version(
+        session,
+        tenant_id=tenant.id,
+        parent_id=parent.id if parent else None,
+        artifact_uri=artifact_uri,
+        checksum="sha256:abc" if artifact_uri else None,
+        metrics=metrics or {"probe_accuracy": 0.5},
+    )
+    if status == VersionStatus.active:
+        adapters.promote_version(session, tenant_id=tenant.id, version=version)
+    elif status != VersionStatus.candidate:
+        adapters.set_version_status(session, version=version, status=status)
+    return version
+
+
+def make_teacher_version(session: Session, *, tenant: Tenant | None = None) -> TeacherVersion:
+    return learning.create_teacher_version(
+        session, tenant_id=tenant.id if tenant else None, parent_id=None
+    )
+
+
+def make_self_edit(
+    session: Session,
+    document: Document,
+    *,
+    format: str = "implications",
+    teacher: TeacherVersion | None = None,
+    text: str = "Poseidonia is the capital.",
+    selected: bool = False,
+) -> SelfEdit:
+    return learning.add_self_edit(
+        session,
+        tenant_id=document.tenant_id,
+        document_id=document.id,
+        format=format,
+        text=text,
+        teacher_version_id=teacher.id if teacher else None,
+        selected=selected,
+    )
+
+
+def make_reward(
+    session: Session,
+    self_edit: SelfEdit,
+    *,
+    value: float,
+    adapter_version: AdapterVersion | None = None,
+    metric: str = "probe_accuracy",
+) -> Reward:
+    return learning.add_reward(
+        session,
+        tenant_id=self_edit.tenant_id,
+        self_edit_id=self_edit.id,
+        document_id=self_edit.document_id,
+        adapter_version_id=adapter_version.id if adapter_version else None,
+        metric=metric,
+        value=value,
+        baseline=0.0,
+    )

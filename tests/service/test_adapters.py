@@ -1,0 +1,151 @@
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from service.store.models import Tenant, VersionStatus
+from service.store.repositories import adapters as adapter_repo
+from tests.factories import (
+    auth,
+    make_adapter_version,
+    make_document,
+    make_reward,
+    make_self_edit,
+    make_teacher_version,
+    make_tenant,
+)
+
+
+def _three_versions(session: Session, tenant: Tenant) -> None:
+    """v1 retired, v2 active (child of v1), v3 rejected (child of v2)."""
+    v1 = make_adapter_version(session, tenant, status=VersionStatus.active)
+    v2 = make_adapter_version(session, tenant, parent=v1, status=VersionStatus.active)
+    make_adapter_version(session, tenant, parent=v2, status=VersionStatus.rejected)
+
+
+def test_list_adapters(client: TestClient, session: Session) -> None:
+    tenant, key = make_tenant(session)
+    _three_versions(session, tenant)
+    body = client.get("/v1/adapters", headers=auth(key)).json()
+    assert [(a["version"], a["status"], a["parent"]) for a in body] == [
+        (3, "rejected", 2),
+        (2, "active", 1),
+        (1, "retired", None),
+    ]
+    assert body[1]["promoted_at"] is not None
+    assert body[1]["metrics"] == {"probe_accuracy": 0.5}
+    assert body[1]["checksum"] == "sha256:abc"
+    _other, other_key = make_tenant(session)
+    assert client.get("/v1/adapters", headers=auth(other_key)).json() == []
+
+
+def test_rollback_to_an_earlier_version(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    tenant, _key = make_tenant(session)
+    _three_versions(session, tenant)
+    url = f"/v1/admin/tenants/{tenant.id}/rollback"
+    response = client.post(url, json={"version": 1}, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["active"]["version"] == 1
+    assert response.json()["active"]["status"] == "active"
+    assert response.json()["previous"]["version"] == 2
+    session.expire_all()
+    statuses = {v.number: v.status for v, _ in adapter_repo.list_adapter_versions(
+        session, tenant_id=tenant.id)}  # fmt: skip
+    assert statuses == {
+        1: VersionStatus.active,
+        2: VersionStatus.retired,
+        3: VersionStatus.rejected,
+    }
+
+
+def test_rollback_to_base_model(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    tenant, _key = make_tenant(session)
+    _three_versions(session, tenant)
+    response = client.post(
+        f"/v1/admin/tenants/{tenant.id}/rollback", json={"version": 0}, headers=admin_headers
+    )
+    assert response.status_code == 200
+    assert response.json() == {"active": None, "previous": response.json()["previous"]}
+    assert response.json()["previous"]["version"] == 2
+    session.expire_all()
+    assert adapter_repo.active_adapter(session, tenant_id=tenant.id) is None
+
+
+def test_rollback_errors(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    tenant, key = make_tenant(session)
+    _three_versions(session, tenant)
+    make_adapter_version(session, tenant, artifact_uri=None)  # v4, no artifact
+    url = f"/v1/admin/tenants/{tenant.id}/rollback"
+    rejected = client.post(url, json={"version": 3}, headers=admin_headers)
+    assert rejected.status_code == 409
+    assert "rejected" in rejected.json()["error"]["message"]
+    assert client.post(url, json={"version": 4}, headers=admin_headers).status_code == 409
+    assert client.post(url, json={"version": 9}, headers=admin_headers).status_code == 404
+    assert client.post(url, json={"version": -1}, headers=admin_headers).status_code == 422
+    assert client.post(url, json={"version": 1}, headers=auth(key)).status_code == 401
+    unknown = client.post(
+        "/v1/admin/tenants/nope/rollback", json={"version": 1}, headers=admin_headers
+    )
+    assert unknown.status_code == 404
+    session.expire_all()
+    active = adapter_repo.active_adapter(session, tenant_id=tenant.id)
+    assert active is not None and active.number == 2  # unchanged
+
+
+def test_self_edits_and_rewards(client: TestClient, session: Session) -> None:
+    tenant, key = make_tenant(session)
+    document = make_document(session, tenant)
+    other_document = make_document(session, tenant)
+    teacher = make_teacher_version(session)
+    version = make_adapter_version(session, tenant, status=VersionStatus.active)
+    base_edit = make_self_edit(session, document, format="implications")
+    tuned_edit = make_self_edit(session, document, format="self-qa", teacher=teacher, selected=True)
+    other_edit = make_self_edit(session, other_document)
+    make_reward(session, base_edit, value=0.1, adapter_version=version)
+    make_reward(session, tuned_edit, value=0.3)
+    make_reward(session, other_edit, value=-0.2)
+
+    edits = client.get(f"/v1/self-edits?document_id={document.id}", headers=auth(key)).json()
+    assert [(e["format"], e["teacher_version"], e["selected"]) for e in edits] == [
+        ("implications", None, False),
+        ("self-qa", 1, True),
+    ]
+    assert set(edits[0]) == {
+        "id", "document_id", "format", "teacher_version", "text", "selected", "created_at"
+    }  # fmt: skip
+    assert len(client.get("/v1/self-edits", headers=auth(key)).json()) == 3
+
+    everything = client.get("/v1/rewards", headers=auth(key)).json()
+    assert everything["summary"]["count"] == 3
+    assert abs(everything["summary"]["mean"] - 0.2 / 3) < 1e-9
+    first = everything["items"][0]
+    assert (first["adapter_version"], first["format"], first["value"]) == (1, "implications", 0.1)
+
+    by_doc = client.get(f"/v1/rewards?document_id={document.id}", headers=auth(key)).json()
+    assert by_doc["summary"] == {"count": 2, "mean": 0.2}
+    by_format = client.get("/v1/rewards?format=self-qa", headers=auth(key)).json()
+    assert [i["self_edit_id"] for i in by_format["items"]] == [tuned_edit.id]
+    by_teacher = client.get("/v1/rewards?teacher_version=1", headers=auth(key)).json()
+    assert [i["self_edit_id"] for i in by_teacher["items"]] == [tuned_edit.id]
+    base_teacher = client.get("/v1/rewards?teacher_version=0", headers=auth(key)).json()
+    assert base_teacher["summary"]["count"] == 2
+    none = client.get("/v1/rewards?format=rewrite", headers=auth(key)).json()
+    assert none == {"items": [], "summary": {"count": 0, "mean": None}}
+
+
+def test_learning_is_isolated_between_tenants(client: TestClient, session: Session) -> None:
+    owner, _ = make_tenant(session)
+    _other, other_key = make_tenant(session)
+    document = make_document(session, owner)
+    make_reward(session, make_self_edit(session, document), value=0.5)
+    for url in (
+        f"/v1/self-edits?document_id={document.id}",
+        f"/v1/rewards?document_id={document.id}",
+    ):
+        assert client.get(url, headers=auth(other_key)).status_code == 404
+    assert client.get("/v1/self-edits", headers=auth(other_key)).json() == []
+    assert client.get("/v1/rewards", headers=auth(other_key)).json()["summary"]["count"] == 0

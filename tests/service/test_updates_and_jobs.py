@@ -1,0 +1,161 @@
+import base64
+import json
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.enqueue import UPDATE_TASK, enqueue_after_commit
+from service.store.models import Job, JobKind, JobStatus
+from service.store.repositories import jobs as job_repo
+from tests.factories import auth, make_document, make_job, make_tenant
+
+
+def queued_tasks(broker: redis.Redis) -> list[tuple[str, dict[str, Any]]]:
+    """The (task name, kwargs) of the messages waiting on Celery's default queue."""
+    tasks = []
+    for raw in broker.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        assert message["content-type"] == "application/json"
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        tasks.append((message["headers"]["task"], kwargs))
+    return tasks
+
+
+def test_update_creates_a_job_and_enqueues_it_after_commit(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    tenant, key = make_tenant(session)
+    make_document(session, tenant)
+    response = client.post("/v1/updates", headers=auth(key))
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    assert response.json()["status"] == "queued"
+    assert queued_tasks(broker) == [(UPDATE_TASK, {"job_id": job_id})]
+    job = job_repo.get_job(session, job_id=job_id)
+    assert job is not None
+    assert (job.kind, job.status, job.tenant_id) == (JobKind.update, JobStatus.queued, tenant.id)
+
+
+def test_open_update_is_returned_instead_of_a_second(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    tenant, key = make_tenant(session)
+    make_document(session, tenant)
+    first = client.post("/v1/updates", headers=auth(key)).json()
+    second = client.post("/v1/updates", headers=auth(key))
+    assert second.status_code == 202
+    assert second.json()["job_id"] == first["job_id"]
+    assert len(queued_tasks(broker)) == 1  # sent once
+
+
+def test_update_without_pending_documents_is_a_conflict(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    _tenant, key = make_tenant(session)
+    response = client.post("/v1/updates", headers=auth(key))
+    assert response.status_code == 409
+    assert "no pending documents" in response.json()["error"]["message"]
+    assert queued_tasks(broker) == []
+
+
+def test_tasks_are_sent_after_commit_and_dropped_on_rollback(
+    app: Any, test_sessionmaker: Any, task_sender: Any, broker: redis.Redis
+) -> None:
+    from service.deps import get_session
+
+    class FakeRequest:  # what get_session reads of a request
+        def __init__(self) -> None:
+            self.app = app
+
+    order: list[str] = []
+
+    class OrderedSender:
+        def send(self, name: str, kwargs: dict[str, Any]) -> None:
+            order.append("send")
+            task_sender.send(name, kwargs)
+
+    # success: commit first, then send
+    gen = get_session(FakeRequest(), OrderedSender())  # type: ignore[arg-type]
+    session = next(gen)
+    event.listen(session, "after_commit", lambda _s: order.append("commit"))
+    enqueue_after_commit(session, UPDATE_TASK, job_id="job-1")
+    assert queued_tasks(broker) == []  # nothing before the commit
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert order == ["commit", "send"]
+    assert queued_tasks(broker) == [(UPDATE_TASK, {"job_id": "job-1"})]
+
+    # failure: rolled back, nothing sent
+    gen = get_session(FakeRequest(), OrderedSender())  # type: ignore[arg-type]
+    session = next(gen)
+    enqueue_after_commit(session, UPDATE_TASK, job_id="job-2")
+    with pytest.raises(RuntimeError):
+        gen.throw(RuntimeError("the route failed"))
+    assert queued_tasks(broker) == [(UPDATE_TASK, {"job_id": "job-1"})]
+
+
+def test_one_open_update_per_tenant_is_enforced_by_the_database(session: Session) -> None:
+    tenant, _key = make_tenant(session)
+    make_job(session, tenant)
+    with pytest.raises(IntegrityError), session.begin_nested():
+        make_job(session, tenant, status=JobStatus.running)
+    # finished ones and other kinds do not count
+    make_job(session, tenant, status=JobStatus.succeeded)
+    make_job(session, tenant, kind=JobKind.teacher_train)
+
+
+def test_create_update_job_survives_losing_the_race(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant, _key = make_tenant(session)
+    winner = make_job(session, tenant)
+    real = job_repo.get_open_update_job
+    calls = iter([None])  # the first look misses the concurrent insert
+
+    def racing_lookup(session: Session, *, tenant_id: str) -> Job | None:
+        return next(calls, None) or real(session, tenant_id=tenant_id)
+
+    monkeypatch.setattr(job_repo, "get_open_update_job", racing_lookup)
+    job, created = job_repo.create_update_job(session, tenant_id=tenant.id)
+    assert (job.id, created) == (winner.id, False)
+
+
+def test_list_get_and_cancel_jobs(client: TestClient, session: Session) -> None:
+    tenant, key = make_tenant(session)
+    old = make_job(session, tenant, status=JobStatus.succeeded)
+    new = make_job(session, tenant)
+    page = client.get("/v1/jobs", headers=auth(key)).json()
+    assert page["total"] == 2
+    assert [j["id"] for j in page["items"]] == [new.id, old.id]  # newest first
+
+    body = client.get(f"/v1/jobs/{new.id}", headers=auth(key)).json()
+    assert set(body) == {
+        "id", "kind", "status", "progress", "message", "result", "error",
+        "created_at", "started_at", "finished_at",
+    }  # fmt: skip
+    assert body["status"] == "queued"
+
+    cancelled = client.post(f"/v1/jobs/{new.id}/cancel", headers=auth(key))
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["finished_at"] is not None
+    assert job_repo.is_cancelled(session, job_id=new.id)
+
+    again = client.post(f"/v1/jobs/{new.id}/cancel", headers=auth(key))
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["error"]["message"]
+    assert client.post(f"/v1/jobs/{old.id}/cancel", headers=auth(key)).status_code == 409
+
+
+def test_jobs_are_isolated_between_tenants(client: TestClient, session: Session) -> None:
+    owner, _ = make_tenant(session)
+    _other, other_key = make_tenant(session)
+    job = make_job(session, owner)
+    assert client.get(f"/v1/jobs/{job.id}", headers=auth(other_key)).status_code == 404
+    assert client.post(f"/v1/jobs/{job.id}/cancel", headers=auth(other_key)).status_code == 404
+    assert client.get("/v1/jobs", headers=auth(other_key)).json()["total"] == 0

@@ -1,0 +1,1 @@
+"""The Celery worker: the app, its thin tasks and the beat schedule."""

@@ -1,0 +1,90 @@
+"""What a worker process keeps between tasks: its settings, its database sessions and the
+model (loaded once, shared by the teacher and every tenant's student adapter)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from seal.generation import SampleConfig
+from seal.knowledge import STUDENT, TEACHER, InnerLoopConfig
+from seal.lora import AdapterHost, LoraSpec
+from seal.modeling import load_model
+from seal.train import TrainConfig
+from service.settings import Settings, get_settings
+from service.store.db import make_engine, make_sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+def student_spec(settings: Settings) -> LoraSpec:
+    return LoraSpec(
+        rank=settings.lora_rank,
+        alpha=settings.lora_alpha,
+        dropout=settings.lora_dropout,
+        targets=tuple(settings.lora_targets),
+    )
+
+
+def inner_loop_config(settings: Settings, fmt: str | None = None) -> InnerLoopConfig:
+    return InnerLoopConfig(
+        format=fmt or settings.self_edit_format,
+        num_candidates=settings.num_candidates,
+        sample=SampleConfig(
+            max_new_tokens=settings.self_edit_max_tokens,
+            temperature=settings.teacher_temperature,
+            top_p=settings.teacher_top_p,
+            seed=settings.seed,
+        ),
+        train=TrainConfig(
+            learning_rate=settings.learning_rate,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            max_seq_len=settings.max_seq_len,
+            seed=settings.seed,
+        ),
+        answer_max_tokens=settings.answer_max_tokens,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessions: sessionmaker[Session]
+
+    @cached_property
+    def student(self) -> AdapterHost:
+        s = self.settings
+        loaded = load_model(
+            s.student_model, s.resolved_model_cache_dir, device=s.device, dtype=s.dtype
+        )
+        return AdapterHost(loaded, {STUDENT: student_spec(s)}, seed=s.seed)
+
+    @cached_property
+    def teacher(self) -> AdapterHost:
+        """The teacher's host: the student's own when both name the same model."""
+        s = self.settings
+        if s.teacher_model == s.student_model:
+            return self.student
+        loaded = load_model(
+            s.teacher_model, s.resolved_model_cache_dir, device=s.device, dtype=s.dtype
+        )
+        return AdapterHost(loaded, {TEACHER: LoraSpec(rank=64, alpha=128)}, seed=s.seed)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            settings = get_settings()
+            engine = make_engine(settings.resolved_database_url)
+            _runtime = Runtime(settings=settings, sessions=make_sessionmaker(engine))
+        return _runtime

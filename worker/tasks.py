@@ -1,0 +1,16 @@
+"""Thin Celery tasks: they take ids, and the job modules do the work."""
+
+from __future__ import annotations
+
+from service.settings import get_settings
+from worker.app import app
+from worker.runtime import get_runtime
+from worker.update import run_update
+
+_LIMIT = get_settings().update_time_limit_s
+
+
+@app.task(name="seal.update", time_limit=_LIMIT + 300, soft_time_limit=_LIMIT, acks_late=False)
+def update(job_id: str) -> None:
+    """Update a tenant's adapter from its pending documents (job kind ``update``)."""
+    run_update(get_runtime(), job_id)
