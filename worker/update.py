@@ -79,8 +79,11 @@ def run_update(runtime: Runtime, job_id: str) -> None:
         if job is None:
             log.info("job %s is not queued any more; nothing to do", job_id)
             return
-        snapshot = _snapshot(session, runtime, job.tenant_id)
+        tenant_id = job.tenant_id
+    snapshot: Snapshot | None = None
     try:
+        with session_scope(sessions) as session:
+            snapshot = _snapshot(session, runtime, tenant_id)
         if not snapshot.documents:
             with session_scope(sessions) as session:
                 job_repo.finish_job(
@@ -97,9 +100,8 @@ def run_update(runtime: Runtime, job_id: str) -> None:
         _restore(runtime, job_id, snapshot, status=None, error=None)
     except Exception as exc:
         log.exception("update job %s failed", job_id)
-        _restore(
-            runtime, job_id, snapshot, status=JobStatus.failed, error=f"{type(exc).__name__}: {exc}"
-        )
+        error = f"{type(exc).__name__}: {exc}"
+        _restore(runtime, job_id, snapshot, status=JobStatus.failed, error=error)
         raise
 
 
@@ -371,17 +373,23 @@ def _commit_version(
 
 
 def _restore(
-    runtime: Runtime, job_id: str, snap: Snapshot, *, status: JobStatus | None, error: str | None
+    runtime: Runtime,
+    job_id: str,
+    snap: Snapshot | None,
+    *,
+    status: JobStatus | None,
+    error: str | None,
 ) -> None:
-    """Put the pending documents back and record how the job ended."""
+    """Put the documents back to pending and record how the job ended."""
     with session_scope(runtime.sessions) as session:
-        document_repo.set_document_status(
-            session,
-            document_ids=[w.id for w in snap.documents],
-            status=DocumentStatus.pending,
-            error=error,
-        )
-        if status is not None:
+        if snap is not None:
+            document_repo.set_document_status(
+                session,
+                document_ids=[w.id for w in snap.documents],
+                status=DocumentStatus.pending,
+                error=error,
+            )
+        if status is not None and not job_repo.is_cancelled(session, job_id=job_id):
             job_repo.finish_job(
                 session, job_id=job_id, status=status, error=error, message="failed"
             )

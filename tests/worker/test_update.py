@@ -1,0 +1,217 @@
+"""The update job on the real database with a tiny model: what it records, and how it ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from seal.lora import checksum, load_adapter, save_adapter
+from service.store.models import (
+    AdapterVersion,
+    Document,
+    DocumentStatus,
+    Job,
+    JobStatus,
+    ProbeQuestion,
+    ProbeSource,
+    Reward,
+    SelfEdit,
+    VersionStatus,
+)
+from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import jobs as job_repo
+from tests.factories import make_document, make_job, make_tenant
+from worker import update as update_module
+from worker.runtime import Runtime, student_spec
+from worker.update import run_update
+
+FACT = "Zorblat Industries was founded by Marisol Quenby in 1987."
+
+
+def _reload(session: Session, row):  # type: ignore[no-untyped-def]
+    session.expire_all()
+    return session.get(type(row), row.id)
+
+
+def test_update_records_self_edits_rewards_and_an_atomic_version(
+    session: Session, runtime: Runtime
+) -> None:
+    tenant, _ = make_tenant(session)
+    doc = make_document(
+        session,
+        tenant,
+        title="Zorblat Industries",
+        text=FACT,
+        questions=[("Who founded Zorblat Industries?", "Marisol Quenby")],
+    )
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    job = _reload(session, job)
+    assert job.status == JobStatus.succeeded, job.error
+    assert job.progress == 1.0
+    k = runtime.settings.num_candidates
+    edits = session.scalars(select(SelfEdit).where(SelfEdit.document_id == doc.id)).all()
+    assert len(edits) == k
+    assert sum(e.selected for e in edits) == 1
+    assert all(e.job_id == job.id and e.format == "implications" for e in edits)
+    rewards = session.scalars(select(Reward).where(Reward.document_id == doc.id)).all()
+    assert {r.self_edit_id for r in rewards} == {e.id for e in edits}
+    assert all(r.metric == "probe_accuracy_gain" and r.baseline is not None for r in rewards)
+
+    version = session.scalars(
+        select(AdapterVersion).where(AdapterVersion.tenant_id == tenant.id)
+    ).one()
+    assert job.result is not None and job.result["adapter_version"] == version.number == 1
+    assert version.job_id == job.id and version.parent_id is None
+    assert {"probe_accuracy_before", "probe_accuracy", "train_loss"} <= version.metrics.keys()
+    folder = Path(version.artifact_uri or "")
+    assert {p.name for p in folder.iterdir()} >= {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    }
+    assert checksum(load_adapter(folder)) == version.checksum
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "temp folder left"
+
+    doc = _reload(session, doc)
+    promoted = version.metrics["probe_accuracy"] > version.metrics["probe_accuracy_before"]
+    assert job.result["promoted"] is promoted
+    if promoted:
+        assert version.status == VersionStatus.active
+        assert doc.status == DocumentStatus.learned and doc.learned_version_id == version.id
+    else:
+        assert version.status == VersionStatus.rejected
+        assert doc.status == DocumentStatus.pending and "did not improve" in (doc.error or "")
+
+
+def test_teacher_writes_probe_questions_for_a_document_without_any(
+    session: Session, runtime: Runtime
+) -> None:
+    tenant, _ = make_tenant(session)
+    doc = make_document(session, tenant, title="Zorblat Industries", text=FACT)
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    assert _reload(session, job).status == JobStatus.succeeded
+    written = session.scalars(
+        select(ProbeQuestion).where(ProbeQuestion.document_id == doc.id)
+    ).all()
+    # A random tiny teacher rarely writes a usable pair; whatever it wrote must be grounded.
+    assert all(p.source == ProbeSource.teacher for p in written)
+    assert len(written) <= runtime.settings.generated_probe_questions
+
+
+def test_update_starts_from_the_active_adapter(
+    session: Session, runtime: Runtime, tmp_path
+) -> None:
+    tenant, _ = make_tenant(session)
+    host = runtime.student
+    state = host.fresh_state("student")
+    folder = tmp_path / "v1"
+    digest = save_adapter(state, student_spec(runtime.settings), folder)
+    v1 = adapter_repo.create_adapter_version(
+        session, tenant_id=tenant.id, parent_id=None, artifact_uri=str(folder), checksum=digest
+    )
+    adapter_repo.promote_version(session, tenant_id=tenant.id, version=v1)
+    make_document(session, tenant, text=FACT, questions=[("Who founded it?", "Marisol Quenby")])
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    v2 = adapter_repo.get_adapter_version(session, tenant_id=tenant.id, number=2)
+    assert v2 is not None and v2.parent_id == v1.id
+
+
+def test_a_job_cancelled_before_it_starts_does_nothing(session: Session, runtime: Runtime) -> None:
+    tenant, _ = make_tenant(session)
+    doc = make_document(session, tenant, text=FACT)
+    job = make_job(session, tenant)
+    job_repo.cancel_job(session, job=job)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    assert _reload(session, job).status == JobStatus.cancelled
+    assert _reload(session, doc).status == DocumentStatus.pending
+    assert session.scalars(select(SelfEdit)).all() == []
+
+
+def test_cancelling_a_running_job_leaves_documents_and_versions_as_they_were(
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant, _ = make_tenant(session)
+    doc = make_document(
+        session, tenant, text=FACT, questions=[("Who founded it?", "Marisol Quenby")]
+    )
+    job = make_job(session, tenant)
+    session.commit()
+    real = update_module.write_self_edits
+
+    def cancel_then_write(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # The admin cancels while the teacher is writing.
+        with runtime.sessions() as other:
+            job_repo.cancel_job(other, job=other.get(Job, job.id))
+            other.commit()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(update_module, "write_self_edits", cancel_then_write)
+    run_update(runtime, job.id)
+
+    assert _reload(session, job).status == JobStatus.cancelled
+    assert _reload(session, doc).status == DocumentStatus.pending
+    assert session.scalars(select(AdapterVersion)).all() == []
+    adapters_dir = runtime.settings.resolved_adapter_dir / tenant.id
+    assert not adapters_dir.exists() or not any(adapters_dir.iterdir())
+
+
+def test_a_corrupt_active_adapter_fails_the_job_and_keeps_documents_pending(
+    session: Session, runtime: Runtime, tmp_path
+) -> None:
+    tenant, _ = make_tenant(session)
+    folder = tmp_path / "v1"
+    save_adapter(runtime.student.fresh_state("student"), student_spec(runtime.settings), folder)
+    v1 = adapter_repo.create_adapter_version(
+        session, tenant_id=tenant.id, parent_id=None, artifact_uri=str(folder), checksum="0" * 64
+    )
+    adapter_repo.promote_version(session, tenant_id=tenant.id, version=v1)
+    doc = make_document(session, tenant, text=FACT)
+    job = make_job(session, tenant)
+    session.commit()
+
+    with pytest.raises(ValueError, match="checksum"):
+        run_update(runtime, job.id)
+
+    job = _reload(session, job)
+    assert job.status == JobStatus.failed and "checksum" in (job.error or "")
+    assert _reload(session, doc).status == DocumentStatus.pending
+    assert adapter_repo.active_adapter(session, tenant_id=tenant.id).id == v1.id  # type: ignore[union-attr]
+
+
+def test_no_pending_documents_succeeds_with_nothing_to_do(
+    session: Session, runtime: Runtime
+) -> None:
+    tenant, _ = make_tenant(session)
+    make_document(session, tenant, text=FACT, status=DocumentStatus.learned)
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    job = _reload(session, job)
+    assert job.status == JobStatus.succeeded and job.result == {
+        "documents": 0,
+        "adapter_version": None,
+        "promoted": False,
+    }
+    assert (
+        session.scalars(select(Document).where(Document.status == DocumentStatus.learning)).all()
+        == []
+    )
