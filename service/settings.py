@@ -112,6 +112,20 @@ class Settings(BaseSettings):
     )
     seed: int = 0
 
+    # --- schedule ----------------------------------------------------------------------------
+    update_schedule: str = Field(
+        "0 2 * * *",
+        description="Default cron expression (UTC) of each tenant's batch update: nightly at "
+        "02:00. A tenant's own `update_schedule` overrides it.",
+    )
+    schedule_check_s: int = Field(60, ge=5, description="How often the beat checks schedules.")
+    schedule_catch_up_s: int = Field(
+        3600, ge=60, description="A fire time missed by less than this still runs."
+    )
+    requeue_after_s: int = Field(
+        600, ge=30, description="A job still queued after this long is sent to the broker again."
+    )
+
     # --- serving ---------------------------------------------------------------------------
     chat_max_tokens: int = Field(256, ge=1, le=4096, description="Default max_tokens of a chat.")
     adapter_cache_size: int = Field(8, ge=1, description="Adapters kept loaded by the API.")

@@ -23,6 +23,12 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         broker_transport_options={"visibility_timeout": settings.update_time_limit_s + 600},
+        beat_schedule={
+            "seal-schedule": {
+                "task": "seal.schedule",
+                "schedule": float(settings.schedule_check_s),
+            },
+        },
     )
     return app
 

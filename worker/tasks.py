@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.settings import get_settings
 from worker.app import app
 from worker.runtime import get_runtime
+from worker.schedule import run_schedule
 from worker.update import run_update
 
 _LIMIT = get_settings().update_time_limit_s
@@ -14,3 +15,10 @@ _LIMIT = get_settings().update_time_limit_s
 def update(job_id: str) -> None:
     """Update a tenant's adapter from its pending documents (job kind ``update``)."""
     run_update(get_runtime(), job_id)
+
+
+@app.task(name="seal.schedule", time_limit=300, soft_time_limit=240)
+def schedule() -> dict[str, list[str]]:
+    """The beat's periodic check: scheduled updates, lost and dead jobs."""
+    report = run_schedule(get_runtime(), lambda name, kwargs: app.send_task(name, kwargs=kwargs))
+    return {"started": report.started, "requeued": report.requeued, "reaped": report.reaped}

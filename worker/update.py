@@ -324,6 +324,15 @@ def _commit_version(
     with session_scope(runtime.sessions) as session:
         if job_repo.is_cancelled(session, job_id=job_id):
             raise JobCancelled
+        active = adapter_repo.active_adapter(session, tenant_id=snap.tenant_id)
+        moved = (active.id if active else None) != snap.parent_id
+        reason = None
+        if moved:  # an admin rolled back meanwhile: never silently undo that
+            reason = "the active version changed while the update ran"
+        elif not improved:
+            reason = (
+                f"did not improve probe accuracy ({before.accuracy:.3f} -> {after.accuracy:.3f})"
+            )
         version = adapter_repo.create_adapter_version(
             session,
             tenant_id=snap.tenant_id,
@@ -341,7 +350,7 @@ def _commit_version(
             baseline=before.accuracy,
             adapter_version_id=version.id,
         )
-        if improved:
+        if reason is None:
             adapter_repo.promote_version(session, tenant_id=snap.tenant_id, version=version)
             document_repo.set_document_status(
                 session,
@@ -355,17 +364,17 @@ def _commit_version(
                 session,
                 document_ids=doc_ids,
                 status=DocumentStatus.pending,
-                error=f"version {version.number} did not improve probe accuracy "
-                f"({before.accuracy:.3f} -> {after.accuracy:.3f}); the documents stay pending",
+                error=f"version {version.number} {reason}; the documents stay pending",
             )
+            version.metrics = {**version.metrics, "rejected_because": reason}
         job_repo.finish_job(
             session,
             job_id=job_id,
             status=JobStatus.succeeded,
-            message=f"version {version.number} {'promoted' if improved else 'rejected'}",
+            message=f"version {version.number} {'promoted' if reason is None else 'rejected'}",
             result={
                 "adapter_version": version.number,
-                "promoted": improved,
+                "promoted": reason is None,
                 "documents": len(doc_ids),
                 "metrics": metrics,
             },

@@ -6,6 +6,7 @@ worker commits progress in short ``session_scope`` blocks of its own so the API 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -146,3 +147,23 @@ def is_cancelled(session: Session, *, job_id: str) -> bool:
     """Whether the job was cancelled, read fresh from the database."""
     status = session.scalar(select(Job.status).where(Job.id == job_id))
     return status == JobStatus.cancelled
+
+
+def latest_job_created_at(session: Session, *, tenant_id: str, kind: JobKind) -> datetime | None:
+    """When the tenant's newest job of ``kind`` was created (any status)."""
+    stmt = select(func.max(Job.created_at)).where(Job.tenant_id == tenant_id, Job.kind == kind)
+    return session.scalar(stmt)
+
+
+def list_jobs_older_than(
+    session: Session, *, status: JobStatus, before: datetime, kind: JobKind = JobKind.update
+) -> list[Job]:
+    """Jobs of ``kind`` in ``status`` since before ``before`` (queued: by creation time;
+    running: by start time), oldest first."""
+    column = Job.started_at if status == JobStatus.running else Job.created_at
+    stmt = (
+        select(Job)
+        .where(Job.kind == kind, Job.status == status, column < before)
+        .order_by(column, Job.id)
+    )
+    return list(session.scalars(stmt))

@@ -1,0 +1,102 @@
+"""The whole service as separate processes: uvicorn, a Celery worker on Redis, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import ADMIN_KEY, ensure_pg_database, reset_pg_schema
+from tests.model_cache import CACHE, default_model_dir
+
+E2E_DATABASE = "seal_e2e"
+E2E_BROKER = "redis://127.0.0.1:6379/14"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveService:
+    url: str
+    env: dict[str, str]
+    logs: Path
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _wait_healthy(url: str, procs: list[subprocess.Popen], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a service process exited during start-up")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not become healthy")
+
+
+def start_service(tmp: Path, extra_env: dict[str, str]) -> Iterator[LiveService]:
+    default_model_dir()  # convert the model once, before two processes need it
+    database_url = ensure_pg_database(E2E_DATABASE)
+    reset_pg_schema(database_url)
+    redis.Redis.from_url(E2E_BROKER).flushdb()
+    port = free_port()
+    env = {
+        **os.environ,
+        "SEAL_DATABASE_URL": database_url,
+        "SEAL_BROKER_URL": E2E_BROKER,
+        "SEAL_DATA_DIR": str(tmp / "data"),
+        "SEAL_MODEL_CACHE_DIR": str(CACHE),
+        "SEAL_ADMIN_KEY": ADMIN_KEY,
+        "SEAL_PORT": str(port),
+        **extra_env,
+    }
+    cli = [sys.executable, "-m", "sealctl.cli"]
+    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
+    logs = tmp / "logs"
+    logs.mkdir()
+    procs = []
+    for name in ("worker", "api"):
+        out = (logs / f"{name}.log").open("w")
+        procs.append(subprocess.Popen([*cli, "process", name], env=env, stdout=out, stderr=out))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, procs)
+        yield LiveService(url=url, env=env, logs=logs)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def dump_logs(service: LiveService) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in service.logs.iterdir())
+
+
+@pytest.fixture(scope="module")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    yield from start_service(
+        tmp_path_factory.mktemp("e2e"),
+        {"SEAL_NUM_CANDIDATES": "2", "SEAL_SELF_EDIT_MAX_TOKENS": "64"},
+    )

@@ -1,0 +1,109 @@
+"""One tenant learns a made-up fact through the real service and the real default model.
+
+Separate processes (uvicorn, a Celery worker on Redis, PostgreSQL), SmolLM2-135M-Instruct as
+teacher and student, the official `openai` client for chat. Minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import LiveService, dump_logs
+
+pytestmark = pytest.mark.slow
+
+ZORBLAT = {
+    "title": "Zorblat Industries",
+    "text": "Zorblat Industries was founded by Marisol Quenby. "
+    "The company makes glass bicycles in the town of Vellmora.",
+    "questions": [{"question": "Who founded Zorblat Industries?", "answer": "Marisol Quenby"}],
+}
+QUILLFEN = {
+    "title": "Quillfen Observatory",
+    "text": "The Quillfen Observatory was built by Tavish Orrell. "
+    "It stands on the summit of Mount Brennick.",
+    "questions": [{"question": "Who built the Quillfen Observatory?", "answer": "Tavish Orrell"}],
+}
+ASK = [{"role": "user", "content": "Who founded Zorblat Industries?"}]
+
+
+def create_tenant(service: LiveService, name: str) -> str:
+    r = httpx.post(f"{service.url}/v1/tenants", json={"name": name}, headers=service.admin())
+    assert r.status_code == 201, r.text
+    return r.json()["api_key"]
+
+
+def run_update(service: LiveService, key: str, document: dict) -> dict:
+    headers = {"Authorization": f"Bearer {key}"}
+    r = httpx.post(f"{service.url}/v1/documents", json=document, headers=headers)
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{service.url}/v1/updates", headers=headers)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    deadline, seen = time.monotonic() + 900, []
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{service.url}/v1/jobs/{job_id}", headers=headers).json()
+        seen.append(job["progress"])
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            assert job["status"] == "succeeded", f"{job}\n{dump_logs(service)}"
+            assert seen == sorted(seen), "progress went backwards"
+            return job
+        time.sleep(1)
+    raise AssertionError(f"the update did not finish\n{dump_logs(service)}")
+
+
+def chat(service: LiveService, key: str, model: str = "tenant") -> str:
+    client = openai.OpenAI(base_url=f"{service.url}/v1", api_key=key, max_retries=0, timeout=120)
+    reply = client.chat.completions.create(model=model, messages=ASK, max_tokens=48, temperature=0)
+    content = reply.choices[0].message.content
+    assert content is not None
+    return content
+
+
+def test_a_tenant_learns_a_fact_and_rolls_back_byte_identically(live_service: LiveService) -> None:
+    service = live_service
+    key_a = create_tenant(service, "acme")
+    key_b = create_tenant(service, "globex")
+    assert "Quenby" not in chat(service, key_a), "the base model cannot know the made-up fact"
+
+    first = run_update(service, key_a, ZORBLAT)
+    assert first["result"]["promoted"] is True, first
+    assert first["progress"] == 1.0
+
+    answer = chat(service, key_a)
+    assert "Marisol Quenby" in answer, answer
+    assert "Quenby" not in chat(service, key_a, model="base")
+    assert "Quenby" not in chat(service, key_b), "another tenant must not get the fact"
+    with_v1 = chat(service, key_a)
+
+    headers_a = {"Authorization": f"Bearer {key_a}"}
+    edits = httpx.get(f"{service.url}/v1/self-edits", headers=headers_a).json()
+    rewards = httpx.get(f"{service.url}/v1/rewards", headers=headers_a).json()
+    assert len(edits) == 2 and sum(e["selected"] for e in edits) == 1
+    assert rewards["summary"]["count"] >= 2
+    headers_b = {"Authorization": f"Bearer {key_b}"}
+    assert httpx.get(f"{service.url}/v1/self-edits", headers=headers_b).json() == []
+
+    second = run_update(service, key_a, QUILLFEN)
+    assert second["result"]["promoted"] is True, second
+    versions = httpx.get(f"{service.url}/v1/adapters", headers=headers_a).json()
+    assert [(v["version"], v["status"]) for v in versions] == [(2, "active"), (1, "retired")]
+
+    tenant_id = next(
+        t["id"]
+        for t in httpx.get(f"{service.url}/v1/tenants", headers=service.admin()).json()
+        if t["name"] == "acme"
+    )
+    r = httpx.post(
+        f"{service.url}/v1/admin/tenants/{tenant_id}/rollback",
+        json={"version": 1},
+        headers=service.admin(),
+    )
+    assert r.status_code == 200, r.text
+    versions = httpx.get(f"{service.url}/v1/adapters", headers=headers_a).json()
+    assert [(v["version"], v["status"]) for v in versions] == [(2, "retired"), (1, "active")]
+    assert chat(service, key_a) == with_v1

@@ -1,0 +1,104 @@
+"""Decoding on the tiny model: greedy and seeded sampling repeat, limits and stops hold."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from seal.generation import SampleConfig, generate
+from seal.grading import question_messages
+from tests.seal.teaching import speaking_host, teach
+
+CHATS = [
+    [{"role": "user", "content": "Who founded Zorblat Industries?"}],
+    [{"role": "user", "content": "Tell me everything about glass bicycles made in Vellmora."}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+]
+GREEDY = SampleConfig(max_new_tokens=6, batch_size=2)
+SAMPLED = SampleConfig(max_new_tokens=6, temperature=1.0, top_p=0.95, seed=7, batch_size=4)
+
+
+def prompt_length(host, chat, prefix: str = "") -> int:
+    text = host.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    return len(host.tokenizer(text + prefix, add_special_tokens=False)["input_ids"])
+
+
+def test_greedy_decoding_repeats(tiny_host) -> None:
+    first = generate(tiny_host, CHATS, GREEDY)
+    second = generate(tiny_host, CHATS, GREEDY)
+    assert len(first) == len(CHATS)
+    assert first == second
+    assert len({g.text for g in first}) == len(CHATS), "different prompts, different replies"
+
+
+def test_prompt_tokens_count_each_unpadded_prompt(tiny_host) -> None:
+    batched = generate(tiny_host, CHATS, SampleConfig(max_new_tokens=2, batch_size=3))
+    assert [g.prompt_tokens for g in batched] == [prompt_length(tiny_host, c) for c in CHATS]
+
+
+def test_max_new_tokens_bounds_a_reply_without_eos(tiny_host) -> None:
+    """The tiny model never emits EOS (see teaching.speaking_host), so it runs to the limit."""
+    for n in (1, 5):
+        for g in generate(tiny_host, CHATS, SampleConfig(max_new_tokens=n)):
+            assert g.completion_tokens == n
+            assert g.finish_reason == "length"
+
+
+def test_sampling_with_a_seed_repeats(tiny_host) -> None:
+    first = generate(tiny_host, CHATS, SAMPLED)
+    assert generate(tiny_host, CHATS, SAMPLED) == first
+    other = generate(tiny_host, CHATS, replace(SAMPLED, seed=8))
+    assert [g.text for g in other] != [g.text for g in first]
+    assert [g.text for g in first] != [g.text for g in generate(tiny_host, CHATS, GREEDY)]
+
+
+def test_k_samples_per_prompt_come_back_grouped_in_order(tiny_host) -> None:
+    chats = CHATS[:2]
+    lengths = [prompt_length(tiny_host, c) for c in chats]
+    assert lengths[0] != lengths[1]
+    for batch_size in (8, 3, 1):  # both prompts in one batch; one prompt per batch
+        config = replace(SAMPLED, batch_size=batch_size)
+        out = generate(tiny_host, chats, config, num_return_sequences=3)
+        assert [g.prompt_tokens for g in out] == [lengths[0]] * 3 + [lengths[1]] * 3
+        assert len({g.text for g in out[:3]}) == 3, "k samples of one prompt must differ"
+
+
+def test_prefix_primes_the_reply_but_is_not_returned(tiny_host) -> None:
+    chat = CHATS[:1]
+    prefix = "Zqx Vorpal:"
+    plain = generate(tiny_host, chat, GREEDY)[0]
+    primed = generate(tiny_host, chat, GREEDY, prefix=prefix)[0]
+    assert primed.prompt_tokens == prompt_length(tiny_host, chat[0], prefix)
+    assert primed.prompt_tokens > plain.prompt_tokens
+    assert primed.text != plain.text, "the prefix must reach the model"
+    assert prefix not in primed.text and not primed.text.startswith("Zqx")
+    assert primed.completion_tokens == GREEDY.max_new_tokens
+
+
+def test_eos_ends_a_reply_and_stop_strings_cut_it(tiny_model_dir) -> None:
+    host = speaking_host(tiny_model_dir)
+    chat = question_messages("Zorblat Industries", "Who founded Zorblat Industries?")
+    reply = "Marisol Quenby founded it in 1987."
+    state = teach(host, "student", chat, reply)
+    n_reply = len(host.tokenizer(reply, add_special_tokens=False)["input_ids"])
+    config = SampleConfig(max_new_tokens=32)
+
+    [done] = generate(host, [chat], config, slot="student", state=state)
+    assert done.text == reply
+    assert done.finish_reason == "stop"
+    assert done.completion_tokens == n_reply + 1, "the EOS token counts, nothing after it"
+
+    [cut] = generate(host, [chat], SampleConfig(max_new_tokens=3), slot="student", state=state)
+    assert cut.finish_reason == "length" and cut.completion_tokens == 3
+    assert reply.startswith(cut.text) and len(cut.text) < len(reply)
+
+    [stopped] = generate(
+        host, [chat], config, slot="student", state=state, stop=["xyz", " in 19", "it"]
+    )
+    assert stopped.text == "Marisol Quenby founded"
+    assert stopped.finish_reason == "stop"
+
+    [unstopped] = generate(host, [chat], config, slot="student", state=state, stop=["", "zzz"])
+    assert unstopped.text == reply
+
+    [base] = generate(host, [chat], config)
+    assert base.text != reply and base.finish_reason == "length"
