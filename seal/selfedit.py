@@ -36,11 +36,13 @@ _INSTRUCTIONS = {
     ),
 }
 
+_HEADER = re.compile(r"^\s*(?:here (?:is|are)|sure)\b", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,3}[.):]|[a-zA-Z][.)])\s+")
 _QUESTION = re.compile(
     r"^\s*(?:\d{1,3}[.):]\s*)?(?:\*\*)?(?:Q(?:uestion)?\s*\d*\s*[:.])(?:\*\*)?\s*", re.I
 )
 _ANSWER = re.compile(r"^\s*(?:\*\*)?(?:A(?:nswer)?\s*\d*\s*[:.])(?:\*\*)?\s*", re.I)
+_INLINE_ANSWER = re.compile(r"\s+(?:\*\*)?(?:Answer|A\d*)\s*:(?:\*\*)?\s*", re.I)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def teacher_messages(passage: Passage, fmt: str) -> list[dict[str, str]]:
 
 
 def _is_header(line: str) -> bool:
-    return line.rstrip().endswith(":") or line.lower().startswith(("here are", "here is", "sure"))
+    return line.rstrip().endswith(":") or bool(_HEADER.match(line))
 
 
 def parse_items(text: str, fmt: str) -> list[str]:
@@ -81,7 +83,7 @@ def parse_items(text: str, fmt: str) -> list[str]:
     lines = [ln for ln in lines if ln]
     if lines and _is_header(lines[0]):
         lines = lines[1:]
-    items = [_BULLET.sub("", ln).strip().strip("*").strip() for ln in lines]
+    items = [_BULLET.sub("", ln).replace("**", "").strip().strip("*").strip() for ln in lines]
     return list(dict.fromkeys(item for item in items if len(item) >= 8))
 
 
@@ -96,10 +98,11 @@ def parse_qa(text: str) -> list[QA]:
             continue
         if _QUESTION.match(line):
             rest = _QUESTION.sub("", line)
-            if _ANSWER.search(rest):  # "Question: ... Answer: ..." on one line
-                q, _, a = re.split(r"(\s*(?:\*\*)?A(?:nswer)?\s*\d*\s*[:.])", rest, maxsplit=1)
-                if q.strip() and a.strip():
-                    pairs.append(QA(q.strip(), a.strip()))
+            inline = _INLINE_ANSWER.search(rest)
+            if inline:  # "Question: ... Answer: ..." on one line
+                q, a = rest[: inline.start()].strip(), rest[inline.end() :].strip()
+                if q and a:
+                    pairs.append(QA(q, a))
                 question = None
             else:
                 question = rest.strip() or None

@@ -32,9 +32,9 @@ class ChatEngine:
         if state is None:
             state = load_adapter(Path(uri), expected_checksum=checksum or None)
             self._cache[key] = state
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
         self._cache.move_to_end(key)
+        while len(self._cache) > max(self.cache_size, 0):
+            self._cache.popitem(last=False)
         return state
 
     def complete(

@@ -43,12 +43,41 @@ def _commands(settings: Settings) -> dict[str, list[str]]:
     py = sys.executable
     beat_file = str((settings.data_dir / "celerybeat-schedule").resolve())
     return {
-        "api": [py, "-m", "uvicorn", "service.app:create_app", "--factory",
-                "--host", settings.host, "--port", str(settings.port)],
-        "worker": [py, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
-                   "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle"],
-        "beat": [py, "-m", "celery", "-A", "worker.app", "beat", "--loglevel=INFO",
-                 "--schedule", beat_file],
+        "api": [
+            py,
+            "-m",
+            "uvicorn",
+            "service.app:create_app",
+            "--factory",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.port),
+        ],
+        "worker": [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        "beat": [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "beat",
+            "--loglevel=INFO",
+            "--schedule",
+            beat_file,
+        ],
     }
 
 
@@ -59,10 +88,7 @@ def run() -> None:
     _setup_logging(settings)
     key = _prepare(settings)
     env = {**os.environ, "SEAL_ADMIN_KEY": key}
-    procs = {
-        name: subprocess.Popen(cmd, env=env)
-        for name, cmd in _commands(settings).items()
-    }
+    procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in _commands(settings).items()}
     url = f"http://{settings.host}:{settings.port}"
     print(
         f"\nSEAL is starting at {url}  (API docs: {url}/docs)\n"

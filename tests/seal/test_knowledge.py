@@ -166,8 +166,8 @@ def test_best_candidate_of_nothing_is_an_error() -> None:
 
 def test_probe_questions_from_the_tiny_model_keep_the_invariant(tiny_host) -> None:
     assert write_probe_questions(tiny_host, PASSAGE, 0, Teacher()) == []
-    found = write_probe_questions(tiny_host, PASSAGE, 3, Teacher(), seed=1)
-    assert len(found) <= 3
+    found = write_probe_questions(tiny_host, PASSAGE, 2, Teacher(), seed=1)
+    assert len(found) <= 2
     text = f" {normalize(PASSAGE.text)} "
     for qa in found:
         assert qa.question.endswith("?") and f" {normalize(qa.answer)} " in text
@@ -176,21 +176,19 @@ def test_probe_questions_from_the_tiny_model_keep_the_invariant(tiny_host) -> No
 def test_probe_questions_keep_only_short_answers_found_in_the_passage(tiny_model_dir) -> None:
     host = speaking_host(tiny_model_dir, ("student", "teacher"))
     written = (
-        " Who founded Zorblat Industries?\nAnswer: Marisol Quenby\n"
-        "Question: What does the company make?\nAnswer: Glass bicycles and glass scooters\n"
-        "Question: Where are the bicycles made\nAnswer: Vellmora\n"
-        "Question: Who is the chief executive?\nAnswer: Bob Smith\n"
-        "Question: What does the company do?\n"
+        " Who founded Zorblat Industries?\nAnswer: Marisol Quenby\n"  # kept
+        "Question: What does it make?\nAnswer: Glass scooters\n"  # not in the passage
+        "Question: Where are the bicycles made\nAnswer: Vellmora\n"  # no question mark
+        "Question: What does the company do?\n"  # answer too long
         "Answer: Zorblat Industries makes glass bicycles in Vellmora\n"
-        "Question: Who founded Zorblat Industries?\nAnswer: Marisol\n"
-        "Question: In what year was Zorblat Industries founded?\nAnswer: 1987."
+        "Question: Who founded Zorblat Industries?\nAnswer: Marisol\n"  # asked already
+        "Question: In what year was it founded?\nAnswer: 1987."  # kept
     )
     messages = teacher_messages(PASSAGE, "self-qa")
-    teacher = Teacher(teach(host, "teacher", messages, written, prefix="Question:", epochs=40))
+    teacher = Teacher(teach(host, "teacher", messages, written, prefix="Question:", epochs=35))
 
     found = write_probe_questions(host, PASSAGE, 5, teacher)
     assert found == [
         QA("Who founded Zorblat Industries?", "Marisol Quenby"),
-        QA("In what year was Zorblat Industries founded?", "1987."),
+        QA("In what year was it founded?", "1987."),
     ]
-    assert write_probe_questions(host, PASSAGE, 1, teacher) == found[:1]

@@ -21,11 +21,7 @@ CONFIG = TrainConfig(learning_rate=3e-2, epochs=20, batch_size=2, seed=0)
 
 
 def base_weights(host) -> dict[str, torch.Tensor]:
-    return {
-        k: v.detach().clone()
-        for k, v in host.model.named_parameters()
-        if "lora_" not in k
-    }
+    return {k: v.detach().clone() for k, v in host.model.named_parameters() if "lora_" not in k}
 
 
 def test_training_changes_the_adapter_only_and_the_loss_falls(tiny_host) -> None:
@@ -60,7 +56,10 @@ def test_padding_is_masked_out_of_the_loss(tiny_host) -> None:
     """The same sequence alone and batched beside a longer one gives the same loss."""
     short, long = TEXTS[1], TEXTS[0] + " " + TEXTS[2]
     alone = train_adapter(
-        tiny_host, "student", tokenize(tiny_host, [short], 128), TrainConfig(epochs=1, learning_rate=0.0)
+        tiny_host,
+        "student",
+        tokenize(tiny_host, [short], 128),
+        TrainConfig(epochs=1, learning_rate=0.0),
     )
     from seal.train import collate
 
@@ -74,7 +73,9 @@ def test_padding_is_masked_out_of_the_loss(tiny_host) -> None:
     assert (batch["labels"][0, n:] == -100).all()
 
 
-def test_saved_adapter_reloads_to_the_same_outputs(tiny_host, tiny_model_dir: Path, tmp_path) -> None:
+def test_saved_adapter_reloads_to_the_same_outputs(
+    tiny_host, tiny_model_dir: Path, tmp_path
+) -> None:
     result = train_adapter(tiny_host, "student", tokenize(tiny_host, TEXTS, 128), CONFIG)
     target = tmp_path / "v1"
     digest = save_adapter(result.state, SPEC, target, base_model=str(tiny_model_dir))

@@ -71,11 +71,14 @@ def test_primed_teacher_output_keeps_its_first_item() -> None:
 
 
 @pytest.mark.parametrize(
-    "header", ["Sure! Here is a rewrite of the passage", "Here is the rewritten passage", "Rewrites:"]
+    "header",
+    ["Sure! Here is a rewrite of the passage", "Here is the rewritten passage", "Rewrites:"],
 )
 def test_a_leading_header_line_is_dropped(header: str) -> None:
     text = f"{header}\nZorblat Industries, founded in 1987, makes glass bicycles."
-    assert parse_items(text, "rewrite") == ["Zorblat Industries, founded in 1987, makes glass bicycles."]
+    assert parse_items(text, "rewrite") == [
+        "Zorblat Industries, founded in 1987, makes glass bicycles."
+    ]
 
 
 def test_duplicates_and_short_items_are_dropped_in_order() -> None:
@@ -133,11 +136,6 @@ def test_parse_qa_reads_numbered_labels() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seal bug: _ANSWER is anchored with ^, so _ANSWER.search(rest) never finds an "
-    "answer after the question on the same line",
-)
 def test_parse_qa_reads_a_pair_on_one_line() -> None:
     text = (
         "Question: Who founded Zorblat Industries? Answer: Marisol Quenby\n"
@@ -229,11 +227,6 @@ def test_every_format_has_a_primer() -> None:
     assert all(PRIMERS[fmt].strip() for fmt in FORMATS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seal bug: parse_items strips '*' only at the ends of an item, so bold inside "
-    "an item leaves stray '**' in the training text",
-)
 def test_bold_inside_an_item_is_removed() -> None:
     text = "1. **Marisol Quenby** founded Zorblat Industries.\n2. It was founded in **1987**."
     assert parse_items(text, "implications") == [

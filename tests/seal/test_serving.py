@@ -1,0 +1,116 @@
+"""Chat with a tenant's adapter: saved adapters served exactly, cached, thread-safe."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+from seal.grading import question_messages
+from seal.lora import AdapterHost, AdapterState, save_adapter
+from seal.serving import ChatEngine
+from tests.seal.conftest import SPEC
+from tests.seal.teaching import speaking_host, teach
+
+CHAT = question_messages("Zorblat Industries", "Who founded Zorblat Industries?")
+REPLY = "Marisol Quenby founded it."
+
+
+def noisy(host: AdapterHost, seed: int) -> AdapterState:
+    """A fresh adapter with random B matrices: a cheap adapter that changes the outputs."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        k: torch.randn(v.shape, generator=generator) * 0.5 if ".lora_B." in k else v
+        for k, v in host.fresh_state("student").items()
+    }
+
+
+def saved(state: AdapterState, folder: Path) -> tuple[str, str]:
+    return str(folder), save_adapter(state, SPEC, folder)
+
+
+@pytest.fixture
+def taught(tiny_model_dir: Path, tmp_path: Path) -> tuple[AdapterHost, tuple[str, str]]:
+    host = speaking_host(tiny_model_dir)
+    return host, saved(teach(host, "student", CHAT, REPLY), tmp_path / "taught")
+
+
+def test_the_adapter_is_served_and_the_base_model_without_it(taught) -> None:
+    host, adapter = taught
+    engine = ChatEngine(host, "student")
+    with_adapter = engine.complete(CHAT, adapter=adapter, max_tokens=16)
+    assert with_adapter.text == REPLY and with_adapter.finish_reason == "stop"
+    base = engine.complete(CHAT, adapter=None, max_tokens=16)
+    assert base.text != REPLY
+    assert engine.complete(CHAT, adapter=adapter, max_tokens=16) == with_adapter
+    assert engine.complete(CHAT, adapter=None, max_tokens=16) == base
+    assert engine.complete(CHAT, adapter=adapter, max_tokens=16, stop=["Quenby"]).text == "Marisol"
+
+
+def test_sampling_with_a_seed_repeats(tiny_host, tmp_path: Path) -> None:
+    engine = ChatEngine(tiny_host, "student")
+    adapter = saved(noisy(tiny_host, 0), tmp_path / "a")
+    kwargs = dict(adapter=adapter, max_tokens=6, temperature=1.0, top_p=0.9, seed=3)
+    first = engine.complete(CHAT, **kwargs)
+    assert engine.complete(CHAT, **kwargs).text.encode() == first.text.encode()
+    assert engine.complete(CHAT, **{**kwargs, "seed": 4}).text != first.text
+
+
+def test_recently_used_adapters_stay_cached(tiny_host, tmp_path: Path) -> None:
+    engine = ChatEngine(tiny_host, "student", cache_size=2)
+    a, b, c = (saved(noisy(tiny_host, i), tmp_path / name) for i, name in enumerate("abc"))
+    expected = {
+        name: engine.complete(CHAT, adapter=adapter, max_tokens=3).text
+        for name, adapter in zip("abc", (a, b, c), strict=True)
+    }
+    assert len(set(expected.values())) == 3
+    assert list(engine._cache) == [b[1], c[1]]
+
+    engine.complete(CHAT, adapter=b, max_tokens=3)  # b is now the most recent
+    for uri, _ in (a, b, c):
+        shutil.rmtree(uri)
+    # b and c are served from memory, in their exact weights; a was evicted and is gone.
+    assert engine.complete(CHAT, adapter=c, max_tokens=3).text == expected["c"]
+    assert engine.complete(CHAT, adapter=b, max_tokens=3).text == expected["b"]
+    with pytest.raises(FileNotFoundError):
+        engine.complete(CHAT, adapter=a, max_tokens=3)
+    assert list(engine._cache) == [c[1], b[1]]
+
+
+def test_a_wrong_checksum_is_refused(tiny_host, tmp_path: Path) -> None:
+    engine = ChatEngine(tiny_host, "student")
+    uri, digest = saved(noisy(tiny_host, 0), tmp_path / "a")
+    with pytest.raises(ValueError, match="checksum"):
+        engine.complete(CHAT, adapter=(uri, "0" * 64), max_tokens=2)
+    engine.complete(CHAT, adapter=(uri, digest), max_tokens=2)
+    with pytest.raises(ValueError, match="checksum"):  # a cached copy does not vouch for it
+        engine.complete(CHAT, adapter=(uri, "f" * 64), max_tokens=2)
+    assert list(engine._cache) == [digest]
+
+
+def test_concurrent_chats_equal_sequential_ones(tiny_host, tmp_path: Path) -> None:
+    engine = ChatEngine(tiny_host, "student", cache_size=2)
+    adapters = [None, *(saved(noisy(tiny_host, i), tmp_path / str(i)) for i in range(3))]
+    chats = [
+        [{"role": "user", "content": f"Question number {i}: who founded Zorblat Industries?"}]
+        for i in range(8)
+    ]
+    jobs = [(chat, adapters[i % 4]) for i, chat in enumerate(chats)]
+    sequential = [engine.complete(chat, adapter=a, max_tokens=4) for chat, a in jobs]
+    assert len({g.text for g in sequential}) >= 4, "the adapters must matter"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(
+            pool.map(lambda job: engine.complete(job[0], adapter=job[1], max_tokens=4), jobs)
+        )
+    assert concurrent == sequential
+
+
+def test_a_cache_of_size_zero_still_serves(tiny_host, tmp_path: Path) -> None:
+    engine = ChatEngine(tiny_host, "student", cache_size=0)
+    adapter = saved(noisy(tiny_host, 0), tmp_path / "a")
+    assert engine.complete(CHAT, adapter=adapter, max_tokens=2).completion_tokens == 2
+    assert len(engine._cache) == 0
