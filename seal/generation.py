@@ -55,7 +55,7 @@ def generate(
     the reply (it primes the format); it is not part of the returned text."""
     tok = host.tokenizer
     prompts = [
-        tok.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) + prefix
+        str(tok.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)) + prefix
         for c in conversations
     ]
     greedy = config.temperature <= 0
@@ -87,7 +87,7 @@ def generate(
                 new = seq[width:]
                 ended = (new == tok.eos_token_id).nonzero()
                 n = int(ended[0]) if len(ended) else len(new)
-                text = tok.decode(new[:n], skip_special_tokens=True)
+                text = str(tok.decode(new[:n], skip_special_tokens=True))
                 text, stopped = _cut_at_stop(text, stop)
                 reason = "stop" if (len(ended) or stopped) else "length"
                 out.append(

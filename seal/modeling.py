@@ -85,8 +85,8 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     )
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The de-quantized weights are plain floats: drop the GGUF marker so that it saves.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     model.config.__dict__.pop("quantization_config", None)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
@@ -122,7 +122,7 @@ def load_model(
     path = resolve_model_path(name, cache_dir)
     dev = pick_device(device)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, dev))
-    model.to(dev)
+    model.to(dev)  # type: ignore[arg-type]
     model.eval()
     model.requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(str(path))

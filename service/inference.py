@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import Request
 
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from seal.serving import ChatEngine
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,10 @@ class ModelChatBackend:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._engine = None
+        self._engine: ChatEngine | None = None
         self._lock = threading.Lock()
 
-    def _get_engine(self):  # type: ignore[no-untyped-def]
+    def _get_engine(self) -> ChatEngine:
         with self._lock:
             if self._engine is None:
                 # Imported here: the API starts (and serves everything else) without torch loaded.
@@ -97,10 +100,14 @@ class ModelChatBackend:
         )
 
 
+_backend_lock = threading.Lock()
+
+
 def get_chat_backend(request: Request) -> ChatBackend:
     """One backend per app, made on first use."""
     state = request.app.state
-    backend = getattr(state, "chat_backend", None)
-    if backend is None:
-        backend = state.chat_backend = ModelChatBackend(state.settings)
+    with _backend_lock:
+        backend = getattr(state, "chat_backend", None)
+        if backend is None:
+            backend = state.chat_backend = ModelChatBackend(state.settings)
     return backend
