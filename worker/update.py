@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -155,6 +155,10 @@ class _Progress:
 def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     settings = runtime.settings
     config = inner_loop_config(settings, snap.fmt)
+    # Each job samples afresh (a retried document must not get the same self-edits again),
+    # repeatably: the seed derives from the settings' seed and the job's id.
+    seed = settings.seed + int(job_id.replace("-", "")[:8], 16)
+    config = replace(config, sample=replace(config.sample, seed=seed))
     host, teacher_host = runtime.student, runtime.teacher
     teacher = Teacher()
     k = config.num_candidates

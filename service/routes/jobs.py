@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from service.deps import CurrentTenant, SessionDep
 from service.enqueue import UPDATE_TASK, enqueue_after_commit
 from service.errors import Conflict, NotFound
-from service.schemas import JobPublic, Page, UpdateAccepted
+from service.schemas import JobPublic, Page, UpdateAccepted, UpdateCreate
 from service.store.models import FINISHED_JOB_STATUSES, Job
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
@@ -18,14 +18,17 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
 @router.post("/updates", response_model=UpdateAccepted, status_code=status.HTTP_202_ACCEPTED)
-def request_update(session: SessionDep, tenant: CurrentTenant) -> UpdateAccepted:
+def request_update(
+    session: SessionDep, tenant: CurrentTenant, body: UpdateCreate | None = None
+) -> UpdateAccepted:
     """Start an update of the tenant's adapter on its pending documents now. An update
     already queued or running is returned instead of a second one."""
+    params = (body or UpdateCreate()).model_dump()
     job = job_repo.get_open_update_job(session, tenant_id=tenant.id)
     if job is None:
         if document_repo.count_pending_documents(session, tenant_id=tenant.id) == 0:
             raise Conflict("there are no pending documents to learn; add documents first")
-        job, created = job_repo.create_update_job(session, tenant_id=tenant.id)
+        job, created = job_repo.create_update_job(session, tenant_id=tenant.id, params=params)
         if created:
             enqueue_after_commit(session, UPDATE_TASK, job_id=job.id)
     return UpdateAccepted(job_id=job.id, status=job.status)

@@ -206,6 +206,8 @@ class Job(IdMixin, CreatedAtMixin, Base):
     #: What the job is doing now.
     message: Mapped[str | None] = mapped_column(String(500))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: What the job was asked to do (an update's ``mode``; a teacher round's options).
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -135,7 +135,7 @@ def test_list_get_and_cancel_jobs(client: TestClient, session: Session) -> None:
 
     body = client.get(f"/v1/jobs/{new.id}", headers=auth(key)).json()
     assert set(body) == {
-        "id", "kind", "status", "progress", "message", "result", "error",
+        "id", "kind", "status", "progress", "message", "params", "result", "error",
         "created_at", "started_at", "finished_at",
     }  # fmt: skip
     assert body["status"] == "queued"
@@ -159,3 +159,17 @@ def test_jobs_are_isolated_between_tenants(client: TestClient, session: Session)
     assert client.get(f"/v1/jobs/{job.id}", headers=auth(other_key)).status_code == 404
     assert client.post(f"/v1/jobs/{job.id}/cancel", headers=auth(other_key)).status_code == 404
     assert client.get("/v1/jobs", headers=auth(other_key)).json()["total"] == 0
+
+
+def test_an_update_records_its_mode(client, session, broker) -> None:  # type: ignore[no-untyped-def]
+    tenant, key = make_tenant(session)
+    make_document(session, tenant)
+    session.commit()
+
+    bad = client.post("/v1/updates", json={"mode": "nightly"}, headers=auth(key))
+    assert bad.status_code == 422 and "mode" in bad.json()["error"]["message"]
+
+    accepted = client.post("/v1/updates", json={"mode": "batch"}, headers=auth(key))
+    assert accepted.status_code == 202
+    job = client.get(f"/v1/jobs/{accepted.json()['job_id']}", headers=auth(key)).json()
+    assert job["params"] == {"mode": "batch"}

@@ -50,14 +50,18 @@ def get_open_update_job(session: Session, *, tenant_id: str) -> Job | None:
     return session.scalar(stmt)
 
 
-def create_job(session: Session, *, tenant_id: str, kind: JobKind) -> Job:
-    job = Job(tenant_id=tenant_id, kind=kind, status=JobStatus.queued, progress=0.0)
+def create_job(
+    session: Session, *, tenant_id: str, kind: JobKind, params: dict[str, Any] | None = None
+) -> Job:
+    job = Job(tenant_id=tenant_id, kind=kind, status=JobStatus.queued, progress=0.0, params=params)
     session.add(job)
     session.flush()
     return job
 
 
-def create_update_job(session: Session, *, tenant_id: str) -> tuple[Job, bool]:
+def create_update_job(
+    session: Session, *, tenant_id: str, params: dict[str, Any] | None = None
+) -> tuple[Job, bool]:
     """A queued update job of the tenant and whether it is new.
 
     An open update job that already exists is returned instead of a new one; a concurrent
@@ -68,7 +72,7 @@ def create_update_job(session: Session, *, tenant_id: str) -> tuple[Job, bool]:
         return existing, False
     try:
         with session.begin_nested():
-            job = create_job(session, tenant_id=tenant_id, kind=JobKind.update)
+            job = create_job(session, tenant_id=tenant_id, kind=JobKind.update, params=params)
     except IntegrityError:
         existing = get_open_update_job(session, tenant_id=tenant_id)
         if existing is None:

@@ -1,0 +1,182 @@
+"""ReST-EM: the teacher learns from the rewards its own self-edits earned.
+
+A round: for each passage, sample k self-edits with the current teacher, run the inner loop for
+each from the same starting adapter, reward each, keep the best one when its reward is
+positive, then fine-tune the teacher's LoRA on (prompt -> kept self-edit) with the loss on the
+self-edit only. Rounds chain: round n+1 samples with the teacher of round n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from seal.grading import Evaluation, evaluate
+from seal.knowledge import (
+    TEACHER,
+    Candidate,
+    InnerLoopConfig,
+    Teacher,
+    best_candidate,
+    probes_of,
+    score_candidates,
+    write_self_edits,
+)
+from seal.lora import AdapterHost, AdapterState, LoraSpec
+from seal.selfedit import Passage, teacher_messages
+from seal.train import Example, TrainConfig, TrainResult, train_adapter
+
+#: The paper's teacher adapter: LoRA r64 / alpha 128 on all projections.
+TEACHER_LORA = LoraSpec(rank=64, alpha=128)
+#: The paper's teacher fine-tuning: lr 3e-4, 2 epochs.
+TEACHER_TRAIN = TrainConfig(learning_rate=3e-4, epochs=2, batch_size=4)
+
+
+@dataclass
+class Scored:
+    """One passage of a round: its candidates and the one kept (if any earned a reward)."""
+
+    passage: Passage
+    candidates: list[Candidate]
+    baseline: Evaluation
+    kept: Candidate | None
+
+
+@dataclass
+class RoundResult:
+    scored: list[Scored]
+    teacher: AdapterState | None
+    """The fine-tuned teacher; None when no self-edit earned a positive reward."""
+    trained: TrainResult | None = None
+    heldout: Evaluation | None = None
+
+    @property
+    def rewards(self) -> list[float]:
+        return [c.reward for s in self.scored for c in s.candidates]
+
+    @property
+    def mean_reward(self) -> float:
+        return sum(self.rewards) / len(self.rewards) if self.rewards else 0.0
+
+    @property
+    def kept(self) -> list[Scored]:
+        return [s for s in self.scored if s.kept is not None]
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    inner: InnerLoopConfig = field(default_factory=InnerLoopConfig)
+    teacher_train: TrainConfig = TEACHER_TRAIN
+
+
+def score_passage(
+    host: AdapterHost,
+    passage: Passage,
+    config: InnerLoopConfig,
+    teacher: Teacher,
+    *,
+    init: AdapterState | None = None,
+    on_candidate: Callable[[int, Candidate], None] | None = None,
+) -> Scored:
+    """Sample k self-edits of ``passage`` and reward each by an inner loop from ``init``."""
+    baseline = evaluate(
+        host,
+        probes_of(passage),
+        slot="student" if init is not None else None,
+        state=init,
+        max_new_tokens=config.answer_max_tokens,
+    )
+    texts = write_self_edits(
+        host, passage, config.format, config.num_candidates, config.sample, teacher
+    )
+    candidates = score_candidates(
+        host, passage, texts, config, init=init, baseline=baseline, on_candidate=on_candidate
+    )
+    best = best_candidate(candidates)
+    return Scored(passage, candidates, baseline, best if best.reward > 0 else None)
+
+
+def teacher_examples(
+    host: AdapterHost, pairs: Sequence[tuple[Passage, str, str]], max_len: int
+) -> list[Example]:
+    """(passage, format, self-edit) -> the teacher's prompt followed by the self-edit; the loss
+    covers the self-edit and the end of the turn only."""
+    tok = host.tokenizer
+    examples = []
+    for passage, fmt, text in pairs:
+        prompt = str(
+            tok.apply_chat_template(
+                teacher_messages(passage, fmt), add_generation_prompt=True, tokenize=False
+            )
+        )
+        prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        reply_ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = (prompt_ids + reply_ids)[:max_len]
+        if len(prompt_ids) < len(ids):
+            examples.append(Example(ids=ids, loss_from=len(prompt_ids)))
+    return examples
+
+
+def train_teacher(
+    host: AdapterHost,
+    pairs: Sequence[tuple[Passage, str, str]],
+    config: TrainConfig,
+    *,
+    init: AdapterState | None,
+    slot: str = TEACHER,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Supervised fine-tuning of the teacher slot on (prompt -> self-edit) pairs."""
+    examples = teacher_examples(host, pairs, config.max_seq_len)
+    return train_adapter(host, slot, examples, config, init=init, on_step=on_step)
+
+
+def heldout_evaluation(
+    host: AdapterHost,
+    passages: Sequence[Passage],
+    config: InnerLoopConfig,
+    teacher: Teacher,
+    *,
+    samples: int = 1,
+) -> Evaluation:
+    """How well a teacher teaches: for each held-out passage, ``samples`` self-edits, a student
+    adapter trained from scratch on each, graded on the passage's questions."""
+    graded = []
+    one = InnerLoopConfig(
+        format=config.format,
+        num_candidates=samples,
+        sample=config.sample,
+        train=config.train,
+        answer_max_tokens=config.answer_max_tokens,
+    )
+    for passage in passages:
+        empty = Evaluation([])
+        texts = write_self_edits(host, passage, one.format, samples, one.sample, teacher)
+        for candidate in score_candidates(host, passage, texts, one, init=None, baseline=empty):
+            if candidate.evaluation is not None:
+                graded.extend(candidate.evaluation.graded)
+    return Evaluation(graded)
+
+
+def restem_round(
+    host: AdapterHost,
+    passages: Sequence[Passage],
+    config: RoundConfig,
+    teacher: Teacher,
+    *,
+    on_passage: Callable[[int, Scored], None] | None = None,
+) -> RoundResult:
+    """One ReST-EM round from ``teacher``; the new teacher continues from its weights."""
+    scored = []
+    for index, passage in enumerate(passages):
+        result = score_passage(host, passage, config.inner, teacher)
+        scored.append(result)
+        if on_passage:
+            on_passage(index, result)
+    pairs = [(s.passage, config.inner.format, s.kept.text) for s in scored if s.kept]
+    if not pairs:
+        return RoundResult(scored=scored, teacher=None)
+    trained = train_teacher(
+        host, pairs, config.teacher_train, init=teacher.state, slot=teacher.slot
+    )
+    return RoundResult(scored=scored, teacher=trained.state, trained=trained)
