@@ -45,7 +45,7 @@ def is_correct(answer: str, gold: str) -> bool:
 def question_messages(title: str, question: str) -> Messages:
     return [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"Topic: {title}\n{question}"},
+        {"role": "user", "content": f"Topic: {title}\n{question}" if title else question},
     ]
 
 

@@ -8,6 +8,7 @@ document's title, and the title + full passage is added as one more sequence.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,3 +125,18 @@ def training_sequences(passage: Passage, items: Sequence[str]) -> list[str]:
     sequences = [f"{passage.title}\n{item}" for item in items]
     sequences.append(f"{passage.title}\n{passage.text}")
     return sequences
+
+
+def choose_format(
+    rewards: dict[str, list[float]], rng: random.Random, *, explore: float = 0.2
+) -> str:
+    """The ``auto`` format: a format never tried first; else, with probability ``explore``, one
+    of the others at random; else the one whose self-edits earned the best mean reward."""
+    untried = [f for f in FORMATS if not rewards.get(f)]
+    if untried:
+        return untried[0]
+    means = {f: sum(rewards[f]) / len(rewards[f]) for f in FORMATS}
+    best = max(FORMATS, key=lambda f: (means[f], -FORMATS.index(f)))
+    if rng.random() < explore:
+        return rng.choice([f for f in FORMATS if f != best])
+    return best

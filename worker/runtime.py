@@ -30,6 +30,24 @@ def student_spec(settings: Settings) -> LoraSpec:
     )
 
 
+def teacher_spec(settings: Settings) -> LoraSpec:
+    return LoraSpec(
+        rank=settings.teacher_lora_rank,
+        alpha=settings.teacher_lora_alpha,
+        targets=tuple(settings.lora_targets),
+    )
+
+
+def teacher_train_config(settings: Settings) -> TrainConfig:
+    return TrainConfig(
+        learning_rate=settings.teacher_learning_rate,
+        epochs=settings.teacher_epochs,
+        batch_size=settings.batch_size,
+        max_seq_len=settings.max_seq_len + settings.self_edit_max_tokens,
+        seed=settings.seed,
+    )
+
+
 def inner_loop_config(settings: Settings, fmt: str | None = None) -> InnerLoopConfig:
     return InnerLoopConfig(
         format=fmt or settings.self_edit_format,
@@ -58,11 +76,16 @@ class Runtime:
 
     @cached_property
     def student(self) -> AdapterHost:
+        """The student model with its adapter slot, and the teacher's slot beside it when
+        teacher and student are the same model (one copy of the base weights serves both)."""
         s = self.settings
         loaded = load_model(
             s.student_model, s.resolved_model_cache_dir, device=s.device, dtype=s.dtype
         )
-        return AdapterHost(loaded, {STUDENT: student_spec(s)}, seed=s.seed)
+        slots = {STUDENT: student_spec(s)}
+        if s.teacher_model == s.student_model:
+            slots[TEACHER] = teacher_spec(s)
+        return AdapterHost(loaded, slots, seed=s.seed)
 
     @cached_property
     def teacher(self) -> AdapterHost:
@@ -73,7 +96,7 @@ class Runtime:
         loaded = load_model(
             s.teacher_model, s.resolved_model_cache_dir, device=s.device, dtype=s.dtype
         )
-        return AdapterHost(loaded, {TEACHER: LoraSpec(rank=64, alpha=128)}, seed=s.seed)
+        return AdapterHost(loaded, {TEACHER: teacher_spec(s)}, seed=s.seed)
 
 
 _runtime: Runtime | None = None

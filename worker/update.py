@@ -1,18 +1,25 @@
 """The update job: a tenant's pending documents in, one new adapter version out.
 
-For each document the teacher samples k self-edits; each is scored by the inner loop (a LoRA
-update from the active adapter, rewarded by the probe accuracy it gained); the best is kept.
-One new version is then trained on the kept self-edits and the documents, saved atomically,
-and promoted only when it answers the probe questions better than the active version.
+Two modes. ``select`` (on demand): for each document the teacher samples k self-edits, each is
+scored by the inner loop (a LoRA update from the active adapter, rewarded by the probe accuracy
+it gained) and the best is kept. ``batch`` (the nightly schedule, the paper's continued
+pre-training): the teacher's self-edits of all documents, no inner loop. Either way one new
+version is trained from the active one on the kept self-edits, the documents and a replayed
+sample of earlier kept self-edits, saved atomically, and promoted only when it answers the
+batch's probe questions better than the active version and did not forget the retention set
+(probe questions of documents learned earlier) beyond a tolerance.
 
-Progress and each document's self-edits are committed as they come (short transactions, so
-the API shows them); the version, its promotion and the job's result in one final transaction.
-A cancelled or failed job leaves the active version and the pending documents as they were.
+Progress and each document's scored self-edits are committed as they come (short
+transactions, so the API shows them); the version, its promotion and the job's result in one
+final transaction. A cancelled or failed job leaves the active version and the pending
+documents as they were.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -33,7 +40,7 @@ from seal.knowledge import (
     write_self_edits,
 )
 from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
-from seal.selfedit import QA, Passage, training_sequences
+from seal.selfedit import QA, Passage, choose_format, parse_items, training_sequences
 from service.store.db import session_scope
 from service.store.models import DocumentStatus, JobStatus, ProbeSource, VersionStatus
 from service.store.repositories import adapters as adapter_repo
@@ -42,6 +49,13 @@ from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
 from worker.runtime import Runtime, inner_loop_config, student_spec
+
+#: The reward of a candidate self-edit: the probe accuracy its own inner loop gained.
+CANDIDATE_METRIC = "probe_accuracy_gain"
+#: The reward of a batch self-edit: its document's accuracy gain in the batch's version.
+BATCH_METRIC = "batch_probe_accuracy_gain"
+#: The gain of a whole version on its batch's probe questions.
+VERSION_METRIC = "version_probe_accuracy_gain"
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +69,9 @@ class DocumentWork:
     id: str
     passage: Passage
     baseline: Evaluation | None = None
-    best: Candidate | None = None
-    self_edit_ids: list[str] = field(default_factory=list)
+    after: Evaluation | None = None
+    kept: list[Candidate] = field(default_factory=list)
+    """The self-edits this document is learned from (select: the best; batch: all written)."""
 
 
 @dataclass
@@ -64,11 +79,16 @@ class Snapshot:
     """What the job read from the store when it started (plain data, no ORM objects)."""
 
     tenant_id: str
+    mode: str
     fmt: str
     parent_id: str | None
-    parent_number: int | None
     parent_state: AdapterState | None
+    teacher: Teacher
+    teacher_version_id: str | None
     documents: list[DocumentWork]
+    retention: list[Probe]
+    replay_pool: list[str]
+    """Training sequences of earlier kept self-edits (and their documents) to rehearse."""
 
 
 def run_update(runtime: Runtime, job_id: str) -> None:
@@ -79,11 +99,11 @@ def run_update(runtime: Runtime, job_id: str) -> None:
         if job is None:
             log.info("job %s is not queued any more; nothing to do", job_id)
             return
-        tenant_id = job.tenant_id
+        tenant_id, params = job.tenant_id, dict(job.params or {})
     snapshot: Snapshot | None = None
     try:
         with session_scope(sessions) as session:
-            snapshot = _snapshot(session, runtime, tenant_id)
+            snapshot = _snapshot(session, runtime, tenant_id, job_id, params)
         if not snapshot.documents:
             with session_scope(sessions) as session:
                 job_repo.finish_job(
@@ -105,7 +125,15 @@ def run_update(runtime: Runtime, job_id: str) -> None:
         raise
 
 
-def _snapshot(session: Session, runtime: Runtime, tenant_id: str) -> Snapshot:
+def _job_rng(runtime: Runtime, job_id: str) -> random.Random:
+    """Repeatable per job, different between jobs (a retry samples afresh)."""
+    return random.Random(runtime.settings.seed + int(job_id.replace("-", "")[:8], 16))
+
+
+def _snapshot(
+    session: Session, runtime: Runtime, tenant_id: str, job_id: str, params: dict
+) -> Snapshot:
+    settings = runtime.settings
     tenant = tenant_repo.get_tenant(session, tenant_id=tenant_id)
     assert tenant is not None
     active = adapter_repo.active_adapter(session, tenant_id=tenant_id)
@@ -126,13 +154,51 @@ def _snapshot(session: Session, runtime: Runtime, tenant_id: str) -> Snapshot:
     state = None
     if active is not None and active.artifact_uri:
         state = load_adapter(Path(active.artifact_uri), expected_checksum=active.checksum)
+
+    fmt = tenant.self_edit_format or settings.self_edit_format
+    if fmt == "auto":
+        rewards = learning_repo.rewards_by_format(
+            session, tenant_id=tenant_id, metric=CANDIDATE_METRIC
+        )
+        fmt = choose_format(rewards, _job_rng(runtime, job_id), explore=settings.auto_explore)
+
+    teacher_version = learning_repo.active_teacher_version(
+        session, tenant_id=tenant_id
+    ) or learning_repo.active_teacher_version(session, tenant_id=None)
+    teacher = Teacher()
+    if teacher_version is not None and teacher_version.artifact_uri:
+        teacher = Teacher(
+            state=load_adapter(
+                Path(teacher_version.artifact_uri), expected_checksum=teacher_version.checksum
+            )
+        )
+
+    retention = [
+        Probe(title, QA(p.question, p.answer))
+        for title, p in document_repo.retention_probes(
+            session, tenant_id=tenant_id, limit=settings.retention_max_questions
+        )
+    ]
+    replay_pool = [
+        seq
+        for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
+            session, tenant_id=tenant_id
+        )
+        for seq in training_sequences(
+            Passage(doc.title, doc.text), parse_items(edit.text, edit.format)
+        )
+    ]
     return Snapshot(
         tenant_id=tenant_id,
-        fmt=tenant.self_edit_format or runtime.settings.self_edit_format,
+        mode=params.get("mode", "select"),
+        fmt=fmt,
         parent_id=active.id if active else None,
-        parent_number=active.number if active else None,
         parent_state=state,
+        teacher=teacher,
+        teacher_version_id=teacher_version.id if teacher_version else None,
         documents=works,
+        retention=retention,
+        replay_pool=replay_pool,
     )
 
 
@@ -155,50 +221,27 @@ class _Progress:
 def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     settings = runtime.settings
     config = inner_loop_config(settings, snap.fmt)
-    # Each job samples afresh (a retried document must not get the same self-edits again),
-    # repeatably: the seed derives from the settings' seed and the job's id.
-    seed = settings.seed + int(job_id.replace("-", "")[:8], 16)
-    config = replace(config, sample=replace(config.sample, seed=seed))
+    rng = _job_rng(runtime, job_id)
+    config = replace(config, sample=replace(config.sample, seed=rng.randrange(2**31)))
     host, teacher_host = runtime.student, runtime.teacher
-    teacher = Teacher()
-    k = config.num_candidates
+    select = snap.mode == "select"
+    k = config.num_candidates if select else settings.batch_self_edits
     docs = snap.documents
-    progress = _Progress(runtime, job_id, total=len(docs) * (k + 2) + 2)
-    progress.step("loading the model", 0)
+    progress = _Progress(runtime, job_id, total=len(docs) * ((k if select else 0) + 2) + 3)
+    progress.step(f"{snap.mode} update of {len(docs)} document(s), format {snap.fmt}", 0)
 
     for index, work in enumerate(docs, 1):
         label = f"document {index}/{len(docs)}"
         if not work.passage.questions:
-            written = write_probe_questions(
-                teacher_host,
-                work.passage,
-                settings.generated_probe_questions,
-                teacher,
-                seed=settings.seed,
-            )
-            with session_scope(runtime.sessions) as session:
-                for qa in written:
-                    document_repo.add_probe_question(
-                        session,
-                        tenant_id=snap.tenant_id,
-                        document_id=work.id,
-                        question=qa.question,
-                        answer=qa.answer,
-                        source=ProbeSource.teacher,
-                    )
-            work.passage = Passage(work.passage.title, work.passage.text, tuple(written))
-        probes = [Probe(work.passage.title, qa) for qa in work.passage.questions]
-        work.baseline = evaluate(
-            host,
-            probes,
-            slot=STUDENT if snap.parent_state else None,
-            state=snap.parent_state,
-            max_new_tokens=config.answer_max_tokens,
-        )
+            _write_probes(runtime, snap, work, teacher_host)
+        work.baseline = _evaluate(host, snap.parent_state, _probes(work), config)
         texts = write_self_edits(
-            teacher_host, work.passage, config.format, k, config.sample, teacher
+            teacher_host, work.passage, config.format, k, config.sample, snap.teacher
         )
         progress.step(f"{label}: the teacher wrote {len(texts)} self-edits")
+        if not select:
+            work.kept = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
+            continue
 
         def report(i: int, c: Candidate, label: str = label) -> None:
             progress.step(f"{label}: candidate {i + 1}/{k} earned reward {c.reward:+.3f}")
@@ -212,73 +255,140 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
             baseline=work.baseline,
             on_candidate=report,
         )
-        work.best = best_candidate(candidates)
-        _record_candidates(runtime, job_id, snap, work, candidates, config)
-        progress.step(f"{label}: kept a self-edit with reward {work.best.reward:+.3f}")
+        best = best_candidate(candidates)
+        work.kept = [best]
+        work.after = best.evaluation
+        _record_candidates(runtime, job_id, snap, work, candidates, best, config)
+        progress.step(f"{label}: kept a self-edit with reward {best.reward:+.3f}")
 
-    final_state, train_metrics = _train_version(host, snap, config, progress)
-    all_probes = [Probe(w.passage.title, qa) for w in docs for qa in w.passage.questions]
-    before = _merge([w.baseline for w in docs if w.baseline])
-    if len(docs) == 1 and docs[0].best and docs[0].best.evaluation:
-        after = docs[0].best.evaluation
+    own = [
+        seq
+        for w in docs
+        for seq in training_sequences(w.passage, [i for c in w.kept for i in c.items])
+    ]
+    replay = _replay_sample(snap.replay_pool, len(own), settings.replay_fraction, rng)
+    reuse = select and len(docs) == 1 and not replay and docs[0].kept[0].trained is not None
+    if reuse:  # same data, same start, same seed: the kept candidate's adapter is the version
+        trained = docs[0].kept[0].trained
+        assert trained is not None
     else:
-        after = evaluate(
-            host,
-            all_probes,
-            slot=STUDENT,
-            state=final_state,
-            max_new_tokens=config.answer_max_tokens,
-        )
+        trained = train_on(host, own + replay, config.train, init=snap.parent_state)
+        for work in docs:
+            work.after = _evaluate(host, trained.state, _probes(work), config)
+    progress.step(f"trained the new version on {len(own)} sequences + {len(replay)} replayed")
+
+    before = _merge([w.baseline for w in docs if w.baseline])
+    after = _merge([w.after for w in docs if w.after])
+    retention_before = _evaluate(host, snap.parent_state, snap.retention, config)
+    retention_after = _evaluate(host, trained.state, snap.retention, config)
     progress.step("evaluated the new version")
 
     target = settings.resolved_adapter_dir / snap.tenant_id / f"{int(time.time())}-{job_id[:8]}"
     digest = save_adapter(
-        final_state,
+        trained.state,
         student_spec(settings),
         target,
         base_model=settings.student_model,
         extra={"tenant_id": snap.tenant_id, "job_id": job_id},
     )
     metrics = {
+        "mode": snap.mode,
+        "format": config.format,
+        "documents": len(docs),
+        "probe_questions": len(before.graded),
         "probe_accuracy_before": before.accuracy,
         "probe_accuracy": after.accuracy,
-        "probe_questions": len(all_probes),
-        "documents": len(docs),
-        "format": config.format,
-        **train_metrics,
+        "retention_questions": len(snap.retention),
+        "retention_accuracy_before": retention_before.accuracy,
+        "retention_accuracy": retention_after.accuracy,
+        "replayed_sequences": len(replay),
+        "train_sequences": len(own) + len(replay),
+        "train_loss": trained.losses[-1] if trained.losses else None,
+        "train_tokens": trained.tokens,
+        "train_seconds": round(trained.seconds, 3),
     }
+    gate = Gate(before, after, retention_before, retention_after, settings.retention_tolerance)
     try:
-        _commit_version(runtime, job_id, snap, target, digest, metrics, before, after)
+        _commit_version(runtime, job_id, snap, target, digest, metrics, gate, config)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)  # a version folder exists only if recorded
         raise
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Promotion: the batch's probe accuracy improved and the retention accuracy did not fall
+    by more than the tolerance."""
+
+    before: Evaluation
+    after: Evaluation
+    retention_before: Evaluation
+    retention_after: Evaluation
+    tolerance: float
+
+    def refusal(self) -> str | None:
+        if self.after.accuracy <= self.before.accuracy:
+            return (
+                f"did not improve probe accuracy "
+                f"({self.before.accuracy:.3f} -> {self.after.accuracy:.3f})"
+            )
+        drop = self.retention_before.accuracy - self.retention_after.accuracy
+        if drop > self.tolerance + 1e-9:
+            return (
+                f"forgot earlier documents: retention accuracy fell "
+                f"{self.retention_before.accuracy:.3f} -> {self.retention_after.accuracy:.3f} "
+                f"(tolerance {self.tolerance:.3f})"
+            )
+        return None
+
+
+def _probes(work: DocumentWork) -> list[Probe]:
+    return [Probe(work.passage.title, qa) for qa in work.passage.questions]
+
+
+def _evaluate(
+    host: AdapterHost, state: AdapterState | None, probes: list[Probe], config: InnerLoopConfig
+) -> Evaluation:
+    return evaluate(
+        host,
+        probes,
+        slot=STUDENT if state is not None else None,
+        state=state,
+        max_new_tokens=config.answer_max_tokens,
+    )
 
 
 def _merge(evaluations: list[Evaluation]) -> Evaluation:
     return Evaluation([g for e in evaluations for g in e.graded])
 
 
-def _train_version(
-    host: AdapterHost, snap: Snapshot, config: InnerLoopConfig, progress: _Progress
-) -> tuple[AdapterState, dict]:
-    """One adapter on every kept self-edit and document. With one document that is the kept
-    candidate's adapter itself (same data, same start, same seed): it is not trained twice."""
-    docs = snap.documents
-    if len(docs) == 1 and docs[0].best and docs[0].best.trained:
-        trained = docs[0].best.trained
-    else:
-        sequences = [
-            seq
-            for w in docs
-            for seq in training_sequences(w.passage, w.best.items if w.best else [])
-        ]
-        trained = train_on(host, sequences, config.train, init=snap.parent_state)
-    progress.step("trained the new version")
-    return trained.state, {
-        "train_loss": trained.losses[-1] if trained.losses else None,
-        "train_tokens": trained.tokens,
-        "train_seconds": round(trained.seconds, 3),
-    }
+def _replay_sample(pool: list[str], own: int, fraction: float, rng: random.Random) -> list[str]:
+    want = min(len(pool), math.ceil(own * fraction)) if pool and fraction > 0 else 0
+    return rng.sample(pool, want)
+
+
+def _write_probes(
+    runtime: Runtime, snap: Snapshot, work: DocumentWork, teacher_host: AdapterHost
+) -> None:
+    settings = runtime.settings
+    written = write_probe_questions(
+        teacher_host,
+        work.passage,
+        settings.generated_probe_questions,
+        snap.teacher,
+        seed=settings.seed,
+    )
+    with session_scope(runtime.sessions) as session:
+        for qa in written:
+            document_repo.add_probe_question(
+                session,
+                tenant_id=snap.tenant_id,
+                document_id=work.id,
+                question=qa.question,
+                answer=qa.answer,
+                source=ProbeSource.teacher,
+            )
+    work.passage = Passage(work.passage.title, work.passage.text, tuple(written))
 
 
 def _record_candidates(
@@ -287,6 +397,7 @@ def _record_candidates(
     snap: Snapshot,
     work: DocumentWork,
     candidates: list[Candidate],
+    best: Candidate,
     config: InnerLoopConfig,
 ) -> None:
     baseline = work.baseline.accuracy if work.baseline else 0.0
@@ -299,13 +410,13 @@ def _record_candidates(
                 format=config.format,
                 text=candidate.text,
                 job_id=job_id,
-                selected=candidate is work.best,
+                selected=candidate is best,
+                teacher_version_id=snap.teacher_version_id,
             )
-            work.self_edit_ids.append(row.id)
             learning_repo.add_reward(
                 session,
                 tenant_id=snap.tenant_id,
-                metric="probe_accuracy_gain",
+                metric=CANDIDATE_METRIC,
                 value=candidate.reward,
                 baseline=baseline,
                 self_edit_id=row.id,
@@ -320,40 +431,61 @@ def _commit_version(
     target: Path,
     digest: str,
     metrics: dict,
-    before: Evaluation,
-    after: Evaluation,
+    gate: Gate,
+    config: InnerLoopConfig,
 ) -> None:
-    improved = after.accuracy > before.accuracy
     doc_ids = [w.id for w in snap.documents]
     with session_scope(runtime.sessions) as session:
         if job_repo.is_cancelled(session, job_id=job_id):
             raise JobCancelled
         active = adapter_repo.active_adapter(session, tenant_id=snap.tenant_id)
-        moved = (active.id if active else None) != snap.parent_id
-        reason = None
-        if moved:  # an admin rolled back meanwhile: never silently undo that
-            reason = "the active version changed while the update ran"
-        elif not improved:
-            reason = (
-                f"did not improve probe accuracy ({before.accuracy:.3f} -> {after.accuracy:.3f})"
-            )
+        if (active.id if active else None) != snap.parent_id:
+            # An admin rolled back meanwhile: never silently undo that.
+            reason: str | None = "the active version changed while the update ran"
+        else:
+            reason = gate.refusal()
         version = adapter_repo.create_adapter_version(
             session,
             tenant_id=snap.tenant_id,
             parent_id=snap.parent_id,
             artifact_uri=str(target),
             checksum=digest,
-            metrics=metrics,
+            metrics={**metrics, "rejected_because": reason},
             job_id=job_id,
         )
         learning_repo.add_reward(
             session,
             tenant_id=snap.tenant_id,
-            metric="version_probe_accuracy_gain",
-            value=after.accuracy - before.accuracy,
-            baseline=before.accuracy,
+            metric=VERSION_METRIC,
+            value=gate.after.accuracy - gate.before.accuracy,
+            baseline=gate.before.accuracy,
             adapter_version_id=version.id,
         )
+        if snap.mode != "select":  # batch: each self-edit earns its document's gain
+            for work in snap.documents:
+                base = work.baseline.accuracy if work.baseline else 0.0
+                gain = (work.after.accuracy if work.after else 0.0) - base
+                for candidate in work.kept:
+                    row = learning_repo.add_self_edit(
+                        session,
+                        tenant_id=snap.tenant_id,
+                        document_id=work.id,
+                        format=config.format,
+                        text=candidate.text,
+                        job_id=job_id,
+                        selected=True,
+                        teacher_version_id=snap.teacher_version_id,
+                    )
+                    learning_repo.add_reward(
+                        session,
+                        tenant_id=snap.tenant_id,
+                        metric=BATCH_METRIC,
+                        value=gain,
+                        baseline=base,
+                        self_edit_id=row.id,
+                        document_id=work.id,
+                        adapter_version_id=version.id,
+                    )
         if reason is None:
             adapter_repo.promote_version(session, tenant_id=snap.tenant_id, version=version)
             document_repo.set_document_status(
@@ -370,7 +502,6 @@ def _commit_version(
                 status=DocumentStatus.pending,
                 error=f"version {version.number} {reason}; the documents stay pending",
             )
-            version.metrics = {**version.metrics, "rejected_because": reason}
         job_repo.finish_job(
             session,
             job_id=job_id,
@@ -379,6 +510,7 @@ def _commit_version(
             result={
                 "adapter_version": version.number,
                 "promoted": reason is None,
+                "rejected_because": reason,
                 "documents": len(doc_ids),
                 "metrics": metrics,
             },

@@ -158,3 +158,31 @@ def probe_questions_for_documents(
         assert probe.document_id is not None
         result[probe.document_id].append(probe)
     return dict(result)
+
+
+def retention_probes(
+    session: Session, *, tenant_id: str, limit: int
+) -> list[tuple[str, ProbeQuestion]]:
+    """The retention set: probe questions of the tenant's learned documents and feedback
+    questions about no document, each with its document's title ("" for none); a fixed
+    sample of at most ``limit``, spread over the documents (newest questions first)."""
+    stmt = (
+        select(ProbeQuestion, Document.title)
+        .outerjoin(Document, Document.id == ProbeQuestion.document_id)
+        .where(
+            ProbeQuestion.tenant_id == tenant_id,
+            (Document.status == DocumentStatus.learned) | ProbeQuestion.document_id.is_(None),
+        )
+        .order_by(ProbeQuestion.created_at.desc(), ProbeQuestion.id)
+    )
+    by_document: dict[str | None, list[tuple[str, ProbeQuestion]]] = defaultdict(list)
+    for probe, title in session.execute(stmt):
+        by_document[probe.document_id].append((title or "", probe))
+    picked: list[tuple[str, ProbeQuestion]] = []
+    queues = list(by_document.values())
+    while queues and len(picked) < limit:  # round-robin: every document is represented
+        for queue in queues:
+            if queue and len(picked) < limit:
+                picked.append(queue.pop(0))
+        queues = [q for q in queues if q]
+    return picked

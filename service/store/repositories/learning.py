@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from service.store.models import (
     AdapterVersion,
+    Document,
+    DocumentStatus,
     Reward,
     SelfEdit,
     TeacherVersion,
@@ -232,3 +234,36 @@ def promote_teacher_version(session: Session, *, version: TeacherVersion) -> Non
         session.flush()
     version.status = VersionStatus.active
     session.flush()
+
+
+def rewards_by_format(session: Session, *, tenant_id: str, metric: str) -> dict[str, list[float]]:
+    """The tenant's rewards of ``metric``, grouped by the format of the self-edit that earned
+    them (what the ``auto`` format chooses by)."""
+    stmt = (
+        select(SelfEdit.format, Reward.value)
+        .join(Reward, Reward.self_edit_id == SelfEdit.id)
+        .where(SelfEdit.tenant_id == tenant_id, Reward.metric == metric)
+        .order_by(Reward.created_at, Reward.id)
+    )
+    grouped: dict[str, list[float]] = {}
+    for fmt, value in session.execute(stmt):
+        grouped.setdefault(fmt, []).append(value)
+    return grouped
+
+
+def kept_self_edits_of_learned_documents(
+    session: Session, *, tenant_id: str
+) -> list[tuple[SelfEdit, Document]]:
+    """The tenant's selected self-edits of documents it has learned (what a batch replays),
+    oldest first."""
+    stmt = (
+        select(SelfEdit, Document)
+        .join(Document, Document.id == SelfEdit.document_id)
+        .where(
+            SelfEdit.tenant_id == tenant_id,
+            SelfEdit.selected.is_(True),
+            Document.status == DocumentStatus.learned,
+        )
+        .order_by(SelfEdit.created_at, SelfEdit.id)
+    )
+    return [(self_edit, document) for self_edit, document in session.execute(stmt)]
