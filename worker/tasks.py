@@ -6,6 +6,7 @@ from service.settings import get_settings
 from worker.app import app
 from worker.runtime import get_runtime
 from worker.schedule import run_schedule
+from worker.teacher import run_teacher_round
 from worker.update import run_update
 
 _LIMIT = get_settings().update_time_limit_s
@@ -22,3 +23,9 @@ def schedule() -> dict[str, list[str]]:
     """The beat's periodic check: scheduled updates, lost and dead jobs."""
     report = run_schedule(get_runtime(), lambda name, kwargs: app.send_task(name, kwargs=kwargs))
     return {"started": report.started, "requeued": report.requeued, "reaped": report.reaped}
+
+
+@app.task(name="seal.teacher_round", time_limit=_LIMIT + 300, soft_time_limit=_LIMIT)
+def teacher_round(job_id: str) -> None:
+    """Fine-tune a tenant's own teacher on its reward history (job kind ``teacher_train``)."""
+    run_teacher_round(get_runtime(), job_id)

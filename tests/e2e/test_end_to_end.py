@@ -83,7 +83,7 @@ def test_a_tenant_learns_a_fact_and_rolls_back_byte_identically(live_service: Li
     headers_a = {"Authorization": f"Bearer {key_a}"}
     edits = httpx.get(f"{service.url}/v1/self-edits", headers=headers_a).json()
     rewards = httpx.get(f"{service.url}/v1/rewards", headers=headers_a).json()
-    assert len(edits) == 2 and sum(e["selected"] for e in edits) == 1
+    assert len(edits) == 4 and sum(e["selected"] for e in edits) == 1
     assert rewards["summary"]["count"] >= 2
     headers_b = {"Authorization": f"Bearer {key_b}"}
     assert httpx.get(f"{service.url}/v1/self-edits", headers=headers_b).json() == []

@@ -1,0 +1,260 @@
+"""Teacher versions: the shared teacher trained by ReST-EM rounds on a public data set (the
+operator's `seal teacher train`), and a tenant's own teacher trained on that tenant's reward
+history (job kind ``teacher_train``).
+
+A tenant's documents and self-edits only ever train that tenant's own teacher and adapters:
+every query here is filtered by the tenant, and the shared teacher learns from public data only.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from seal.grading import Evaluation
+from seal.knowledge import Teacher
+from seal.lora import AdapterState, load_adapter, save_adapter
+from seal.restem import RoundConfig, RoundResult, Scored, heldout_evaluation, restem_round
+from seal.restem import train_teacher as sft_teacher
+from seal.selfedit import Passage
+from service.store.db import session_scope
+from service.store.models import Document, JobStatus, TeacherVersion
+from service.store.repositories import jobs as job_repo
+from service.store.repositories import learning as learning_repo
+from worker.runtime import Runtime, inner_loop_config, teacher_spec, teacher_train_config
+from worker.update import CANDIDATE_METRIC
+
+log = logging.getLogger(__name__)
+
+
+def load_teacher(version: TeacherVersion | None) -> Teacher:
+    if version is None or not version.artifact_uri:
+        return Teacher()
+    return Teacher(
+        state=load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
+    )
+
+
+def save_teacher(
+    runtime: Runtime,
+    state: AdapterState,
+    *,
+    tenant_id: str | None,
+    parent_id: str | None,
+    metrics: dict,
+    promote: bool,
+) -> TeacherVersion:
+    """Write the teacher adapter atomically and record it (promoted or as a candidate)."""
+    settings = runtime.settings
+    owner = tenant_id or "shared"
+    target = settings.resolved_adapter_dir / "teachers" / owner / f"{time.time_ns()}"
+    digest = save_adapter(
+        state,
+        teacher_spec(settings),
+        target,
+        base_model=settings.teacher_model,
+        extra={"tenant_id": tenant_id, "kind": "teacher"},
+    )
+    try:
+        with session_scope(runtime.sessions) as session:
+            version = learning_repo.create_teacher_version(
+                session,
+                tenant_id=tenant_id,
+                parent_id=parent_id,
+                artifact_uri=str(target),
+                checksum=digest,
+                metrics=metrics,
+            )
+            if promote:
+                learning_repo.promote_teacher_version(session, version=version)
+            return version
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+# --- the shared teacher: ReST-EM rounds on a public data set ------------------------------
+@dataclass
+class RoundReport:
+    round: int
+    result: RoundResult
+    heldout: Evaluation
+    version: int | None
+    promoted: bool
+    seconds: float
+
+
+@dataclass
+class SharedTraining:
+    baseline_heldout: Evaluation
+    rounds: list[RoundReport] = field(default_factory=list)
+
+
+def train_shared_teacher(
+    runtime: Runtime,
+    train: Sequence[Passage],
+    heldout: Sequence[Passage],
+    rounds: int,
+    *,
+    on_passage: Callable[[int, int, Scored], None] | None = None,
+    on_round: Callable[[RoundReport], None] | None = None,
+    on_baseline: Callable[[Evaluation], None] | None = None,
+) -> SharedTraining:
+    """ReST-EM rounds from the active shared teacher; each round's teacher becomes a shared
+    teacher version, promoted when its held-out accuracy is at least the active one's."""
+    settings = runtime.settings
+    host = runtime.teacher
+    if host is not runtime.student:
+        raise ValueError("ReST-EM needs the teacher and the student on one model")
+    inner = inner_loop_config(settings)
+    config = RoundConfig(inner=inner, teacher_train=teacher_train_config(settings))
+    with session_scope(runtime.sessions) as session:
+        active = learning_repo.active_teacher_version(session, tenant_id=None)
+        parent_id = active.id if active else None
+        teacher = load_teacher(active)
+    baseline = heldout_evaluation(host, heldout, inner, teacher)
+    if on_baseline:
+        on_baseline(baseline)
+    report = SharedTraining(baseline_heldout=baseline)
+    best = baseline.accuracy
+    for number in range(1, rounds + 1):
+        started = time.perf_counter()
+        result = restem_round(
+            host,
+            train,
+            config,
+            teacher,
+            on_passage=(lambda i, s, n=number: on_passage(n, i, s)) if on_passage else None,
+        )
+        if result.teacher is None:  # nothing earned a positive reward: the teacher stays
+            heldout_eval, version_number, promoted = baseline, None, False
+        else:
+            teacher = Teacher(state=result.teacher)
+            heldout_eval = heldout_evaluation(host, heldout, inner, teacher)
+            promoted = heldout_eval.accuracy >= best
+            best = max(best, heldout_eval.accuracy)
+            version = save_teacher(
+                runtime,
+                result.teacher,
+                tenant_id=None,
+                parent_id=parent_id,
+                promote=promoted,
+                metrics={
+                    "round": number,
+                    "mean_reward": result.mean_reward,
+                    "passages": len(train),
+                    "kept": len(result.kept),
+                    "heldout_passages": len(heldout),
+                    "heldout_accuracy": heldout_eval.accuracy,
+                    "heldout_accuracy_before": baseline.accuracy,
+                    "format": inner.format,
+                    "train_loss": result.trained.losses[-1] if result.trained else None,
+                },
+            )
+            parent_id, version_number = version.id, version.number
+        round_report = RoundReport(
+            number,
+            result,
+            heldout_eval,
+            version_number,
+            promoted,
+            time.perf_counter() - started,
+        )
+        report.rounds.append(round_report)
+        if on_round:
+            on_round(round_report)
+    return report
+
+
+# --- a tenant's own teacher: one round from its reward history ----------------------------
+def tenant_teacher_pairs(
+    session: Session, *, tenant_id: str
+) -> list[tuple[Passage, str, str, str]]:
+    """(passage, format, self-edit text, self-edit id): the tenant's best self-edit per
+    document among those that earned a positive inner-loop reward. The tenant's data only."""
+    pairs = []
+    for self_edit, _value in learning_repo.best_self_edits(
+        session, tenant_id=tenant_id, metric=CANDIDATE_METRIC, min_value=0.0
+    ):
+        document = session.get(Document, self_edit.document_id)
+        if document is None or document.tenant_id != tenant_id:
+            continue
+        pairs.append(
+            (Passage(document.title, document.text), self_edit.format, self_edit.text, self_edit.id)
+        )
+    return pairs
+
+
+def run_teacher_round(runtime: Runtime, job_id: str) -> None:
+    """Fine-tune a teacher for one tenant on that tenant's best-rewarded self-edits."""
+    with session_scope(runtime.sessions) as session:
+        job = job_repo.start_job(session, job_id=job_id, message="reading the reward history")
+        if job is None:
+            return
+        tenant_id = job.tenant_id
+        pairs = tenant_teacher_pairs(session, tenant_id=tenant_id)
+        current = learning_repo.active_teacher_version(
+            session, tenant_id=tenant_id
+        ) or learning_repo.active_teacher_version(session, tenant_id=None)
+        teacher = load_teacher(current)
+        parent_id = current.id if current else None
+    try:
+        if not pairs:
+            with session_scope(runtime.sessions) as session:
+                job_repo.finish_job(
+                    session,
+                    job_id=job_id,
+                    status=JobStatus.succeeded,
+                    result={"examples": 0, "teacher_version": None},
+                    message="no self-edit of this tenant has earned a positive reward yet",
+                )
+            return
+        host = runtime.teacher
+        trained = sft_teacher(
+            host,
+            [(p, fmt, text) for p, fmt, text, _ in pairs],
+            teacher_train_config(runtime.settings),
+            init=teacher.state,
+        )
+        with session_scope(runtime.sessions) as session:
+            if job_repo.is_cancelled(session, job_id=job_id):
+                return
+        version = save_teacher(
+            runtime,
+            trained.state,
+            tenant_id=tenant_id,
+            parent_id=parent_id,
+            promote=True,
+            metrics={
+                "examples": len(pairs),
+                "self_edit_ids": [sid for *_, sid in pairs],
+                "train_loss": trained.losses[-1] if trained.losses else None,
+                "train_seconds": round(trained.seconds, 3),
+            },
+        )
+        with session_scope(runtime.sessions) as session:
+            job_repo.finish_job(
+                session,
+                job_id=job_id,
+                status=JobStatus.succeeded,
+                message=f"teacher version {version.number} promoted for this tenant",
+                result={"examples": len(pairs), "teacher_version": version.number},
+            )
+    except Exception as exc:
+        log.exception("teacher round %s failed", job_id)
+        with session_scope(runtime.sessions) as session:
+            if not job_repo.is_cancelled(session, job_id=job_id):
+                job_repo.finish_job(
+                    session,
+                    job_id=job_id,
+                    status=JobStatus.failed,
+                    error=f"{type(exc).__name__}: {exc}",
+                    message="failed",
+                )
+        raise
