@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -125,10 +125,15 @@ def train_shared_teacher(
     best = baseline.accuracy
     for number in range(1, rounds + 1):
         started = time.perf_counter()
+        # Each round samples afresh (the same teacher would otherwise write the same text).
+        seed = (inner.sample.seed or 0) + 1000 * number
+        round_config = replace(
+            config, inner=replace(inner, sample=replace(inner.sample, seed=seed))
+        )
         result = restem_round(
             host,
             train,
-            config,
+            round_config,
             teacher,
             on_passage=(lambda i, s, n=number: on_passage(n, i, s)) if on_passage else None,
         )
