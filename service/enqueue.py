@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 #: The task that runs a tenant's update job (implemented in ``worker``).
 UPDATE_TASK = "seal.update"
+#: The task that runs a tenant's teacher round (job kind ``teacher_train``).
+TEACHER_ROUND_TASK = "seal.teacher_round"
 
 _PENDING_KEY = "seal_pending_tasks"
 

@@ -34,6 +34,16 @@ class Page(BaseModel, Generic[T]):
 
 
 # --- tenants --------------------------------------------------------------------------------
+def _valid_cron(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise ValueError(f"not a valid cron expression: {value!r}")
+    return value
+
+
 class TenantCreate(_Create):
     name: str = Field(min_length=1, max_length=200)
     self_edit_format: TenantSelfEditFormat | None = Field(
@@ -48,13 +58,23 @@ class TenantCreate(_Create):
     @field_validator("update_schedule")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from croniter import croniter
+        return _valid_cron(value)
 
-        if not croniter.is_valid(value):
-            raise ValueError(f"not a valid cron expression: {value!r}")
-        return value
+
+class TenantUpdate(_Create):
+    """Only the fields present in the body change; null resets a field to the default."""
+
+    self_edit_format: TenantSelfEditFormat | None = Field(
+        None, description="null: the service's SEAL_SELF_EDIT_FORMAT."
+    )
+    update_schedule: str | None = Field(
+        None, max_length=100, description="Cron expression; null: the default schedule."
+    )
+
+    @field_validator("update_schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        return _valid_cron(value)
 
 
 class TenantCreated(BaseModel):
@@ -216,9 +236,62 @@ class RewardPublic(BaseModel):
     created_at: datetime
 
 
-class RewardSummary(BaseModel):
+class RewardGroup(BaseModel):
     count: int
     mean: float | None
+
+
+class RewardSummary(RewardGroup):
+    """``count`` and ``mean`` are over all the listed rewards."""
+
+    by_metric: dict[str, RewardGroup]
+    by_format: dict[str, RewardGroup] = Field(
+        description="Over the listed rewards of self-edits, by the self-edit's format."
+    )
+    by_teacher_version: dict[str, RewardGroup] = Field(
+        description="Over the listed rewards of self-edits, by the number of the teacher "
+        'version that wrote the self-edit ("base": the untrained base teacher).'
+    )
+
+
+# --- teachers -------------------------------------------------------------------------------
+class TeacherRoundAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+
+
+class TeacherPublic(BaseModel):
+    version: int
+    scope: Literal["tenant", "shared"] = Field(
+        description="`tenant`: the tenant's own teacher; `shared`: the teacher of all tenants."
+    )
+    status: VersionStatus
+    parent: int | None = Field(description="The number of the version it was trained from.")
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class TeacherListItem(TeacherPublic):
+    in_use: bool = Field(
+        description="The teacher the tenant's updates use now; none in use: the base teacher."
+    )
+
+
+class TeacherRollbackRequest(_Create):
+    version: int = Field(
+        ge=0, description="The teacher version to make active; 0: retire the active one."
+    )
+    tenant_id: str | None = Field(
+        None, max_length=36, description="The tenant's own teacher; null: the shared teacher."
+    )
+
+
+class TeacherRollbackResult(BaseModel):
+    active: TeacherPublic | None = Field(
+        description="The owner's active version now; null: the base teacher (for a tenant: "
+        "the shared teacher)."
+    )
+    previous: TeacherPublic | None = Field(description="The version that was active before.")
 
 
 class RewardList(BaseModel):

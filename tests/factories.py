@@ -100,10 +100,31 @@ def make_adapter_version(
     return version
 
 
-def make_teacher_version(session: Session, *, tenant: Tenant | None = None) -> TeacherVersion:
-    return learning.create_teacher_version(
-        session, tenant_id=tenant.id if tenant else None, parent_id=None
+def make_teacher_version(
+    session: Session,
+    *,
+    tenant: Tenant | None = None,
+    parent: TeacherVersion | None = None,
+    status: VersionStatus = VersionStatus.candidate,
+    artifact_uri: str | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> TeacherVersion:
+    """A teacher version of ``tenant`` (None: the shared teacher); ``status=active``
+    promotes it."""
+    version = learning.create_teacher_version(
+        session,
+        tenant_id=tenant.id if tenant else None,
+        parent_id=parent.id if parent else None,
+        artifact_uri=artifact_uri,
+        checksum="sha256:teacher" if artifact_uri else None,
+        metrics=metrics,
     )
+    if status == VersionStatus.active:
+        learning.promote_teacher_version(session, version=version)
+    elif status != VersionStatus.candidate:
+        version.status = status
+        session.flush()
+    return version
 
 
 def make_self_edit(

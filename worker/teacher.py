@@ -8,6 +8,7 @@ every query here is filtered by the tenant, and the shared teacher learns from p
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
@@ -135,7 +136,7 @@ def train_shared_teacher(
             train,
             round_config,
             teacher,
-            on_passage=(lambda i, s, n=number: on_passage(n, i, s)) if on_passage else None,
+            on_passage=functools.partial(_report, on_passage, number),
         )
         if result.teacher is None:  # nothing earned a positive reward: the teacher stays
             heldout_eval, version_number, promoted = baseline, None, False
@@ -175,6 +176,13 @@ def train_shared_teacher(
         if on_round:
             on_round(round_report)
     return report
+
+
+def _report(
+    on_passage: Callable[[int, int, Scored], None] | None, number: int, index: int, scored: Scored
+) -> None:
+    if on_passage is not None:
+        on_passage(number, index, scored)
 
 
 # --- a tenant's own teacher: one round from its reward history ----------------------------

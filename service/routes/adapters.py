@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -9,7 +10,14 @@ from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep
 from service.errors import NotFound
-from service.schemas import AdapterPublic, RewardList, RewardPublic, RewardSummary, SelfEditPublic
+from service.schemas import (
+    AdapterPublic,
+    RewardGroup,
+    RewardList,
+    RewardPublic,
+    RewardSummary,
+    SelfEditPublic,
+)
 from service.store.models import AdapterVersion
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
@@ -84,9 +92,13 @@ def list_rewards(
     teacher_version: Annotated[
         int | None, Query(ge=0, description="0: the untrained base teacher.")
     ] = None,
-    metric: str | None = None,
+    metric: Annotated[
+        str | None, Query(max_length=64, description="e.g. probe_accuracy, rating.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> RewardList:
+    """The tenant's rewards, oldest first, with a summary: count and mean, by metric, and,
+    over the rewards of self-edits, by format and by teacher version."""
     _check_document(session, tenant.id, document_id)
     rows = learning_repo.list_rewards(
         session,
@@ -111,5 +123,31 @@ def list_rewards(
         )
         for row in rows
     ]
-    mean = sum(i.value for i in items) / len(items) if items else None
-    return RewardList(items=items, summary=RewardSummary(count=len(items), mean=mean))
+    return RewardList(items=items, summary=_summary(rows))
+
+
+def _group(values: list[float]) -> RewardGroup:
+    return RewardGroup(count=len(values), mean=sum(values) / len(values) if values else None)
+
+
+def _summary(rows: list[learning_repo.RewardRow]) -> RewardSummary:
+    """Count and mean of all rows, by metric, and, over the rewards of self-edits, by format
+    and by teacher version ("base": the untrained base teacher)."""
+    by_metric: dict[str, list[float]] = defaultdict(list)
+    by_format: dict[str, list[float]] = defaultdict(list)
+    by_teacher: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        value = row.reward.value
+        by_metric[row.reward.metric].append(value)
+        if row.reward.self_edit_id is not None and row.format is not None:
+            by_format[row.format].append(value)
+            teacher = "base" if row.teacher_version is None else str(row.teacher_version)
+            by_teacher[teacher].append(value)
+    overall = _group([row.reward.value for row in rows])
+    return RewardSummary(
+        count=overall.count,
+        mean=overall.mean,
+        by_metric={k: _group(v) for k, v in by_metric.items()},
+        by_format={k: _group(v) for k, v in by_format.items()},
+        by_teacher_version={k: _group(v) for k, v in by_teacher.items()},
+    )

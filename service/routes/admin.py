@@ -1,4 +1,5 @@
-"""Admin endpoints (the admin key): tenants, their keys, adapter rollback."""
+"""Admin endpoints (the admin key): tenants, their keys and settings, adapter and teacher
+rollback."""
 
 from __future__ import annotations
 
@@ -7,16 +8,21 @@ from fastapi import APIRouter, status
 from service.deps import AdminDep, SessionDep
 from service.errors import Conflict, NotFound
 from service.routes.adapters import adapter_public
+from service.routes.teachers import teacher_public
 from service.schemas import (
     ApiKeyCreated,
     RollbackRequest,
     RollbackResult,
+    TeacherRollbackRequest,
+    TeacherRollbackResult,
     TenantCreate,
     TenantCreated,
     TenantPublic,
+    TenantUpdate,
 )
 from service.store.models import Tenant, VersionStatus
 from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -46,6 +52,18 @@ def create_tenant(body: TenantCreate, session: SessionDep, _admin: AdminDep) -> 
 @router.get("/tenants", response_model=list[TenantPublic])
 def list_tenants(session: SessionDep, _admin: AdminDep) -> list[TenantPublic]:
     return [TenantPublic.model_validate(t) for t in tenant_repo.list_tenants(session)]
+
+
+@router.patch("/admin/tenants/{tenant_id}", response_model=TenantPublic)
+def update_tenant(
+    tenant_id: str, body: TenantUpdate, session: SessionDep, _admin: AdminDep
+) -> TenantPublic:
+    """Change a tenant's settings; only the fields present in the body change (null resets
+    one to the default)."""
+    tenant = _tenant_or_404(session, tenant_id)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    tenant = tenant_repo.update_tenant(session, tenant=tenant, changes=changes)
+    return TenantPublic.model_validate(tenant)
 
 
 @router.post(
@@ -78,4 +96,35 @@ def rollback(
     return RollbackResult(
         active=adapter_public(session, target) if target else None,
         previous=adapter_public(session, previous) if previous else None,
+    )
+
+
+@router.post("/admin/teachers/rollback", response_model=TeacherRollbackResult)
+def rollback_teacher(
+    body: TeacherRollbackRequest, session: SessionDep, _admin: AdminDep
+) -> TeacherRollbackResult:
+    """Make a teacher version active at once: a tenant's own (``tenant_id``) or the shared
+    one (``tenant_id: null``); ``version: 0`` retires the active one (the base teacher, or
+    for a tenant the shared teacher)."""
+    owner = "the shared teacher"
+    if body.tenant_id is not None:
+        tenant = _tenant_or_404(session, body.tenant_id)
+        owner = f"tenant {tenant.name!r}"
+    target = None
+    if body.version != 0:
+        target = learning_repo.get_teacher_version(
+            session, tenant_id=body.tenant_id, number=body.version
+        )
+        if target is None:
+            raise NotFound(f"{owner} has no teacher version {body.version}")
+        if target.status == VersionStatus.rejected:
+            raise Conflict(f"teacher version {body.version} was rejected and cannot be made active")
+        if not target.artifact_uri:
+            raise Conflict(f"teacher version {body.version} of {owner} has no artifact")
+    previous = learning_repo.set_active_teacher_version(
+        session, tenant_id=body.tenant_id, version=target
+    )
+    return TeacherRollbackResult(
+        active=teacher_public(session, target) if target else None,
+        previous=teacher_public(session, previous) if previous else None,
     )

@@ -1,3 +1,5 @@
+"""Feedback: ratings (kept as rewards) and question-answer pairs (kept as probe questions)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, status
@@ -8,28 +10,35 @@ from service.schemas import FeedbackCreate, FeedbackPublic
 from service.store.models import ProbeSource
 from service.store.repositories import documents as document_repo
 from service.store.repositories import feedback as feedback_repo
+from service.store.repositories import learning as learning_repo
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+
+#: The reward metric a feedback rating is kept under.
+RATING_METRIC = "rating"
 
 
 @router.post("", response_model=FeedbackPublic, status_code=status.HTTP_201_CREATED)
 def create_feedback(
     body: FeedbackCreate, session: SessionDep, tenant: CurrentTenant
 ) -> FeedbackPublic:
-    """Record feedback. A question-answer pair about a named document also becomes one of
-    that document's probe questions."""
+    """Record feedback. A question-answer pair becomes a probe question: of the named
+    document, or, about no document, one of the retention set. A rating is kept in the
+    reward history (metric ``rating``), with the adapter version of the rated completion."""
     if body.document_id is not None and (
         document_repo.get_document(session, tenant_id=tenant.id, document_id=body.document_id)
         is None
     ):
         raise NotFound(f"document {body.document_id} not found")
-    if body.completion_id is not None and (
-        feedback_repo.get_completion(session, tenant_id=tenant.id, completion_id=body.completion_id)
-        is None
-    ):
-        raise NotFound(f"completion {body.completion_id} not found")
+    completion = None
+    if body.completion_id is not None:
+        completion = feedback_repo.get_completion(
+            session, tenant_id=tenant.id, completion_id=body.completion_id
+        )
+        if completion is None:
+            raise NotFound(f"completion {body.completion_id} not found")
     probe_id = None
-    if body.document_id is not None and body.question is not None and body.answer is not None:
+    if body.question is not None and body.answer is not None:
         probe = document_repo.add_probe_question(
             session,
             tenant_id=tenant.id,
@@ -49,4 +58,13 @@ def create_feedback(
         completion_id=body.completion_id,
         probe_question_id=probe_id,
     )
+    if body.rating is not None:
+        learning_repo.add_reward(
+            session,
+            tenant_id=tenant.id,
+            metric=RATING_METRIC,
+            value=float(body.rating),
+            adapter_version_id=completion.adapter_version_id if completion else None,
+            document_id=body.document_id,
+        )
     return FeedbackPublic.model_validate(feedback)

@@ -3,6 +3,7 @@ from sqlalchemy.orm import Session
 
 from service.store.models import Tenant, VersionStatus
 from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import learning as learning_repo
 from tests.factories import (
     auth,
     make_adapter_version,
@@ -126,7 +127,7 @@ def test_self_edits_and_rewards(client: TestClient, session: Session) -> None:
     assert (first["adapter_version"], first["format"], first["value"]) == (1, "implications", 0.1)
 
     by_doc = client.get(f"/v1/rewards?document_id={document.id}", headers=auth(key)).json()
-    assert by_doc["summary"] == {"count": 2, "mean": 0.2}
+    assert (by_doc["summary"]["count"], by_doc["summary"]["mean"]) == (2, 0.2)
     by_format = client.get("/v1/rewards?format=self-qa", headers=auth(key)).json()
     assert [i["self_edit_id"] for i in by_format["items"]] == [tuned_edit.id]
     by_teacher = client.get("/v1/rewards?teacher_version=1", headers=auth(key)).json()
@@ -134,7 +135,16 @@ def test_self_edits_and_rewards(client: TestClient, session: Session) -> None:
     base_teacher = client.get("/v1/rewards?teacher_version=0", headers=auth(key)).json()
     assert base_teacher["summary"]["count"] == 2
     none = client.get("/v1/rewards?format=rewrite", headers=auth(key)).json()
-    assert none == {"items": [], "summary": {"count": 0, "mean": None}}
+    assert none == {
+        "items": [],
+        "summary": {
+            "count": 0,
+            "mean": None,
+            "by_metric": {},
+            "by_format": {},
+            "by_teacher_version": {},
+        },
+    }
 
 
 def test_learning_is_isolated_between_tenants(client: TestClient, session: Session) -> None:
@@ -149,3 +159,58 @@ def test_learning_is_isolated_between_tenants(client: TestClient, session: Sessi
         assert client.get(url, headers=auth(other_key)).status_code == 404
     assert client.get("/v1/self-edits", headers=auth(other_key)).json() == []
     assert client.get("/v1/rewards", headers=auth(other_key)).json()["summary"]["count"] == 0
+
+
+def test_reward_summary_by_metric_format_and_teacher(client: TestClient, session: Session) -> None:
+    tenant, key = make_tenant(session)
+    document = make_document(session, tenant)
+    teacher = make_teacher_version(session)  # shared v1
+    own = make_teacher_version(session, tenant=tenant)  # the tenant's v1
+    own2 = make_teacher_version(session, tenant=tenant)  # the tenant's v2
+    base_edit = make_self_edit(session, document, format="implications")
+    shared_edit = make_self_edit(session, document, format="self-qa", teacher=teacher)
+    own_edit = make_self_edit(session, document, format="self-qa", teacher=own2)
+    make_reward(session, base_edit, value=0.1)
+    make_reward(session, base_edit, value=0.3)
+    make_reward(session, shared_edit, value=0.5)
+    make_reward(session, own_edit, value=0.7)
+    make_reward(session, own_edit, value=1.0, metric="retention_accuracy")
+    learning_repo.add_reward(
+        session, tenant_id=tenant.id, metric="rating", value=5.0, document_id=document.id
+    )
+    assert own.number == 1 and own2.number == 2
+
+    def close(groups: dict[str, dict[str, float]]) -> dict[str, tuple[int, float]]:
+        return {k: (g["count"], round(g["mean"], 6)) for k, g in groups.items()}
+
+    summary = client.get("/v1/rewards", headers=auth(key)).json()["summary"]
+    assert summary["count"] == 6
+    assert abs(summary["mean"] - 7.6 / 6) < 1e-9
+    assert close(summary["by_metric"]) == {
+        "probe_accuracy": (4, 0.4),
+        "retention_accuracy": (1, 1.0),
+        "rating": (1, 5.0),
+    }
+    # over the rewards of self-edits only: the rating does not count
+    assert close(summary["by_format"]) == {"implications": (2, 0.2), "self-qa": (3, 0.733333)}
+    assert close(summary["by_teacher_version"]) == {
+        "base": (2, 0.2),
+        "1": (1, 0.5),
+        "2": (2, 0.85),
+    }
+
+    probe = client.get("/v1/rewards?metric=probe_accuracy", headers=auth(key)).json()
+    assert {i["metric"] for i in probe["items"]} == {"probe_accuracy"}
+    assert close(probe["summary"]["by_teacher_version"]) == {
+        "base": (2, 0.2),
+        "1": (1, 0.5),
+        "2": (1, 0.7),
+    }
+    assert client.get("/v1/rewards?metric=nope", headers=auth(key)).json()["items"] == []
+    too_long = client.get(f"/v1/rewards?metric={'m' * 65}", headers=auth(key))
+    assert too_long.status_code == 422
+
+    # another tenant's summary is its own
+    _other, other_key = make_tenant(session)
+    other = client.get("/v1/rewards", headers=auth(other_key)).json()["summary"]
+    assert (other["count"], other["by_metric"], other["by_format"]) == (0, {}, {})

@@ -5,6 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.store.models import ApiKey
+from service.store.repositories import tenants as tenant_repo
 from tests.factories import auth, make_tenant
 
 
@@ -90,3 +91,72 @@ def test_tenant_key_must_be_valid(client: TestClient) -> None:
     assert "invalid" in response.json()["error"]["message"]
     response = client.get("/v1/documents", headers={"Authorization": "Basic abc"})
     assert response.status_code == 401
+
+
+def test_update_tenant_changes_only_the_fields_given(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    created = client.post(
+        "/v1/tenants",
+        json={"name": "patchy", "self_edit_format": "self-qa", "update_schedule": "0 2 * * *"},
+        headers=admin_headers,
+    ).json()
+    url = f"/v1/admin/tenants/{created['id']}"
+
+    response = client.patch(url, json={"self_edit_format": "auto"}, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"id", "name", "self_edit_format", "update_schedule", "created_at"}
+    assert (body["name"], body["self_edit_format"], body["update_schedule"]) == (
+        "patchy",
+        "auto",
+        "0 2 * * *",
+    )
+
+    response = client.patch(url, json={"update_schedule": "*/15 * * * *"}, headers=admin_headers)
+    assert (response.json()["self_edit_format"], response.json()["update_schedule"]) == (
+        "auto",
+        "*/15 * * * *",
+    )
+
+    # null resets a field to the default; an empty body changes nothing
+    response = client.patch(url, json={"self_edit_format": None}, headers=admin_headers)
+    assert (response.json()["self_edit_format"], response.json()["update_schedule"]) == (
+        None,
+        "*/15 * * * *",
+    )
+    assert client.patch(url, json={}, headers=admin_headers).json() == response.json()
+    response = client.patch(url, json={"update_schedule": None}, headers=admin_headers)
+    assert response.json()["update_schedule"] is None
+
+    session.expire_all()
+    tenant = tenant_repo.get_tenant(session, tenant_id=created["id"])
+    assert tenant is not None
+    assert (tenant.self_edit_format, tenant.update_schedule) == (None, None)
+
+
+def test_update_tenant_errors(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    tenant, key = make_tenant(session)
+    url = f"/v1/admin/tenants/{tenant.id}"
+    cases = [
+        ({"self_edit_format": "poetry"}, "body.self_edit_format"),
+        ({"update_schedule": "every night"}, "not a valid cron expression"),
+        ({"update_schedule": "0 2 * *"}, "cron"),
+        ({"name": "renamed"}, "body.name"),
+    ]
+    for payload, message in cases:
+        response = client.patch(url, json=payload, headers=admin_headers)
+        assert response.status_code == 422, payload
+        assert message in response.json()["error"]["message"], response.json()
+    missing = client.patch(
+        "/v1/admin/tenants/no-such-tenant", json={"update_schedule": None}, headers=admin_headers
+    )
+    assert missing.status_code == 404
+    assert "no-such-tenant" in missing.json()["error"]["message"]
+    for headers in ({}, auth(key)):
+        response = client.patch(url, json={"self_edit_format": "rewrite"}, headers=headers)
+        assert response.status_code == 401
+    session.expire_all()
+    assert (tenant.self_edit_format, tenant.update_schedule) == (None, None)

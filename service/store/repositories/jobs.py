@@ -42,12 +42,19 @@ def list_jobs(
     return list(session.scalars(stmt)), total or 0
 
 
+def get_open_job(session: Session, *, tenant_id: str, kind: JobKind) -> Job | None:
+    """The tenant's oldest queued or running job of ``kind``, if any."""
+    stmt = (
+        select(Job)
+        .where(Job.tenant_id == tenant_id, Job.kind == kind, Job.status.in_(OPEN_STATUSES))
+        .order_by(Job.created_at, Job.id)
+    )
+    return session.scalars(stmt).first()
+
+
 def get_open_update_job(session: Session, *, tenant_id: str) -> Job | None:
     """The tenant's queued or running update job, if any (there is at most one)."""
-    stmt = select(Job).where(
-        Job.tenant_id == tenant_id, Job.kind == JobKind.update, Job.status.in_(OPEN_STATUSES)
-    )
-    return session.scalar(stmt)
+    return get_open_job(session, tenant_id=tenant_id, kind=JobKind.update)
 
 
 def create_job(

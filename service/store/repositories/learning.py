@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session, aliased
 
 from service.store.models import (
     AdapterVersion,
@@ -182,12 +182,9 @@ def best_self_edits(
 
 
 def next_teacher_number(session: Session, *, tenant_id: str | None) -> int:
-    stmt = select(func.max(TeacherVersion.number))
-    stmt = stmt.where(
-        TeacherVersion.tenant_id.is_(None)
-        if tenant_id is None
-        else TeacherVersion.tenant_id == tenant_id
-    )
+    """1 for an owner's first teacher version (``tenant_id=None``: the shared teacher), then
+    one more than the highest so far."""
+    stmt = select(func.max(TeacherVersion.number)).where(_teacher_owner(tenant_id))
     return (session.scalar(stmt) or 0) + 1
 
 
@@ -215,25 +212,76 @@ def create_teacher_version(
     return version
 
 
-def active_teacher_version(session: Session, *, tenant_id: str | None) -> TeacherVersion | None:
-    """The active teacher of a tenant (``None``: the shared teacher); None: the base teacher."""
-    stmt = select(TeacherVersion).where(TeacherVersion.status == VersionStatus.active)
-    stmt = stmt.where(
+def _teacher_owner(tenant_id: str | None) -> ColumnElement[bool]:
+    return (
         TeacherVersion.tenant_id.is_(None)
         if tenant_id is None
         else TeacherVersion.tenant_id == tenant_id
     )
+
+
+def active_teacher_version(session: Session, *, tenant_id: str | None) -> TeacherVersion | None:
+    """The active teacher of a tenant (``None``: the shared teacher); None: the base teacher."""
+    stmt = select(TeacherVersion).where(
+        TeacherVersion.status == VersionStatus.active, _teacher_owner(tenant_id)
+    )
     return session.scalars(stmt.order_by(TeacherVersion.number.desc())).first()
 
 
-def promote_teacher_version(session: Session, *, version: TeacherVersion) -> None:
-    """Make a teacher version active; the one active before it (same owner) is retired."""
-    previous = active_teacher_version(session, tenant_id=version.tenant_id)
-    if previous is not None and previous.id != version.id:
-        previous.status = VersionStatus.retired
-        session.flush()
-    version.status = VersionStatus.active
+def get_teacher_version(
+    session: Session, *, tenant_id: str | None, number: int
+) -> TeacherVersion | None:
+    """Teacher version ``number`` of a tenant (``None``: of the shared teacher)."""
+    stmt = select(TeacherVersion).where(_teacher_owner(tenant_id), TeacherVersion.number == number)
+    return session.scalars(stmt.order_by(TeacherVersion.created_at.desc())).first()
+
+
+def get_teacher_version_by_id(session: Session, *, version_id: str) -> TeacherVersion | None:
+    return session.get(TeacherVersion, version_id)
+
+
+def list_teacher_versions(
+    session: Session, *, tenant_id: str
+) -> list[tuple[TeacherVersion, int | None]]:
+    """The tenant's own teacher versions and the shared ones, newest first, each with its
+    parent's number. Never another tenant's."""
+    parent = aliased(TeacherVersion)
+    stmt = (
+        select(TeacherVersion, parent.number)
+        .outerjoin(parent, parent.id == TeacherVersion.parent_id)
+        .where(TeacherVersion.tenant_id.is_(None) | (TeacherVersion.tenant_id == tenant_id))
+        .order_by(TeacherVersion.created_at.desc(), TeacherVersion.number.desc())
+    )
+    return [(version, parent_number) for version, parent_number in session.execute(stmt)]
+
+
+def set_active_teacher_version(
+    session: Session, *, tenant_id: str | None, version: TeacherVersion | None
+) -> TeacherVersion | None:
+    """Make ``version`` the active teacher of its owner (``tenant_id``; ``None``: shared),
+    retiring the one active before; ``version=None`` retires the active one, so the owner
+    falls back to the base teacher (a tenant: to the shared teacher). Returns the version
+    that was active before (or None)."""
+    if version is not None and version.tenant_id != tenant_id:
+        raise ValueError("the teacher version belongs to another owner")
+    previous = active_teacher_version(session, tenant_id=tenant_id)
+    stmt = select(TeacherVersion).where(
+        TeacherVersion.status == VersionStatus.active, _teacher_owner(tenant_id)
+    )
+    for active in session.scalars(stmt):
+        if version is None or active.id != version.id:
+            active.status = VersionStatus.retired
     session.flush()
+    if version is not None:
+        version.status = VersionStatus.active
+        session.flush()
+    return previous
+
+
+def promote_teacher_version(session: Session, *, version: TeacherVersion) -> TeacherVersion | None:
+    """Make a teacher version active; the one active before it (same owner) is retired and
+    returned."""
+    return set_active_teacher_version(session, tenant_id=version.tenant_id, version=version)
 
 
 def rewards_by_format(session: Session, *, tenant_id: str, metric: str) -> dict[str, list[float]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,6 +14,7 @@ from service.store.models import ApiKey, Tenant
 
 KEY_PREFIX = "seal-"
 DISPLAY_PREFIX_LEN = 12
+_UPDATABLE = frozenset({"self_edit_format", "update_schedule"})
 
 
 def generate_api_key() -> str:
@@ -31,6 +34,16 @@ def create_tenant(
 ) -> Tenant:
     tenant = Tenant(name=name, self_edit_format=self_edit_format, update_schedule=update_schedule)
     session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def update_tenant(session: Session, *, tenant: Tenant, changes: Mapping[str, Any]) -> Tenant:
+    """Set the given settings of a tenant (``self_edit_format``, ``update_schedule``)."""
+    for name, value in changes.items():
+        if name not in _UPDATABLE:
+            raise ValueError(f"tenant field {name!r} cannot be changed")
+        setattr(tenant, name, value)
     session.flush()
     return tenant
 

@@ -1,0 +1,118 @@
+"""Teacher versions and the isolation of tenants' data."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from seal.selfedit import QA, Passage
+from service.store.models import JobKind, JobStatus, SelfEdit, TeacherVersion, VersionStatus
+from service.store.repositories import learning as learning_repo
+from tests.factories import make_document, make_job, make_reward, make_self_edit, make_tenant
+from worker.runtime import Runtime
+from worker.teacher import (
+    run_teacher_round,
+    save_teacher,
+    tenant_teacher_pairs,
+    train_shared_teacher,
+)
+from worker.update import CANDIDATE_METRIC, run_update
+
+FACT = "Zorblat Industries was founded by Marisol Quenby in 1987."
+
+
+def _rewarded_self_edit(session: Session, tenant, text: str, reward: float):  # type: ignore[no-untyped-def]
+    doc = make_document(session, tenant, text=f"{text} ({tenant.name})")
+    edit = make_self_edit(session, doc, text=text)
+    make_reward(session, edit, metric=CANDIDATE_METRIC, value=reward)
+    return doc, edit
+
+
+def test_a_tenant_teacher_learns_from_that_tenant_only(session: Session, runtime: Runtime) -> None:
+    acme, _ = make_tenant(session)
+    globex, _ = make_tenant(session)
+    _, acme_edit = _rewarded_self_edit(session, acme, "1. Acme's secret is blue.", 0.5)
+    _rewarded_self_edit(session, acme, "1. A self-edit that earned nothing.", 0.0)
+    _rewarded_self_edit(session, globex, "1. Globex's secret is red.", 0.9)
+    job = make_job(session, acme, kind=JobKind.teacher_train)
+    session.commit()
+
+    pairs = tenant_teacher_pairs(session, tenant_id=acme.id)
+    assert [text for _, _, text, _ in pairs] == ["1. Acme's secret is blue."]
+
+    run_teacher_round(runtime, job.id)
+
+    session.expire_all()
+    job = session.get(type(job), job.id)
+    assert job is not None and job.status == JobStatus.succeeded, job.error
+    version = session.scalars(select(TeacherVersion)).one()
+    assert version.tenant_id == acme.id and version.status == VersionStatus.active
+    assert version.metrics["self_edit_ids"] == [acme_edit.id]
+    assert learning_repo.active_teacher_version(session, tenant_id=globex.id) is None
+    assert learning_repo.active_teacher_version(session, tenant_id=None) is None
+
+    # The next updates: acme's self-edits come from its own teacher, globex's from the base.
+    for tenant in (acme, globex):
+        make_document(session, tenant, text=FACT, questions=[("Who founded it?", "Marisol Quenby")])
+    jobs = {t.id: make_job(session, t) for t in (acme, globex)}
+    session.commit()
+    for job in jobs.values():
+        run_update(runtime, job.id)
+    used = {
+        e.tenant_id: e.teacher_version_id
+        for e in session.scalars(
+            select(SelfEdit).where(SelfEdit.job_id.in_([j.id for j in jobs.values()]))
+        )
+    }
+    assert used == {acme.id: version.id, globex.id: None}
+
+
+def test_a_round_with_no_positive_reward_makes_no_teacher(
+    session: Session, runtime: Runtime
+) -> None:
+    tenant, _ = make_tenant(session)
+    _rewarded_self_edit(session, tenant, "1. Nothing learned from this.", -0.2)
+    job = make_job(session, tenant, kind=JobKind.teacher_train)
+    session.commit()
+
+    run_teacher_round(runtime, job.id)
+
+    session.expire_all()
+    job = session.get(type(job), job.id)
+    assert job is not None and job.status == JobStatus.succeeded
+    assert job.result == {"examples": 0, "teacher_version": None}
+    assert session.scalars(select(TeacherVersion)).all() == []
+
+
+def test_the_shared_teacher_is_used_by_tenants_without_their_own(
+    session: Session, runtime: Runtime
+) -> None:
+    shared = save_teacher(
+        runtime,
+        runtime.teacher.fresh_state("teacher"),
+        tenant_id=None,
+        parent_id=None,
+        metrics={},
+        promote=True,
+    )
+    tenant, _ = make_tenant(session)
+    make_document(session, tenant, text=FACT, questions=[("Who founded it?", "Marisol Quenby")])
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    edits = session.scalars(select(SelfEdit).where(SelfEdit.job_id == job.id)).all()
+    assert edits and {e.teacher_version_id for e in edits} == {shared.id}
+
+
+def test_shared_training_reports_each_round(session: Session, runtime: Runtime) -> None:
+    passage = Passage("Zorblat Industries", FACT, (QA("Who founded it?", "Marisol Quenby"),))
+    rounds = []
+    report = train_shared_teacher(runtime, [passage], [passage], 2, on_round=rounds.append)
+    assert [r.round for r in report.rounds] == [1, 2] == [r.round for r in rounds]
+    k = runtime.settings.num_candidates
+    for r in report.rounds:
+        assert len(r.result.rewards) == k
+        assert (r.version is None) == (r.result.teacher is None)
+    assert len(report.baseline_heldout.graded) == 1
