@@ -124,16 +124,18 @@ def score_candidates(
     *,
     init: AdapterState | None,
     baseline: Evaluation,
+    replay: Sequence[str] = (),
     on_candidate: Callable[[int, Candidate], None] | None = None,
 ) -> list[Candidate]:
-    """Train one adapter per self-edit from ``init`` and reward it by its probe accuracy gain
+    """Train one adapter per self-edit from ``init`` (on the self-edit's sequences plus the
+    same ``replay`` sequences for every candidate) and reward it by its probe accuracy gain
     over ``baseline``; the candidates come back in the order of ``texts``."""
     probes = probes_of(passage)
     candidates = []
     for index, text in enumerate(texts):
         candidate = Candidate(text=text, items=parse_items(text, config.format))
         candidate.trained = train_on(
-            host, sequences_for(passage, candidate.items), config.train, init=init
+            host, [*sequences_for(passage, candidate.items), *replay], config.train, init=init
         )
         candidate.evaluation = evaluate(
             host,

@@ -128,9 +128,12 @@ class Settings(BaseSettings):
     replay_fraction: float = Field(
         0.5,
         ge=0,
-        le=4,
-        description="Earlier kept self-edits replayed in an update, as a share of the update's "
-        "own training sequences.",
+        le=1,
+        description="Share of the training sequences of earlier kept self-edits (and their "
+        "documents) rehearsed in each update's training runs.",
+    )
+    replay_max_sequences: int = Field(
+        32, ge=0, description="At most this many replayed sequences per training run."
     )
     auto_explore: float = Field(
         0.2,

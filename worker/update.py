@@ -5,9 +5,10 @@ scored by the inner loop (a LoRA update from the active adapter, rewarded by the
 it gained) and the best is kept. ``batch`` (the nightly schedule, the paper's continued
 pre-training): the teacher's self-edits of all documents, no inner loop. Either way one new
 version is trained from the active one on the kept self-edits, the documents and a replayed
-sample of earlier kept self-edits, saved atomically, and promoted only when it answers the
-batch's probe questions better than the active version and did not forget the retention set
-(probe questions of documents learned earlier) beyond a tolerance.
+sample of earlier kept self-edits (every candidate rehearses the same sample, so the winner
+of a one-document update is the version itself), saved atomically, and promoted only when it
+answers the batch's probe questions better than the active version and did not forget the
+retention set (probe questions of documents learned earlier) beyond a tolerance.
 
 Progress and each document's scored self-edits are committed as they come (short
 transactions, so the API shows them); the version, its promotion and the job's result in one
@@ -41,6 +42,7 @@ from seal.knowledge import (
 )
 from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
 from seal.selfedit import QA, Passage, choose_format, parse_items, training_sequences
+from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import DocumentStatus, JobStatus, ProbeSource, VersionStatus
 from service.store.repositories import adapters as adapter_repo
@@ -228,6 +230,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     k = config.num_candidates if select else settings.batch_self_edits
     docs = snap.documents
     progress = _Progress(runtime, job_id, total=len(docs) * ((k if select else 0) + 2) + 3)
+    replay = _replay_sample(snap.replay_pool, settings, rng)
     progress.step(f"{snap.mode} update of {len(docs)} document(s), format {snap.fmt}", 0)
 
     for index, work in enumerate(docs, 1):
@@ -253,6 +256,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
             config,
             init=snap.parent_state,
             baseline=work.baseline,
+            replay=replay,
             on_candidate=report,
         )
         best = best_candidate(candidates)
@@ -266,8 +270,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         for w in docs
         for seq in training_sequences(w.passage, [i for c in w.kept for i in c.items])
     ]
-    replay = _replay_sample(snap.replay_pool, len(own), settings.replay_fraction, rng)
-    reuse = select and len(docs) == 1 and not replay and docs[0].kept[0].trained is not None
+    reuse = select and len(docs) == 1 and docs[0].kept[0].trained is not None
     if reuse:  # same data, same start, same seed: the kept candidate's adapter is the version
         trained = docs[0].kept[0].trained
         assert trained is not None
@@ -362,9 +365,11 @@ def _merge(evaluations: list[Evaluation]) -> Evaluation:
     return Evaluation([g for e in evaluations for g in e.graded])
 
 
-def _replay_sample(pool: list[str], own: int, fraction: float, rng: random.Random) -> list[str]:
-    want = min(len(pool), math.ceil(own * fraction)) if pool and fraction > 0 else 0
-    return rng.sample(pool, want)
+def _replay_sample(pool: list[str], settings: Settings, rng: random.Random) -> list[str]:
+    """The job's sample of earlier sequences: every candidate and the version rehearse it, so
+    a candidate's measured reward is that of the run that becomes the version."""
+    want = math.ceil(len(pool) * settings.replay_fraction)
+    return rng.sample(pool, min(want, settings.replay_max_sequences, len(pool)))
 
 
 def _write_probes(
@@ -403,25 +408,55 @@ def _record_candidates(
     baseline = work.baseline.accuracy if work.baseline else 0.0
     with session_scope(runtime.sessions) as session:
         for candidate in candidates:
-            row = learning_repo.add_self_edit(
+            _store_rewarded_self_edit(
                 session,
-                tenant_id=snap.tenant_id,
-                document_id=work.id,
-                format=config.format,
-                text=candidate.text,
-                job_id=job_id,
+                snap,
+                work.id,
+                config.format,
+                candidate.text,
+                job_id,
                 selected=candidate is best,
-                teacher_version_id=snap.teacher_version_id,
-            )
-            learning_repo.add_reward(
-                session,
-                tenant_id=snap.tenant_id,
                 metric=CANDIDATE_METRIC,
                 value=candidate.reward,
                 baseline=baseline,
-                self_edit_id=row.id,
-                document_id=work.id,
             )
+
+
+def _store_rewarded_self_edit(
+    session: Session,
+    snap: Snapshot,
+    document_id: str,
+    fmt: str,
+    text: str,
+    job_id: str,
+    *,
+    selected: bool,
+    metric: str,
+    value: float,
+    baseline: float,
+    adapter_version_id: str | None = None,
+) -> None:
+    """A self-edit with the teacher version that wrote it, and the reward it earned."""
+    row = learning_repo.add_self_edit(
+        session,
+        tenant_id=snap.tenant_id,
+        document_id=document_id,
+        format=fmt,
+        text=text,
+        job_id=job_id,
+        selected=selected,
+        teacher_version_id=snap.teacher_version_id,
+    )
+    learning_repo.add_reward(
+        session,
+        tenant_id=snap.tenant_id,
+        metric=metric,
+        value=value,
+        baseline=baseline,
+        self_edit_id=row.id,
+        document_id=document_id,
+        adapter_version_id=adapter_version_id,
+    )
 
 
 def _commit_version(
@@ -466,24 +501,17 @@ def _commit_version(
                 base = work.baseline.accuracy if work.baseline else 0.0
                 gain = (work.after.accuracy if work.after else 0.0) - base
                 for candidate in work.kept:
-                    row = learning_repo.add_self_edit(
+                    _store_rewarded_self_edit(
                         session,
-                        tenant_id=snap.tenant_id,
-                        document_id=work.id,
-                        format=config.format,
-                        text=candidate.text,
-                        job_id=job_id,
+                        snap,
+                        work.id,
+                        config.format,
+                        candidate.text,
+                        job_id,
                         selected=True,
-                        teacher_version_id=snap.teacher_version_id,
-                    )
-                    learning_repo.add_reward(
-                        session,
-                        tenant_id=snap.tenant_id,
                         metric=BATCH_METRIC,
                         value=gain,
                         baseline=base,
-                        self_edit_id=row.id,
-                        document_id=work.id,
                         adapter_version_id=version.id,
                     )
         if reason is None:

@@ -98,5 +98,11 @@ def dump_logs(service: LiveService) -> str:
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     yield from start_service(
         tmp_path_factory.mktemp("e2e"),
-        {"SEAL_NUM_CANDIDATES": "4", "SEAL_SELF_EDIT_MAX_TOKENS": "64"},
+        {
+            "SEAL_NUM_CANDIDATES": "4",
+            "SEAL_SELF_EDIT_MAX_TOKENS": "64",
+            # The forgetting gate has tests of its own (tests/worker); here the second update
+            # must be promoted so that the rollback to the first is a real one.
+            "SEAL_RETENTION_TOLERANCE": "1.0",
+        },
     )
