@@ -116,6 +116,19 @@ def train_on(
     return train_adapter(host, STUDENT, examples, config, init=init, on_step=on_step)
 
 
+def evaluate_state(
+    host: AdapterHost, state: AdapterState | None, probes: Sequence[Probe], max_new_tokens: int
+) -> Evaluation:
+    """Grade the student with adapter ``state``, or the bare base model when it is None."""
+    return evaluate(
+        host,
+        probes,
+        slot=STUDENT if state is not None else None,
+        state=state,
+        max_new_tokens=max_new_tokens,
+    )
+
+
 def score_candidates(
     host: AdapterHost,
     passage: Passage,

@@ -9,15 +9,16 @@ self-edit only. Rounds chain: round n+1 samples with the teacher of round n.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from seal.grading import Evaluation, evaluate
+from seal.grading import Evaluation
 from seal.knowledge import (
     TEACHER,
     Candidate,
     InnerLoopConfig,
     Teacher,
     best_candidate,
+    evaluate_state,
     probes_of,
     score_candidates,
     write_self_edits,
@@ -79,13 +80,7 @@ def score_passage(
     on_candidate: Callable[[int, Candidate], None] | None = None,
 ) -> Scored:
     """Sample k self-edits of ``passage`` and reward each by an inner loop from ``init``."""
-    baseline = evaluate(
-        host,
-        probes_of(passage),
-        slot="student" if init is not None else None,
-        state=init,
-        max_new_tokens=config.answer_max_tokens,
-    )
+    baseline = evaluate_state(host, init, probes_of(passage), config.answer_max_tokens)
     texts = write_self_edits(
         host, passage, config.format, config.num_candidates, config.sample, teacher
     )
@@ -142,13 +137,7 @@ def heldout_evaluation(
     """How well a teacher teaches: for each held-out passage, ``samples`` self-edits, a student
     adapter trained from scratch on each, graded on the passage's questions."""
     graded = []
-    one = InnerLoopConfig(
-        format=config.format,
-        num_candidates=samples,
-        sample=config.sample,
-        train=config.train,
-        answer_max_tokens=config.answer_max_tokens,
-    )
+    one = replace(config, num_candidates=samples)
     for passage in passages:
         empty = Evaluation([])
         texts = write_self_edits(host, passage, one.format, samples, one.sample, teacher)

@@ -14,13 +14,12 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from seal.grading import Evaluation
 from seal.knowledge import Teacher
-from seal.lora import AdapterState, load_adapter, save_adapter
+from seal.lora import AdapterState, save_adapter
 from seal.restem import RoundConfig, RoundResult, Scored, heldout_evaluation, restem_round
 from seal.restem import train_teacher as sft_teacher
 from seal.selfedit import Passage
@@ -29,17 +28,9 @@ from service.store.models import Document, JobStatus, TeacherVersion
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from worker.runtime import Runtime, inner_loop_config, teacher_spec, teacher_train_config
-from worker.update import CANDIDATE_METRIC
+from worker.update import CANDIDATE_METRIC, load_teacher
 
 log = logging.getLogger(__name__)
-
-
-def load_teacher(version: TeacherVersion | None) -> Teacher:
-    if version is None or not version.artifact_uri:
-        return Teacher()
-    return Teacher(
-        state=load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
-    )
 
 
 def save_teacher(
@@ -212,9 +203,7 @@ def run_teacher_round(runtime: Runtime, job_id: str) -> None:
             return
         tenant_id = job.tenant_id
         pairs = tenant_teacher_pairs(session, tenant_id=tenant_id)
-        current = learning_repo.active_teacher_version(
-            session, tenant_id=tenant_id
-        ) or learning_repo.active_teacher_version(session, tenant_id=None)
+        current = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
         teacher = load_teacher(current)
         parent_id = current.id if current else None
     try:

@@ -28,13 +28,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from seal.grading import Evaluation, Probe, evaluate
+from seal.grading import Evaluation, Probe
 from seal.knowledge import (
-    STUDENT,
     Candidate,
     InnerLoopConfig,
     Teacher,
     best_candidate,
+    evaluate_state,
     score_candidates,
     train_on,
     write_probe_questions,
@@ -44,7 +44,13 @@ from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
 from seal.selfedit import QA, Passage, choose_format, parse_items, training_sequences
 from service.settings import Settings
 from service.store.db import session_scope
-from service.store.models import DocumentStatus, JobStatus, ProbeSource, VersionStatus
+from service.store.models import (
+    DocumentStatus,
+    JobStatus,
+    ProbeSource,
+    TeacherVersion,
+    VersionStatus,
+)
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
@@ -127,6 +133,15 @@ def run_update(runtime: Runtime, job_id: str) -> None:
         raise
 
 
+def load_teacher(version: TeacherVersion | None) -> Teacher:
+    """The teacher a version names (its checksum checked); the base model for None."""
+    if version is None or not version.artifact_uri:
+        return Teacher()
+    return Teacher(
+        state=load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
+    )
+
+
 def _job_rng(runtime: Runtime, job_id: str) -> random.Random:
     """Repeatable per job, different between jobs (a retry samples afresh)."""
     return random.Random(runtime.settings.seed + int(job_id.replace("-", "")[:8], 16))
@@ -164,16 +179,8 @@ def _snapshot(
         )
         fmt = choose_format(rewards, _job_rng(runtime, job_id), explore=settings.auto_explore)
 
-    teacher_version = learning_repo.active_teacher_version(
-        session, tenant_id=tenant_id
-    ) or learning_repo.active_teacher_version(session, tenant_id=None)
-    teacher = Teacher()
-    if teacher_version is not None and teacher_version.artifact_uri:
-        teacher = Teacher(
-            state=load_adapter(
-                Path(teacher_version.artifact_uri), expected_checksum=teacher_version.checksum
-            )
-        )
+    teacher_version = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+    teacher = load_teacher(teacher_version)
 
     retention = [
         Probe(title, QA(p.question, p.answer))
@@ -352,13 +359,7 @@ def _probes(work: DocumentWork) -> list[Probe]:
 def _evaluate(
     host: AdapterHost, state: AdapterState | None, probes: list[Probe], config: InnerLoopConfig
 ) -> Evaluation:
-    return evaluate(
-        host,
-        probes,
-        slot=STUDENT if state is not None else None,
-        state=state,
-        max_new_tokens=config.answer_max_tokens,
-    )
+    return evaluate_state(host, state, probes, config.answer_max_tokens)
 
 
 def _merge(evaluations: list[Evaluation]) -> Evaluation:

@@ -52,9 +52,7 @@ def list_teachers(session: SessionDep, tenant: CurrentTenant) -> list[TeacherLis
     """The tenant's own teacher versions and the shared ones, newest first. ``in_use`` marks
     the one its updates use now (its own active version, else the shared active one); none
     in use: the untrained base teacher."""
-    in_use = learning_repo.active_teacher_version(
-        session, tenant_id=tenant.id
-    ) or learning_repo.active_teacher_version(session, tenant_id=None)
+    in_use = learning_repo.teacher_in_use(session, tenant_id=tenant.id)
     return [
         TeacherListItem(
             **teacher_public(session, version, parent).model_dump(),

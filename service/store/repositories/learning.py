@@ -278,6 +278,14 @@ def set_active_teacher_version(
     return previous
 
 
+def teacher_in_use(session: Session, *, tenant_id: str) -> TeacherVersion | None:
+    """The teacher a tenant's updates use: its own active version, else the shared active one;
+    None: the untrained base teacher."""
+    return active_teacher_version(session, tenant_id=tenant_id) or active_teacher_version(
+        session, tenant_id=None
+    )
+
+
 def promote_teacher_version(session: Session, *, version: TeacherVersion) -> TeacherVersion | None:
     """Make a teacher version active; the one active before it (same owner) is retired and
     returned."""
