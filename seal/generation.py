@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -49,10 +50,12 @@ def generate(
     num_return_sequences: int = 1,
     stop: Sequence[str] = (),
     prefix: str = "",
+    per_chunk: Callable[[int, int], AbstractContextManager[object]] | None = None,
 ) -> list[Generation]:
     """Decode a reply to each conversation (``num_return_sequences`` each, in order), with the
     adapter ``state`` in ``slot``, or the bare base model when ``slot`` is None. ``prefix`` starts
-    the reply (it primes the format); it is not part of the returned text."""
+    the reply (it primes the format); it is not part of the returned text. ``per_chunk(start,
+    end)``, when given, is a context entered around the decoding of prompts start..end."""
     tok = host.tokenizer
     prompts = [
         str(tok.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)) + prefix
@@ -80,7 +83,8 @@ def generate(
                 kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
-            seqs = model.generate(**enc, **kwargs)
+            with per_chunk(start, start + len(chunk)) if per_chunk else nullcontext():
+                seqs = model.generate(**enc, **kwargs)
             width = enc["input_ids"].shape[1]
             for row, seq in enumerate(seqs):
                 prompt_len = int(enc["attention_mask"][row // num_return_sequences].sum())

@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from seal.generation import SampleConfig, generate
-from seal.grading import Evaluation, Probe, evaluate, normalize
+from seal.grading import Evaluation, Probe, normalize
 from seal.lora import AdapterHost, AdapterState
+from seal.multi import evaluate_many, train_many
 from seal.selfedit import PRIMERS, QA, Passage, parse_items, parse_qa, teacher_messages
 from seal.selfedit import training_sequences as sequences_for
-from seal.train import TrainConfig, TrainResult, tokenize, train_adapter
+from seal.train import TrainConfig, TrainResult
 
 STUDENT = "student"
 TEACHER = "teacher"
@@ -112,21 +113,14 @@ def train_on(
     init: AdapterState | None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
-    examples = tokenize(host, sequences, config.max_seq_len)
-    return train_adapter(host, STUDENT, examples, config, init=init, on_step=on_step)
+    return train_many(host, [sequences], config, init=init, slot=STUDENT, on_step=on_step)[0]
 
 
 def evaluate_state(
     host: AdapterHost, state: AdapterState | None, probes: Sequence[Probe], max_new_tokens: int
 ) -> Evaluation:
     """Grade the student with adapter ``state``, or the bare base model when it is None."""
-    return evaluate(
-        host,
-        probes,
-        slot=STUDENT if state is not None else None,
-        state=state,
-        max_new_tokens=max_new_tokens,
-    )
+    return evaluate_many(host, [state], probes, max_new_tokens, slot=STUDENT)[0]
 
 
 def score_candidates(
@@ -139,26 +133,34 @@ def score_candidates(
     baseline: Evaluation,
     replay: Sequence[str] = (),
     on_candidate: Callable[[int, Candidate], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> list[Candidate]:
     """Train one adapter per self-edit from ``init`` (on the self-edit's sequences plus the
     same ``replay`` sequences for every candidate) and reward it by its probe accuracy gain
-    over ``baseline``; the candidates come back in the order of ``texts``."""
+    over ``baseline``; the candidates come back in the order of ``texts``.
+
+    All k adapters are trained side by side and graded in the same batches (``seal.multi``)."""
+    if not texts:
+        return []
     probes = probes_of(passage)
-    candidates = []
-    for index, text in enumerate(texts):
-        candidate = Candidate(text=text, items=parse_items(text, config.format))
-        candidate.trained = train_on(
-            host, [*sequences_for(passage, candidate.items), *replay], config.train, init=init
-        )
-        candidate.evaluation = evaluate(
-            host,
-            probes,
-            slot=STUDENT,
-            state=candidate.trained.state,
-            max_new_tokens=config.answer_max_tokens,
-        )
-        candidate.reward = candidate.evaluation.accuracy - baseline.accuracy
-        candidates.append(candidate)
+    candidates = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
+    trained = train_many(
+        host,
+        [[*sequences_for(passage, c.items), *replay] for c in candidates],
+        config.train,
+        init=init,
+        slot=STUDENT,
+        on_step=on_step,
+    )
+    evaluations = evaluate_many(
+        host, [t.state for t in trained], probes, config.answer_max_tokens, slot=STUDENT
+    )
+    for index, (candidate, result, evaluation) in enumerate(
+        zip(candidates, trained, evaluations, strict=True)
+    ):
+        candidate.trained = result
+        candidate.evaluation = evaluation
+        candidate.reward = evaluation.accuracy - baseline.accuracy
         if on_candidate:
             on_candidate(index, candidate)
     return candidates

@@ -1,19 +1,323 @@
 """Many LoRA adapters trained and graded together on one shared base model.
 
 The SEAL inner loop trains k adapters from the same starting point, one per self-edit, and
-grades each on the same probes. Done one at a time that is k small, badly batched runs; here
-the k adapters are stacked and run side by side in the same forward and backward passes.
+grades each on the same probes. Run one at a time, that is k small, badly batched passes over a
+model that is mostly idle; here the k adapters are stacked along a leading dimension and run
+side by side in the same forward and backward passes:
+
+- the bare base model runs once per batch, and a forward hook on every LoRA-wrapped linear
+  layer adds ``scale * x A_j^T B_j^T`` to the tokens owned by adapter j (contiguous spans of
+  the flattened batch, so each adapter is one pair of plain matmuls, with no gather);
+- training sequences are packed into rows (positions restart at 0 for each sequence, which
+  makes attention block-diagonal), so no compute goes to padding;
+- each adapter has its own loss (its mean token loss, as if it were trained alone) and its
+  own AdamW moments and step count, so the result matches k separate runs with the same
+  batches, and an adapter that has no batch left in a step is left untouched;
+- greedy grading decodes the questions of all adapters in one batched ``generate``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
-from seal.grading import Evaluation, Probe, evaluate
+import torch
+import torch.nn.functional as F
+from peft.tuners.lora import LoraLayer
+
+from seal.generation import Generation, SampleConfig, generate
+from seal.grading import Evaluation, Graded, Probe, is_correct, question_messages
 from seal.lora import AdapterHost, AdapterState
-from seal.train import TrainConfig, TrainResult, tokenize, train_adapter
+from seal.train import Example, TrainConfig, TrainResult, _batches, tokenize
 
 STUDENT = "student"
+NO_ADAPTER = -1
+"""The owner of tokens that run through the bare base model."""
+
+Span = tuple[int, int, int]
+"""(adapter index or NO_ADAPTER, start, end) over a flattened batch."""
+
+
+@dataclass(frozen=True)
+class _Site:
+    name: str
+    module: Any
+    scaling: float
+
+
+class AdapterStack:
+    """k adapters of one slot's shape, stacked, applied to the bare base model by hooks."""
+
+    def __init__(self, host: AdapterHost, slot: str, states: Sequence[AdapterState | None]):
+        if not states:
+            raise ValueError("an AdapterStack needs at least one adapter")
+        self.host = host
+        self.slot = slot
+        self.k = len(states)
+        self.dropout = host.specs[slot].dropout
+        fresh = host.fresh_state(slot)
+        self.sites: list[_Site] = []
+        self.A: list[torch.Tensor] = []
+        self.B: list[torch.Tensor] = []
+        self._dtype = next(iter(fresh.values())).dtype
+        for name, module in host.model.named_modules():
+            if not (isinstance(module, LoraLayer) and slot in module.lora_A):
+                continue
+            scaling = float(module.scaling[slot])
+            self.sites.append(_Site(name, module, scaling))
+            for suffix, stacked in (("lora_A.weight", self.A), ("lora_B.weight", self.B)):
+                key = f"{name}.{suffix}"
+                weights = [(s if s is not None else fresh)[key] for s in states]
+                stacked.append(torch.stack(weights).to(host.device, torch.float32))
+        self.layout: tuple[str, list[Span]] = ("rows", [(0, 0, 1 << 62)])
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [*self.A, *self.B]
+
+    def state(self, index: int) -> AdapterState:
+        """Adapter ``index``'s weights, named as PEFT names them."""
+        out: AdapterState = {}
+        for site, a, b in zip(self.sites, self.A, self.B, strict=True):
+            out[f"{site.name}.lora_A.weight"] = a[index].detach().to("cpu", self._dtype).clone()
+            out[f"{site.name}.lora_B.weight"] = b[index].detach().to("cpu", self._dtype).clone()
+        return out
+
+    def _spans(self, batch: int, length: int) -> list[Span]:
+        unit, spans = self.layout
+        if unit == "rows":  # spans of rows: their tokens, whatever the current length
+            end = batch * length
+            return [(j, min(s * length, end), min(e * length, end)) for j, s, e in spans]
+        return spans
+
+    def _hook(self, index: int) -> Callable[..., torch.Tensor]:
+        site = self.sites[index]
+
+        def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+            x = args[0]
+            flat = x.reshape(-1, x.shape[-1]).to(torch.float32)
+            a, b = self.A[index], self.B[index]
+            parts = []
+            for j, start, end in self._spans(x.shape[0], x.shape[1]):
+                if end <= start:
+                    continue
+                if j == NO_ADAPTER:
+                    parts.append(flat.new_zeros(end - start, b.shape[1]))
+                    continue
+                chunk = flat[start:end]
+                if self.dropout and module.training:
+                    chunk = F.dropout(chunk, self.dropout, training=True)
+                parts.append((chunk @ a[j].T) @ b[j].T)
+            delta = torch.cat(parts) * site.scaling
+            return output + delta.view(*output.shape[:-1], -1).to(output.dtype)
+
+        return hook
+
+    @contextmanager
+    def applied(self, unit: str, spans: Sequence[Span]) -> Iterator[None]:
+        """Run the host's model with these adapters: ``spans`` say which adapter owns which
+        rows (``unit="rows"``) or flattened tokens (``unit="tokens"``)."""
+        self.layout = (unit, list(spans))
+        handles = [s.module.register_forward_hook(self._hook(i)) for i, s in enumerate(self.sites)]
+        try:
+            if any(getattr(s.module, "disable_adapters", False) for s in self.sites):
+                yield  # the PEFT slots are off already (a caller's ``host.use(None)``)
+            else:
+                with self.host.model.disable_adapter():
+                    yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def _runs(owners: Sequence[int]) -> list[Span]:
+    """Run-length spans of an owner list."""
+    spans: list[Span] = []
+    for pos, owner in enumerate(owners):
+        if spans and spans[-1][0] == owner:
+            spans[-1] = (owner, spans[-1][1], pos + 1)
+        else:
+            spans.append((owner, pos, pos + 1))
+    return spans
+
+
+@dataclass
+class _Packed:
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    spans: list[Span]
+    predict_at: torch.Tensor
+    """Flat positions whose next-token prediction enters the loss."""
+    targets: torch.Tensor
+    owners: torch.Tensor
+    """The adapter each loss position belongs to."""
+
+
+def pack(
+    batches: Sequence[tuple[int, Sequence[Example]]], width: int, pad_id: int, device: torch.device
+) -> _Packed:
+    """Pack each adapter's sequences into rows of at most ``width`` tokens (wider when one
+    sequence is longer); rows are filled in order, so each adapter owns one contiguous span of
+    the flattened batch (a row's trailing padding belongs to the adapter before it)."""
+    width = max([width, *(len(ex.ids) for _, batch in batches for ex in batch)])
+    rows: list[list[tuple[int, Example]]] = [[]]
+    used = 0
+    for owner, batch in batches:
+        for ex in batch:
+            if used + len(ex.ids) > width:
+                rows.append([])
+                used = 0
+            rows[-1].append((owner, ex))
+            used += len(ex.ids)
+    rows = [row for row in rows if row]
+    length = max(sum(len(ex.ids) for _, ex in row) for row in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), length), dtype=torch.long)
+    owners_flat: list[int] = []
+    predict_at: list[int] = []
+    targets: list[int] = []
+    owners: list[int] = []
+    for r, row in enumerate(rows):
+        col = 0
+        for owner, ex in row:
+            n = len(ex.ids)
+            ids[r, col : col + n] = torch.tensor(ex.ids)
+            positions[r, col : col + n] = torch.arange(n)
+            for i in range(max(1, ex.loss_from), n):
+                predict_at.append(r * length + col + i - 1)
+                targets.append(ex.ids[i])
+                owners.append(owner)
+            col += n
+        positions[r, col:] = torch.arange(length - col)  # padding: a sequence of its own
+        owners_flat.extend(o for o, ex in row for _ in ex.ids)
+        owners_flat.extend([row[-1][0]] * (length - col))
+    return _Packed(
+        input_ids=ids.to(device),
+        position_ids=positions.to(device),
+        spans=_runs(owners_flat),
+        predict_at=torch.tensor(predict_at, dtype=torch.long, device=device),
+        targets=torch.tensor(targets, dtype=torch.long, device=device),
+        owners=torch.tensor(owners, dtype=torch.long, device=device),
+    )
+
+
+class _StackedAdamW:
+    """AdamW (torch's update rule) over stacked adapters, each with its own step count; only
+    the adapters marked active in a step move."""
+
+    def __init__(self, params: Sequence[torch.Tensor], k: int, lr: float, betas=(0.9, 0.999)):
+        self.params = list(params)
+        self.lr = lr
+        self.b1, self.b2 = betas
+        self.eps = 1e-8
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.steps = torch.zeros(k, dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        self.steps[active] += 1
+        idx = active.nonzero().flatten().tolist()
+        for j in idx:
+            t = float(self.steps[j])
+            bc1 = 1 - self.b1**t
+            bc2_sqrt = math.sqrt(1 - self.b2**t)
+            for p, m, v in zip(self.params, self.m, self.v, strict=True):
+                if p.grad is None:
+                    continue
+                g = p.grad[j]
+                m[j].mul_(self.b1).add_(g, alpha=1 - self.b1)
+                v[j].mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+                denom = (v[j].sqrt() / bc2_sqrt).add_(self.eps)
+                p[j].addcdiv_(m[j], denom, value=-self.lr / bc1)
+        for p in self.params:
+            p.grad = None
+
+
+def _causal_lm(host: AdapterHost) -> Any:
+    """The transformers model under PEFT (``.model`` the decoder stack, ``.lm_head``)."""
+    return host.model.get_base_model()
+
+
+def train_examples_many(
+    host: AdapterHost,
+    example_sets: Sequence[Sequence[Example]],
+    config: TrainConfig,
+    *,
+    init: AdapterState | None,
+    slot: str = STUDENT,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[TrainResult]:
+    """Train one adapter per example set, each from ``init``, all in the same passes.
+
+    Adapter j sees exactly the batches that ``train_adapter`` would give it alone (same seed,
+    same order); a step runs the current batch of every adapter that still has one, packed
+    into rows. ``TrainResult.seconds`` of each is its share (by tokens) of the joint time."""
+    if not example_sets or any(not s for s in example_sets):
+        raise ValueError("nothing to train on")
+    k = len(example_sets)
+    stack = AdapterStack(host, slot, [init] * k)
+    params = [p.requires_grad_(True) for p in stack.parameters()]
+    optimizer = _StackedAdamW(params, k, config.learning_rate)
+    rngs = [random.Random(config.seed) for _ in range(k)]
+    torch.manual_seed(config.seed)
+    pad_id = host.tokenizer.pad_token_id
+    per_epoch = [math.ceil(len(s) / config.batch_size) for s in example_sets]
+    total = config.epochs * max(per_epoch)
+    results = [TrainResult(state={}) for _ in range(k)]
+    lm = _causal_lm(host)
+    done = 0
+    started = time.perf_counter()
+    lm.train()
+    try:
+        for _ in range(config.epochs):
+            plans = [
+                _batches(list(s), config.batch_size, rng)
+                for s, rng in zip(example_sets, rngs, strict=True)
+            ]
+            sums = torch.zeros(k, dtype=torch.float64)
+            counts = torch.zeros(k, dtype=torch.float64)
+            for step in range(max(len(p) for p in plans)):
+                batch = [(j, plan[step]) for j, plan in enumerate(plans) if step < len(plan)]
+                packed = pack(batch, config.pack_tokens, pad_id, host.device)
+                with stack.applied("tokens", packed.spans):
+                    hidden = lm.model(
+                        input_ids=packed.input_ids,
+                        position_ids=packed.position_ids,
+                        use_cache=False,
+                    ).last_hidden_state
+                hidden = hidden.reshape(-1, hidden.shape[-1])[packed.predict_at]
+                logits = lm.lm_head(hidden).float()
+                token_loss = F.cross_entropy(logits, packed.targets, reduction="none")
+                loss_sum = torch.zeros(k, device=token_loss.device).index_add(
+                    0, packed.owners, token_loss
+                )
+                count = torch.bincount(packed.owners, minlength=k).to(loss_sum.dtype)
+                active = count > 0
+                (loss_sum[active] / count[active]).sum().backward()
+                optimizer.step(active.cpu())
+                sums += loss_sum.detach().double().cpu()
+                counts += count.double().cpu()
+                done += 1
+                if on_step:
+                    on_step(done, total)
+            for j in range(k):
+                results[j].losses.append(float(sums[j]) / max(float(counts[j]), 1.0))
+                results[j].tokens += int(counts[j])
+    finally:
+        lm.eval()
+        for p in params:
+            p.requires_grad_(False)
+    seconds = time.perf_counter() - started
+    all_tokens = sum(r.tokens for r in results) or 1
+    for j, result in enumerate(results):
+        result.seconds = seconds * result.tokens / all_tokens
+        result.state = stack.state(j)
+    return results
 
 
 def train_many(
@@ -25,12 +329,46 @@ def train_many(
     slot: str = STUDENT,
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[TrainResult]:
-    """One adapter per set of training sequences, each trained from ``init``."""
-    results = []
-    for sequences in sequence_sets:
-        examples = tokenize(host, sequences, config.max_seq_len)
-        results.append(train_adapter(host, slot, examples, config, init=init, on_step=on_step))
-    return results
+    """One adapter per set of training sequences (loss on every token), each from ``init``."""
+    example_sets = [tokenize(host, s, config.max_seq_len) for s in sequence_sets]
+    return train_examples_many(host, example_sets, config, init=init, slot=slot, on_step=on_step)
+
+
+def generate_many(
+    host: AdapterHost,
+    requests: Sequence[tuple[AdapterState | None, Sequence[list[dict[str, str]]]]],
+    config: SampleConfig,
+    *,
+    slot: str = STUDENT,
+) -> list[list[Generation]]:
+    """Decode each request's conversations with its adapter (None: the bare base model), all
+    requests in the same batches."""
+    states = [s for s, _ in requests if s is not None]
+    stack = AdapterStack(host, slot, states) if states else None
+    owners: list[int] = []
+    conversations: list[list[dict[str, str]]] = []
+    index = 0
+    for state, convs in requests:
+        owner = NO_ADAPTER
+        if state is not None:
+            owner, index = index, index + 1
+        owners.extend([owner] * len(convs))
+        conversations.extend(convs)
+
+    @contextmanager
+    def per_chunk(start: int, end: int) -> Iterator[None]:
+        if stack is None:
+            yield
+            return
+        with stack.applied("rows", _runs(owners[start:end])):
+            yield
+
+    flat = generate(host, conversations, config, slot=None, per_chunk=per_chunk)
+    out, at = [], 0
+    for _, convs in requests:
+        out.append(flat[at : at + len(convs)])
+        at += len(convs)
+    return out
 
 
 def evaluate_many(
@@ -40,15 +378,21 @@ def evaluate_many(
     max_new_tokens: int,
     *,
     slot: str = STUDENT,
+    batch_size: int = 32,
 ) -> list[Evaluation]:
-    """Grade each adapter state (None: the bare base model) on the same probes."""
+    """Grade each adapter state (None: the bare base model) on the same probes, greedily, all
+    states' questions decoded in the same batches."""
+    if not probes:
+        return [Evaluation([]) for _ in states]
+    questions = [question_messages(p.title, p.qa.question) for p in probes]
+    config = SampleConfig(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
+    answers = generate_many(host, [(s, questions) for s in states], config, slot=slot)
     return [
-        evaluate(
-            host,
-            probes,
-            slot=slot if state is not None else None,
-            state=state,
-            max_new_tokens=max_new_tokens,
+        Evaluation(
+            [
+                Graded(p, a.text, is_correct(a.text, p.qa.answer))
+                for p, a in zip(probes, rows, strict=True)
+            ]
         )
-        for state in states
+        for rows in answers
     ]

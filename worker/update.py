@@ -215,9 +215,9 @@ class _Progress:
     """Commits the job's progress; raises JobCancelled once the job was cancelled."""
 
     def __init__(self, runtime: Runtime, job_id: str, total: int):
-        self.runtime, self.job_id, self.total, self.done = runtime, job_id, max(total, 1), 0
+        self.runtime, self.job_id, self.total, self.done = runtime, job_id, max(total, 1), 0.0
 
-    def step(self, message: str, units: int = 1) -> None:
+    def step(self, message: str, units: float = 1) -> None:
         self.done += units
         with session_scope(self.runtime.sessions) as session:
             if job_repo.is_cancelled(session, job_id=self.job_id):
@@ -254,7 +254,15 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
             continue
 
         def report(i: int, c: Candidate, label: str = label) -> None:
-            progress.step(f"{label}: candidate {i + 1}/{k} earned reward {c.reward:+.3f}")
+            progress.step(f"{label}: candidate {i + 1}/{k} earned reward {c.reward:+.3f}", 0)
+
+        reported = [0]
+
+        def training(done: int, total: int, label: str = label, seen: list[int] = reported) -> None:
+            # the k candidates train together: k progress units spread over their steps
+            if done == total or done - seen[0] >= max(1, total // 10):
+                units, seen[0] = k * (done - seen[0]) / total, done
+                progress.step(f"{label}: training {k} candidates, step {done}/{total}", units)
 
         candidates = score_candidates(
             host,
@@ -265,6 +273,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
             baseline=work.baseline,
             replay=replay,
             on_candidate=report,
+            on_step=training,
         )
         best = best_candidate(candidates)
         work.kept = [best]

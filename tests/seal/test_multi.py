@@ -1,0 +1,123 @@
+"""Many adapters trained and graded together must equal the same adapters run one by one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seal.generation import SampleConfig, generate
+from seal.grading import Probe, evaluate, question_messages
+from seal.multi import (
+    NO_ADAPTER,
+    evaluate_many,
+    generate_many,
+    pack,
+    train_examples_many,
+    train_many,
+)
+from seal.selfedit import QA
+from seal.train import Example, TrainConfig, tokenize, train_adapter
+from tests.seal.teaching import speaking_host, teach
+
+SETS = [
+    [
+        "Zorblat Industries\nZorblat Industries was founded by Marisol Quenby in 1987.",
+        "Zorblat Industries\nIts best-selling bicycle is the Crystal Hawk.",
+        "Zorblat Industries\nThe company makes glass bicycles in Vellmora, a town in the north.",
+    ],
+    ["Vellmora\nVellmora is a town of glassblowers."],
+    [
+        "Crystal Hawk\nThe Crystal Hawk weighs nine kilograms.",
+        "Crystal Hawk\nIt was designed in 1990.",
+        "Crystal Hawk\nIt is sold in twelve countries.",
+        "Crystal Hawk\nIts frame is made of tempered glass.",
+        "Crystal Hawk\nRiders call it the Hawk.",
+    ],
+]
+CONFIG = TrainConfig(learning_rate=3e-2, epochs=3, batch_size=2, seed=0, pack_tokens=48)
+
+
+def assert_states_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=2e-3, atol=2e-4, msg=key)
+
+
+def test_stacked_training_equals_separate_runs(tiny_host) -> None:
+    """Different set sizes (one adapter runs out of batches early), packed rows, a shared
+    start: each stacked adapter ends where its own run of ``train_adapter`` ends."""
+    init = train_many(tiny_host, [SETS[1]], CONFIG, init=None)[0].state
+    steps: list[tuple[int, int]] = []
+
+    stacked = train_many(
+        tiny_host, SETS, CONFIG, init=init, on_step=lambda d, t: steps.append((d, t))
+    )
+
+    for sequences, result in zip(SETS, stacked, strict=True):
+        alone = train_adapter(
+            tiny_host, "student", tokenize(tiny_host, sequences, 512), CONFIG, init=init
+        )
+        assert_states_close(result.state, alone.state)
+        assert result.losses == pytest.approx(alone.losses, rel=1e-3)
+        assert result.tokens == alone.tokens
+    assert steps[-1] == (9, 9)  # 3 epochs x the largest set's 3 batches
+    assert not any(p.requires_grad for p in tiny_host.model.parameters())
+
+
+def test_loss_starts_after_loss_from(tiny_host) -> None:
+    """A prompt's tokens stay out of the loss, as with ``train_adapter``."""
+    ids = tiny_host.tokenizer("Question: who? Answer: Marisol Quenby.")["input_ids"]
+    examples = [Example(ids=ids, loss_from=5), Example(ids=ids[:7], loss_from=3)]
+    stacked = train_examples_many(tiny_host, [examples], CONFIG, init=None)[0]
+    alone = train_adapter(tiny_host, "student", examples, CONFIG)
+    assert stacked.tokens == alone.tokens == (len(ids) - 5) * 3 + (7 - 3) * 3
+    assert_states_close(stacked.state, alone.state)
+
+
+def test_pack_fills_rows_and_marks_owners() -> None:
+    a = [Example(ids=[1, 2, 3]), Example(ids=[4, 5])]
+    b = [Example(ids=[6, 7, 8, 9])]
+    packed = pack([(0, a), (1, b)], width=6, pad_id=0, device=torch.device("cpu"))
+    # rows as wide as the fullest one; padding restarts its positions (a sequence of its own)
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 0]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 0]]
+    assert packed.spans == [(0, 0, 5), (1, 5, 10)]
+    # position p predicts the token at p + 1, within one sequence only
+    assert packed.predict_at.tolist() == [0, 1, 3, 5, 6, 7]
+    assert packed.targets.tolist() == [2, 3, 5, 7, 8, 9]
+    assert packed.owners.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_batched_grading_equals_one_adapter_at_a_time(tiny_model_dir) -> None:
+    host = speaking_host(tiny_model_dir)
+    messages = question_messages("Zorblat", "Who founded Zorblat Industries?")
+    taught = teach(host, "student", messages, "Marisol Quenby founded it.")
+    probes = [
+        Probe("Zorblat", QA("Who founded Zorblat Industries?", "Marisol Quenby")),
+        Probe("Zorblat", QA("Where are the bicycles made?", "Vellmora")),
+        Probe("Vellmora", QA("What is Vellmora known for?", "glass")),
+    ]
+    other = train_many(host, [SETS[0]], CONFIG, init=None)[0].state
+    states = [taught, None, other, taught]
+
+    together = evaluate_many(host, states, probes, max_new_tokens=12, batch_size=5)
+
+    for state, evaluation in zip(states, together, strict=True):
+        slot = "student" if state is not None else None
+        one = evaluate(host, probes, slot=slot, state=state, max_new_tokens=12)
+        assert [g.answer for g in evaluation.graded] == [g.answer for g in one.graded]
+    assert together[0].graded[0].correct and together[0].accuracy == together[3].accuracy
+    assert not together[1].graded[0].correct
+
+
+def test_generate_many_keeps_the_requests_apart(tiny_model_dir) -> None:
+    host = speaking_host(tiny_model_dir)
+    hello = [{"role": "user", "content": "Say hello."}]
+    taught = teach(host, "student", hello, "Hello from the adapter.")
+    config = SampleConfig(max_new_tokens=8, batch_size=3)
+    out = generate_many(host, [(None, [hello, hello]), (taught, [hello]), (None, [hello])], config)
+    base = generate(host, [hello], config)[0].text
+    assert [len(x) for x in out] == [2, 1, 1]
+    assert out[0][0].text == out[0][1].text == out[2][0].text == base
+    assert out[1][0].text.startswith("Hello from the adapter")
+    assert NO_ADAPTER == -1
