@@ -220,7 +220,6 @@ def measure_ceiling(
     if host.device.type == "cuda":
         torch.cuda.synchronize(host.device)
     seconds = time.perf_counter() - started
-    del model, optimizer
     return steps * batch * (length - 1) / seconds
 
 
