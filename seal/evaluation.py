@@ -1,0 +1,413 @@
+"""The SEAL paper's knowledge-incorporation experiment: after a LoRA update on a passage, how
+many of its questions does the student answer without the passage in the prompt?
+
+Conditions, one row each of the result table:
+
+- ``base``: the base model, no update;
+- ``passage``: trained on the passage only;
+- ``base-teacher``: the passage + self-edits written by the untrained teacher (the base model);
+- ``teacher``: the passage + self-edits written by a chosen teacher adapter;
+- ``supplied``: the passage + self-edits that came with the data (e.g. from a larger model).
+
+Modes: ``single`` trains one adapter per passage and condition from a fresh adapter and grades
+it on that passage's questions (the paper's main table); ``batch`` trains one adapter per
+condition on all passages together and grades it on all their questions (the paper's
+continued-pretraining table); ``sequential`` updates one adapter passage after passage and
+grades every passage after each update (forgetting, the paper's Fig. 6).
+
+With k self-edits per passage, a condition trains on the items of all k pooled with the
+passage, as the paper did for continued pretraining. Accuracies come with a 95% Wilson score
+interval.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+from seal.grading import Evaluation, Probe
+from seal.knowledge import InnerLoopConfig, Teacher, probes_of, write_self_edits
+from seal.lora import AdapterHost, AdapterState
+from seal.multi import evaluate_many, train_many
+from seal.selfedit import Passage, parse_items, training_sequences
+from seal.train import TrainResult
+
+CONDITIONS = {
+    "base": "the base model, no update",
+    "passage": "trained on the passage only",
+    "base-teacher": "passage + self-edits of the untrained teacher (the base model)",
+    "teacher": "passage + self-edits of the chosen teacher adapter",
+    "supplied": "passage + the self-edits supplied with the data",
+}
+
+MODES = ("single", "batch", "sequential")
+#: The normal quantile of a two-sided 95% interval.
+Z95 = NormalDist().inv_cdf(0.975)
+
+Progress = Callable[[int, int, str], None]
+"""``(done, total, status)``: steps done out of total, and what is running now."""
+
+
+def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of ``correct`` successes in ``total`` trials (95% by
+    default); (0, 1) when there are no trials."""
+    if not 0 <= correct <= max(total, 0):
+        raise ValueError(f"{correct} correct out of {total} questions")
+    if total == 0:
+        return (0.0, 1.0)
+    p = correct / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == total else min(1.0, centre + half)
+    return (low, high)
+
+
+@dataclass(frozen=True)
+class EvalPassage:
+    """A passage of the data set, with the self-edits that came with it (may be none)."""
+
+    passage: Passage
+    self_edits: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    passage: int
+    """Index of the passage the question belongs to, among those evaluated."""
+    title: str
+    question: str
+    gold: str
+    answer: str
+    correct: bool
+
+
+@dataclass(frozen=True)
+class SelfEdits:
+    passage: int
+    title: str
+    texts: list[str]
+
+
+@dataclass
+class ConditionResult:
+    """One row of the table: every answer graded under one condition."""
+
+    name: str
+    answers: list[Answer] = field(default_factory=list)
+    passages: int = 0
+    self_edits: list[SelfEdits] = field(default_factory=list)
+    final_losses: list[float] = field(default_factory=list)
+    """The last epoch's training loss of each adapter trained for this condition."""
+    train_seconds: float = 0.0
+
+    @property
+    def questions(self) -> int:
+        return len(self.answers)
+
+    @property
+    def correct(self) -> int:
+        return sum(a.correct for a in self.answers)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.questions if self.questions else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.correct, self.questions)
+
+    def add_trained(self, trained: TrainResult) -> None:
+        self.final_losses.extend(trained.losses[-1:])
+        self.train_seconds += trained.seconds
+
+
+@dataclass
+class KnowledgeReport:
+    mode: str
+    conditions: list[ConditionResult]
+    seconds: dict[str, float]
+    """Wall time of self-edit generation, training, grading and the whole run."""
+
+
+@dataclass
+class ForgettingReport:
+    """Passages learned one after another on one adapter, all re-graded after each update."""
+
+    condition: str
+    titles: list[str]
+    questions: list[int]
+    """Questions per passage."""
+    before: list[int]
+    """Correct answers per passage before any update (the base model)."""
+    correct: list[list[int]]
+    """``correct[i][j]``: correct answers on passage j after the update on passage i."""
+    updates: list[ConditionResult]
+    """Per update: the self-edits it trained on and every answer graded after it."""
+    seconds: dict[str, float]
+
+    @property
+    def matrix(self) -> list[list[float]]:
+        """Accuracy on passage j (columns) after update i (rows)."""
+        return [self._accuracy(row) for row in self.correct]
+
+    @property
+    def before_accuracy(self) -> list[float]:
+        return self._accuracy(self.before)
+
+    def _accuracy(self, correct: list[int]) -> list[float]:
+        return [c / n if n else 0.0 for c, n in zip(correct, self.questions, strict=True)]
+
+
+def _answers(evaluation: Evaluation, owners: Sequence[int]) -> list[Answer]:
+    return [
+        Answer(o, g.probe.title, g.probe.qa.question, g.probe.qa.answer, g.answer, g.correct)
+        for g, o in zip(evaluation.graded, owners, strict=True)
+    ]
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], key: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - started
+
+
+def _quiet(done: int, total: int, status: str) -> None:
+    pass
+
+
+def sequences_of(passage: Passage, texts: Sequence[str], fmt: str) -> list[str]:
+    """The training sequences of a passage and its self-edits: the items of every self-edit,
+    deduplicated, each prefixed with the title, then the title + passage."""
+    items = dict.fromkeys(item for text in texts for item in parse_items(text, fmt))
+    return training_sequences(passage, list(items))
+
+
+def _all_probes(passages: Sequence[EvalPassage]) -> tuple[list[Probe], list[int]]:
+    """Every question of ``passages`` and the index of the passage each one belongs to."""
+    probes: list[Probe] = []
+    owners: list[int] = []
+    for index, item in enumerate(passages):
+        mine = probes_of(item.passage)
+        probes.extend(mine)
+        owners.extend([index] * len(mine))
+    return probes, owners
+
+
+class _Writer:
+    """The self-edits each trained condition uses for a passage."""
+
+    def __init__(self, host: AdapterHost, config: InnerLoopConfig, teacher: Teacher | None):
+        self.host = host
+        self.config = config
+        self.teachers = {"base-teacher": Teacher()}
+        if teacher is not None:
+            self.teachers["teacher"] = teacher
+
+    def conditions(self, item: EvalPassage | None = None) -> list[str]:
+        """The trained conditions, in table order (those that apply to ``item`` if given)."""
+        names = ["passage", *self.teachers]
+        return [*names, "supplied"] if item is None or item.self_edits else names
+
+    def texts(self, name: str, item: EvalPassage) -> list[str]:
+        c = self.config
+        if name == "passage":
+            return []
+        if name == "supplied":
+            return list(item.self_edits[: c.num_candidates])
+        return write_self_edits(
+            self.host, item.passage, c.format, c.num_candidates, c.sample, self.teachers[name]
+        )
+
+
+def run_knowledge(
+    host: AdapterHost,
+    passages: Sequence[EvalPassage],
+    config: InnerLoopConfig,
+    *,
+    mode: str = "single",
+    teacher: Teacher | None = None,
+    teacher_host: AdapterHost | None = None,
+    on_progress: Progress | None = None,
+) -> KnowledgeReport:
+    """Every condition on ``passages``, in mode ``single`` or ``batch``. ``teacher`` adds the
+    ``teacher`` row; passages with self-edits of their own make the ``supplied`` row.
+    ``teacher_host`` writes the self-edits (default: ``host``, the student's own)."""
+    if mode not in ("single", "batch"):
+        raise ValueError(f"unknown mode {mode!r}; expected single or batch")
+    writer = _Writer(teacher_host or host, config, teacher)
+    names = ["base", *writer.conditions()]
+    if not any(item.self_edits for item in passages):
+        names.remove("supplied")
+    results = {name: ConditionResult(name) for name in names}
+    seconds: dict[str, float] = {}
+    run = _single if mode == "single" else _batch
+    with _timed(seconds, "total"):
+        run(host, passages, config, writer, results, seconds, on_progress or _quiet)
+    return KnowledgeReport(mode, list(results.values()), seconds)
+
+
+def _single(
+    host: AdapterHost,
+    passages: Sequence[EvalPassage],
+    config: InnerLoopConfig,
+    writer: _Writer,
+    results: dict[str, ConditionResult],
+    seconds: dict[str, float],
+    progress: Progress,
+) -> None:
+    """Per passage: a fresh adapter per condition, all trained in one call, then graded with
+    the base model in one call on the passage's questions."""
+    total = len(passages)
+    for index, item in enumerate(passages):
+        names = writer.conditions(item)
+        progress(index, total, f"passage {index + 1}: self-edits")
+        with _timed(seconds, "generate"):
+            texts = {name: writer.texts(name, item) for name in names}
+        progress(index, total, f"passage {index + 1}: training")
+        with _timed(seconds, "train"):
+            sets = [sequences_of(item.passage, texts[name], config.format) for name in names]
+            trained = train_many(host, sets, config.train, init=None)
+        progress(index, total, f"passage {index + 1}: grading")
+        probes = probes_of(item.passage)
+        with _timed(seconds, "grade"):
+            states: list[AdapterState | None] = [None, *(t.state for t in trained)]
+            evaluations = evaluate_many(host, states, probes, config.answer_max_tokens)
+        owners = [index] * len(probes)
+        for name, evaluation in zip(["base", *names], evaluations, strict=True):
+            row = results[name]
+            row.answers.extend(_answers(evaluation, owners))
+            row.passages += 1
+            if texts.get(name):
+                row.self_edits.append(SelfEdits(index, item.passage.title, texts[name]))
+        for name, result in zip(names, trained, strict=True):
+            results[name].add_trained(result)
+        progress(index + 1, total, "")
+
+
+def _batch(
+    host: AdapterHost,
+    passages: Sequence[EvalPassage],
+    config: InnerLoopConfig,
+    writer: _Writer,
+    results: dict[str, ConditionResult],
+    seconds: dict[str, float],
+    progress: Progress,
+) -> None:
+    """One adapter per condition trained on all its passages together (a passage without
+    supplied self-edits is left out of ``supplied``), all graded in one call."""
+    total = len(passages) + 2
+    names = [name for name in results if name != "base"]
+    # members[name][index]: the self-edits condition ``name`` trains on for passage ``index``
+    members: dict[str, dict[int, list[str]]] = {name: {} for name in results}
+    members["base"] = {index: [] for index in range(len(passages))}
+    for index, item in enumerate(passages):
+        progress(index, total, f"passage {index + 1}: self-edits")
+        with _timed(seconds, "generate"):
+            for name in writer.conditions(item):
+                members[name][index] = writer.texts(name, item)
+    done = len(passages)
+
+    def on_step(step: int, steps: int) -> None:
+        progress(done, total, f"training step {step}/{steps}")
+
+    with _timed(seconds, "train"):
+        sets = [
+            [
+                sequence
+                for index, texts in members[name].items()
+                for sequence in sequences_of(passages[index].passage, texts, config.format)
+            ]
+            for name in names
+        ]
+        trained = train_many(host, sets, config.train, init=None, on_step=on_step)
+    progress(done + 1, total, "grading")
+    probes, owners = _all_probes(passages)
+    with _timed(seconds, "grade"):
+        states: list[AdapterState | None] = [None, *(t.state for t in trained)]
+        evaluations = evaluate_many(host, states, probes, config.answer_max_tokens)
+    for name, evaluation in zip(["base", *names], evaluations, strict=True):
+        row = results[name]
+        row.answers = [a for a in _answers(evaluation, owners) if a.passage in members[name]]
+        row.passages = len(members[name])
+        row.self_edits = [
+            SelfEdits(index, passages[index].passage.title, texts)
+            for index, texts in members[name].items()
+            if texts
+        ]
+    for name, result in zip(names, trained, strict=True):
+        results[name].add_trained(result)
+    progress(total, total, "")
+
+
+def run_forgetting(
+    host: AdapterHost,
+    passages: Sequence[EvalPassage],
+    config: InnerLoopConfig,
+    *,
+    teacher: Teacher | None = None,
+    teacher_host: AdapterHost | None = None,
+    on_progress: Progress | None = None,
+) -> ForgettingReport:
+    """Learn ``passages`` one after another on one adapter (each update starts from the
+    previous one) with the self-edits of ``teacher`` (the untrained teacher when None), and
+    grade every passage, the later ones too, after each update."""
+    progress = on_progress or _quiet
+    condition = "teacher" if teacher is not None else "base-teacher"
+    writer = _Writer(teacher_host or host, config, teacher)
+    probes, owners = _all_probes(passages)
+    total = len(passages) + 1
+    seconds: dict[str, float] = {}
+
+    def per_passage(evaluation: Evaluation) -> list[int]:
+        counts = [0] * len(passages)
+        for graded, owner in zip(evaluation.graded, owners, strict=True):
+            counts[owner] += graded.correct
+        return counts
+
+    with _timed(seconds, "total"):
+        progress(0, total, "grading the base model")
+        with _timed(seconds, "grade"):
+            before = evaluate_many(host, [None], probes, config.answer_max_tokens)[0]
+        state: AdapterState | None = None
+        updates: list[ConditionResult] = []
+        correct: list[list[int]] = []
+        for index, item in enumerate(passages):
+            progress(index + 1, total, f"update {index + 1}: self-edits")
+            with _timed(seconds, "generate"):
+                texts = writer.texts(condition, item)
+            progress(index + 1, total, f"update {index + 1}: training")
+            with _timed(seconds, "train"):
+                sequences = sequences_of(item.passage, texts, config.format)
+                trained = train_many(host, [sequences], config.train, init=state)[0]
+            state = trained.state
+            progress(index + 1, total, f"update {index + 1}: grading")
+            with _timed(seconds, "grade"):
+                evaluation = evaluate_many(host, [state], probes, config.answer_max_tokens)[0]
+            update = ConditionResult(
+                f"after update {index + 1}",
+                answers=_answers(evaluation, owners),
+                passages=len(passages),
+                self_edits=[SelfEdits(index, item.passage.title, texts)],
+            )
+            update.add_trained(trained)
+            updates.append(update)
+            correct.append(per_passage(evaluation))
+        progress(total, total, "")
+    return ForgettingReport(
+        condition=condition,
+        titles=[item.passage.title for item in passages],
+        questions=[len(item.passage.questions) for item in passages],
+        before=per_passage(before),
+        correct=correct,
+        updates=updates,
+        seconds=seconds,
+    )

@@ -1,0 +1,202 @@
+"""What an evaluation run leaves behind: a table for the terminal, ``results.json`` with every
+answer, and PNG charts (accuracy with 95% Wilson intervals; the forgetting heat map)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from seal.evaluation import (
+    CONDITIONS,
+    ConditionResult,
+    ForgettingReport,
+    KnowledgeReport,
+    wilson_interval,
+)
+from seal.grading import SYSTEM
+from seal.knowledge import InnerLoopConfig
+
+GRADER = (
+    "correct when the normalized gold answer appears in the normalized first sentence of the "
+    "greedy answer to the question asked with only 'Topic: {title}' (no passage)"
+)
+INTERVAL = "95% Wilson score interval"
+
+
+def settings_json(config: InnerLoopConfig, **extra: Any) -> dict[str, Any]:
+    """The settings of a run: ``extra`` (model, seed, mode, ...) and the inner loop's config."""
+    return {
+        **extra,
+        "format": config.format,
+        "samples": config.num_candidates,
+        "sample": asdict(config.sample),
+        "train": asdict(config.train),
+        "answer_max_tokens": config.answer_max_tokens,
+        "answer_system_prompt": SYSTEM,
+        "grader": GRADER,
+        "interval": INTERVAL,
+    }
+
+
+def _round(x: float) -> float:
+    return round(x, 4)
+
+
+def condition_json(row: ConditionResult) -> dict[str, Any]:
+    low, high = row.interval
+    losses = row.final_losses
+    return {
+        "name": row.name,
+        "description": CONDITIONS.get(row.name, row.name),
+        "passages": row.passages,
+        "questions": row.questions,
+        "correct": row.correct,
+        "accuracy": _round(row.accuracy),
+        "ci95": [_round(low), _round(high)],
+        "train_seconds": _round(row.train_seconds),
+        "final_loss": _round(sum(losses) / len(losses)) if losses else None,
+        "self_edits": [asdict(s) for s in row.self_edits],
+        "answers": [asdict(a) for a in row.answers],
+    }
+
+
+def _timing(seconds: dict[str, float]) -> dict[str, float]:
+    return {f"{key}_seconds": _round(value) for key, value in seconds.items()}
+
+
+def knowledge_json(report: KnowledgeReport, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "experiment": "knowledge",
+        "settings": settings,
+        "conditions": [condition_json(row) for row in report.conditions],
+        "timing": _timing(report.seconds),
+    }
+
+
+def forgetting_json(report: ForgettingReport) -> dict[str, Any]:
+    return {
+        "condition": report.condition,
+        "titles": report.titles,
+        "questions": report.questions,
+        "before": [_round(x) for x in report.before_accuracy],
+        "correct_before": report.before,
+        "matrix": [[_round(x) for x in row] for row in report.matrix],
+        "correct": report.correct,
+    }
+
+
+def sequential_json(report: ForgettingReport, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "experiment": "knowledge",
+        "settings": settings,
+        "condition": report.condition,
+        "updates": [condition_json(row) for row in report.updates],
+        "forgetting": forgetting_json(report),
+        "timing": _timing(report.seconds),
+    }
+
+
+def knowledge_table(report: KnowledgeReport) -> str:
+    lines = [f"{'condition':<14} {'accuracy':>8} {'correct/questions':>18}  95% CI (Wilson)"]
+    for row in report.conditions:
+        low, high = row.interval
+        lines.append(
+            f"{row.name:<14} {row.accuracy:>8.3f} {f'{row.correct}/{row.questions}':>18}"
+            f"  [{low:.3f}, {high:.3f}]"
+        )
+    return "\n".join(lines)
+
+
+def forgetting_table(report: ForgettingReport) -> str:
+    """The accuracy matrix, one row per update; the diagonal is the passage just learned."""
+    n = len(report.titles)
+    head = "".join(f"{f'p{j + 1}':>7}" for j in range(n))
+    lines = [
+        f"{'':<10}{head}",
+        f"{'before':<10}" + "".join(f"{x:>7.2f}" for x in report.before_accuracy),
+    ]
+    for i, row in enumerate(report.matrix):
+        lines.append(f"{f'after {i + 1}':<10}" + "".join(f"{x:>7.2f}" for x in row))
+    if report.correct:
+        final = report.correct[-1]
+        low, high = wilson_interval(sum(final), sum(report.questions))
+        lines.append(
+            f"after all {n} updates: {sum(final)}/{sum(report.questions)} correct "
+            f"({sum(final) / max(sum(report.questions), 1):.3f}, 95% Wilson CI "
+            f"[{low:.3f}, {high:.3f}])"
+        )
+    return "\n".join(lines)
+
+
+def plot_accuracy(report: KnowledgeReport, path: Path) -> None:
+    """A bar per condition, its 95% Wilson interval as the error bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = report.conditions
+    figure = Figure(figsize=(1.6 + 1.3 * len(rows), 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    accuracy = [row.accuracy for row in rows]
+    errors = [
+        [max(0.0, row.accuracy - row.interval[0]) for row in rows],
+        [max(0.0, row.interval[1] - row.accuracy) for row in rows],
+    ]
+    positions = list(range(len(rows)))
+    ax.bar(positions, accuracy, yerr=errors, capsize=5, color="#4c72b0")
+    ax.set_xticks(positions, [f"{row.name}\n{row.correct}/{row.questions}" for row in rows])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("no-context accuracy")
+    ax.set_title(f"Knowledge incorporation ({report.mode}); bars: 95% Wilson CI", fontsize=10)
+    figure.savefig(path, dpi=120)
+
+
+def plot_forgetting(report: ForgettingReport, path: Path) -> None:
+    """Heat map of accuracy on passage j (columns) after update i (rows)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(report.titles)
+    size = 2.5 + 0.45 * n
+    figure = Figure(figsize=(size + 1, size), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    image = ax.imshow(report.matrix, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    figure.colorbar(image, ax=ax, label="accuracy")
+    labels = [str(i + 1) for i in range(n)]
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(len(report.matrix)), labels[: len(report.matrix)])
+    ax.set_xlabel("passage")
+    ax.set_ylabel("after update")
+    ax.set_title(f"Forgetting: sequential updates ({report.condition})", fontsize=10)
+    if n <= 20:
+        for i, row in enumerate(report.matrix):
+            for j, value in enumerate(row):
+                color = "black" if value > 0.6 else "white"
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize=7)
+    figure.savefig(path, dpi=120)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_knowledge(report: KnowledgeReport, out: Path, settings: dict[str, Any]) -> list[Path]:
+    """``results.json`` and ``accuracy.png`` in ``out``; the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    results, chart = out / "results.json", out / "accuracy.png"
+    _write_json(results, knowledge_json(report, settings))
+    plot_accuracy(report, chart)
+    return [results, chart]
+
+
+def write_forgetting(report: ForgettingReport, out: Path, settings: dict[str, Any]) -> list[Path]:
+    """``results.json``, ``forgetting.json`` and ``forgetting.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    results, matrix, chart = out / "results.json", out / "forgetting.json", out / "forgetting.png"
+    _write_json(results, sequential_json(report, settings))
+    _write_json(matrix, forgetting_json(report))
+    plot_forgetting(report, chart)
+    return [results, matrix, chart]

@@ -1,0 +1,224 @@
+"""The knowledge-incorporation evaluation on the tiny model: real training and grading."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from seal.evaluation import (
+    EvalPassage,
+    KnowledgeReport,
+    run_forgetting,
+    run_knowledge,
+    sequences_of,
+    wilson_interval,
+)
+from seal.evaluation_report import (
+    forgetting_table,
+    knowledge_table,
+    settings_json,
+    write_forgetting,
+    write_knowledge,
+)
+from seal.generation import SampleConfig
+from seal.knowledge import InnerLoopConfig, Teacher
+from seal.lora import AdapterHost
+from seal.selfedit import QA, Passage, training_sequences
+from seal.train import TrainConfig
+from tests.seal.conftest import SPEC, load_tiny
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+ZORBLAT = Passage(
+    "Zorblat Industries",
+    "Zorblat Industries was founded by Marisol Quenby in 1987. It makes glass bicycles.",
+    (
+        QA("Who founded Zorblat Industries?", "Marisol Quenby"),
+        QA("What does Zorblat Industries make?", "glass bicycles"),
+    ),
+)
+VELLMORA = Passage(
+    "Vellmora",
+    "Vellmora is a harbour town on the river Quill. Its mayor is Ada Thorne.",
+    (QA("Who is the mayor of Vellmora?", "Ada Thorne"),),
+)
+SUPPLIED = (
+    "1. Marisol Quenby founded Zorblat Industries in 1987.\n2. Zorblat makes glass bicycles.",
+)
+CONFIG = InnerLoopConfig(
+    format="implications",
+    num_candidates=1,
+    sample=SampleConfig(max_new_tokens=8, temperature=1.0, top_p=0.95, seed=0),
+    train=TrainConfig(learning_rate=1e-2, epochs=2, batch_size=4, seed=0),
+    answer_max_tokens=4,
+)
+
+
+@pytest.fixture
+def host(tiny_model_dir: Path) -> AdapterHost:
+    return AdapterHost(load_tiny(tiny_model_dir), {"student": SPEC, "teacher": SPEC}, seed=0)
+
+
+def rows(report: KnowledgeReport) -> dict[str, tuple[int, int]]:
+    """condition -> (passages, questions)"""
+    return {r.name: (r.passages, r.questions) for r in report.conditions}
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == PNG_MAGIC and matplotlib.image.imread(path).ndim == 3
+
+
+@pytest.mark.parametrize(
+    ("correct", "total", "low", "high"),
+    [
+        # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score)
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+        (29, 29, 0.8830, 1.0),
+        (5, 10, 0.2366, 0.7634),
+    ],
+)
+def test_wilson_interval_matches_published_values(
+    correct: int, total: int, low: float, high: float
+) -> None:
+    assert wilson_interval(correct, total) == pytest.approx((low, high), abs=5e-5)
+
+
+def test_wilson_interval_edges() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
+    with pytest.raises(ValueError):
+        wilson_interval(6, 5)
+
+
+def test_self_edits_are_pooled_with_the_passage() -> None:
+    texts = ["1. Alpha is a letter.\n2. Beta is a letter.", "1. Beta is a letter."]
+    assert sequences_of(ZORBLAT, texts, "implications") == [
+        f"{ZORBLAT.title}\nAlpha is a letter.",
+        f"{ZORBLAT.title}\nBeta is a letter.",
+        f"{ZORBLAT.title}\n{ZORBLAT.text}",
+    ]
+    assert sequences_of(ZORBLAT, [], "implications") == training_sequences(ZORBLAT, [])
+
+
+def test_single_mode_grades_every_question_of_every_condition(
+    host: AdapterHost, tmp_path: Path
+) -> None:
+    passages = [EvalPassage(ZORBLAT, SUPPLIED), EvalPassage(VELLMORA)]
+    seen: list[tuple[int, int]] = []
+    report = run_knowledge(
+        host, passages, CONFIG, mode="single", on_progress=lambda d, t, _: seen.append((d, t))
+    )
+    # the supplied self-edits make a row of their own passage's questions only
+    assert rows(report) == {
+        "base": (2, 3),
+        "passage": (2, 3),
+        "base-teacher": (2, 3),
+        "supplied": (1, 2),
+    }
+    assert seen[-1] == (2, 2)
+    by_name = {r.name: r for r in report.conditions}
+    assert not by_name["base"].final_losses and not by_name["passage"].self_edits
+    assert len(by_name["passage"].final_losses) == 2
+    assert len(by_name["supplied"].final_losses) == 1
+    edits = by_name["base-teacher"].self_edits
+    assert [(e.passage, e.title) for e in edits] == [(0, ZORBLAT.title), (1, VELLMORA.title)]
+    assert all(len(e.texts) == 1 and e.texts[0].startswith("1. ") for e in edits)
+    assert [(e.passage, e.texts) for e in by_name["supplied"].self_edits] == [(0, list(SUPPLIED))]
+    assert set(report.seconds) == {"generate", "train", "grade", "total"}
+
+    settings = settings_json(CONFIG, model="tiny", seed=0, mode="single", passages=2)
+    written = write_knowledge(report, tmp_path, settings)
+    assert [p.name for p in written] == ["results.json", "accuracy.png"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["settings"]["train"]["epochs"] == 2 and results["settings"]["samples"] == 1
+    assert results["settings"]["interval"] == "95% Wilson score interval"
+    assert set(results["timing"]) == {
+        "generate_seconds",
+        "train_seconds",
+        "grade_seconds",
+        "total_seconds",
+    }
+    every = [
+        (0, ZORBLAT.title, ZORBLAT.questions[0].question, "Marisol Quenby"),
+        (0, ZORBLAT.title, ZORBLAT.questions[1].question, "glass bicycles"),
+        (1, VELLMORA.title, VELLMORA.questions[0].question, "Ada Thorne"),
+    ]
+    for condition in results["conditions"]:
+        answers = condition["answers"]
+        expected = every[:2] if condition["name"] == "supplied" else every
+        assert [(a["passage"], a["title"], a["question"], a["gold"]) for a in answers] == expected
+        assert all(isinstance(a["answer"], str) and isinstance(a["correct"], bool) for a in answers)
+        assert condition["correct"] == sum(a["correct"] for a in answers)
+        low, high = condition["ci95"]
+        assert 0 <= low <= condition["accuracy"] <= high <= 1
+    assert is_png(tmp_path / "accuracy.png")
+    table = knowledge_table(report).splitlines()
+    assert table[1].startswith("base") and table[4].startswith("supplied") and "/2" in table[4]
+
+
+def test_batch_mode_trains_one_adapter_per_condition(host: AdapterHost) -> None:
+    teacher = Teacher(state=host.fresh_state("teacher"))
+    passages = [EvalPassage(ZORBLAT), EvalPassage(VELLMORA)]
+    report = run_knowledge(host, passages, CONFIG, mode="batch", teacher=teacher)
+    # no passage came with self-edits: no supplied row
+    assert rows(report) == {
+        "base": (2, 3),
+        "passage": (2, 3),
+        "base-teacher": (2, 3),
+        "teacher": (2, 3),
+    }
+    for row in report.conditions:
+        assert len(row.final_losses) == (0 if row.name == "base" else 1)
+        assert [a.passage for a in row.answers] == [0, 0, 1]
+    assert [e.passage for e in report.conditions[3].self_edits] == [0, 1]
+
+
+def test_a_run_is_repeatable(host: AdapterHost) -> None:
+    config = replace(CONFIG, train=replace(CONFIG.train, epochs=1))
+    passages = [EvalPassage(VELLMORA)]
+    first = run_knowledge(host, passages, config, mode="single")
+    second = run_knowledge(host, passages, config, mode="single")
+    assert [(r.self_edits, r.answers, r.final_losses) for r in first.conditions] == [
+        (r.self_edits, r.answers, r.final_losses) for r in second.conditions
+    ]
+
+
+def test_an_unknown_mode_is_refused(host: AdapterHost) -> None:
+    with pytest.raises(ValueError, match="unknown mode"):
+        run_knowledge(host, [EvalPassage(ZORBLAT)], CONFIG, mode="sequential")
+
+
+def test_forgetting_matrix_covers_every_passage_after_every_update(
+    host: AdapterHost, tmp_path: Path
+) -> None:
+    teacher = Teacher(state=host.fresh_state("teacher"))
+    passages = [EvalPassage(ZORBLAT), EvalPassage(VELLMORA), EvalPassage(ZORBLAT)]
+    report = run_forgetting(host, passages, CONFIG, teacher=teacher)
+    assert report.condition == "teacher"
+    assert report.questions == [2, 1, 2] and len(report.before) == 3
+    assert len(report.matrix) == 3 and all(len(row) == 3 for row in report.matrix)
+    assert all(0 <= x <= 1 for row in report.matrix for x in row)
+    assert [len(u.answers) for u in report.updates] == [5, 5, 5]
+    assert [u.self_edits[0].passage for u in report.updates] == [0, 1, 2]
+    # the third update trains on the first one's sequences again, from where the second ended
+    first, _, third = report.updates
+    assert first.self_edits[0].texts == third.self_edits[0].texts
+    assert third.final_losses[0] < first.final_losses[0]
+
+    written = write_forgetting(report, tmp_path, settings_json(CONFIG, mode="sequential"))
+    assert [p.name for p in written] == ["results.json", "forgetting.json", "forgetting.png"]
+    matrix = json.loads((tmp_path / "forgetting.json").read_text())
+    assert matrix["titles"] == [ZORBLAT.title, VELLMORA.title, ZORBLAT.title]
+    assert len(matrix["matrix"]) == 3 and len(matrix["correct"][2]) == 3
+    assert len(matrix["before"]) == 3
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [len(u["answers"]) for u in results["updates"]] == [5, 5, 5]
+    assert is_png(tmp_path / "forgetting.png")
+    assert "after 3" in forgetting_table(report)
