@@ -9,12 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from seal.selfedit import FORMATS
 from service.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from seal.lora import AdapterHost, AdapterState
 
 app = typer.Typer(help="SEAL: teach a tenant's student model its documents.", no_args_is_help=True)
 log = logging.getLogger("seal")
@@ -162,12 +167,28 @@ teacher_app = typer.Typer(help="The shared teacher: ReST-EM training and its ver
 app.add_typer(teacher_app, name="teacher")
 
 
+_EXPECTED = "expected a JSON list of {title, context, questions: [{question, answer}]}"
+
+
+def _data_rows(path: Path) -> list:
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"{path}: {_EXPECTED} ({exc})") from exc
+    if not isinstance(rows, list):
+        raise typer.BadParameter(f"{path}: {_EXPECTED} (the file holds a {type(rows).__name__})")
+    return rows
+
+
 def load_passages(path: Path) -> list:  # list[Passage]
     """Passages of a SQuAD-shaped JSON file: [{"title", "context", "questions": [...]}]."""
+    return _passages(_data_rows(path), path)
+
+
+def _passages(rows: list, path: Path) -> list:  # list[Passage]
     from seal.selfedit import QA, Passage
 
     try:
-        rows = json.loads(path.read_text())
         return [
             Passage(
                 row["title"],
@@ -176,11 +197,26 @@ def load_passages(path: Path) -> list:  # list[Passage]
             )
             for row in rows
         ]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise typer.BadParameter(
-            f"{path}: expected a JSON list of {{title, context, questions: [{{question, answer}}]}}"
-            f" ({exc})"
-        ) from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise typer.BadParameter(f"{path}: {_EXPECTED} ({exc})") from exc
+
+
+def load_eval_passages(path: Path) -> list:  # list[EvalPassage]
+    """As ``load_passages``, with each passage's optional ``"self_edits"``: a list of
+    self-edit texts (e.g. written by another model), each one whole self-edit."""
+    from seal.evaluation import EvalPassage
+
+    rows = _data_rows(path)
+    documents = []
+    for index, (row, passage) in enumerate(zip(rows, _passages(rows, path), strict=True)):
+        edits = row.get("self_edits", [])
+        if not isinstance(edits, list) or not all(isinstance(e, str) and e.strip() for e in edits):
+            raise typer.BadParameter(
+                f'{path}: passage {index} ({passage.title!r}): "self_edits" must be a list of '
+                f"non-empty strings, each one whole self-edit; got {json.dumps(edits)[:80]}"
+            )
+        documents.append(EvalPassage(passage, tuple(edits)))
+    return documents
 
 
 @teacher_app.command("train")
@@ -264,6 +300,188 @@ def teacher_train(
         on_baseline=on_baseline,
     )
     bar.close()
+
+
+eval_app = typer.Typer(help="Experiments that measure how well the student learns.")
+app.add_typer(eval_app, name="eval")
+
+
+class Mode(StrEnum):
+    """The modes of ``seal eval knowledge`` (seal.evaluation.MODES)."""
+
+    single = "single"
+    batch = "batch"
+    sequential = "sequential"
+
+
+def _teacher_adapter(path: Path) -> AdapterState:
+    """The weights of a saved teacher adapter folder, checked against its recorded checksum."""
+    from seal.lora import WEIGHTS_FILE, load_adapter
+
+    if not (path / WEIGHTS_FILE).is_file():
+        raise typer.BadParameter(f"{path} is not a saved adapter folder (no {WEIGHTS_FILE})")
+    try:
+        meta_file = path / "seal.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        return load_adapter(path, expected_checksum=meta.get("checksum"))
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"teacher adapter {path}: {exc}") from exc
+
+
+def _check_fits(state: AdapterState, host: AdapterHost, slot: str, path: Path) -> None:
+    fresh = host.fresh_state(slot)
+    shapes = {k: tuple(v.shape) for k, v in fresh.items()}
+    theirs = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes != theirs:
+        wrong = sorted(set(shapes.items()) ^ set(theirs.items()))[:1]
+        raise typer.BadParameter(
+            f"teacher adapter {path} does not fit the configured teacher model and its LoRA "
+            f"(SEAL_TEACHER_MODEL, SEAL_TEACHER_LORA_RANK, SEAL_LORA_TARGETS): e.g. {wrong}"
+        )
+
+
+@eval_app.command("knowledge")
+def eval_knowledge(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="SQuAD-shaped JSON (e.g. ../shared/data/squad/dev.json); a passage may carry "
+            '"self_edits": a list of whole self-edit texts (e.g. written by a larger model)'
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for results.json and the charts")],
+    passages: Annotated[
+        int, typer.Option(min=1, help="The first N passages that have questions")
+    ] = 8,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="single: a fresh adapter per passage and condition, graded on that passage "
+            "(the paper's main table); batch: one adapter per condition trained on all N "
+            "passages, graded on all their questions (continued pretraining); sequential: the "
+            "forgetting experiment, passages learned one after another on one adapter with "
+            "the teacher's self-edits (--teacher, else the untrained one), every passage "
+            "re-graded after each update (forgetting.json, forgetting.png)",
+        ),
+    ] = Mode.single,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="A saved teacher adapter folder (e.g. DATA_DIR/adapters/teachers/shared/...) "
+            "for the `teacher` row; without it the row is skipped"
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help=f"Self-edit format: {', '.join(FORMATS)} (default: SEAL_SELF_EDIT_FORMAT)",
+        ),
+    ] = None,
+    samples: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Self-edits per passage and condition; with more than one, a condition trains "
+            "on all of them pooled (the paper's continued-pretraining recipe); `supplied` uses "
+            "the first SAMPLES of the passage's own",
+        ),
+    ] = 1,
+    seed: Annotated[int, typer.Option(help="Seeds sampling, LoRA init and training")] = 0,
+) -> None:
+    """No-context question answering after training on each passage (the SEAL paper's
+    knowledge-incorporation experiment): rows base, passage, base-teacher, teacher (with
+    --teacher) and supplied (when passages carry self_edits); accuracy with its 95% Wilson
+    score interval. Writes results.json (settings, every answer and grade, timing) and
+    accuracy.png to OUT; --mode sequential writes results.json, forgetting.json and
+    forgetting.png."""
+    from dataclasses import replace
+
+    from sqlalchemy.orm import sessionmaker
+    from tqdm import tqdm
+
+    from seal.evaluation import run_forgetting, run_knowledge
+    from seal.evaluation_report import (
+        forgetting_table,
+        knowledge_table,
+        settings_json,
+        write_forgetting,
+        write_knowledge,
+    )
+    from seal.knowledge import TEACHER, Teacher
+    from worker.runtime import Runtime, inner_loop_config, student_spec, teacher_spec
+
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    settings = get_settings().model_copy(update={"seed": seed})
+    _setup_logging(settings)
+    chosen = [d for d in load_eval_passages(data) if d.passage.questions][:passages]
+    if len(chosen) < passages:
+        raise typer.BadParameter(
+            f"{data} has {len(chosen)} passages with questions; --passages {passages} needs more"
+        )
+    teacher_state = _teacher_adapter(teacher) if teacher is not None else None
+    config = replace(inner_loop_config(settings, fmt), num_candidates=samples)
+    # The evaluation never touches the store: the unbound sessionmaker is never used.
+    runtime = Runtime(settings, sessionmaker())
+    host, teacher_host = runtime.student, runtime.teacher
+    writer = None
+    if teacher is not None and teacher_state is not None:
+        _check_fits(teacher_state, teacher_host, TEACHER, teacher)
+        writer = Teacher(state=teacher_state)
+    questions = sum(len(d.passage.questions) for d in chosen)
+    student, teacher_lora = student_spec(settings), teacher_spec(settings)
+    run_settings = settings_json(
+        config,
+        data=str(data),
+        student_model=settings.student_model,
+        teacher_model=settings.teacher_model,
+        teacher=str(teacher) if teacher else None,
+        seed=seed,
+        mode=mode.value,
+        passages=len(chosen),
+        questions=questions,
+        lora={"rank": student.rank, "alpha": student.alpha, "dropout": student.dropout},
+        teacher_lora={"rank": teacher_lora.rank, "alpha": teacher_lora.alpha},
+        lora_targets=list(student.targets),
+        device=str(host.device),
+    )
+    print(
+        f"knowledge incorporation ({mode.value}): {len(chosen)} passages, {questions} questions, "
+        f"{config.format} x{samples}, seed {seed}, model {settings.student_model}",
+        flush=True,
+    )
+    bar = tqdm(total=len(chosen), unit="step", dynamic_ncols=True)
+
+    def on_progress(done: int, total: int, status: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(status, refresh=False)
+        bar.refresh()
+
+    if mode is Mode.sequential:
+        forgetting = run_forgetting(
+            host, chosen, config, teacher=writer, teacher_host=teacher_host, on_progress=on_progress
+        )
+        bar.close()
+        written = write_forgetting(forgetting, out, run_settings)
+        print(forgetting_table(forgetting))
+    else:
+        report = run_knowledge(
+            host,
+            chosen,
+            config,
+            mode=mode.value,
+            teacher=writer,
+            teacher_host=teacher_host,
+            on_progress=on_progress,
+        )
+        bar.close()
+        written = write_knowledge(report, out, run_settings)
+        print(knowledge_table(report))
+        print("95% confidence intervals: Wilson score interval.")
+    print("wrote " + ", ".join(str(p) for p in written), flush=True)
 
 
 def main() -> None:

@@ -9,8 +9,11 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
+from seal.lora import AdapterHost, LoraSpec, save_adapter
 from sealctl.cli import app, load_passages
 from service.settings import get_settings
+from tests.seal.conftest import load_tiny
+from tests.seal.conftest import tiny_model_dir as tiny_model_dir  # the fixture
 
 runner = CliRunner()
 
@@ -67,3 +70,130 @@ def test_squad_passages_load_with_their_questions() -> None:
     assert len(passages) == 100
     assert sum(len(p.questions) for p in passages) == 559
     assert all(p.title and p.text for p in passages)
+
+
+EVAL_ROWS = [
+    {
+        "title": "Zorblat Industries",
+        "context": "Zorblat Industries was founded by Marisol Quenby. It makes glass bicycles.",
+        "questions": [{"question": "Who founded Zorblat Industries?", "answer": "Marisol Quenby"}],
+        "self_edits": ["1. Marisol Quenby founded Zorblat Industries."],
+    },
+    {"title": "No questions", "context": "Nothing to ask here."},
+    {
+        "title": "Vellmora",
+        "context": "Vellmora is a harbour town. Its mayor is Ada Thorne.",
+        "questions": [{"question": "Who is the mayor of Vellmora?", "answer": "Ada Thorne"}],
+    },
+]
+
+
+@pytest.fixture
+def tiny_settings(data_dir: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings that make `seal eval knowledge` run the tiny model in seconds."""
+    env = {
+        "STUDENT_MODEL": str(tiny_model_dir),
+        "TEACHER_MODEL": str(tiny_model_dir),
+        "DEVICE": "cpu",
+        "DTYPE": "float32",
+        "EPOCHS": "1",
+        "SELF_EDIT_MAX_TOKENS": "16",
+        "ANSWER_MAX_TOKENS": "4",
+        "LORA_RANK": "4",
+        "LORA_ALPHA": "8",
+        "TEACHER_LORA_RANK": "4",
+        "TEACHER_LORA_ALPHA": "8",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(f"SEAL_{key}", value)
+    get_settings.cache_clear()
+    data = data_dir / "eval.json"
+    data.write_text(json.dumps(EVAL_ROWS))
+    return data
+
+
+def save_teacher(model_dir: Path, target: Path, rank: int) -> Path:
+    spec = LoraSpec(rank=rank, alpha=2 * rank)
+    host = AdapterHost(load_tiny(model_dir), {"teacher": spec})
+    save_adapter(host.fresh_state("teacher"), spec, target)
+    return target
+
+
+def test_eval_knowledge_runs_every_condition(
+    tiny_settings: Path, tiny_model_dir: Path, data_dir: Path
+) -> None:
+    teacher = save_teacher(tiny_model_dir, data_dir / "teacher", rank=4)
+    out = data_dir / "eval"
+    args = ["eval", "knowledge", str(tiny_settings), "--passages", "2", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--teacher", str(teacher), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Wilson" in result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["seed"] == 3 and results["settings"]["mode"] == "single"
+    assert results["settings"]["teacher"] == str(teacher)
+    assert results["settings"]["train"]["epochs"] == 1
+    conditions = {c["name"]: c["questions"] for c in results["conditions"]}
+    assert conditions == {"base": 2, "passage": 2, "base-teacher": 2, "teacher": 2, "supplied": 1}
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_knowledge_sequential_writes_the_forgetting_matrix(
+    tiny_settings: Path, data_dir: Path
+) -> None:
+    out = data_dir / "forgetting"
+    args = ["eval", "knowledge", str(tiny_settings), "--passages", "2", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--mode", "sequential", "--format", "self-qa"])
+    assert result.exit_code == 0, result.output
+    matrix = json.loads((out / "forgetting.json").read_text())
+    assert matrix["condition"] == "base-teacher"
+    assert len(matrix["matrix"]) == 2 and all(len(row) == 2 for row in matrix["matrix"])
+    assert json.loads((out / "results.json").read_text())["settings"]["format"] == "self-qa"
+    assert (out / "forgetting.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_knowledge_refuses_a_teacher_of_another_shape(
+    tiny_settings: Path, tiny_model_dir: Path, data_dir: Path
+) -> None:
+    teacher = save_teacher(tiny_model_dir, data_dir / "teacher", rank=2)
+    args = ["eval", "knowledge", str(tiny_settings), "--passages", "1", "--out", str(data_dir)]
+    result = runner.invoke(app, [*args, "--teacher", str(teacher)])
+    assert result.exit_code == 2
+    assert "does not fit the configured teacher model" in plain(result.output)
+    result = runner.invoke(app, [*args, "--teacher", str(data_dir)])
+    assert result.exit_code == 2
+    assert "is not a saved adapter folder" in plain(result.output)
+
+
+@pytest.mark.parametrize(
+    ("self_edits", "message"),
+    [
+        ("1. one implication", '"self_edits" must be a list of non-empty strings'),
+        ([["nested"]], '"self_edits" must be a list of non-empty strings'),
+        ([""], '"self_edits" must be a list of non-empty strings'),
+    ],
+)
+def test_eval_knowledge_explains_malformed_self_edits(
+    data_dir: Path, self_edits: object, message: str
+) -> None:
+    bad = data_dir / "bad.json"
+    bad.write_text(json.dumps([{**EVAL_ROWS[0], "self_edits": self_edits}]))
+    result = runner.invoke(app, ["eval", "knowledge", str(bad), "--out", str(data_dir)])
+    assert result.exit_code == 2
+    assert message in plain(result.output) and "passage 0 ('Zorblat Industries')" in plain(
+        result.output
+    )
+
+
+def test_eval_knowledge_explains_a_bad_data_file(data_dir: Path) -> None:
+    bad = data_dir / "bad.json"
+    bad.write_text('[{"title": "T"}]')
+    result = runner.invoke(app, ["eval", "knowledge", str(bad), "--out", str(data_dir)])
+    assert result.exit_code == 2
+    assert "expected a JSON list of {title, context, questions" in plain(result.output)
+
+
+def test_eval_knowledge_needs_enough_passages(tiny_settings: Path, data_dir: Path) -> None:
+    args = ["eval", "knowledge", str(tiny_settings), "--passages", "3", "--out", str(data_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "has 2 passages with questions; --passages 3 needs more" in plain(result.output)
