@@ -484,6 +484,88 @@ def eval_knowledge(
     print("wrote " + ", ".join(str(p) for p in written), flush=True)
 
 
+@eval_app.command("proxy")
+def eval_proxy(
+    data: Annotated[
+        Path, typer.Argument(help="SQuAD-shaped JSON (e.g. ../shared/data/squad/dev.json)")
+    ],
+    passages: Annotated[int, typer.Option(min=1, help="The first N passages with questions")] = 8,
+    k: Annotated[int, typer.Option(min=2, max=16, help="Self-edits per passage")] = 5,
+    seed: Annotated[int, typer.Option(help="Seeds sampling and training")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write every reward as JSON here")] = None,
+) -> None:
+    """How well the proxy reward (no training: the gold answers' log-likelihood gain with the
+    self-edit in context) ranks self-edits like the full reward (train + grade each), and
+    what it saves: Spearman rank correlation, how often its pick is a best candidate, the
+    full reward of its pick against the best and the average, and the time of each."""
+    from dataclasses import asdict, replace
+
+    from sqlalchemy.orm import sessionmaker
+    from tqdm import tqdm
+
+    from seal.proxy import agreement, compare_on
+    from worker.runtime import Runtime, inner_loop_config
+
+    settings = get_settings().model_copy(update={"seed": seed})
+    _setup_logging(settings)
+    chosen = [p for p in load_passages(data) if p.questions][:passages]
+    if len(chosen) < passages:
+        raise typer.BadParameter(
+            f"{data} has {len(chosen)} passages with questions; --passages {passages} needs more"
+        )
+    config = replace(inner_loop_config(settings), num_candidates=k)
+    runtime = Runtime(settings, sessionmaker())  # the store is never touched
+    bar = tqdm(total=len(chosen), unit="passage", dynamic_ncols=True)
+
+    def on_record(record) -> None:  # type: ignore[no-untyped-def]
+        bar.set_postfix_str(f"full {[round(x, 2) for x in record.full]}")
+        bar.update(1)
+
+    records = compare_on(runtime.student, chosen, config, on_record=on_record)
+    bar.close()
+    result = agreement([r.full for r in records], [r.proxy for r in records])
+    full_s = sum(r.full_seconds for r in records)
+    proxy_s = sum(r.proxy_seconds for r in records)
+
+    def fmt(x: float | None) -> str:
+        return "n/a (no ranking)" if x is None else f"{x:+.3f}"
+
+    print(
+        f"proxy vs full reward on {len(records)} passages x k={k} ({config.format}):\n"
+        f"  Spearman, all candidates pooled:   {fmt(result.pooled_spearman)}\n"
+        f"  Spearman, mean per passage:        {fmt(result.mean_spearman)} "
+        f"({result.documents_ranked} passages whose full rewards are not all tied)\n"
+        f"  proxy's pick is a best candidate:  {result.top_pick_is_best:.0%}\n"
+        f"  mean full reward: proxy's pick {result.pick_reward:+.3f}, best "
+        f"{result.best_reward:+.3f}, all candidates {result.mean_reward:+.3f}\n"
+        f"  time: full reward {full_s:.1f} s, proxy {proxy_s:.1f} s "
+        f"({full_s / max(proxy_s, 1e-9):.0f}x less)",
+        flush=True,
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "data": str(data),
+            "k": k,
+            "seed": seed,
+            "format": config.format,
+            "agreement": asdict(result),
+            "full_seconds": full_s,
+            "proxy_seconds": proxy_s,
+            "records": [asdict(r) for r in records],
+        }
+        out.write_text(json.dumps(payload, indent=2))
+
+
+def _register_bench() -> None:
+    from sealctl.bench import bench_app
+
+    app.add_typer(bench_app, name="bench")
+
+
+_register_bench()
+
+
 def main() -> None:
     app()
 
