@@ -62,8 +62,10 @@ class AdapterStack:
         self.dropout = host.specs[slot].dropout
         fresh = host.fresh_state(slot)
         self.sites: list[_Site] = []
-        self.A: list[torch.Tensor] = []
-        self.B: list[torch.Tensor] = []
+        # A[site][j], B[site][j]: separate tensors per adapter (indexing one stacked tensor
+        # would make every backward pass fill a zero gradient of the whole stack per adapter)
+        self.A: list[list[torch.Tensor]] = []
+        self.B: list[list[torch.Tensor]] = []
         self._dtype = next(iter(fresh.values())).dtype
         for name, module in host.model.named_modules():
             if not (isinstance(module, LoraLayer) and slot in module.lora_A):
@@ -73,18 +75,19 @@ class AdapterStack:
             for suffix, stacked in (("lora_A.weight", self.A), ("lora_B.weight", self.B)):
                 key = f"{name}.{suffix}"
                 weights = [(s if s is not None else fresh)[key] for s in states]
-                stacked.append(torch.stack(weights).to(host.device, torch.float32))
+                stacked.append([w.to(host.device, torch.float32, copy=True) for w in weights])
         self.layout: tuple[str, list[Span]] = ("rows", [(0, 0, 1 << 62)])
 
-    def parameters(self) -> list[torch.Tensor]:
-        return [*self.A, *self.B]
+    def parameters(self, index: int) -> list[torch.Tensor]:
+        """Adapter ``index``'s tensors."""
+        return [t[index] for t in (*self.A, *self.B)]
 
     def state(self, index: int) -> AdapterState:
         """Adapter ``index``'s weights, named as PEFT names them."""
         out: AdapterState = {}
         for site, a, b in zip(self.sites, self.A, self.B, strict=True):
-            out[f"{site.name}.lora_A.weight"] = a[index].detach().to("cpu", self._dtype).clone()
-            out[f"{site.name}.lora_B.weight"] = b[index].detach().to("cpu", self._dtype).clone()
+            out[f"{site.name}.lora_A.weight"] = a[index].detach().to("cpu", self._dtype, copy=True)
+            out[f"{site.name}.lora_B.weight"] = b[index].detach().to("cpu", self._dtype, copy=True)
         return out
 
     def _spans(self, batch: int, length: int) -> list[Span]:
@@ -101,18 +104,20 @@ class AdapterStack:
             x = args[0]
             flat = x.reshape(-1, x.shape[-1]).to(torch.float32)
             a, b = self.A[index], self.B[index]
+            spans = [(j, st, en) for j, st, en in self._spans(x.shape[0], x.shape[1]) if en > st]
+            out_features = b[0].shape[0]
+            # split (not slicing): its backward concatenates the pieces' gradients instead of
+            # filling a zero gradient of the whole batch for each piece
+            pieces = flat.split([en - st for _, st, en in spans]) if len(spans) > 1 else [flat]
             parts = []
-            for j, start, end in self._spans(x.shape[0], x.shape[1]):
-                if end <= start:
-                    continue
+            for (j, _, _), chunk in zip(spans, pieces, strict=True):
                 if j == NO_ADAPTER:
-                    parts.append(flat.new_zeros(end - start, b.shape[1]))
+                    parts.append(chunk.new_zeros(chunk.shape[0], out_features))
                     continue
-                chunk = flat[start:end]
                 if self.dropout and module.training:
                     chunk = F.dropout(chunk, self.dropout, training=True)
-                parts.append((chunk @ a[j].T) @ b[j].T)
-            delta = torch.cat(parts) * site.scaling
+                parts.append(((chunk @ a[j].T) * site.scaling) @ b[j].T)
+            delta = torch.cat(parts) if len(parts) > 1 else parts[0]
             return output + delta.view(*output.shape[:-1], -1).to(output.dtype)
 
         return hook
@@ -205,39 +210,6 @@ def pack(
     )
 
 
-class _StackedAdamW:
-    """AdamW (torch's update rule) over stacked adapters, each with its own step count; only
-    the adapters marked active in a step move."""
-
-    def __init__(self, params: Sequence[torch.Tensor], k: int, lr: float, betas=(0.9, 0.999)):
-        self.params = list(params)
-        self.lr = lr
-        self.b1, self.b2 = betas
-        self.eps = 1e-8
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.steps = torch.zeros(k, dtype=torch.float64)
-
-    @torch.no_grad()
-    def step(self, active: torch.Tensor) -> None:
-        self.steps[active] += 1
-        idx = active.nonzero().flatten().tolist()
-        for j in idx:
-            t = float(self.steps[j])
-            bc1 = 1 - self.b1**t
-            bc2_sqrt = math.sqrt(1 - self.b2**t)
-            for p, m, v in zip(self.params, self.m, self.v, strict=True):
-                if p.grad is None:
-                    continue
-                g = p.grad[j]
-                m[j].mul_(self.b1).add_(g, alpha=1 - self.b1)
-                v[j].mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
-                denom = (v[j].sqrt() / bc2_sqrt).add_(self.eps)
-                p[j].addcdiv_(m[j], denom, value=-self.lr / bc1)
-        for p in self.params:
-            p.grad = None
-
-
 def _causal_lm(host: AdapterHost) -> Any:
     """The transformers model under PEFT (``.model`` the decoder stack, ``.lm_head``)."""
     return host.model.get_base_model()
@@ -261,8 +233,13 @@ def train_examples_many(
         raise ValueError("nothing to train on")
     k = len(example_sets)
     stack = AdapterStack(host, slot, [init] * k)
-    params = [p.requires_grad_(True) for p in stack.parameters()]
-    optimizer = _StackedAdamW(params, k, config.learning_rate)
+    params = [[p.requires_grad_(True) for p in stack.parameters(j)] for j in range(k)]
+    # one AdamW per adapter (its own moments and step count); one with no batch in a step
+    # is not stepped, exactly as if it were trained alone
+    optimizers = [
+        torch.optim.AdamW(p, lr=config.learning_rate, weight_decay=0.0, foreach=True)
+        for p in params
+    ]
     rngs = [random.Random(config.seed) for _ in range(k)]
     torch.manual_seed(config.seed)
     pad_id = host.tokenizer.pad_token_id
@@ -299,7 +276,9 @@ def train_examples_many(
                 count = torch.bincount(packed.owners, minlength=k).to(loss_sum.dtype)
                 active = count > 0
                 (loss_sum[active] / count[active]).sum().backward()
-                optimizer.step(active.cpu())
+                for j in active.nonzero().flatten().tolist():
+                    optimizers[j].step()
+                    optimizers[j].zero_grad(set_to_none=True)
                 sums += loss_sum.detach().double().cpu()
                 counts += count.double().cpu()
                 done += 1
@@ -310,8 +289,9 @@ def train_examples_many(
                 results[j].tokens += int(counts[j])
     finally:
         lm.eval()
-        for p in params:
-            p.requires_grad_(False)
+        for own in params:
+            for p in own:
+                p.requires_grad_(False)
     seconds = time.perf_counter() - started
     all_tokens = sum(r.tokens for r in results) or 1
     for j, result in enumerate(results):

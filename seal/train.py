@@ -27,7 +27,7 @@ class TrainConfig:
     """Longer sequences are truncated."""
     seed: int = 0
     """Seeds the batch order, so a run is repeatable."""
-    pack_tokens: int = 512
+    pack_tokens: int = 256
     """Row width when sequences are packed (``seal.multi``): a step's sequences share rows of
     this many tokens instead of being padded to the longest."""
 
