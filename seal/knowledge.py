@@ -81,6 +81,32 @@ def write_self_edits(
     return [f"{primer} {g.text}" for g in generations]
 
 
+def write_self_edits_many(
+    host: AdapterHost,
+    passages: Sequence[Passage],
+    fmt: str,
+    k: int,
+    sample: SampleConfig,
+    teacher: Teacher,
+) -> list[list[str]]:
+    """k self-edits of each passage, the passages' prompts decoded in the same batches (a
+    nightly batch samples all its documents together)."""
+    if not passages:
+        return []
+    primer = PRIMERS[fmt]
+    generations = generate(
+        host,
+        [teacher_messages(p, fmt) for p in passages],
+        sample,
+        slot=teacher.active_slot,
+        state=teacher.state,
+        num_return_sequences=k,
+        prefix=primer,
+    )
+    texts = [f"{primer} {g.text}" for g in generations]
+    return [texts[i * k : (i + 1) * k] for i in range(len(passages))]
+
+
 def write_probe_questions(
     host: AdapterHost, passage: Passage, n: int, teacher: Teacher, *, seed: int = 0
 ) -> list[QA]:

@@ -15,6 +15,7 @@ from seal.knowledge import (
     score_candidates,
     write_probe_questions,
     write_self_edits,
+    write_self_edits_many,
 )
 from seal.lora import checksum
 from seal.selfedit import FORMATS, PRIMERS, QA, Passage, teacher_messages
@@ -49,6 +50,23 @@ def test_self_edits_start_with_the_primer(tiny_host, fmt: str) -> None:
     assert all(t.startswith(PRIMERS[fmt] + " ") and len(t) > len(PRIMERS[fmt]) + 1 for t in texts)
     assert len(set(texts)) == 3, "k samples, not one sample k times"
     assert write_self_edits(tiny_host, PASSAGE, fmt, 3, SAMPLE, Teacher()) == texts
+
+
+def test_self_edits_of_many_passages_come_back_per_passage(tiny_model_dir) -> None:
+    host = speaking_host(tiny_model_dir, ("student", "teacher"))
+    edit = "Marisol Quenby founded Zorblat Industries.\n2. It makes glass bicycles."
+    teacher = Teacher(
+        teach(host, "teacher", teacher_messages(PASSAGE, "rewrite"), " " + edit, prefix="1.")
+    )
+    other = Passage("Vellmora", "Vellmora is a town of glassblowers.")
+    sample = SampleConfig(max_new_tokens=32, temperature=0.7, top_p=0.95, seed=0)
+
+    texts = write_self_edits_many(host, [PASSAGE, other, PASSAGE], "rewrite", 2, sample, teacher)
+
+    assert [len(t) for t in texts] == [2, 2, 2]
+    assert texts[0] == texts[2] == [f"1. {edit}"] * 2  # the taught passage, in its place
+    assert texts[1] != [f"1. {edit}"] * 2
+    assert write_self_edits_many(host, [], "rewrite", 2, sample, teacher) == []
 
 
 def test_a_teacher_adapter_writes_the_self_edits(tiny_model_dir) -> None:

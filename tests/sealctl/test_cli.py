@@ -197,3 +197,36 @@ def test_eval_knowledge_needs_enough_passages(tiny_settings: Path, data_dir: Pat
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "has 2 passages with questions; --passages 3 needs more" in plain(result.output)
+
+
+def test_eval_proxy_reports_agreement_and_time(tiny_settings: Path, data_dir: Path) -> None:
+    out = data_dir / "proxy.json"
+    args = ["eval", "proxy", str(tiny_settings), "--passages", "2", "--k", "3", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Spearman" in result.output and "proxy's pick" in result.output
+    payload = json.loads(out.read_text())
+    assert [len(r["full"]) for r in payload["records"]] == [3, 3]
+    assert [len(r["proxy"]) for r in payload["records"]] == [3, 3]
+    assert payload["full_seconds"] > 0 and payload["proxy_seconds"] > 0
+    assert set(payload["agreement"]) >= {"pooled_spearman", "top_pick_is_best", "pick_reward"}
+
+
+def test_bench_update_prints_every_figure(tiny_settings: Path, data_dir: Path) -> None:
+    out = data_dir / "bench.json"
+    args = ["bench", "update", "--data", str(tiny_settings), "--k", "2", "--documents", "2"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for figure in ("teacher tokens/s", "training tokens/s", "k=2 candidates", "nightly batch"):
+        assert figure in result.output
+    report = json.loads(out.read_text())
+    assert report["k"] == 2 and report["ceiling"] > 0
+    assert all(f["reference"] > 0 and f["ours"] > 0 for f in report["figures"])
+
+
+def test_bench_update_needs_enough_documents(tiny_settings: Path) -> None:
+    result = runner.invoke(
+        app, ["bench", "update", "--data", str(tiny_settings), "--documents", "5"]
+    )
+    assert result.exit_code == 2
+    assert "passages with questions" in plain(result.output)
