@@ -68,17 +68,7 @@ def write_self_edits(
     host: AdapterHost, passage: Passage, fmt: str, k: int, sample: SampleConfig, teacher: Teacher
 ) -> list[str]:
     """k self-edits of ``passage``, each starting with the format's primer."""
-    primer = PRIMERS[fmt]
-    generations = generate(
-        host,
-        [teacher_messages(passage, fmt)],
-        sample,
-        slot=teacher.active_slot,
-        state=teacher.state,
-        num_return_sequences=k,
-        prefix=primer,
-    )
-    return [f"{primer} {g.text}" for g in generations]
+    return write_self_edits_many(host, [passage], fmt, k, sample, teacher)[0]
 
 
 def write_self_edits_many(
