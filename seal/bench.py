@@ -248,6 +248,10 @@ class BenchReport:
     k: int
     documents: int
     ceiling: float
+    """Training tokens/s ceiling in our dtype."""
+    reference_dtype: str = ""
+    reference_ceiling: float = 0.0
+    """The same ceiling in the reference's dtype."""
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -272,15 +276,29 @@ def run_bench(
     k: int = 5,
     nightly_documents: int = 4,
     batch_self_edits: int = 1,
+    reference_dtype: torch.dtype | None = None,
     on_phase: Callable[[str], None] = lambda _: None,
 ) -> BenchReport:
     """The fixed workload: ``passages[0]`` for the per-document figures, the first
     ``nightly_documents`` for the nightly batch. Our phases run first, then the reference's:
     the process's resident set rarely shrinks, so the other order would charge the
-    reference's model copies to us."""
+    reference's model copies to us.
+
+    The reference runs in ``reference_dtype``; None means the plain default of the device
+    (float32 on a CPU, bf16 on a GPU), whatever dtype ours runs in. The host's model is
+    converted to it (in place) for the reference's phases and back for the last measurement."""
     device = host.device
-    dtype = str(next(host.model.parameters()).dtype).replace("torch.", "")
-    report = BenchReport(str(device), dtype, k, nightly_documents, ceiling=0.0)
+    ours_dtype = next(host.model.parameters()).dtype
+    if reference_dtype is None:
+        reference_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    report = BenchReport(
+        str(device),
+        _dtype_name(ours_dtype),
+        k,
+        nightly_documents,
+        ceiling=0.0,
+        reference_dtype=_dtype_name(reference_dtype),
+    )
     doc = passages[0]
     probes = probes_of(doc)
     answer_tokens = config.answer_max_tokens
@@ -324,6 +342,7 @@ def run_bench(
         evaluate_many(host, [night[0].state], night_probes, answer_tokens)
 
     # -- the reference ------------------------------------------------------------------
+    host.model.to(reference_dtype)
     on_phase(f"reference: {k} self-edits, one call each")
     with measured(device) as ref_sample:
         _, ref_sample.tokens = sample_self_edits(host, [doc], config, k, together=False)
@@ -353,7 +372,11 @@ def run_bench(
         del model
 
     on_phase("measuring the training ceiling")
-    report.ceiling = measure_ceiling(host, spec)
+    report.reference_ceiling = measure_ceiling(host, spec)
+    host.model.to(ours_dtype)  # exact: the weights were ours_dtype values all along
+    report.ceiling = (
+        measure_ceiling(host, spec) if ours_dtype != reference_dtype else report.reference_ceiling
+    )
 
     ref_train = ref_k.tokens / ref_train_seconds
     our_train = our_k.tokens / our_train_seconds
@@ -395,22 +418,38 @@ def run_bench(
             False,
         ),
     ]
+    ceilings = (
+        f"{report.ceiling:.0f} tok/s"
+        if report.dtype == report.reference_dtype
+        else f"{report.ceiling:.0f} tok/s in {report.dtype}, "
+        f"{report.reference_ceiling:.0f} tok/s in {report.reference_dtype}"
+    )
+    stop = f", early stop at loss {config.train.stop_loss:g}" if config.train.stop_loss else ""
     report.notes = [
-        f"training ceiling (LoRA, batch 20 x 64 tokens, no padding): {report.ceiling:.0f} tok/s",
-        f"reference training at {ref_train / report.ceiling:.0%} of the ceiling, "
-        f"ours at {our_train / report.ceiling:.0%}",
+        f"training ceiling (LoRA, batch 20 x 64 tokens, no padding): {ceilings}",
+        f"reference training at {ref_train / report.reference_ceiling:.0%} of its ceiling, "
+        f"ours at {our_train / report.ceiling:.0%} of ours",
         f"ours: training {our_train_seconds:.1f} s of the {our_k.seconds:.1f} s for k={k}; "
         f"reference: {ref_train_seconds:.1f} s of {ref_k.seconds:.1f} s",
-        f"training tokens per candidate (all epochs): "
-        f"{our_k.tokens // max(k, 1)} (ours, no padding) vs {ref_k.tokens // max(k, 1)} "
-        "(reference, real tokens)",
+        f"training tokens per candidate (all epochs run): "
+        f"{our_k.tokens // max(k, 1)} (ours, no padding{stop}) vs {ref_k.tokens // max(k, 1)} "
+        "(reference, real tokens, every epoch)",
     ]
     return report
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
 def format_report(report: BenchReport) -> str:
+    dtypes = (
+        report.dtype
+        if report.dtype == report.reference_dtype
+        else f"ours {report.dtype}, reference {report.reference_dtype}"
+    )
     lines = [
-        f"seal bench update: device {report.device}, {report.dtype}, k={report.k}, "
+        f"seal bench update: device {report.device}, {dtypes}, k={report.k}, "
         f"nightly batch of {report.documents} documents",
         "",
         f"{'figure':<44}{'reference':>12}{'ours':>12}{'gain':>8}{'of ceiling':>12}",

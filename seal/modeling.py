@@ -110,9 +110,22 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX): there a bf16 matmul
+    runs several times faster than a float32 one (measured 2.5 vs 0.37 TFLOP/s on 2 cores)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on a GPU, and on a CPU with bf16 matrix units; float32 elsewhere."""
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16_matrix_units()):
+            return torch.bfloat16
+        return torch.float32
     return getattr(torch, dtype)
 
 

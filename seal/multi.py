@@ -102,7 +102,9 @@ class AdapterStack:
 
         def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
             x = args[0]
-            flat = x.reshape(-1, x.shape[-1]).to(torch.float32)
+            # the adapters' float32 weights compute in the activations' dtype (bf16 on a GPU or
+            # a CPU with bf16 matrix units); their gradients come back in float32
+            flat = x.reshape(-1, x.shape[-1])
             a, b = self.A[index], self.B[index]
             spans = [(j, st, en) for j, st, en in self._spans(x.shape[0], x.shape[1]) if en > st]
             out_features = b[0].shape[0]
@@ -116,7 +118,8 @@ class AdapterStack:
                     continue
                 if self.dropout and module.training:
                     chunk = F.dropout(chunk, self.dropout, training=True)
-                parts.append(((chunk @ a[j].T) * site.scaling) @ b[j].T)
+                aj, bj = a[j].to(chunk.dtype), b[j].to(chunk.dtype)
+                parts.append(((chunk @ aj.T) * site.scaling) @ bj.T)
             delta = torch.cat(parts) if len(parts) > 1 else parts[0]
             return output + delta.view(*output.shape[:-1], -1).to(output.dtype)
 
@@ -162,14 +165,15 @@ class _Packed:
     """The adapter each loss position belongs to."""
 
 
-def pack(
-    batches: Sequence[tuple[int, Sequence[Example]]], width: int, pad_id: int, device: torch.device
-) -> _Packed:
-    """Pack each adapter's sequences into rows of at most ``width`` tokens (wider when one
-    sequence is longer); rows are filled in order, so each adapter owns one contiguous span of
-    the flattened batch (a row's trailing padding belongs to the adapter before it)."""
+Row = list[tuple[int, Example]]
+"""A packed row: (owner, sequence) pairs laid end to end."""
+
+
+def pack_rows(batches: Sequence[tuple[int, Sequence[Example]]], width: int) -> list[Row]:
+    """Each adapter's sequences laid into rows of at most ``width`` tokens (wider when one
+    sequence is longer), filled in order, so each adapter owns a contiguous run of rows."""
     width = max([width, *(len(ex.ids) for _, batch in batches for ex in batch)])
-    rows: list[list[tuple[int, Example]]] = [[]]
+    rows: list[Row] = [[]]
     used = 0
     for owner, batch in batches:
         for ex in batch:
@@ -178,8 +182,33 @@ def pack(
                 used = 0
             rows[-1].append((owner, ex))
             used += len(ex.ids)
-    rows = [row for row in rows if row]
-    length = max(sum(len(ex.ids) for _, ex in row) for row in rows)
+    return [row for row in rows if row]
+
+
+def _row_tokens(row: Row) -> int:
+    return sum(len(ex.ids) for _, ex in row)
+
+
+def passes(rows: Sequence[Row], max_tokens: int) -> list[list[Row]]:
+    """Consecutive groups of rows, each padded to its widest row, of at most ``max_tokens``
+    tokens (at least one row each): the forward/backward passes of one step."""
+    groups: list[list[Row]] = []
+    width = 0
+    for row in rows:
+        wider = max(width, _row_tokens(row))
+        if groups and wider * (len(groups[-1]) + 1) <= max_tokens:
+            groups[-1].append(row)
+            width = wider
+        else:
+            groups.append([row])
+            width = _row_tokens(row)
+    return groups
+
+
+def tensors(rows: Sequence[Row], pad_id: int, device: torch.device) -> _Packed:
+    """The model inputs of packed rows: positions restart at 0 for each sequence; a row's
+    trailing padding belongs to the adapter before it."""
+    length = max(_row_tokens(row) for row in rows)
     ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), length), dtype=torch.long)
     owners_flat: list[int] = []
@@ -210,6 +239,40 @@ def pack(
     )
 
 
+def pack(
+    batches: Sequence[tuple[int, Sequence[Example]]], width: int, pad_id: int, device: torch.device
+) -> _Packed:
+    """Pack each adapter's sequences into rows of at most ``width`` tokens, as one tensor
+    batch (``pack_rows``, then ``tensors``)."""
+    return tensors(pack_rows(batches, width), pad_id, device)
+
+
+def vocab_loss_backward(
+    lm_head: torch.nn.Module,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    chunk: int = 512,
+) -> torch.Tensor:
+    """Backpropagate ``sum(weights * cross_entropy(lm_head(hidden), targets))`` a chunk of
+    positions at a time, so only one chunk's vocabulary logits (and their gradient) exist at
+    once; returns the per-position losses (detached). The head's own weights are frozen."""
+    if hidden.shape[0] == 0:
+        return targets.new_zeros(0, dtype=torch.float32)
+    pieces = [h.detach().requires_grad_(True) for h in hidden.detach().split(chunk)]
+    losses = []
+    for piece, target, weight in zip(
+        pieces, targets.split(chunk), weights.split(chunk), strict=True
+    ):
+        token_loss = F.cross_entropy(lm_head(piece).float(), target, reduction="none")
+        (token_loss * weight).sum().backward()
+        losses.append(token_loss.detach())
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in pieces]
+    hidden.backward(torch.cat(grads))
+    return torch.cat(losses)
+
+
 def _causal_lm(host: AdapterHost) -> Any:
     """The transformers model under PEFT (``.model`` the decoder stack, ``.lm_head``)."""
     return host.model.get_base_model()
@@ -227,8 +290,11 @@ def train_examples_many(
     """Train one adapter per example set, each from ``init``, all in the same passes.
 
     Adapter j sees exactly the batches that ``train_adapter`` would give it alone (same seed,
-    same order); a step runs the current batch of every adapter that still has one, packed
-    into rows. ``TrainResult.seconds`` of each is its share (by tokens) of the joint time."""
+    same order, the same early stop); a step runs the current batch of every adapter that
+    still has one, packed into rows, in as many forward/backward passes as
+    ``config.step_tokens`` allows. ``TrainResult.seconds`` of each is its share (by tokens) of
+    the joint time. ``on_step(done, total)`` reports steps; ``total`` shrinks when adapters
+    stop early."""
     if not example_sets or any(not s for s in example_sets):
         raise ValueError("nothing to train on")
     k = len(example_sets)
@@ -237,56 +303,63 @@ def train_examples_many(
     # one AdamW per adapter (its own moments and step count); one with no batch in a step
     # is not stepped, exactly as if it were trained alone
     optimizers = [
-        torch.optim.AdamW(p, lr=config.learning_rate, weight_decay=0.0, foreach=True)
-        for p in params
+        torch.optim.AdamW(p, lr=config.learning_rate, weight_decay=0.0, fused=True) for p in params
     ]
     rngs = [random.Random(config.seed) for _ in range(k)]
     torch.manual_seed(config.seed)
     pad_id = host.tokenizer.pad_token_id
     per_epoch = [math.ceil(len(s) / config.batch_size) for s in example_sets]
-    total = config.epochs * max(per_epoch)
     results = [TrainResult(state={}) for _ in range(k)]
+    training = list(range(k))
     lm = _causal_lm(host)
     done = 0
     started = time.perf_counter()
     lm.train()
     try:
-        for _ in range(config.epochs):
-            plans = [
-                _batches(list(s), config.batch_size, rng)
-                for s, rng in zip(example_sets, rngs, strict=True)
-            ]
+        for epoch in range(config.epochs):
+            total = done + (config.epochs - epoch) * max(per_epoch[j] for j in training)
+            plans = {
+                j: _batches(list(example_sets[j]), config.batch_size, rngs[j]) for j in training
+            }
             sums = torch.zeros(k, dtype=torch.float64)
             counts = torch.zeros(k, dtype=torch.float64)
-            for step in range(max(len(p) for p in plans)):
-                batch = [(j, plan[step]) for j, plan in enumerate(plans) if step < len(plan)]
-                packed = pack(batch, config.pack_tokens, pad_id, host.device)
-                with stack.applied("tokens", packed.spans):
-                    hidden = lm.model(
-                        input_ids=packed.input_ids,
-                        position_ids=packed.position_ids,
-                        use_cache=False,
-                    ).last_hidden_state
-                hidden = hidden.reshape(-1, hidden.shape[-1])[packed.predict_at]
-                logits = lm.lm_head(hidden).float()
-                token_loss = F.cross_entropy(logits, packed.targets, reduction="none")
-                loss_sum = torch.zeros(k, device=token_loss.device).index_add(
-                    0, packed.owners, token_loss
-                )
-                count = torch.bincount(packed.owners, minlength=k).to(loss_sum.dtype)
-                active = count > 0
-                (loss_sum[active] / count[active]).sum().backward()
-                for j in active.nonzero().flatten().tolist():
+            for step in range(max(len(p) for p in plans.values())):
+                batch = [(j, plan[step]) for j, plan in plans.items() if step < len(plan)]
+                rows = pack_rows(batch, config.pack_tokens)
+                count = torch.zeros(k, dtype=torch.float64)
+                for owner, ex in (pair for row in rows for pair in row):
+                    count[owner] += max(0, len(ex.ids) - max(1, ex.loss_from))
+                # each adapter's mean token loss over the whole step, whichever pass holds it
+                weight_of = (1.0 / count.clamp(min=1.0)).to(host.device, torch.float32)
+                for group in passes(rows, config.step_tokens):
+                    packed = tensors(group, pad_id, host.device)
+                    with stack.applied("tokens", packed.spans):
+                        hidden = lm.model(
+                            input_ids=packed.input_ids,
+                            position_ids=packed.position_ids,
+                            use_cache=False,
+                        ).last_hidden_state
+                    hidden = hidden.reshape(-1, hidden.shape[-1])[packed.predict_at]
+                    token_loss = vocab_loss_backward(
+                        lm.lm_head, hidden, packed.targets, weight_of[packed.owners]
+                    )
+                    sums.index_add_(0, packed.owners.cpu(), token_loss.double().cpu())
+                for j in (count > 0).nonzero().flatten().tolist():
                     optimizers[j].step()
                     optimizers[j].zero_grad(set_to_none=True)
-                sums += loss_sum.detach().double().cpu()
-                counts += count.double().cpu()
+                counts += count
                 done += 1
                 if on_step:
                     on_step(done, total)
-            for j in range(k):
+            for j in list(training):
                 results[j].losses.append(float(sums[j]) / max(float(counts[j]), 1.0))
                 results[j].tokens += int(counts[j])
+                if config.stop_loss > 0 and results[j].losses[-1] <= config.stop_loss:
+                    training.remove(j)  # memorized: its remaining epochs are skipped
+            if not training:
+                if on_step:
+                    on_step(done, done)
+                break
     finally:
         lm.eval()
         for own in params:

@@ -30,13 +30,20 @@ class TrainConfig:
     pack_tokens: int = 256
     """Row width when sequences are packed (``seal.multi``): a step's sequences share rows of
     this many tokens instead of being padded to the longest."""
+    step_tokens: int = 2048
+    """Most tokens in one forward/backward pass (``seal.multi``): a step whose packed rows hold
+    more runs as several passes whose gradients add up to the same update, so memory stays
+    bounded however many adapters train together."""
+    stop_loss: float = 0.0
+    """An adapter stops after the first epoch whose mean token loss is at or below this: it has
+    memorized its sequences, and more epochs only cost time (0: always every epoch)."""
 
 
 @dataclass
 class TrainResult:
     state: AdapterState
     losses: list[float] = field(default_factory=list)
-    """Mean token loss of each epoch."""
+    """Mean token loss of each epoch run (fewer than configured when it stopped early)."""
     tokens: int = 0
     """Tokens that entered the loss, all epochs."""
     seconds: float = 0.0
@@ -131,6 +138,10 @@ def train_adapter(
                         on_step(done, total)
                 result.losses.append(epoch_loss / max(epoch_tokens, 1))
                 result.tokens += epoch_tokens
+                if config.stop_loss > 0 and result.losses[-1] <= config.stop_loss:
+                    if on_step:
+                        on_step(done, done)  # the remaining epochs are skipped
+                    break
         finally:
             model.eval()
             for param in params:

@@ -28,12 +28,21 @@ def bench_update(
         int | None, typer.Option(min=1, help="Training epochs (default: settings, paper: 10)")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here")] = None,
+    reference_dtype: Annotated[
+        str,
+        typer.Option(
+            help="The reference's dtype: plain (float32 on a CPU, bfloat16 on a GPU, what a "
+            "straightforward implementation uses), same (ours, SEAL_DTYPE), or a dtype name"
+        ),
+    ] = "plain",
 ) -> None:
     """Teacher tokens/s, training tokens/s, seconds per inner loop, seconds for k candidates,
     seconds per document (select and nightly batch) and peak memory, each beside the plain
     reference (one candidate at a time, a model copy per candidate, padded batches) and the
     measured training ceiling of this device."""
     from dataclasses import replace
+
+    import torch
 
     from seal.bench import format_report, run_bench
     from seal.knowledge import STUDENT
@@ -44,6 +53,11 @@ def bench_update(
     from worker.runtime import inner_loop_config, student_spec
 
     settings = get_settings()
+    if reference_dtype not in ("plain", "same", "float32", "bfloat16", "float16"):
+        raise typer.BadParameter(
+            f"--reference-dtype must be plain, same, float32, bfloat16 or float16, "
+            f"not {reference_dtype!r}"
+        )
     passages = [p for p in load_passages(data) if p.questions]
     if len(passages) < documents:
         raise typer.BadParameter(f"{data} has {len(passages)} passages with questions")
@@ -77,6 +91,9 @@ def bench_update(
         k=k,
         nightly_documents=documents,
         batch_self_edits=settings.batch_self_edits,
+        reference_dtype={"plain": None, "same": loaded.model.dtype}.get(
+            reference_dtype, getattr(torch, reference_dtype, None)
+        ),
         on_phase=on_phase,
     )
     typer.echo(format_report(report))

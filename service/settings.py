@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     epochs: int = Field(10, ge=1, le=100, description="Paper: 10.")
     batch_size: int = Field(4, ge=1, le=256, description="Paper: 1.")
     max_seq_len: int = Field(512, ge=32)
+    stop_loss: float = Field(
+        0.0,
+        ge=0,
+        description="A candidate adapter stops training after the first epoch whose mean token "
+        "loss is at or below this (it has memorized its sequences); 0 trains every epoch.",
+    )
+    step_tokens: int = Field(
+        2048,
+        ge=64,
+        description="Most tokens in one forward/backward pass when candidates train together; "
+        "bounds training memory (a larger step runs as several passes, same update).",
+    )
     answer_max_tokens: int = Field(32, ge=4, le=512)
     generated_probe_questions: int = Field(
         3,

@@ -64,6 +64,8 @@ def inner_loop_config(settings: Settings, fmt: str | None = None) -> InnerLoopCo
             batch_size=settings.batch_size,
             max_seq_len=settings.max_seq_len,
             seed=settings.seed,
+            step_tokens=settings.step_tokens,
+            stop_loss=settings.stop_loss,
         ),
         answer_max_tokens=settings.answer_max_tokens,
     )

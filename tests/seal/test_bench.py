@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch
 
 from seal.bench import _fresh_copy, format_report, measure_ceiling, plain_train, run_bench
 from seal.generation import SampleConfig
@@ -55,6 +56,20 @@ def test_bench_reports_every_figure(tiny_host) -> None:
     )
     text = format_report(report)
     assert "training tokens/s" in text and "of ceiling" in text
+
+
+def test_the_reference_runs_in_its_own_dtype(tiny_host) -> None:
+    """Ours in bf16 against a float32 reference (the CPU's plain default): the host's model
+    serves the reference converted, and comes back to bf16 with the same weights."""
+    tiny_host.model.to(torch.bfloat16)
+    weights = {n: p.clone() for n, p in tiny_host.model.named_parameters()}
+    config = replace(CONFIG, train=replace(CONFIG.train, epochs=1))
+    report = run_bench(tiny_host, SPEC, PASSAGES, config, k=2, nightly_documents=1)
+    assert (report.dtype, report.reference_dtype) == ("bfloat16", "float32")
+    assert report.ceiling > 0 and report.reference_ceiling > 0
+    assert "ours bfloat16, reference float32" in format_report(report)
+    for name, param in tiny_host.model.named_parameters():
+        assert param.dtype == torch.bfloat16 and torch.equal(param, weights[name]), name
 
 
 def test_reference_trains_a_copy_and_leaves_the_host_alone(tiny_host) -> None:

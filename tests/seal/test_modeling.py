@@ -13,6 +13,7 @@ import seal.modeling
 from seal.modeling import (
     ModelNotFoundError,
     bundled_gguf,
+    cpu_has_bf16_matrix_units,
     load_model,
     pick_device,
     pick_dtype,
@@ -56,7 +57,9 @@ def test_the_bundled_model_is_converted_once() -> None:
 
 def test_pick_dtype_and_device() -> None:
     cpu = torch.device("cpu")
-    assert pick_dtype("auto", cpu) is torch.float32
+    assert pick_dtype("auto", cpu) is (
+        torch.bfloat16 if cpu_has_bf16_matrix_units() else torch.float32
+    )
     assert pick_dtype("auto", torch.device("cuda")) is torch.bfloat16
     assert pick_dtype("float16", cpu) is torch.float16
     assert pick_device("cpu") == cpu
@@ -68,7 +71,7 @@ def test_load_model_gives_a_frozen_model_in_eval_mode(tiny_model_dir: Path, tmp_
     assert loaded.path == tiny_model_dir and loaded.device == torch.device("cpu")
     assert not loaded.model.training
     assert not any(p.requires_grad for p in loaded.model.parameters())
-    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+    assert {p.dtype for p in loaded.model.parameters()} == {pick_dtype("auto", loaded.device)}
     assert loaded.tokenizer.pad_token is not None
     assert loaded.tokenizer.pad_token_id == loaded.model.config.pad_token_id
 
@@ -88,3 +91,14 @@ def test_load_model_pads_with_eos_when_the_tokenizer_has_no_pad(
 
     loaded = load_model(str(folder), tmp_path / "cache", device="cpu", dtype="float32")
     assert loaded.tokenizer.pad_token == loaded.tokenizer.eos_token
+
+
+def test_auto_dtype_follows_the_cpus_matrix_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert pick_dtype("auto", cpu) is torch.bfloat16
+    assert pick_dtype("float32", cpu) is torch.float32  # asked for: kept
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert pick_dtype("auto", cpu) is torch.float32
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert pick_dtype("auto", cpu) is torch.float32  # a torch without the probe

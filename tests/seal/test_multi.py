@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -12,8 +14,11 @@ from seal.multi import (
     evaluate_many,
     generate_many,
     pack,
+    pack_rows,
+    passes,
     train_examples_many,
     train_many,
+    vocab_loss_backward,
 )
 from seal.selfedit import QA
 from seal.train import Example, TrainConfig, tokenize, train_adapter
@@ -62,6 +67,72 @@ def test_stacked_training_equals_separate_runs(tiny_host) -> None:
         assert result.tokens == alone.tokens
     assert steps[-1] == (9, 9)  # 3 epochs x the largest set's 3 batches
     assert not any(p.requires_grad for p in tiny_host.model.parameters())
+
+
+def test_a_step_split_into_passes_makes_the_same_update(tiny_host) -> None:
+    """``step_tokens`` smaller than a step's rows: several forward/backward passes per step,
+    the same adapters as one pass per step."""
+    one_pass = train_many(tiny_host, SETS, CONFIG, init=None)
+    split = train_many(tiny_host, SETS, replace(CONFIG, step_tokens=48), init=None)
+    for a, b in zip(one_pass, split, strict=True):
+        assert_states_close(a.state, b.state)
+        assert a.losses == pytest.approx(b.losses, rel=1e-4)
+        assert a.tokens == b.tokens
+
+
+def test_an_adapter_that_memorized_stops_early(tiny_host) -> None:
+    """``stop_loss``: an adapter whose epoch loss reaches it skips its remaining epochs, and
+    ends where ``train_adapter`` with the same rule ends; the others train on."""
+    config = replace(CONFIG, epochs=4)
+    free = [r.losses for r in train_many(tiny_host, SETS, config, init=None)]
+    # reached by the adapter with the lowest next-to-last epoch loss, one epoch early
+    threshold = min(losses[-2] for losses in free) * 1.0001
+    config = replace(config, stop_loss=threshold)
+    steps: list[tuple[int, int]] = []
+
+    stacked = train_many(
+        tiny_host, SETS, config, init=None, on_step=lambda d, t: steps.append((d, t))
+    )
+
+    stopped = [r for r in stacked if len(r.losses) < config.epochs]
+    assert stopped and len(stopped) < len(SETS)
+    for sequences, result in zip(SETS, stacked, strict=True):
+        alone = train_adapter(tiny_host, "student", tokenize(tiny_host, sequences, 512), config)
+        assert len(result.losses) == len(alone.losses)
+        assert result.losses[-1] <= threshold or len(result.losses) == config.epochs
+        assert all(loss > threshold for loss in result.losses[:-1])
+        assert_states_close(result.state, alone.state)
+        assert result.tokens == alone.tokens
+    done, total = steps[-1]
+    assert done == total == max(d for d, _ in steps) < 4 * 3  # 100% at the end, in fewer steps
+
+
+def test_pass_groups_stay_under_the_token_budget() -> None:
+    rows = pack_rows(
+        [(0, [Example(ids=[1] * 5), Example(ids=[2] * 4)]), (1, [Example(ids=[3] * 6)])], 6
+    )
+    assert [sum(len(ex.ids) for _, ex in row) for row in rows] == [5, 4, 6]
+    # padded to the widest row of each group: [5, 4] costs 10 tokens, with 6 it would cost 18
+    assert [len(g) for g in passes(rows, 10)] == [2, 1]
+    assert [len(g) for g in passes(rows, 18)] == [3]
+    assert [len(g) for g in passes(rows, 1)] == [1, 1, 1]  # a row too wide still runs alone
+
+
+def test_chunked_vocabulary_loss_has_the_plain_gradient() -> None:
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False).requires_grad_(False)
+    x = torch.randn(11, 8, requires_grad=True)
+    targets = torch.randint(0, 50, (11,))
+    weights = torch.rand(11)
+    plain = torch.nn.functional.cross_entropy(head(x * 2), targets, reduction="none")
+    (plain * weights).sum().backward()
+    expected = x.grad.clone()
+    x.grad = None
+
+    losses = vocab_loss_backward(head, x * 2, targets, weights, chunk=4)
+
+    torch.testing.assert_close(losses, plain.detach())
+    torch.testing.assert_close(x.grad, expected)
 
 
 def test_loss_starts_after_loss_from(tiny_host) -> None:
