@@ -4,7 +4,8 @@ answer, and PNG charts (accuracy with 95% Wilson intervals; the forgetting heat 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,83 @@ def write_forgetting(report: ForgettingReport, out: Path, settings: dict[str, An
     _write_json(matrix, forgetting_json(report))
     plot_forgetting(report, chart)
     return [results, matrix, chart]
+
+
+# --- comparing two runs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """One condition of two runs, question by question."""
+
+    condition: str
+    questions: int
+    first: int
+    """Correct answers in the first run."""
+    second: int
+    only_first: int
+    """Questions right in the first run and wrong in the second."""
+    only_second: int
+    same_self_edits: bool
+
+    @property
+    def p_value(self) -> float:
+        """Exact two-sided McNemar test: how likely a split of the discordant questions at
+        least this uneven is when both runs are equally good."""
+        n = self.only_first + self.only_second
+        if n == 0:
+            return 1.0
+        tail = sum(math.comb(n, i) for i in range(min(self.only_first, self.only_second) + 1))
+        return min(1.0, 2 * tail / 2**n)
+
+
+def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> list[PairedRow]:
+    """Pair the conditions two ``results.json`` of ``seal eval knowledge`` share, question by
+    question; the runs must have asked the same questions in the same order."""
+    rows = []
+    theirs = {c["name"]: c for c in second["conditions"]}
+    for ours in first["conditions"]:
+        other = theirs.get(ours["name"])
+        if other is None:
+            continue
+        keys_a = [(a["passage"], a["question"]) for a in ours["answers"]]
+        keys_b = [(a["passage"], a["question"]) for a in other["answers"]]
+        if keys_a != keys_b:
+            raise ValueError(
+                f"condition {ours['name']!r}: the two runs asked different questions "
+                f"({len(keys_a)} and {len(keys_b)}); compare runs on the same data and passages"
+            )
+        a = [x["correct"] for x in ours["answers"]]
+        b = [x["correct"] for x in other["answers"]]
+        rows.append(
+            PairedRow(
+                condition=ours["name"],
+                questions=len(a),
+                first=sum(a),
+                second=sum(b),
+                only_first=sum(x and not y for x, y in zip(a, b, strict=True)),
+                only_second=sum(y and not x for x, y in zip(a, b, strict=True)),
+                same_self_edits=ours.get("self_edits") == other.get("self_edits"),
+            )
+        )
+    if not rows:
+        raise ValueError("the two runs have no condition in common")
+    return rows
+
+
+def comparison_table(rows: list[PairedRow]) -> str:
+    lines = [
+        f"{'condition':<14}{'first':>10}{'second':>10}{'only 1st':>10}{'only 2nd':>10}"
+        f"{'McNemar p':>11}  self-edits"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.condition:<14}{f'{r.first}/{r.questions}':>10}{f'{r.second}/{r.questions}':>10}"
+            f"{r.only_first:>10}{r.only_second:>10}{r.p_value:>11.2f}  "
+            f"{'same' if r.same_self_edits else 'different'}"
+        )
+    lines.append(
+        "McNemar: exact two-sided test on the questions only one run answered right "
+        "(p < 0.05: the runs differ beyond chance)."
+    )
+    return "\n".join(lines)

@@ -77,6 +77,9 @@ class AdapterStack:
                 weights = [(s if s is not None else fresh)[key] for s in states]
                 stacked.append([w.to(host.device, torch.float32, copy=True) for w in weights])
         self.layout: tuple[str, list[Span]] = ("rows", [(0, 0, 1 << 62)])
+        self._frozen: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+        """Without gradients (decoding), each adapter's weights cast once to the compute dtype
+        instead of at every call."""
 
     def parameters(self, index: int) -> list[torch.Tensor]:
         """Adapter ``index``'s tensors."""
@@ -118,7 +121,10 @@ class AdapterStack:
                     continue
                 if self.dropout and module.training:
                     chunk = F.dropout(chunk, self.dropout, training=True)
-                aj, bj = a[j].to(chunk.dtype), b[j].to(chunk.dtype)
+                if self._frozen is not None and (index, j) in self._frozen:
+                    aj, bj = self._frozen[index, j]
+                else:
+                    aj, bj = a[j].to(chunk.dtype), b[j].to(chunk.dtype)
                 parts.append(((chunk @ aj.T) * site.scaling) @ bj.T)
             delta = torch.cat(parts) if len(parts) > 1 else parts[0]
             return output + delta.view(*output.shape[:-1], -1).to(output.dtype)
@@ -130,6 +136,14 @@ class AdapterStack:
         """Run the host's model with these adapters: ``spans`` say which adapter owns which
         rows (``unit="rows"``) or flattened tokens (``unit="tokens"``)."""
         self.layout = (unit, list(spans))
+        if not torch.is_grad_enabled():
+            dtype = next(self.host.model.parameters()).dtype
+            owners = {j for j, _, _ in spans if j != NO_ADAPTER}
+            self._frozen = {
+                (i, j): (self.A[i][j].to(dtype), self.B[i][j].to(dtype))
+                for i in range(len(self.sites))
+                for j in owners
+            }
         handles = [s.module.register_forward_hook(self._hook(i)) for i, s in enumerate(self.sites)]
         try:
             if any(getattr(s.module, "disable_adapters", False) for s in self.sites):
@@ -138,6 +152,7 @@ class AdapterStack:
                 with self.host.model.disable_adapter():
                     yield
         finally:
+            self._frozen = None
             for handle in handles:
                 handle.remove()
 

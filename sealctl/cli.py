@@ -446,6 +446,7 @@ def eval_knowledge(
         teacher_lora={"rank": teacher_lora.rank, "alpha": teacher_lora.alpha},
         lora_targets=list(student.targets),
         device=str(host.device),
+        dtype=str(next(host.model.parameters()).dtype).replace("torch.", ""),
     )
     print(
         f"knowledge incorporation ({mode.value}): {len(chosen)} passages, {questions} questions, "
@@ -482,6 +483,32 @@ def eval_knowledge(
         print(knowledge_table(report))
         print("95% confidence intervals: Wilson score interval.")
     print("wrote " + ", ".join(str(p) for p in written), flush=True)
+
+
+@eval_app.command("compare")
+def eval_compare(
+    first: Annotated[Path, typer.Argument(help="results.json of one `seal eval knowledge` run")],
+    second: Annotated[Path, typer.Argument(help="results.json of another run, same questions")],
+) -> None:
+    """Two runs of `seal eval knowledge` on the same questions (e.g. two settings), condition
+    by condition and question by question: each run's correct answers, the questions only one
+    of them got right, and the exact McNemar test of that split."""
+    from seal.evaluation_report import compare_runs, comparison_table
+
+    runs = []
+    for path in (first, second):
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"{path}: not a readable results.json ({exc})") from exc
+        if not isinstance(runs[-1], dict) or "conditions" not in runs[-1]:
+            raise typer.BadParameter(f"{path}: not a results.json of `seal eval knowledge`")
+    try:
+        rows = compare_runs(runs[0], runs[1])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    print(f"first: {first}\nsecond: {second}")
+    print(comparison_table(rows))
 
 
 @eval_app.command("proxy")

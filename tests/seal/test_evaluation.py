@@ -18,6 +18,8 @@ from seal.evaluation import (
     wilson_interval,
 )
 from seal.evaluation_report import (
+    compare_runs,
+    comparison_table,
     forgetting_table,
     knowledge_table,
     settings_json,
@@ -222,3 +224,41 @@ def test_forgetting_matrix_covers_every_passage_after_every_update(
     assert [len(u["answers"]) for u in results["updates"]] == [5, 5, 5]
     assert is_png(tmp_path / "forgetting.png")
     assert "after 3" in forgetting_table(report)
+
+
+def _run(correct: dict[str, list[bool]], edits: str = "e") -> dict:
+    return {
+        "conditions": [
+            {
+                "name": name,
+                "self_edits": [edits] if name != "base" else [],
+                "answers": [
+                    {"passage": 0, "question": f"q{i}?", "correct": c} for i, c in enumerate(marks)
+                ],
+            }
+            for name, marks in correct.items()
+        ]
+    }
+
+
+def test_compare_runs_pairs_questions_and_tests_the_split() -> None:
+    first = _run({"base": [True] + [False] * 7, "passage": [False] * 8})
+    second = _run({"passage": [True] * 6 + [False, False], "base": [True] * 2 + [False] * 6}, "f")
+
+    rows = {r.condition: r for r in compare_runs(first, second)}
+
+    passage = rows["passage"]
+    assert (passage.first, passage.second, passage.only_first, passage.only_second) == (0, 6, 0, 6)
+    assert passage.p_value == pytest.approx(2 / 64)  # 6 of 6 discordant one way
+    assert not passage.same_self_edits
+    base = rows["base"]
+    assert (base.only_first, base.only_second, base.p_value) == (0, 1, 1.0)
+    assert base.same_self_edits  # no self-edits on either side
+    assert "McNemar" in comparison_table(list(rows.values()))
+
+
+def test_compare_runs_refuses_different_questions() -> None:
+    with pytest.raises(ValueError, match="asked different questions"):
+        compare_runs(_run({"base": [True, False]}), _run({"base": [True]}))
+    with pytest.raises(ValueError, match="no condition in common"):
+        compare_runs(_run({"base": [True]}), _run({"passage": [True]}))

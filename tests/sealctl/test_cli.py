@@ -135,6 +135,22 @@ def test_eval_knowledge_runs_every_condition(
     conditions = {c["name"]: c["questions"] for c in results["conditions"]}
     assert conditions == {"base": 2, "passage": 2, "base-teacher": 2, "teacher": 2, "supplied": 1}
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    # a run compared with itself: every question agrees
+    result = runner.invoke(
+        app, ["eval", "compare", str(out / "results.json")] * 1 + [str(out / "results.json")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "McNemar" in result.output and result.output.count("1.00  same") == 5
+
+
+def test_eval_compare_explains_what_it_cannot_read(data_dir: Path) -> None:
+    bad = data_dir / "bad.json"
+    bad.write_text("[1, 2]")
+    result = runner.invoke(app, ["eval", "compare", str(bad), str(bad)])
+    assert result.exit_code == 2
+    assert "not a results.json of `seal eval knowledge`" in plain(result.output)
+    result = runner.invoke(app, ["eval", "compare", str(data_dir / "missing.json"), str(bad)])
+    assert result.exit_code == 2 and "not a readable results.json" in plain(result.output)
 
 
 def test_eval_knowledge_sequential_writes_the_forgetting_matrix(
