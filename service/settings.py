@@ -106,10 +106,11 @@ class Settings(BaseSettings):
     batch_size: int = Field(4, ge=1, le=256, description="Paper: 1.")
     max_seq_len: int = Field(512, ge=32)
     stop_loss: float = Field(
-        0.0,
+        0.25,
         ge=0,
         description="A candidate adapter stops training after the first epoch whose mean token "
-        "loss is at or below this (it has memorized its sequences); 0 trains every epoch.",
+        "loss is at or below this (it has memorized its sequences); 0 trains every epoch, as "
+        "the paper does. 0.25 lost nothing on 20 dev.json passages (README).",
     )
     step_tokens: int = Field(
         2048,
