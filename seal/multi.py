@@ -13,6 +13,13 @@ side by side in the same forward and backward passes:
 - each adapter has its own loss (its mean token loss, as if it were trained alone) and its
   own AdamW moments and step count, so the result matches k separate runs with the same
   batches, and an adapter that has no batch left in a step is left untouched;
+- an adapter whose epoch loss reaches ``TrainConfig.stop_loss`` has memorized its sequences
+  and stops, as ``train_adapter`` would; the others train on without its tokens;
+- memory is bounded: a step's rows run in passes of at most ``TrainConfig.step_tokens``
+  tokens whose gradients add up to the same update, and the loss over the vocabulary is
+  backpropagated a chunk of positions at a time (``vocab_loss_backward``);
+- the adapters' weights are float32 and compute in the model's dtype (bf16 on a GPU or on a
+  CPU with bf16 matrix units);
 - greedy grading decodes the questions of all adapters in one batched ``generate``.
 """
 
