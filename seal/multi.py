@@ -207,6 +207,11 @@ def pack_rows(batches: Sequence[tuple[int, Sequence[Example]]], width: int) -> l
     return [row for row in rows if row]
 
 
+def _loss_start(ex: Example) -> int:
+    """The first position whose token enters the loss (the first token has no prediction)."""
+    return max(1, ex.loss_from)
+
+
 def _row_tokens(row: Row) -> int:
     return sum(len(ex.ids) for _, ex in row)
 
@@ -243,7 +248,7 @@ def tensors(rows: Sequence[Row], pad_id: int, device: torch.device) -> _Packed:
             n = len(ex.ids)
             ids[r, col : col + n] = torch.tensor(ex.ids)
             positions[r, col : col + n] = torch.arange(n)
-            for i in range(max(1, ex.loss_from), n):
+            for i in range(_loss_start(ex), n):
                 predict_at.append(r * length + col + i - 1)
                 targets.append(ex.ids[i])
                 owners.append(owner)
@@ -350,7 +355,7 @@ def train_examples_many(
                 rows = pack_rows(batch, config.pack_tokens)
                 count = torch.zeros(k, dtype=torch.float64)
                 for owner, ex in (pair for row in rows for pair in row):
-                    count[owner] += max(0, len(ex.ids) - max(1, ex.loss_from))
+                    count[owner] += max(0, len(ex.ids) - _loss_start(ex))
                 # each adapter's mean token loss over the whole step, whichever pass holds it
                 weight_of = (1.0 / count.clamp(min=1.0)).to(host.device, torch.float32)
                 for group in passes(rows, config.step_tokens):
@@ -376,7 +381,7 @@ def train_examples_many(
             for j in list(training):
                 results[j].losses.append(float(sums[j]) / max(float(counts[j]), 1.0))
                 results[j].tokens += int(counts[j])
-                if config.stop_loss > 0 and results[j].losses[-1] <= config.stop_loss:
+                if config.memorized(results[j].losses[-1]):
                     training.remove(j)  # memorized: its remaining epochs are skipped
             if not training:
                 if on_step:

@@ -38,6 +38,10 @@ class TrainConfig:
     """An adapter stops after the first epoch whose mean token loss is at or below this: it has
     memorized its sequences, and more epochs only cost time (0: always every epoch)."""
 
+    def memorized(self, epoch_loss: float) -> bool:
+        """Whether an adapter with this epoch loss stops (``stop_loss``)."""
+        return self.stop_loss > 0 and epoch_loss <= self.stop_loss
+
 
 @dataclass
 class TrainResult:
@@ -138,7 +142,7 @@ def train_adapter(
                         on_step(done, total)
                 result.losses.append(epoch_loss / max(epoch_tokens, 1))
                 result.tokens += epoch_tokens
-                if config.stop_loss > 0 and result.losses[-1] <= config.stop_loss:
+                if config.memorized(result.losses[-1]):
                     if on_step:
                         on_step(done, done)  # the remaining epochs are skipped
                     break
