@@ -173,6 +173,14 @@ class UpdateCreate(_Create):
         "the best kept (earns rewards for the teacher). `batch`: the teacher's self-edits of all "
         "pending documents in one training run (what the nightly schedule does).",
     )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="Seeds the job's sampling (self-edits, format exploration, replay sample), "
+        "so that the same request on the same data and model repeats the same update. Without "
+        "it each job draws its own; the seed used is in the job's result metrics.",
+    )
 
 
 class UpdateAccepted(BaseModel):

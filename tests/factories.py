@@ -69,8 +69,9 @@ def make_job(
     *,
     kind: JobKind = JobKind.update,
     status: JobStatus = JobStatus.queued,
+    params: dict | None = None,
 ) -> Job:
-    job = Job(tenant_id=tenant.id, kind=kind, status=status, progress=0.0)
+    job = Job(tenant_id=tenant.id, kind=kind, status=status, progress=0.0, params=params)
     session.add(job)
     session.flush()
     return job

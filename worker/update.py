@@ -89,6 +89,7 @@ class Snapshot:
 
     tenant_id: str
     mode: str
+    seed: int
     fmt: str
     parent_id: str | None
     parent_state: AdapterState | None
@@ -143,9 +144,12 @@ def load_teacher(version: TeacherVersion | None) -> Teacher:
     )
 
 
-def _job_rng(runtime: Runtime, job_id: str) -> random.Random:
-    """Repeatable per job, different between jobs (a retry samples afresh)."""
-    return random.Random(runtime.settings.seed + int(job_id.replace("-", "")[:8], 16))
+def job_seed(settings: Settings, job_id: str, params: dict) -> int:
+    """The request's seed; without one, repeatable per job and different between jobs (a
+    retry samples afresh)."""
+    if params.get("seed") is not None:
+        return int(params["seed"])
+    return (settings.seed + int(job_id.replace("-", "")[:8], 16)) % 2**31
 
 
 def _snapshot(
@@ -173,12 +177,13 @@ def _snapshot(
     if active is not None and active.artifact_uri:
         state = load_adapter(Path(active.artifact_uri), expected_checksum=active.checksum)
 
+    seed = job_seed(settings, job_id, params)
     fmt = tenant.self_edit_format or settings.self_edit_format
     if fmt == "auto":
         rewards = learning_repo.rewards_by_format(
             session, tenant_id=tenant_id, metric=CANDIDATE_METRIC
         )
-        fmt = choose_format(rewards, _job_rng(runtime, job_id), explore=settings.auto_explore)
+        fmt = choose_format(rewards, random.Random(seed), explore=settings.auto_explore)
 
     teacher_version = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
     teacher = load_teacher(teacher_version)
@@ -201,6 +206,7 @@ def _snapshot(
     return Snapshot(
         tenant_id=tenant_id,
         mode=params.get("mode", "select"),
+        seed=seed,
         fmt=fmt,
         parent_id=active.id if active else None,
         parent_state=state,
@@ -231,7 +237,7 @@ class _Progress:
 def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     settings = runtime.settings
     config = inner_loop_config(settings, snap.fmt)
-    rng = _job_rng(runtime, job_id)
+    rng = random.Random(snap.seed)
     config = replace(config, sample=replace(config.sample, seed=rng.randrange(2**31)))
     host, teacher_host = runtime.student, runtime.teacher
     select = snap.mode == "select"
@@ -321,6 +327,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     )
     metrics = {
         "mode": snap.mode,
+        "seed": snap.seed,
         "format": config.format,
         "documents": len(docs),
         "probe_questions": len(before.graded),

@@ -23,7 +23,7 @@ def request_update(
 ) -> UpdateAccepted:
     """Start an update of the tenant's adapter on its pending documents now. An update
     already queued or running is returned instead of a second one."""
-    params = (body or UpdateCreate()).model_dump()
+    params = (body or UpdateCreate()).model_dump(exclude_none=True)
     job = job_repo.get_open_update_job(session, tenant_id=tenant.id)
     if job is None:
         if document_repo.count_pending_documents(session, tenant_id=tenant.id) == 0:

@@ -173,3 +173,17 @@ def test_an_update_records_its_mode(client, session, broker) -> None:  # type: i
     assert accepted.status_code == 202
     job = client.get(f"/v1/jobs/{accepted.json()['job_id']}", headers=auth(key)).json()
     assert job["params"] == {"mode": "batch"}
+
+
+def test_an_update_records_its_seed(client, session, broker) -> None:  # type: ignore[no-untyped-def]
+    tenant, key = make_tenant(session)
+    make_document(session, tenant)
+    session.commit()
+
+    bad = client.post("/v1/updates", json={"seed": -1}, headers=auth(key))
+    assert bad.status_code == 422 and "seed" in bad.json()["error"]["message"]
+
+    accepted = client.post("/v1/updates", json={"seed": 1234}, headers=auth(key))
+    assert accepted.status_code == 202
+    job = client.get(f"/v1/jobs/{accepted.json()['job_id']}", headers=auth(key)).json()
+    assert job["params"] == {"mode": "select", "seed": 1234}

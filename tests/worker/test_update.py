@@ -215,3 +215,41 @@ def test_no_pending_documents_succeeds_with_nothing_to_do(
         session.scalars(select(Document).where(Document.status == DocumentStatus.learning)).all()
         == []
     )
+
+
+def test_the_same_seed_on_the_same_data_repeats_the_update(
+    session: Session, runtime: Runtime
+) -> None:
+    jobs, docs = [], []
+    for name in ("acme", "globex", "initech"):
+        tenant, _ = make_tenant(session, name=name)
+        docs.append(
+            make_document(
+                session,
+                tenant,
+                title="Zorblat Industries",
+                text=FACT,
+                questions=[("Who founded Zorblat Industries?", "Marisol Quenby")],
+            )
+        )
+        jobs.append(make_job(session, tenant, params={"seed": 7} if name != "initech" else None))
+    session.commit()
+
+    for job in jobs:
+        run_update(runtime, job.id)
+
+    jobs = [_reload(session, j) for j in jobs]
+    assert [j.result["metrics"]["seed"] for j in jobs[:2]] == [7, 7]
+    assert jobs[2].result["metrics"]["seed"] == update_module.job_seed(
+        runtime.settings, jobs[2].id, {}
+    )
+    texts = [
+        sorted(session.scalars(select(SelfEdit.text).where(SelfEdit.document_id == d.id)))
+        for d in docs
+    ]
+    assert texts[0] == texts[1]
+    versions = [
+        session.scalars(select(AdapterVersion).where(AdapterVersion.job_id == j.id)).one()
+        for j in jobs
+    ]
+    assert versions[0].checksum == versions[1].checksum
