@@ -111,13 +111,19 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX): there a bf16 matmul
-    runs several times faster than a float32 one (measured 1.4 vs 0.3 TFLOP/s on 2 cores)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(probe()) if probe is not None else False
-    except RuntimeError:
-        return False
+    """Whether this CPU multiplies bf16 matrices in hardware: Intel AMX tiles, or the
+    AVX512-BF16 dot-product instructions (AMD Zen 4 and later, Intel Cooper Lake). There bf16
+    beats float32 end to end: measured on 2 cores, the LoRA training ceiling went from 358 to
+    512 tokens/s with AMX and from 153 to 300 with AVX512-BF16. Without either (plain AVX2),
+    bf16 is emulated and several times slower than float32."""
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except RuntimeError:
+            continue
+    return False
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -93,12 +93,37 @@ def test_load_model_pads_with_eos_when_the_tokenizer_has_no_pad(
     assert loaded.tokenizer.pad_token == loaded.tokenizer.eos_token
 
 
-def test_auto_dtype_follows_the_cpus_matrix_units(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "expected"),
+    [
+        (True, False, torch.bfloat16),
+        (False, True, torch.bfloat16),
+        (True, True, torch.bfloat16),
+        (False, False, torch.float32),
+    ],
+)
+def test_auto_dtype_follows_the_cpus_matrix_units(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, expected: torch.dtype
+) -> None:
     cpu = torch.device("cpu")
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert pick_dtype("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    assert pick_dtype("auto", cpu) is expected
     assert pick_dtype("float32", cpu) is torch.float32  # asked for: kept
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert pick_dtype("auto", cpu) is torch.float32
+
+
+def test_auto_dtype_is_float32_on_a_torch_without_the_probes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
-    assert pick_dtype("auto", cpu) is torch.float32  # a torch without the probe
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    assert pick_dtype("auto", torch.device("cpu")) is torch.float32
+
+
+def test_a_failing_probe_counts_as_no_matrix_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> bool:
+        raise RuntimeError("cpuinfo failed")
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert pick_dtype("auto", torch.device("cpu")) is torch.float32
