@@ -530,7 +530,7 @@ def eval_proxy(
     from sqlalchemy.orm import sessionmaker
     from tqdm import tqdm
 
-    from seal.proxy import agreement, compare_on
+    from seal.proxy import ProxyRecord, agreement, compare_on
     from worker.runtime import Runtime, inner_loop_config
 
     settings = get_settings().model_copy(update={"seed": seed})
@@ -544,12 +544,38 @@ def eval_proxy(
     runtime = Runtime(settings, sessionmaker())  # the store is never touched
     bar = tqdm(total=len(chosen), unit="passage", dynamic_ncols=True)
 
-    def on_record(record) -> None:  # type: ignore[no-untyped-def]
+    def summary(records: list[ProxyRecord]) -> dict[str, object]:
+        result = agreement([r.full for r in records], [r.proxy for r in records])
+        return {
+            "data": str(data),
+            "k": k,
+            "seed": seed,
+            "format": config.format,
+            "passages": len(records),
+            "complete": len(records) == len(chosen),
+            "agreement": asdict(result),
+            "full_seconds": sum(r.full_seconds for r in records),
+            "proxy_seconds": sum(r.proxy_seconds for r in records),
+            "records": [asdict(r) for r in records],
+        }
+
+    def save(records: list[ProxyRecord]) -> None:
+        # after every passage, so that a run cut short keeps what it measured
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(summary(records), indent=2))
+
+    done: list[ProxyRecord] = []
+
+    def on_record(record: ProxyRecord) -> None:
+        done.append(record)
+        save(done)
         bar.set_postfix_str(f"full {[round(x, 2) for x in record.full]}")
         bar.update(1)
 
     records = compare_on(runtime.student, chosen, config, on_record=on_record)
     bar.close()
+    save(records)
     result = agreement([r.full for r in records], [r.proxy for r in records])
     full_s = sum(r.full_seconds for r in records)
     proxy_s = sum(r.proxy_seconds for r in records)
@@ -569,19 +595,6 @@ def eval_proxy(
         f"({full_s / max(proxy_s, 1e-9):.0f}x less)",
         flush=True,
     )
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "data": str(data),
-            "k": k,
-            "seed": seed,
-            "format": config.format,
-            "agreement": asdict(result),
-            "full_seconds": full_s,
-            "proxy_seconds": proxy_s,
-            "records": [asdict(r) for r in records],
-        }
-        out.write_text(json.dumps(payload, indent=2))
 
 
 def _register_bench() -> None:

@@ -222,10 +222,35 @@ def test_eval_proxy_reports_agreement_and_time(tiny_settings: Path, data_dir: Pa
     assert result.exit_code == 0, result.output
     assert "Spearman" in result.output and "proxy's pick" in result.output
     payload = json.loads(out.read_text())
+    assert payload["passages"] == 2 and payload["complete"] is True
     assert [len(r["full"]) for r in payload["records"]] == [3, 3]
     assert [len(r["proxy"]) for r in payload["records"]] == [3, 3]
     assert payload["full_seconds"] > 0 and payload["proxy_seconds"] > 0
     assert set(payload["agreement"]) >= {"pooled_spearman", "top_pick_is_best", "pick_reward"}
+
+
+def test_eval_proxy_keeps_the_passages_done_when_a_run_is_cut_short(
+    tiny_settings: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import seal.proxy
+
+    real = seal.proxy.write_self_edits
+    calls: list[int] = []
+
+    def fails_on_the_second(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(seal.proxy, "write_self_edits", fails_on_the_second)
+    out = data_dir / "proxy.json"
+    args = ["eval", "proxy", str(tiny_settings), "--passages", "2", "--k", "2", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0
+    payload = json.loads(out.read_text())
+    assert payload["passages"] == 1 and payload["complete"] is False
+    assert [len(r["full"]) for r in payload["records"]] == [2]
 
 
 def test_bench_update_prints_every_figure(tiny_settings: Path, data_dir: Path) -> None:
