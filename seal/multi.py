@@ -216,6 +216,17 @@ def _row_tokens(row: Row) -> int:
     return sum(len(ex.ids) for _, ex in row)
 
 
+CPU_STEP_TOKENS = 512
+GPU_STEP_TOKENS = 2048
+
+
+def default_step_tokens(device: torch.device) -> int:
+    """Tokens per forward/backward pass when ``TrainConfig.step_tokens`` is None. On a CPU,
+    passes of 512 tokens trained as fast as passes of 1024 and faster than 2048, with the
+    least memory (README, "What an update costs"); a GPU wants larger passes to stay busy."""
+    return CPU_STEP_TOKENS if device.type == "cpu" else GPU_STEP_TOKENS
+
+
 def passes(rows: Sequence[Row], max_tokens: int) -> list[list[Row]]:
     """Consecutive groups of rows, each padded to its widest row, of at most ``max_tokens``
     tokens (at least one row each): the forward/backward passes of one step."""
@@ -339,6 +350,7 @@ def train_examples_many(
     results = [TrainResult(state={}) for _ in range(k)]
     training = list(range(k))
     lm = _causal_lm(host)
+    step_tokens = config.step_tokens or default_step_tokens(host.device)
     done = 0
     started = time.perf_counter()
     lm.train()
@@ -358,7 +370,7 @@ def train_examples_many(
                     count[owner] += max(0, len(ex.ids) - _loss_start(ex))
                 # each adapter's mean token loss over the whole step, whichever pass holds it
                 weight_of = (1.0 / count.clamp(min=1.0)).to(host.device, torch.float32)
-                for group in passes(rows, config.step_tokens):
+                for group in passes(rows, step_tokens):
                     packed = tensors(group, pad_id, host.device)
                     with stack.applied("tokens", packed.spans):
                         hidden = lm.model(

@@ -30,10 +30,11 @@ class TrainConfig:
     pack_tokens: int = 256
     """Row width when sequences are packed (``seal.multi``): a step's sequences share rows of
     this many tokens instead of being padded to the longest."""
-    step_tokens: int = 2048
+    step_tokens: int | None = None
     """Most tokens in one forward/backward pass (``seal.multi``): a step whose packed rows hold
     more runs as several passes whose gradients add up to the same update, so memory stays
-    bounded however many adapters train together."""
+    bounded however many adapters train together. None: ``seal.multi.default_step_tokens`` of
+    the device (512 on a CPU, 2048 on a GPU)."""
     stop_loss: float = 0.0
     """An adapter stops after the first epoch whose mean token loss is at or below this: it has
     memorized its sequences, and more epochs only cost time (0: always every epoch)."""

@@ -48,6 +48,7 @@ def bench_update(
     from seal.knowledge import STUDENT
     from seal.lora import AdapterHost
     from seal.modeling import load_model
+    from seal.multi import default_step_tokens
     from sealctl.cli import load_passages
     from service.settings import get_settings
     from worker.runtime import inner_loop_config, student_spec
@@ -76,7 +77,9 @@ def bench_update(
     typer.echo(
         f"model {settings.student_model} on {loaded.device} loaded in "
         f"{time.perf_counter() - started:.1f} s; workload: {data}, k={k}, "
-        f"{config.train.epochs} epochs, self-edits of up to {config.sample.max_new_tokens} tokens",
+        f"{config.train.epochs} epochs, self-edits of up to {config.sample.max_new_tokens} tokens, "
+        f"training passes of at most "
+        f"{config.train.step_tokens or default_step_tokens(loaded.device)} tokens",
         err=True,
     )
 

@@ -11,6 +11,7 @@ from seal.generation import SampleConfig, generate
 from seal.grading import Probe, evaluate, question_messages
 from seal.multi import (
     NO_ADAPTER,
+    default_step_tokens,
     evaluate_many,
     generate_many,
     pack,
@@ -72,7 +73,7 @@ def test_stacked_training_equals_separate_runs(tiny_host) -> None:
 def test_a_step_split_into_passes_makes_the_same_update(tiny_host) -> None:
     """``step_tokens`` smaller than a step's rows: several forward/backward passes per step,
     the same adapters as one pass per step."""
-    one_pass = train_many(tiny_host, SETS, CONFIG, init=None)
+    one_pass = train_many(tiny_host, SETS, replace(CONFIG, step_tokens=4096), init=None)
     split = train_many(tiny_host, SETS, replace(CONFIG, step_tokens=48), init=None)
     for a, b in zip(one_pass, split, strict=True):
         assert_states_close(a.state, b.state)
@@ -105,6 +106,22 @@ def test_an_adapter_that_memorized_stops_early(tiny_host) -> None:
         assert result.tokens == alone.tokens
     done, total = steps[-1]
     assert done == total == max(d for d, _ in steps) < 4 * 3  # 100% at the end, in fewer steps
+
+
+def test_unset_step_tokens_take_the_devices_default(tiny_host, monkeypatch) -> None:
+    """None means ``default_step_tokens``: 512 on a CPU, 2048 on a GPU."""
+    assert default_step_tokens(torch.device("cpu")) == 512
+    assert default_step_tokens(torch.device("cuda")) == 2048
+    budgets: list[int] = []
+
+    def spy(rows, max_tokens):  # type: ignore[no-untyped-def]
+        budgets.append(max_tokens)
+        return passes(rows, max_tokens)
+
+    monkeypatch.setattr("seal.multi.passes", spy)
+    train_many(tiny_host, SETS[:2], replace(CONFIG, step_tokens=None, epochs=1), init=None)
+    train_many(tiny_host, SETS[:2], replace(CONFIG, step_tokens=96, epochs=1), init=None)
+    assert set(budgets) == {512, 96}
 
 
 def test_pass_groups_stay_under_the_token_budget() -> None:
