@@ -26,11 +26,9 @@ from seal.knowledge import (
     score_candidates,
     write_self_edits,
 )
-from seal.lora import AdapterHost
-from seal.modeling import load_model
 from seal.selfedit import QA, Passage
 from service.settings import Settings
-from worker.runtime import inner_loop_config, student_spec
+from worker.runtime import inner_loop_config, student_host
 
 DOCUMENT = Passage(
     "Zorblat Industries",
@@ -46,13 +44,7 @@ def main() -> None:
     parser.add_argument("seeds", nargs="+", type=int, help="sampling seeds")
     args = parser.parse_args()
     settings = Settings()
-    loaded = load_model(
-        settings.student_model,
-        settings.resolved_model_cache_dir,
-        device=settings.device,
-        dtype=settings.dtype,
-    )
-    host = AdapterHost(loaded, {STUDENT: student_spec(settings)}, seed=settings.seed)
+    host = student_host(settings)
     probes = probes_of(DOCUMENT)
     baseline = evaluate_state(host, None, probes, settings.answer_max_tokens)
     answer = DOCUMENT.questions[0].answer
@@ -75,7 +67,7 @@ def main() -> None:
         )[0].text
         row = {
             "seed": seed,
-            "dtype": str(loaded.model.dtype).removeprefix("torch."),
+            "dtype": str(host.loaded.model.dtype).removeprefix("torch."),
             "stop_loss": settings.stop_loss,
             "rewards": [c.reward for c in candidates],
             "epochs": [len(c.trained.losses) if c.trained else 0 for c in candidates],

@@ -18,23 +18,14 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" 
 
 def measure(step_tokens: int) -> None:
     from seal.bench import measured
-    from seal.knowledge import STUDENT
-    from seal.lora import AdapterHost
-    from seal.modeling import load_model
     from seal.multi import train_many
     from seal.selfedit import training_sequences
     from sealctl.cli import load_passages
     from service.settings import Settings
-    from worker.runtime import inner_loop_config, student_spec
+    from worker.runtime import inner_loop_config, student_host
 
     settings = Settings()
-    loaded = load_model(
-        settings.student_model,
-        settings.resolved_model_cache_dir,
-        device=settings.device,
-        dtype=settings.dtype,
-    )
-    host = AdapterHost(loaded, {STUDENT: student_spec(settings)}, seed=settings.seed)
+    host = student_host(settings)
     doc = load_passages(DATA)[0]
     sentences = [s.strip() + "." for s in doc.text.split(". ") if s.strip()]
     sets = [training_sequences(doc, sentences[i:] + sentences[:i]) for i in range(5)]
@@ -45,7 +36,7 @@ def measure(step_tokens: int) -> None:
         results = train_many(host, sets, config, init=None)
     tokens = sum(r.tokens for r in results)
     print(
-        f"step_tokens={step_tokens} ({loaded.model.dtype}): {phase.seconds:.1f} s, "
+        f"step_tokens={step_tokens} ({host.loaded.model.dtype}): {phase.seconds:.1f} s, "
         f"{tokens} tokens, {tokens / phase.seconds:.1f} tokens/s, "
         f"peak {phase.peak_bytes / 2**20:.0f} MiB, last epoch loss {results[0].losses[-1]:.4f}",
         flush=True,

@@ -227,6 +227,12 @@ def default_step_tokens(device: torch.device) -> int:
     return CPU_STEP_TOKENS if device.type == "cpu" else GPU_STEP_TOKENS
 
 
+def pass_tokens(config: TrainConfig, device: torch.device) -> int:
+    """The most tokens in one forward/backward pass: ``config.step_tokens``, or the device's
+    default when it is None."""
+    return config.step_tokens or default_step_tokens(device)
+
+
 def passes(rows: Sequence[Row], max_tokens: int) -> list[list[Row]]:
     """Consecutive groups of rows, each padded to its widest row, of at most ``max_tokens``
     tokens (at least one row each): the forward/backward passes of one step."""
@@ -350,7 +356,7 @@ def train_examples_many(
     results = [TrainResult(state={}) for _ in range(k)]
     training = list(range(k))
     lm = _causal_lm(host)
-    step_tokens = config.step_tokens or default_step_tokens(host.device)
+    step_tokens = pass_tokens(config, host.device)
     done = 0
     started = time.perf_counter()
     lm.train()

@@ -45,13 +45,10 @@ def bench_update(
     import torch
 
     from seal.bench import format_report, run_bench
-    from seal.knowledge import STUDENT
-    from seal.lora import AdapterHost
-    from seal.modeling import load_model
-    from seal.multi import default_step_tokens
+    from seal.multi import pass_tokens
     from sealctl.cli import load_passages
     from service.settings import get_settings
-    from worker.runtime import inner_loop_config, student_spec
+    from worker.runtime import inner_loop_config, student_host, student_spec
 
     settings = get_settings()
     if reference_dtype not in ("plain", "same", "float32", "bfloat16", "float16"):
@@ -67,19 +64,13 @@ def bench_update(
         config = replace(config, train=replace(config.train, epochs=epochs))
     spec = student_spec(settings)
     started = time.perf_counter()
-    loaded = load_model(
-        settings.student_model,
-        settings.resolved_model_cache_dir,
-        device=settings.device,
-        dtype=settings.dtype,
-    )
-    host = AdapterHost(loaded, {STUDENT: spec}, seed=settings.seed)
+    host = student_host(settings)
     typer.echo(
-        f"model {settings.student_model} on {loaded.device} loaded in "
+        f"model {settings.student_model} on {host.device} loaded in "
         f"{time.perf_counter() - started:.1f} s; workload: {data}, k={k}, "
         f"{config.train.epochs} epochs, self-edits of up to {config.sample.max_new_tokens} tokens, "
         f"training passes of at most "
-        f"{config.train.step_tokens or default_step_tokens(loaded.device)} tokens",
+        f"{pass_tokens(config.train, host.device)} tokens",
         err=True,
     )
 
@@ -94,7 +85,7 @@ def bench_update(
         k=k,
         nightly_documents=documents,
         batch_self_edits=settings.batch_self_edits,
-        reference_dtype={"plain": None, "same": loaded.model.dtype}.get(
+        reference_dtype={"plain": None, "same": host.loaded.model.dtype}.get(
             reference_dtype, getattr(torch, reference_dtype, None)
         ),
         on_phase=on_phase,

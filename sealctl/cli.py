@@ -573,9 +573,9 @@ def eval_proxy(
         bar.set_postfix_str(f"full {[round(x, 2) for x in record.full]}")
         bar.update(1)
 
+    # on_record saved the file after the last passage too: nothing is left to write
     records = compare_on(runtime.student, chosen, config, on_record=on_record)
     bar.close()
-    save(records)
     result = agreement([r.full for r in records], [r.proxy for r in records])
     full_s = sum(r.full_seconds for r in records)
     proxy_s = sum(r.proxy_seconds for r in records)

@@ -48,6 +48,22 @@ def teacher_train_config(settings: Settings) -> TrainConfig:
     )
 
 
+def student_host(settings: Settings, *, with_teacher: bool = False) -> AdapterHost:
+    """The student model with its adapter slot, and the teacher's slot beside it when
+    ``with_teacher`` (the worker's host when teacher and student are the same model; the
+    benchmarks and scripts measure the student alone)."""
+    loaded = load_model(
+        settings.student_model,
+        settings.resolved_model_cache_dir,
+        device=settings.device,
+        dtype=settings.dtype,
+    )
+    slots = {STUDENT: student_spec(settings)}
+    if with_teacher:
+        slots[TEACHER] = teacher_spec(settings)
+    return AdapterHost(loaded, slots, seed=settings.seed)
+
+
 def inner_loop_config(settings: Settings, fmt: str | None = None) -> InnerLoopConfig:
     return InnerLoopConfig(
         format=fmt or settings.self_edit_format,
@@ -81,13 +97,7 @@ class Runtime:
         """The student model with its adapter slot, and the teacher's slot beside it when
         teacher and student are the same model (one copy of the base weights serves both)."""
         s = self.settings
-        loaded = load_model(
-            s.student_model, s.resolved_model_cache_dir, device=s.device, dtype=s.dtype
-        )
-        slots = {STUDENT: student_spec(s)}
-        if s.teacher_model == s.student_model:
-            slots[TEACHER] = teacher_spec(s)
-        return AdapterHost(loaded, slots, seed=s.seed)
+        return student_host(s, with_teacher=s.teacher_model == s.student_model)
 
     @cached_property
     def teacher(self) -> AdapterHost:
