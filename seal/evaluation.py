@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 
 from seal.grading import Evaluation, Probe
-from seal.knowledge import InnerLoopConfig, Teacher, probes_of, write_self_edits
+from seal.knowledge import (
+    InnerLoopConfig,
+    Teacher,
+    probes_of,
+    write_self_edits,
+    write_self_edits_many,
+)
 from seal.lora import AdapterHost, AdapterState
 from seal.multi import evaluate_many, train_many
 from seal.selfedit import Passage, parse_items, training_sequences
@@ -211,18 +217,48 @@ class _Writer:
         self.teachers = {"base-teacher": Teacher()}
         if teacher is not None:
             self.teachers["teacher"] = teacher
+        self.written: dict[str, dict[int, list[str]]] = {}
 
     def conditions(self, item: EvalPassage | None = None) -> list[str]:
         """The trained conditions, in table order (those that apply to ``item`` if given)."""
         names = ["passage", *self.teachers]
         return [*names, "supplied"] if item is None or item.self_edits else names
 
-    def texts(self, name: str, item: EvalPassage) -> list[str]:
+    def prefetch(
+        self, passages: Sequence[EvalPassage], report: Callable[[str], None], only: str = ""
+    ) -> None:
+        """Sample the self-edits of every teacher condition (or of ``only``) for all
+        ``passages`` first: the teachers do not change during a run, and passages decoded in
+        shared batches cost far less each than one at a time."""
+        c = self.config
+        for name, teacher in self.teachers.items():
+            if only and name != only:
+                continue
+
+            def on_batch(done: int, total: int, name: str = name) -> None:
+                report(f"self-edits of the {name}: {done}/{total} passages")
+
+            report(f"self-edits of the {name}")
+            written = write_self_edits_many(
+                self.host,
+                [item.passage for item in passages],
+                c.format,
+                c.num_candidates,
+                c.sample,
+                teacher,
+                on_batch=on_batch,
+            )
+            self.written[name] = dict(enumerate(written))
+
+    def texts(self, name: str, index: int, item: EvalPassage) -> list[str]:
+        """The self-edits condition ``name`` trains on for passage ``index``."""
         c = self.config
         if name == "passage":
             return []
         if name == "supplied":
             return list(item.self_edits[: c.num_candidates])
+        if index in self.written.get(name, {}):
+            return self.written[name][index]
         return write_self_edits(
             self.host, item.passage, c.format, c.num_candidates, c.sample, self.teachers[name]
         )
@@ -267,11 +303,11 @@ def _single(
     """Per passage: a fresh adapter per condition, all trained in one call, then graded with
     the base model in one call on the passage's questions."""
     total = len(passages)
+    with _timed(seconds, "generate"):
+        writer.prefetch(passages, lambda status: progress(0, total, status))
     for index, item in enumerate(passages):
         names = writer.conditions(item)
-        progress(index, total, f"passage {index + 1}: self-edits")
-        with _timed(seconds, "generate"):
-            texts = {name: writer.texts(name, item) for name in names}
+        texts = {name: writer.texts(name, index, item) for name in names}
         progress(index, total, f"passage {index + 1}: training")
         with _timed(seconds, "train"):
             sets = [sequences_of(item.passage, texts[name], config.format) for name in names]
@@ -309,11 +345,11 @@ def _batch(
     # members[name][index]: the self-edits condition ``name`` trains on for passage ``index``
     members: dict[str, dict[int, list[str]]] = {name: {} for name in results}
     members["base"] = {index: [] for index in range(len(passages))}
-    for index, item in enumerate(passages):
-        progress(index, total, f"passage {index + 1}: self-edits")
-        with _timed(seconds, "generate"):
+    with _timed(seconds, "generate"):
+        writer.prefetch(passages, lambda status: progress(0, total, status))
+        for index, item in enumerate(passages):
             for name in writer.conditions(item):
-                members[name][index] = writer.texts(name, item)
+                members[name][index] = writer.texts(name, index, item)
     done = len(passages)
 
     def on_step(step: int, steps: int) -> None:
@@ -380,10 +416,10 @@ def run_forgetting(
         state: AdapterState | None = None
         updates: list[ConditionResult] = []
         correct: list[list[int]] = []
+        with _timed(seconds, "generate"):
+            writer.prefetch(passages, lambda status: progress(1, total, status), only=condition)
         for index, item in enumerate(passages):
-            progress(index + 1, total, f"update {index + 1}: self-edits")
-            with _timed(seconds, "generate"):
-                texts = writer.texts(condition, item)
+            texts = writer.texts(condition, index, item)
             progress(index + 1, total, f"update {index + 1}: training")
             with _timed(seconds, "train"):
                 sequences = sequences_of(item.passage, texts, config.format)

@@ -22,6 +22,7 @@ from seal.knowledge import (
     probes_of,
     score_candidates,
     write_self_edits,
+    write_self_edits_many,
 )
 from seal.lora import AdapterHost, AdapterState, LoraSpec
 from seal.selfedit import Passage, teacher_messages
@@ -78,12 +79,15 @@ def score_passage(
     *,
     init: AdapterState | None = None,
     on_candidate: Callable[[int, Candidate], None] | None = None,
+    texts: Sequence[str] | None = None,
 ) -> Scored:
-    """Sample k self-edits of ``passage`` and reward each by an inner loop from ``init``."""
+    """Sample k self-edits of ``passage`` (unless ``texts`` holds them already) and reward each
+    by an inner loop from ``init``."""
     baseline = evaluate_state(host, init, probes_of(passage), config.answer_max_tokens)
-    texts = write_self_edits(
-        host, passage, config.format, config.num_candidates, config.sample, teacher
-    )
+    if texts is None:
+        texts = write_self_edits(
+            host, passage, config.format, config.num_candidates, config.sample, teacher
+        )
     candidates = score_candidates(
         host, passage, texts, config, init=init, baseline=baseline, on_candidate=on_candidate
     )
@@ -138,9 +142,9 @@ def heldout_evaluation(
     adapter trained from scratch on each, graded on the passage's questions."""
     graded = []
     one = replace(config, num_candidates=samples)
-    for passage in passages:
+    written = write_self_edits_many(host, passages, one.format, samples, one.sample, teacher)
+    for passage, texts in zip(passages, written, strict=True):
         empty = Evaluation([])
-        texts = write_self_edits(host, passage, one.format, samples, one.sample, teacher)
         for candidate in score_candidates(host, passage, texts, one, init=None, baseline=empty):
             if candidate.evaluation is not None:
                 graded.extend(candidate.evaluation.graded)
@@ -157,8 +161,13 @@ def restem_round(
 ) -> RoundResult:
     """One ReST-EM round from ``teacher``; the new teacher continues from its weights."""
     scored = []
-    for index, passage in enumerate(passages):
-        result = score_passage(host, passage, config.inner, teacher)
+    inner = config.inner
+    # The round's teacher is fixed: all its self-edits are sampled first, in shared batches.
+    written = write_self_edits_many(
+        host, passages, inner.format, inner.num_candidates, inner.sample, teacher
+    )
+    for index, (passage, texts) in enumerate(zip(passages, written, strict=True)):
+        result = score_passage(host, passage, inner, teacher, texts=texts)
         scored.append(result)
         if on_passage:
             on_passage(index, result)

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     teacher_temperature: float = Field(1.0, gt=0, le=2.0, description="Paper: 1.0.")
     teacher_top_p: float = Field(0.95, gt=0, le=1.0, description="Paper: 0.95.")
     self_edit_max_tokens: int = Field(256, ge=16, le=4096)
+    sample_batch_size: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Teacher completions decoded together: a job samples its documents' "
+        "self-edits in batches of this many (the k of one document always share a batch).",
+    )
     lora_rank: int = Field(32, ge=1, le=512, description="Paper: 32.")
     lora_alpha: int = Field(64, ge=1, description="Paper: 64.")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Paper: 0.")

@@ -73,6 +73,7 @@ def inner_loop_config(settings: Settings, fmt: str | None = None) -> InnerLoopCo
             temperature=settings.teacher_temperature,
             top_p=settings.teacher_top_p,
             seed=settings.seed,
+            batch_size=settings.sample_batch_size,
         ),
         train=TrainConfig(
             learning_rate=settings.learning_rate,

@@ -38,7 +38,6 @@ from seal.knowledge import (
     score_candidates,
     train_on,
     write_probe_questions,
-    write_self_edits,
     write_self_edits_many,
 )
 from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
@@ -247,23 +246,31 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     replay = _replay_sample(snap.replay_pool, settings, rng)
     progress.step(f"{snap.mode} update of {len(docs)} document(s), format {snap.fmt}", 0)
 
-    batched: list[list[str]] = []
-    if not select:  # no inner loop: every document's self-edits sampled in the same batches
-        batched = write_self_edits_many(
-            teacher_host, [w.passage for w in docs], config.format, k, config.sample, snap.teacher
+    written = [0]
+
+    def wrote(done: int, total: int) -> None:
+        progress.step(
+            f"the teacher wrote {k} self-edits for {done}/{total} documents", done - written[0]
         )
+        written[0] = done
+
+    # The teacher does not change during a job, so every document's self-edits are sampled
+    # first, in shared batches (far cheaper per document than one document at a time).
+    batched = write_self_edits_many(
+        teacher_host,
+        [w.passage for w in docs],
+        config.format,
+        k,
+        config.sample,
+        snap.teacher,
+        on_batch=wrote,
+    )
     for index, work in enumerate(docs, 1):
         label = f"document {index}/{len(docs)}"
         if not work.passage.questions:
             _write_probes(runtime, snap, work, teacher_host)
         work.baseline = _evaluate(host, snap.parent_state, _probes(work), config)
-        if select:
-            texts = write_self_edits(
-                teacher_host, work.passage, config.format, k, config.sample, snap.teacher
-            )
-        else:
-            texts = batched[index - 1]
-        progress.step(f"{label}: the teacher wrote {len(texts)} self-edits")
+        texts = batched[index - 1]
         if not select:
             work.kept = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
             continue

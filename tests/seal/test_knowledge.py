@@ -69,6 +69,33 @@ def test_self_edits_of_many_passages_come_back_per_passage(tiny_model_dir) -> No
     assert write_self_edits_many(host, [], "rewrite", 2, sample, teacher) == []
 
 
+def test_self_edits_of_many_passages_are_decoded_in_batches_of_whole_passages(tiny_host) -> None:
+    passages = [Passage(f"Town {i}", f"Town {i} has {i} bridges.") for i in range(5)]
+    sample = SampleConfig(max_new_tokens=6, temperature=1.0, top_p=0.95, seed=0, batch_size=4)
+    reported: list[tuple[int, int]] = []
+
+    texts = write_self_edits_many(
+        tiny_host, passages, "rewrite", 2, sample, Teacher(), on_batch=lambda *a: reported.append(a)
+    )
+
+    # 4 completions a batch hold the 2 of 2 passages: batches end after passages 2, 4 and 5
+    assert reported == [(2, 5), (4, 5), (5, 5)]
+    assert [len(t) for t in texts] == [2] * 5
+    assert all(t.startswith("1. ") for own in texts for t in own)
+    # k larger than the batch: each passage is still decoded whole, one per batch
+    reported.clear()
+    write_self_edits_many(
+        tiny_host,
+        passages[:2],
+        "rewrite",
+        6,
+        sample,
+        Teacher(),
+        on_batch=lambda *a: reported.append(a),
+    )
+    assert reported == [(1, 2), (2, 2)]
+
+
 def test_a_teacher_adapter_writes_the_self_edits(tiny_model_dir) -> None:
     host = speaking_host(tiny_model_dir, ("student", "teacher"))
     edit = "Marisol Quenby founded Zorblat Industries.\n2. It makes glass bicycles."

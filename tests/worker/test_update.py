@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from seal import knowledge as knowledge_module
 from seal.lora import checksum, load_adapter, save_adapter
+from service.settings import Settings
 from service.store.models import (
     AdapterVersion,
     Document,
@@ -89,6 +91,45 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
         assert doc.status == DocumentStatus.pending and "did not improve" in (doc.error or "")
 
 
+def test_a_job_samples_its_documents_self_edits_together(
+    session: Session,
+    worker_settings: Settings,
+    test_sessionmaker: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = worker_settings.model_copy(update={"sample_batch_size": 4})
+    runtime = Runtime(settings=settings, sessions=test_sessionmaker)
+    tenant, _ = make_tenant(session)
+    docs = [
+        make_document(
+            session,
+            tenant,
+            title=f"Town {i}",
+            text=f"Town {i} has {i} bridges.",
+            questions=[(f"How many bridges has Town {i}?", str(i))],
+        )
+        for i in range(3)
+    ]
+    job = make_job(session, tenant)
+    session.commit()
+    decoded: list[tuple[int, int]] = []
+    real = knowledge_module.generate
+
+    def spy(host, conversations, config, **kwargs):  # type: ignore[no-untyped-def]
+        decoded.append((len(conversations), kwargs.get("num_return_sequences", 1)))
+        return real(host, conversations, config, **kwargs)
+
+    monkeypatch.setattr(knowledge_module, "generate", spy)
+    run_update(runtime, job.id)
+
+    assert _reload(session, job).status == JobStatus.succeeded
+    k = settings.num_candidates
+    assert decoded == [(3, k)], "one call for the job's documents, not one per document"
+    for doc in docs:
+        edits = session.scalars(select(SelfEdit).where(SelfEdit.document_id == doc.id)).all()
+        assert len(edits) == k
+
+
 def test_teacher_writes_probe_questions_for_a_document_without_any(
     session: Session, runtime: Runtime
 ) -> None:
@@ -153,7 +194,7 @@ def test_cancelling_a_running_job_leaves_documents_and_versions_as_they_were(
     )
     job = make_job(session, tenant)
     session.commit()
-    real = update_module.write_self_edits
+    real = update_module.write_self_edits_many
 
     def cancel_then_write(*args, **kwargs):  # type: ignore[no-untyped-def]
         # The admin cancels while the teacher is writing.
@@ -162,7 +203,7 @@ def test_cancelling_a_running_job_leaves_documents_and_versions_as_they_were(
             other.commit()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(update_module, "write_self_edits", cancel_then_write)
+    monkeypatch.setattr(update_module, "write_self_edits_many", cancel_then_write)
     run_update(runtime, job.id)
 
     assert _reload(session, job).status == JobStatus.cancelled
