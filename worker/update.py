@@ -265,11 +265,15 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         snap.teacher,
         on_batch=wrote,
     )
-    for index, work in enumerate(docs, 1):
-        label = f"document {index}/{len(docs)}"
+    for work in docs:
         if not work.passage.questions:
             _write_probes(runtime, snap, work, teacher_host)
-        work.baseline = _evaluate(host, snap.parent_state, _probes(work), config)
+    # every document's baseline graded in the same batches
+    baselines = _evaluate_each(host, snap.parent_state, docs, config)
+    for work, baseline in zip(docs, baselines, strict=True):
+        work.baseline = baseline
+    for index, (work, baseline) in enumerate(zip(docs, baselines, strict=True), 1):
+        label = f"document {index}/{len(docs)}"
         texts = batched[index - 1]
         if not select:
             work.kept = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
@@ -292,7 +296,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
             texts,
             config,
             init=snap.parent_state,
-            baseline=work.baseline,
+            baseline=baseline,
             replay=replay,
             on_candidate=report,
             on_step=training,
@@ -314,8 +318,9 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         assert trained is not None
     else:
         trained = train_on(host, own + replay, config.train, init=snap.parent_state)
-        for work in docs:
-            work.after = _evaluate(host, trained.state, _probes(work), config)
+        afters = _evaluate_each(host, trained.state, docs, config)
+        for work, after in zip(docs, afters, strict=True):
+            work.after = after
     progress.step(f"trained the new version on {len(own)} sequences + {len(replay)} replayed")
 
     before = _merge([w.baseline for w in docs if w.baseline])
@@ -392,6 +397,19 @@ def _evaluate(
     host: AdapterHost, state: AdapterState | None, probes: list[Probe], config: InnerLoopConfig
 ) -> Evaluation:
     return evaluate_state(host, state, probes, config.answer_max_tokens)
+
+
+def _evaluate_each(
+    host: AdapterHost, state: AdapterState | None, docs: list[DocumentWork], config: InnerLoopConfig
+) -> list[Evaluation]:
+    """Each document's evaluation, all their probes graded in the same batches."""
+    flat = _evaluate(host, state, [p for w in docs for p in _probes(w)], config).graded
+    out, at = [], 0
+    for work in docs:
+        n = len(work.passage.questions)
+        out.append(Evaluation(flat[at : at + n]))
+        at += n
+    return out
 
 
 def _merge(evaluations: list[Evaluation]) -> Evaluation:
