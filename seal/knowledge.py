@@ -115,10 +115,33 @@ def write_probe_questions(
 ) -> list[QA]:
     """Up to n question-answer pairs whose answers appear in the passage, written by the
     teacher; they are held out of training and serve as probes when a document has none."""
-    if n <= 0:
-        return []
-    sample = SampleConfig(max_new_tokens=192, temperature=0.7, top_p=0.95, seed=seed)
-    texts = write_self_edits(host, passage, "self-qa", max(2, n), sample, teacher)
+    return write_probe_questions_many(host, [passage], n, teacher, seed=seed)[0]
+
+
+def write_probe_questions_many(
+    host: AdapterHost,
+    passages: Sequence[Passage],
+    n: int,
+    teacher: Teacher,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> list[list[QA]]:
+    """``write_probe_questions`` for each passage, the passages decoded in shared batches of
+    ``batch_size`` completions."""
+    if n <= 0 or not passages:
+        return [[] for _ in passages]
+    sample = SampleConfig(
+        max_new_tokens=192, temperature=0.7, top_p=0.95, seed=seed, batch_size=batch_size
+    )
+    written = write_self_edits_many(host, passages, "self-qa", max(2, n), sample, teacher)
+    pairs = zip(passages, written, strict=True)
+    return [_probe_questions(passage, texts, n) for passage, texts in pairs]
+
+
+def _probe_questions(passage: Passage, texts: Sequence[str], n: int) -> list[QA]:
+    """The first n distinct pairs of ``texts`` with a question mark and a short answer found
+    in the passage."""
     text_norm = f" {normalize(passage.text)} "
     found: dict[str, QA] = {}
     for text in texts:

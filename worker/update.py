@@ -37,7 +37,7 @@ from seal.knowledge import (
     evaluate_state,
     score_candidates,
     train_on,
-    write_probe_questions,
+    write_probe_questions_many,
     write_self_edits_many,
 )
 from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
@@ -265,9 +265,9 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         snap.teacher,
         on_batch=wrote,
     )
-    for work in docs:
-        if not work.passage.questions:
-            _write_probes(runtime, snap, work, teacher_host)
+    unprobed = [w for w in docs if not w.passage.questions]
+    if unprobed:
+        _write_probes(runtime, snap, unprobed, teacher_host)
     # every document's baseline graded in the same batches
     baselines = _evaluate_each(host, snap.parent_state, docs, config)
     for work, baseline in zip(docs, baselines, strict=True):
@@ -424,27 +424,32 @@ def _replay_sample(pool: list[str], settings: Settings, rng: random.Random) -> l
 
 
 def _write_probes(
-    runtime: Runtime, snap: Snapshot, work: DocumentWork, teacher_host: AdapterHost
+    runtime: Runtime, snap: Snapshot, works: list[DocumentWork], teacher_host: AdapterHost
 ) -> None:
+    """The teacher writes probe questions for ``works`` (documents without any), all in
+    shared batches, and the store keeps them."""
     settings = runtime.settings
-    written = write_probe_questions(
+    written = write_probe_questions_many(
         teacher_host,
-        work.passage,
+        [w.passage for w in works],
         settings.generated_probe_questions,
         snap.teacher,
         seed=settings.seed,
+        batch_size=settings.sample_batch_size,
     )
     with session_scope(runtime.sessions) as session:
-        for qa in written:
-            document_repo.add_probe_question(
-                session,
-                tenant_id=snap.tenant_id,
-                document_id=work.id,
-                question=qa.question,
-                answer=qa.answer,
-                source=ProbeSource.teacher,
-            )
-    work.passage = Passage(work.passage.title, work.passage.text, tuple(written))
+        for work, questions in zip(works, written, strict=True):
+            for qa in questions:
+                document_repo.add_probe_question(
+                    session,
+                    tenant_id=snap.tenant_id,
+                    document_id=work.id,
+                    question=qa.question,
+                    answer=qa.answer,
+                    source=ProbeSource.teacher,
+                )
+    for work, questions in zip(works, written, strict=True):
+        work.passage = Passage(work.passage.title, work.passage.text, tuple(questions))
 
 
 def _record_candidates(

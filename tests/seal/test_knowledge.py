@@ -14,6 +14,7 @@ from seal.knowledge import (
     best_candidate,
     score_candidates,
     write_probe_questions,
+    write_probe_questions_many,
     write_self_edits,
     write_self_edits_many,
 )
@@ -218,6 +219,17 @@ def test_probe_questions_from_the_tiny_model_keep_the_invariant(tiny_host) -> No
         assert qa.question.endswith("?") and f" {normalize(qa.answer)} " in text
 
 
+def test_probe_questions_of_many_passages_come_from_each_passage(tiny_host) -> None:
+    other = Passage("Vellmora", "Vellmora is a town of glassblowers on the river Quell.")
+    passages = [PASSAGE, other, PASSAGE]
+    assert write_probe_questions_many(tiny_host, passages, 0, Teacher()) == [[], [], []]
+    found = write_probe_questions_many(tiny_host, passages, 2, Teacher(), seed=1, batch_size=2)
+    assert len(found) == 3 and all(len(qas) <= 2 for qas in found)
+    for passage, qas in zip(passages, found, strict=True):
+        text = f" {normalize(passage.text)} "
+        assert all(qa.question.endswith("?") and f" {normalize(qa.answer)} " in text for qa in qas)
+
+
 def test_probe_questions_keep_only_short_answers_found_in_the_passage(tiny_model_dir) -> None:
     host = speaking_host(tiny_model_dir, ("student", "teacher"))
     written = (
@@ -237,3 +249,7 @@ def test_probe_questions_keep_only_short_answers_found_in_the_passage(tiny_model
         QA("Who founded Zorblat Industries?", "Marisol Quenby"),
         QA("In what year was it founded?", "1987."),
     ]
+    # among other passages in the same batches, the taught passage's pairs stay its own
+    other = Passage("Vellmora", "Vellmora is a town of glassblowers.")
+    many = write_probe_questions_many(host, [other, PASSAGE], 5, teacher)
+    assert many[1] == found
