@@ -242,7 +242,9 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     select = snap.mode == "select"
     k = config.num_candidates if select else settings.batch_self_edits
     docs = snap.documents
-    progress = _Progress(runtime, job_id, total=len(docs) * ((k if select else 0) + 2) + 3)
+    # units: per document 1 for its self-edits (+ k for training its candidates and 1 for the
+    # kept one in select mode), then the version's training, evaluation and saving
+    progress = _Progress(runtime, job_id, total=len(docs) * ((k + 2) if select else 1) + 3)
     replay = _replay_sample(snap.replay_pool, settings, rng)
     progress.step(f"{snap.mode} update of {len(docs)} document(s), format {snap.fmt}", 0)
 

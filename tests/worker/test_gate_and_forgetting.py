@@ -17,6 +17,7 @@ from service.store.models import (
     SelfEdit,
     VersionStatus,
 )
+from service.store.repositories import jobs as job_repo
 from tests.factories import make_document, make_job, make_self_edit, make_tenant
 from worker.runtime import Runtime
 from worker.update import BATCH_METRIC, Gate, run_update
@@ -101,7 +102,7 @@ def test_no_replay_when_the_share_is_zero(session: Session, runtime: Runtime) ->
 
 
 def test_a_batch_update_trains_once_and_rewards_each_self_edit(
-    session: Session, runtime: Runtime
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenant, _ = make_tenant(session)
     docs = [
@@ -113,8 +114,18 @@ def test_a_batch_update_trains_once_and_rewards_each_self_edit(
     job = make_job(session, tenant)
     job.params = {"mode": "batch"}
     session.commit()
+    reported: list[float] = []
+    real = job_repo.set_job_progress
 
+    def spy(session, *, job_id, progress, message):  # type: ignore[no-untyped-def]
+        reported.append(progress)
+        return real(session, job_id=job_id, progress=progress, message=message)
+
+    monkeypatch.setattr(job_repo, "set_job_progress", spy)
     run_update(runtime, job.id)
+
+    # the bar fills as the work goes: 2 self-edit units, then train, evaluate (of 2 + 3 units)
+    assert reported == sorted(reported) and reported[-1] == pytest.approx(0.95 * 4 / 5)
 
     session.expire_all()
     job = session.get(Job, job.id)
