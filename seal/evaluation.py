@@ -34,7 +34,6 @@ from seal.knowledge import (
     InnerLoopConfig,
     Teacher,
     probes_of,
-    write_self_edits,
     write_self_edits_many,
 )
 from seal.lora import AdapterHost, AdapterState
@@ -217,7 +216,8 @@ class _Writer:
         self.teachers = {"base-teacher": Teacher()}
         if teacher is not None:
             self.teachers["teacher"] = teacher
-        self.written: dict[str, dict[int, list[str]]] = {}
+        self.written: dict[str, list[list[str]]] = {}
+        """Each teacher condition's self-edits per passage, sampled by ``prefetch``."""
 
     def conditions(self, item: EvalPassage | None = None) -> list[str]:
         """The trained conditions, in table order (those that apply to ``item`` if given)."""
@@ -248,20 +248,17 @@ class _Writer:
                 teacher,
                 on_batch=on_batch,
             )
-            self.written[name] = dict(enumerate(written))
+            self.written[name] = written
 
     def texts(self, name: str, index: int, item: EvalPassage) -> list[str]:
-        """The self-edits condition ``name`` trains on for passage ``index``."""
+        """The self-edits condition ``name`` trains on for passage ``index`` (after
+        ``prefetch``)."""
         c = self.config
         if name == "passage":
             return []
         if name == "supplied":
             return list(item.self_edits[: c.num_candidates])
-        if index in self.written.get(name, {}):
-            return self.written[name][index]
-        return write_self_edits(
-            self.host, item.passage, c.format, c.num_candidates, c.sample, self.teachers[name]
-        )
+        return self.written[name][index]
 
 
 def run_knowledge(

@@ -21,7 +21,6 @@ from seal.knowledge import (
     evaluate_state,
     probes_of,
     score_candidates,
-    write_self_edits,
     write_self_edits_many,
 )
 from seal.lora import AdapterHost, AdapterState, LoraSpec
@@ -74,20 +73,14 @@ class RoundConfig:
 def score_passage(
     host: AdapterHost,
     passage: Passage,
+    texts: Sequence[str],
     config: InnerLoopConfig,
-    teacher: Teacher,
     *,
     init: AdapterState | None = None,
     on_candidate: Callable[[int, Candidate], None] | None = None,
-    texts: Sequence[str] | None = None,
 ) -> Scored:
-    """Sample k self-edits of ``passage`` (unless ``texts`` holds them already) and reward each
-    by an inner loop from ``init``."""
+    """Reward each of the self-edits ``texts`` of ``passage`` by an inner loop from ``init``."""
     baseline = evaluate_state(host, init, probes_of(passage), config.answer_max_tokens)
-    if texts is None:
-        texts = write_self_edits(
-            host, passage, config.format, config.num_candidates, config.sample, teacher
-        )
     candidates = score_candidates(
         host, passage, texts, config, init=init, baseline=baseline, on_candidate=on_candidate
     )
@@ -167,7 +160,7 @@ def restem_round(
         host, passages, inner.format, inner.num_candidates, inner.sample, teacher
     )
     for index, (passage, texts) in enumerate(zip(passages, written, strict=True)):
-        result = score_passage(host, passage, inner, teacher, texts=texts)
+        result = score_passage(host, passage, texts, inner)
         scored.append(result)
         if on_passage:
             on_passage(index, result)

@@ -272,11 +272,9 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         _write_probes(runtime, snap, unprobed, teacher_host)
     # every document's baseline graded in the same batches
     baselines = _evaluate_each(host, snap.parent_state, docs, config)
-    for work, baseline in zip(docs, baselines, strict=True):
-        work.baseline = baseline
-    for index, (work, baseline) in enumerate(zip(docs, baselines, strict=True), 1):
+    for index, (work, baseline, texts) in enumerate(zip(docs, baselines, batched, strict=True), 1):
         label = f"document {index}/{len(docs)}"
-        texts = batched[index - 1]
+        work.baseline = baseline
         if not select:
             work.kept = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
             continue
