@@ -1,13 +1,16 @@
 """Milliseconds per decoding step of the default model: bare, wrapped by PEFT with the adapter
-disabled, and with the teacher's adapter slot active; in float32 and bf16.
+disabled, with a teacher adapter in its PEFT slot, and with the same adapter folded into the
+weights (``AdapterHost.merged``, what ``generate`` does); in float32 and bf16 (or the dtypes
+named).
 
 Five prompts sampled together for 64 tokens, two trials each, after a short warm-up:
 
-    .venv/bin/python scripts/decode_step.py
+    .venv/bin/python scripts/decode_step.py [float32] [bfloat16]
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -49,7 +52,7 @@ def bench(model: torch.nn.Module, tokenizer, label: str) -> None:  # type: ignor
 
 def main() -> None:
     settings = Settings()
-    for dtype in ("float32", "bfloat16"):
+    for dtype in sys.argv[1:] or ("float32", "bfloat16"):
         loaded = load_model(
             settings.student_model, settings.resolved_model_cache_dir, device="cpu", dtype=dtype
         )
@@ -59,8 +62,16 @@ def main() -> None:
         )
         with host.use(None) as model:
             bench(model, host.tokenizer, f"{dtype} PEFT, adapter disabled")
-        with host.use(TEACHER, None) as model:
+        # a trained teacher's scale of weights (B = 0 would be the identity update)
+        generator = torch.Generator().manual_seed(0)
+        teacher = {
+            key: torch.randn(value.shape, generator=generator) * 0.02
+            for key, value in host.fresh_state(TEACHER).items()
+        }
+        with host.use(TEACHER, teacher) as model:
             bench(model, host.tokenizer, f"{dtype} PEFT, teacher slot")
+        with host.merged(TEACHER, teacher) as model:
+            bench(model, host.tokenizer, f"{dtype} teacher folded into the weights")
         del host, loaded
 
 

@@ -53,9 +53,11 @@ def generate(
     per_chunk: Callable[[int, int], AbstractContextManager[object]] | None = None,
 ) -> list[Generation]:
     """Decode a reply to each conversation (``num_return_sequences`` each, in order), with the
-    adapter ``state`` in ``slot``, or the bare base model when ``slot`` is None. ``prefix`` starts
-    the reply (it primes the format); it is not part of the returned text. ``per_chunk(start,
-    end)``, when given, is a context entered around the decoding of prompts start..end."""
+    adapter ``state`` in ``slot`` (folded into the weights while decoding, ``host.merged``;
+    None: the weights the slot holds), or the bare base model when ``slot`` is None.
+    ``prefix`` starts the reply (it primes the format); it is not part of the returned text.
+    ``per_chunk(start, end)``, when given, is a context entered around the decoding of prompts
+    start..end."""
     tok = host.tokenizer
     prompts = [
         str(tok.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)) + prefix
@@ -64,7 +66,9 @@ def generate(
     greedy = config.temperature <= 0
     out: list[Generation] = []
     tok.padding_side = "left"
-    with host.use(slot, state) as model, torch.inference_mode():
+    # an adapter is folded into the weights while decoding: the bare model's speed per step
+    session = host.merged(slot, state) if slot is not None else host.use(None)
+    with session as model, torch.inference_mode():
         step = max(1, config.batch_size // num_return_sequences)
         for start in range(0, len(prompts), step):
             chunk = prompts[start : start + step]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
@@ -116,6 +117,39 @@ class AdapterHost:
             self.load_state(slot, state)
         self.model.set_adapter(slot)
         yield self.model
+
+    @contextmanager
+    def merged(self, slot: str, state: AdapterState | None = None) -> Iterator[PeftModel]:
+        """Run the model, for inference only, with ``state`` (None: what ``slot`` holds) folded
+        into the base weights: each target layer's weight is swapped for ``W + scale * B A``
+        and the slot is off, so a decoding step costs what the bare model's does instead of
+        running the adapter beside every layer. The original weight tensors are put back,
+        untouched, on exit; the slot's own weights are not changed."""
+        adapter = state if state is not None else self.state(slot)
+        swapped: list[tuple[torch.nn.Module, torch.nn.Parameter]] = []
+        try:
+            with torch.no_grad():
+                for name, module in self.model.named_modules():
+                    if not (isinstance(module, LoraLayer) and slot in module.lora_A):
+                        continue
+                    if slot in module.lora_variant:  # DoRA and the like: not a plain B A
+                        raise ValueError(f"slot {slot!r} is not a plain LoRA adapter")
+                    a, b = adapter[f"{name}.lora_A.weight"], adapter[f"{name}.lora_B.weight"]
+                    base = module.get_base_layer()
+                    weight = base.weight
+                    assert isinstance(weight, torch.nn.Parameter)
+                    delta = b.to(weight.device, torch.float32) @ a.to(weight.device, torch.float32)
+                    if getattr(module, "fan_in_fan_out", False):
+                        delta = delta.T
+                    delta = delta * module.scaling[slot]
+                    folded = (weight.float() + delta).to(weight.dtype)
+                    swapped.append((base, weight))
+                    base.weight = torch.nn.Parameter(folded, requires_grad=False)
+            with self.model.disable_adapter():
+                yield self.model
+        finally:
+            for base, weight in swapped:
+                base.weight = weight
 
 
 def checksum(state: AdapterState) -> str:

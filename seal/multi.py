@@ -442,6 +442,11 @@ def generate_many(
     """Decode each request's conversations with its adapter (None: the bare base model), all
     requests in the same batches."""
     states = [s for s, _ in requests if s is not None]
+    sizes = [len(convs) for _, convs in requests]
+    if len(states) == len(requests) and all(s is states[0] for s in states):
+        # one adapter for every row: folded into the weights (``host.merged``), no hooks
+        every = [c for _, convs in requests for c in convs]
+        return _split(generate(host, every, config, slot=slot, state=states[0]), sizes)
     stack = AdapterStack(host, slot, states) if states else None
     owners: list[int] = []
     conversations: list[list[dict[str, str]]] = []
@@ -462,10 +467,14 @@ def generate_many(
             yield
 
     flat = generate(host, conversations, config, slot=None, per_chunk=per_chunk)
+    return _split(flat, sizes)
+
+
+def _split(flat: Sequence[Generation], sizes: Sequence[int]) -> list[list[Generation]]:
     out, at = [], 0
-    for _, convs in requests:
-        out.append(flat[at : at + len(convs)])
-        at += len(convs)
+    for size in sizes:
+        out.append(list(flat[at : at + size]))
+        at += size
     return out
 
 

@@ -116,3 +116,32 @@ def test_bare_base_model_ignores_the_loaded_adapter(tiny_host) -> None:
 def test_nothing_to_train_on_is_an_error(tiny_host) -> None:
     with pytest.raises(ValueError, match="nothing to train"):
         train_adapter(tiny_host, "student", [], CONFIG)
+
+
+def test_a_merged_adapter_gives_the_slots_outputs_and_restores_the_base(tiny_host) -> None:
+    trained = train_adapter(tiny_host, "student", tokenize(tiny_host, TEXTS, 128), CONFIG).state
+    # the slot now holds this one
+    other = train_adapter(tiny_host, "student", tokenize(tiny_host, TEXTS[:1], 128), CONFIG).state
+    before = base_weights(tiny_host)
+    ids = torch.tensor([tiny_host.tokenizer("Zorblat Industries was founded by")["input_ids"]])
+    with tiny_host.use("student", trained) as model, torch.no_grad():
+        expected = model(input_ids=ids).logits
+    tiny_host.load_state("student", other)
+
+    with tiny_host.merged("student", trained) as model, torch.no_grad():
+        actual = model(input_ids=ids).logits
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+    with tiny_host.merged("student") as model, torch.no_grad():  # what the slot holds
+        held = model(input_ids=ids).logits
+    with tiny_host.use("student") as model, torch.no_grad():
+        torch.testing.assert_close(held, model(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+
+    with pytest.raises(RuntimeError, match="inside"), tiny_host.merged("student", trained):
+        raise RuntimeError("inside")
+    after = base_weights(tiny_host)
+    assert after.keys() == before.keys()
+    for key in before:  # bit for bit: the originals are put back, not unmerged
+        assert torch.equal(after[key], before[key]), key
+    assert checksum(tiny_host.state("student")) == checksum(other), "the slot is not touched"
+    frozen = [p for n, p in tiny_host.model.named_parameters() if "lora_" not in n]
+    assert not any(p.requires_grad for p in frozen)
