@@ -87,6 +87,11 @@ class AdapterStack:
         self._frozen: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
         """Without gradients (decoding), each adapter's weights cast once to the compute dtype
         instead of at every call."""
+        self._batched: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        """Without gradients, when every span is an adapter's and all spans hold as many rows
+        (k candidates graded on the same probes): per site, the spans' A^T and B^T stacked in
+        span order, so each site's update is two batched matmuls instead of two per span."""
+        self._batched_rows = 0
 
     def parameters(self, index: int) -> list[torch.Tensor]:
         """Adapter ``index``'s tensors."""
@@ -112,6 +117,11 @@ class AdapterStack:
 
         def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
             x = args[0]
+            if self._batched is not None and x.shape[0] == self._batched_rows:
+                a_t, b_t = self._batched[index]
+                grouped = x.reshape(a_t.shape[0], -1, x.shape[-1]).to(a_t.dtype)
+                delta = torch.bmm(torch.bmm(grouped, a_t) * site.scaling, b_t)
+                return output + delta.view(*output.shape[:-1], -1).to(output.dtype)
             # the adapters' float32 weights compute in the activations' dtype (bf16 on a GPU or
             # a CPU with bf16 matrix units); their gradients come back in float32
             flat = x.reshape(-1, x.shape[-1])
@@ -145,12 +155,24 @@ class AdapterStack:
         self.layout = (unit, list(spans))
         if not torch.is_grad_enabled():
             dtype = next(self.host.model.parameters()).dtype
-            owners = {j for j, _, _ in spans if j != NO_ADAPTER}
-            self._frozen = {
-                (i, j): (self.A[i][j].to(dtype), self.B[i][j].to(dtype))
-                for i in range(len(self.sites))
-                for j in owners
-            }
+            order = [j for j, _, _ in spans]
+            sizes = {end - start for _, start, end in spans}
+            if unit == "rows" and NO_ADAPTER not in order and len(sizes) == 1:
+                self._batched_rows = len(spans) * sizes.pop()
+                self._batched = [
+                    (
+                        torch.stack([self.A[i][j].T for j in order]).to(dtype),
+                        torch.stack([self.B[i][j].T for j in order]).to(dtype),
+                    )
+                    for i in range(len(self.sites))
+                ]
+            else:
+                owners = {j for j in order if j != NO_ADAPTER}
+                self._frozen = {
+                    (i, j): (self.A[i][j].to(dtype), self.B[i][j].to(dtype))
+                    for i in range(len(self.sites))
+                    for j in owners
+                }
         handles = [s.module.register_forward_hook(self._hook(i)) for i, s in enumerate(self.sites)]
         try:
             if any(getattr(s.module, "disable_adapters", False) for s in self.sites):
@@ -159,7 +181,7 @@ class AdapterStack:
                 with self.host.model.disable_adapter():
                     yield
         finally:
-            self._frozen = None
+            self._frozen = self._batched = None
             for handle in handles:
                 handle.remove()
 

@@ -209,3 +209,34 @@ def test_generate_many_keeps_the_requests_apart(tiny_model_dir) -> None:
     assert out[0][0].text == out[0][1].text == out[2][0].text == base
     assert out[1][0].text.startswith("Hello from the adapter")
     assert NO_ADAPTER == -1
+
+
+def test_candidates_graded_by_batched_matmuls_equal_one_at_a_time(
+    tiny_model_dir, monkeypatch
+) -> None:
+    host = speaking_host(tiny_model_dir)
+    messages = question_messages("Zorblat", "Who founded Zorblat Industries?")
+    taught = teach(host, "student", messages, "Marisol Quenby founded it.")
+    other = train_many(host, [SETS[0]], CONFIG, init=None)[0].state
+    probes = [
+        Probe("Zorblat", QA("Who founded Zorblat Industries?", "Marisol Quenby")),
+        Probe("Vellmora", QA("What is Vellmora known for?", "glass")),
+    ]
+    states = [taught, other, taught]
+    alone = []
+    for state in states:
+        one = evaluate(host, probes, slot="student", state=state, max_new_tokens=12)
+        alone.append([g.answer for g in one.graded])
+    bmm = torch.bmm
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "bmm", lambda *a, **kw: calls.append(1) or bmm(*a, **kw))
+
+    # 6 rows in one batch: every adapter holds 2 rows, so each site runs two batched matmuls;
+    # in batches of 3 (rows 0 0 1, then 1 2 2) the spans differ in size, and each adapter runs
+    # on its own rows
+    for batch_size, batched in ((6, True), (3, False)):
+        calls.clear()
+        together = evaluate_many(host, states, probes, max_new_tokens=12, batch_size=batch_size)
+        assert [[g.answer for g in e.graded] for e in together] == alone
+        assert bool(calls) is batched
+    assert together[0].graded[0].correct
