@@ -12,6 +12,11 @@ from seal.lora import AdapterHost, AdapterState
 
 Messages = list[dict[str, str]]
 
+FOLD_MIN_NEW_TOKENS = 16
+"""An adapter is folded into the weights (``AdapterHost.merged``) only for replies that may run
+this long: folding costs about 0.3 s on a 2-core CPU, what its PEFT slot costs in roughly 15
+decoding steps (README, "A trained adapter decodes at the bare model's speed")."""
+
 
 @dataclass(frozen=True)
 class SampleConfig:
@@ -53,8 +58,9 @@ def generate(
     per_chunk: Callable[[int, int], AbstractContextManager[object]] | None = None,
 ) -> list[Generation]:
     """Decode a reply to each conversation (``num_return_sequences`` each, in order), with the
-    adapter ``state`` in ``slot`` (folded into the weights while decoding, ``host.merged``;
-    None: the weights the slot holds), or the bare base model when ``slot`` is None.
+    adapter ``state`` in ``slot`` (None: the weights the slot holds; folded into the weights
+    while decoding, ``host.merged``, when the reply may be long enough to pay for it), or the
+    bare base model when ``slot`` is None.
     ``prefix`` starts the reply (it primes the format); it is not part of the returned text.
     ``per_chunk(start, end)``, when given, is a context entered around the decoding of prompts
     start..end."""
@@ -67,7 +73,12 @@ def generate(
     out: list[Generation] = []
     tok.padding_side = "left"
     # an adapter is folded into the weights while decoding: the bare model's speed per step
-    session = host.merged(slot, state) if slot is not None else host.use(None)
+    if slot is None:
+        session = host.use(None)
+    elif config.max_new_tokens >= FOLD_MIN_NEW_TOKENS:
+        session = host.merged(slot, state)
+    else:
+        session = host.use(slot, state)
     with session as model, torch.inference_mode():
         step = max(1, config.batch_size // num_return_sequences)
         for start in range(0, len(prompts), step):

@@ -138,11 +138,13 @@ class AdapterHost:
                     base = module.get_base_layer()
                     weight = base.weight
                     assert isinstance(weight, torch.nn.Parameter)
-                    delta = b.to(weight.device, torch.float32) @ a.to(weight.device, torch.float32)
+                    a = a.to(weight.device, torch.float32)
+                    b = b.to(weight.device, torch.float32)
                     if getattr(module, "fan_in_fan_out", False):
-                        delta = delta.T
-                    delta = delta * module.scaling[slot]
-                    folded = (weight.float() + delta).to(weight.dtype)
+                        a, b = b.T, a.T  # the weight is stored transposed: (B A)^T = A^T B^T
+                    # W + scale * B A in one float32 pass, then to the model's dtype
+                    folded = torch.addmm(weight.float(), b, a, alpha=module.scaling[slot])
+                    folded = folded.to(weight.dtype)
                     swapped.append((base, weight))
                     base.weight = torch.nn.Parameter(folded, requires_grad=False)
             with self.model.disable_adapter():

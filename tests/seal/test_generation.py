@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from seal import generation
 from seal.generation import SampleConfig, generate
 from seal.grading import question_messages
 from tests.seal.teaching import speaking_host, teach
@@ -102,3 +103,22 @@ def test_eos_ends_a_reply_and_stop_strings_cut_it(tiny_model_dir) -> None:
 
     [base] = generate(host, [chat], config)
     assert base.text != reply and base.finish_reason == "length"
+
+
+def test_an_adapter_folded_into_the_weights_replies_as_its_slot_does(
+    tiny_model_dir, monkeypatch
+) -> None:
+    host = speaking_host(tiny_model_dir)
+    taught = teach(host, "student", CHATS[0], "Marisol Quenby founded it in 1987.")
+    config = SampleConfig(max_new_tokens=generation.FOLD_MIN_NEW_TOKENS, batch_size=3)
+    folds: list[str] = []
+    merged = host.merged
+    monkeypatch.setattr(host, "merged", lambda *a, **kw: folds.append(a[0]) or merged(*a, **kw))
+
+    folded = generate(host, CHATS, config, slot="student", state=taught)
+    assert folds == ["student"]
+    monkeypatch.setattr(generation, "FOLD_MIN_NEW_TOKENS", config.max_new_tokens + 1)
+    in_slot = generate(host, CHATS, config, slot="student", state=taught)
+    assert folds == ["student"], "a shorter reply than the threshold runs the slot"
+    assert [g.text for g in folded] == [g.text for g in in_slot]
+    assert folded[0].text.startswith("Marisol Quenby")
