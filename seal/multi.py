@@ -314,7 +314,7 @@ def pack(
 
 
 def vocab_loss_backward(
-    lm_head: torch.nn.Module,
+    lm_head: torch.nn.Linear,
     hidden: torch.Tensor,
     targets: torch.Tensor,
     weights: torch.Tensor,
@@ -322,19 +322,29 @@ def vocab_loss_backward(
     chunk: int = 512,
 ) -> torch.Tensor:
     """Backpropagate ``sum(weights * cross_entropy(lm_head(hidden), targets))`` a chunk of
-    positions at a time, so only one chunk's vocabulary logits (and their gradient) exist at
-    once; returns the per-position losses (detached). The head's own weights are frozen."""
+    positions at a time, so only one chunk's vocabulary logits exist at once; returns the
+    per-position losses (detached). The head's own weights are frozen.
+
+    The gradient of the logits is written by hand, in place over the logits themselves
+    (``softmax - one_hot``, times the weight): autograd's cross entropy would allocate and
+    fill a zero gradient, a log-softmax and its gradient, each the chunk's size in float32,
+    which on a CPU trained about 5% slower."""
     if hidden.shape[0] == 0:
         return targets.new_zeros(0, dtype=torch.float32)
-    pieces = [h.detach().requires_grad_(True) for h in hidden.detach().split(chunk)]
-    losses = []
-    for piece, target, weight in zip(
-        pieces, targets.split(chunk), weights.split(chunk), strict=True
-    ):
-        token_loss = F.cross_entropy(lm_head(piece).float(), target, reduction="none")
-        (token_loss * weight).sum().backward()
-        losses.append(token_loss.detach())
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in pieces]
+    head, bias = lm_head.weight, lm_head.bias
+    grads, losses = [], []
+    with torch.no_grad():
+        for piece, target, weight in zip(
+            hidden.detach().split(chunk), targets.split(chunk), weights.split(chunk), strict=True
+        ):
+            logits = F.linear(piece, head, bias).float()
+            logsumexp = torch.logsumexp(logits, dim=-1)
+            rows = torch.arange(len(target), device=logits.device)
+            losses.append(logsumexp - logits[rows, target])
+            grad = logits.sub_(logsumexp[:, None]).exp_()  # the softmax, in place
+            grad[rows, target] -= 1.0
+            grad.mul_(weight[:, None])
+            grads.append(grad.to(head.dtype) @ head)
     hidden.backward(torch.cat(grads))
     return torch.cat(losses)
 

@@ -135,9 +135,10 @@ def test_pass_groups_stay_under_the_token_budget() -> None:
     assert [len(g) for g in passes(rows, 1)] == [1, 1, 1]  # a row too wide still runs alone
 
 
-def test_chunked_vocabulary_loss_has_the_plain_gradient() -> None:
+@pytest.mark.parametrize("bias", [False, True])
+def test_chunked_vocabulary_loss_has_the_plain_gradient(bias: bool) -> None:
     torch.manual_seed(0)
-    head = torch.nn.Linear(8, 50, bias=False).requires_grad_(False)
+    head = torch.nn.Linear(8, 50, bias=bias).requires_grad_(False)
     x = torch.randn(11, 8, requires_grad=True)
     targets = torch.randint(0, 50, (11,))
     weights = torch.rand(11)
