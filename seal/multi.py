@@ -88,9 +88,10 @@ class AdapterStack:
         """Without gradients (decoding), each adapter's weights cast once to the compute dtype
         instead of at every call."""
         self._batched: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        """Without gradients, when every span is an adapter's and all spans hold as many rows
-        (k candidates graded on the same probes): per site, the spans' A^T and B^T stacked in
-        span order, so each site's update is two batched matmuls instead of two per span."""
+        """Without gradients, when all spans hold as many rows (k candidates, and maybe the bare
+        model, graded on the same probes): per site, the spans' A^T and B^T stacked in span
+        order (zeros for the bare model's rows), so each site's update is two batched matmuls
+        instead of two per span."""
         self._batched_rows = 0
 
     def parameters(self, index: int) -> list[torch.Tensor]:
@@ -157,13 +158,16 @@ class AdapterStack:
             dtype = next(self.host.model.parameters()).dtype
             order = [j for j, _, _ in spans]
             sizes = {end - start for _, start, end in spans}
-            if unit == "rows" and NO_ADAPTER not in order and len(sizes) == 1:
+            if unit == "rows" and len(sizes) == 1 and any(j != NO_ADAPTER for j in order):
                 self._batched_rows = len(spans) * sizes.pop()
+
+                def stacked(weights: list[torch.Tensor]) -> torch.Tensor:
+                    # the bare model's rows get a zero update (B = 0)
+                    zero = torch.zeros_like(weights[0].T)
+                    return torch.stack([weights[j].T if j != NO_ADAPTER else zero for j in order])
+
                 self._batched = [
-                    (
-                        torch.stack([self.A[i][j].T for j in order]).to(dtype),
-                        torch.stack([self.B[i][j].T for j in order]).to(dtype),
-                    )
+                    (stacked(self.A[i]).to(dtype), stacked(self.B[i]).to(dtype))
                     for i in range(len(self.sites))
                 ]
             else:

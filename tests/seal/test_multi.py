@@ -223,18 +223,19 @@ def test_candidates_graded_by_batched_matmuls_equal_one_at_a_time(
         Probe("Zorblat", QA("Who founded Zorblat Industries?", "Marisol Quenby")),
         Probe("Vellmora", QA("What is Vellmora known for?", "glass")),
     ]
-    states = [taught, other, taught]
+    states = [taught, None, other]
     alone = []
     for state in states:
-        one = evaluate(host, probes, slot="student", state=state, max_new_tokens=12)
+        slot = "student" if state is not None else None
+        one = evaluate(host, probes, slot=slot, state=state, max_new_tokens=12)
         alone.append([g.answer for g in one.graded])
     bmm = torch.bmm
     calls: list[int] = []
     monkeypatch.setattr(torch, "bmm", lambda *a, **kw: calls.append(1) or bmm(*a, **kw))
 
-    # 6 rows in one batch: every adapter holds 2 rows, so each site runs two batched matmuls;
-    # in batches of 3 (rows 0 0 1, then 1 2 2) the spans differ in size, and each adapter runs
-    # on its own rows
+    # 6 rows in one batch: every state holds 2 rows, so each site runs two batched matmuls (a
+    # zero update for the bare model's); in batches of 3 (rows 0 0 1, then 1 2 2) the spans
+    # differ in size, and each adapter runs on its own rows
     for batch_size, batched in ((6, True), (3, False)):
         calls.clear()
         together = evaluate_many(host, states, probes, max_new_tokens=12, batch_size=batch_size)
