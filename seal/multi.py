@@ -480,7 +480,8 @@ def generate_many(
     states = [s for s, _ in requests if s is not None]
     sizes = [len(convs) for _, convs in requests]
     if len(states) == len(requests) and all(s is states[0] for s in states):
-        # one adapter for every row: folded into the weights (``host.merged``), no hooks
+        # one adapter for every row: ``generate`` runs it alone, no hooks (folded into the
+        # weights for replies long enough to pay for it, ``host.merged``)
         every = [c for _, convs in requests for c in convs]
         return _split(generate(host, every, config, slot=slot, state=states[0]), sizes)
     stack = AdapterStack(host, slot, states) if states else None
