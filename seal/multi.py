@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
 
-from seal.generation import Generation, SampleConfig, generate
+from seal.generation import FOLD_MIN_NEW_TOKENS, Generation, SampleConfig, generate
 from seal.grading import Evaluation, Graded, Probe, is_correct, question_messages
 from seal.lora import AdapterHost, AdapterState
 from seal.train import Example, TrainConfig, TrainResult, _batches, tokenize
@@ -479,9 +479,10 @@ def generate_many(
     requests in the same batches."""
     states = [s for s, _ in requests if s is not None]
     sizes = [len(convs) for _, convs in requests]
-    if len(states) == len(requests) and all(s is states[0] for s in states):
-        # one adapter for every row: ``generate`` runs it alone, no hooks (folded into the
-        # weights for replies long enough to pay for it, ``host.merged``)
+    one = len(states) == len(requests) and all(s is states[0] for s in states)
+    if one and config.max_new_tokens >= FOLD_MIN_NEW_TOKENS:
+        # one adapter for every row, and replies long enough to pay for folding it into the
+        # weights (``host.merged``): no hooks, and the slot itself is left as it was
         every = [c for _, convs in requests for c in convs]
         return _split(generate(host, every, config, slot=slot, state=states[0]), sizes)
     stack = AdapterStack(host, slot, states) if states else None
