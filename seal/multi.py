@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,8 @@ from seal.train import Example, TrainConfig, TrainResult, _batches, tokenize
 STUDENT = "student"
 NO_ADAPTER = -1
 """The owner of tokens that run through the bare base model."""
+
+T = TypeVar("T")
 
 Span = tuple[int, int, int]
 """(adapter index or NO_ADAPTER, start, end) over a flattened batch."""
@@ -484,7 +486,7 @@ def generate_many(
         # one adapter for every row, and replies long enough to pay for folding it into the
         # weights (``host.merged``): no hooks, and the slot itself is left as it was
         every = [c for _, convs in requests for c in convs]
-        return _split(generate(host, every, config, slot=slot, state=states[0]), sizes)
+        return split(generate(host, every, config, slot=slot, state=states[0]), sizes)
     stack = AdapterStack(host, slot, states) if states else None
     owners: list[int] = []
     conversations: list[list[dict[str, str]]] = []
@@ -505,11 +507,14 @@ def generate_many(
             yield
 
     flat = generate(host, conversations, config, slot=None, per_chunk=per_chunk)
-    return _split(flat, sizes)
+    return split(flat, sizes)
 
 
-def _split(flat: Sequence[Generation], sizes: Sequence[int]) -> list[list[Generation]]:
-    out, at = [], 0
+def split(flat: Sequence[T], sizes: Sequence[int]) -> list[list[T]]:
+    """``flat`` cut back into consecutive pieces of ``sizes`` items (results of requests that
+    ran in the same batches)."""
+    out: list[list[T]] = []
+    at = 0
     for size in sizes:
         out.append(list(flat[at : at + size]))
         at += size

@@ -41,6 +41,7 @@ from seal.knowledge import (
     write_self_edits_many,
 )
 from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
+from seal.multi import split
 from seal.selfedit import QA, Passage, choose_format, parse_items, training_sequences
 from service.settings import Settings
 from service.store.db import session_scope
@@ -404,12 +405,7 @@ def _evaluate_each(
 ) -> list[Evaluation]:
     """Each document's evaluation, all their probes graded in the same batches."""
     flat = _evaluate(host, state, [p for w in docs for p in _probes(w)], config).graded
-    out, at = [], 0
-    for work in docs:
-        n = len(work.passage.questions)
-        out.append(Evaluation(flat[at : at + n]))
-        at += n
-    return out
+    return [Evaluation(part) for part in split(flat, [len(w.passage.questions) for w in docs])]
 
 
 def _merge(evaluations: list[Evaluation]) -> Evaluation:
