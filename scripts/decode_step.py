@@ -1,7 +1,9 @@
 """Milliseconds per decoding step of the default model: bare, wrapped by PEFT with the adapter
 disabled, with a teacher adapter in its PEFT slot, and with the same adapter folded into the
-weights (``AdapterHost.merged``, what ``generate`` does); in float32 and bf16 (or the dtypes
-named).
+weights (``AdapterHost.merged``, what ``generate`` does); the bare model again with the
+vocabulary head of few rows computed as ``W x^T`` (``narrow_head``, what ``generate`` does in
+float32 on a CPU); in float32 and bf16 (or the dtypes named). ``PROMPTS=N`` in the environment
+sets the rows.
 
 Five prompts sampled together for 64 tokens, two trials each, after a short warm-up:
 
@@ -10,18 +12,20 @@ Five prompts sampled together for 64 tokens, two trials each, after a short warm
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 import torch
 
+from seal.generation import narrow_head
 from seal.knowledge import STUDENT, TEACHER
 from seal.lora import AdapterHost
 from seal.modeling import load_model
 from service.settings import Settings
 from worker.runtime import student_spec, teacher_spec
 
-PROMPTS = 5
+PROMPTS = int(os.environ.get("PROMPTS", "5"))
 TOKENS = 64
 
 
@@ -57,6 +61,8 @@ def main() -> None:
             settings.student_model, settings.resolved_model_cache_dir, device="cpu", dtype=dtype
         )
         bench(loaded.model, loaded.tokenizer, f"{dtype} bare")
+        with narrow_head(loaded.model):
+            bench(loaded.model, loaded.tokenizer, f"{dtype} bare, narrow head")
         host = AdapterHost(
             loaded, {STUDENT: student_spec(settings), TEACHER: teacher_spec(settings)}
         )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
+from torch import nn
+
 from seal import generation
 from seal.generation import SampleConfig, generate
 from seal.grading import question_messages
@@ -122,3 +125,54 @@ def test_an_adapter_folded_into_the_weights_replies_as_its_slot_does(
     assert folds == ["student"], "a shorter reply than the threshold runs the slot"
     assert [g.text for g in folded] == [g.text for g in in_slot]
     assert folded[0].text.startswith("Marisol Quenby")
+
+
+class _Head(nn.Module):
+    def __init__(self, bias: bool) -> None:
+        super().__init__()
+        self.head = nn.Linear(16, 40, bias=bias)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.head
+
+
+def test_a_narrow_head_computes_what_f_linear_does_and_is_put_back() -> None:
+    torch.manual_seed(0)
+    for bias in (False, True):
+        model = _Head(bias)
+        few, many = torch.randn(5, 1, 16), torch.randn(generation.NARROW_ROWS + 1, 16)
+        with torch.inference_mode():
+            expected = model.head(few), model.head(many)
+            with generation.narrow_head(model):
+                assert "forward" in vars(model.head)
+                got = model.head(few), model.head(many)
+        assert "forward" not in vars(model.head)
+        for a, b in zip(got, expected, strict=True):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b)
+        with generation.narrow_head(model):  # with gradients: the plain layer, and its graph
+            x = torch.randn(3, 16, requires_grad=True)
+            model.head(x).sum().backward()
+        assert x.grad is not None and model.head.weight.grad is not None
+
+
+def test_decoding_runs_the_narrow_head_for_few_rows_and_replies_the_same(
+    tiny_host, monkeypatch
+) -> None:
+    head = tiny_host.model.get_output_embeddings()
+    narrow_rows: list[int] = []
+
+    def spy(module, args, output) -> None:
+        if "forward" in vars(module) and args[0].numel() // args[0].shape[-1] <= 2:
+            narrow_rows.append(args[0].shape[0])
+
+    handle = head.register_forward_hook(spy)
+    try:
+        narrow = generate(tiny_host, CHATS, GREEDY)
+        assert narrow_rows, "decoding steps of two rows took the narrow head"
+        monkeypatch.setattr(generation, "NARROW_ROWS", 0)
+        plain = generate(tiny_host, CHATS, GREEDY)
+    finally:
+        handle.remove()
+    assert narrow == plain
+    assert "forward" not in vars(head)
