@@ -176,3 +176,28 @@ def test_decoding_runs_the_narrow_head_for_few_rows_and_replies_the_same(
         handle.remove()
     assert narrow == plain
     assert "forward" not in vars(head)
+
+
+def test_k_samples_of_a_prompt_share_one_prefill_and_sample_as_generate_does(
+    tiny_host, monkeypatch
+) -> None:
+    config = replace(SAMPLED, batch_size=9)
+    embed = tiny_host.model.get_input_embeddings()
+    shapes: list[tuple[int, int]] = []
+    handle = embed.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
+    try:
+        once = generate(tiny_host, CHATS, config, num_return_sequences=3)
+        width = shapes[0][1] + 1
+        assert shapes[0] == (len(CHATS), width - 1), "every prompt but its last token, once"
+        assert shapes[1:] == [(3 * len(CHATS), 1)] * SAMPLED.max_new_tokens
+        shapes.clear()
+        monkeypatch.setattr(
+            generation,
+            "_generate_from_one_prefill",
+            lambda model, enc, copies, kw: model.generate(**enc, **kw),
+        )
+        per_copy = generate(tiny_host, CHATS, config, num_return_sequences=3)
+    finally:
+        handle.remove()
+    assert shapes[0] == (3 * len(CHATS), width), "generate itself prefills every copy"
+    assert once == per_copy
