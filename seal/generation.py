@@ -140,7 +140,7 @@ def generate(
                 kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
-            if num_return_sequences > 1 and per_chunk is None:
+            if num_return_sequences > 1 and per_chunk is None and enc["input_ids"].shape[1] > 1:
                 seqs = _generate_from_one_prefill(model, enc, num_return_sequences, kwargs)
             else:
                 with per_chunk(start, start + len(chunk)) if per_chunk else nullcontext():
@@ -169,9 +169,7 @@ def _generate_from_one_prefill(
     (the last token, then the copies' samples). The samples draw the same random numbers as
     ``num_return_sequences`` would; a 260-token self-edit prompt prefilled for k=5 copies took
     5x as long as for one (README, "One prefill for the k samples of a prompt")."""
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    if ids.shape[1] < 2:
-        return model.generate(**enc, **{**kwargs, "num_return_sequences": copies})
+    ids, mask = enc["input_ids"], enc["attention_mask"]  # prompts of two tokens or more
     # left padding: positions count the prompt's own tokens, as ``generate`` computes them
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
