@@ -187,8 +187,8 @@ def test_k_samples_of_a_prompt_share_one_prefill_and_sample_as_generate_does(
     handle = embed.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
     try:
         once = generate(tiny_host, CHATS, config, num_return_sequences=3)
-        width = shapes[0][1] + 1
-        assert shapes[0] == (len(CHATS), width - 1), "every prompt but its last token, once"
+        prefill_rows, prefill_tokens = shapes[0]
+        assert prefill_rows == len(CHATS), "every prompt once"
         assert shapes[1:] == [(3 * len(CHATS), 1)] * SAMPLED.max_new_tokens
         shapes.clear()
         monkeypatch.setattr(
@@ -199,5 +199,7 @@ def test_k_samples_of_a_prompt_share_one_prefill_and_sample_as_generate_does(
         per_copy = generate(tiny_host, CHATS, config, num_return_sequences=3)
     finally:
         handle.remove()
-    assert shapes[0] == (3 * len(CHATS), width), "generate itself prefills every copy"
+    assert shapes[0] == (3 * len(CHATS), prefill_tokens + 1), (
+        "generate itself prefills every copy, with the last prompt token that ours left over"
+    )
     assert once == per_copy
