@@ -109,6 +109,10 @@ class ConditionResult:
     self_edits: list[SelfEdits] = field(default_factory=list)
     final_losses: list[float] = field(default_factory=list)
     """The last epoch's training loss of each adapter trained for this condition."""
+    epochs: list[int] = field(default_factory=list)
+    """The epochs each adapter ran (fewer than configured when it stopped early)."""
+    train_tokens: int = 0
+    """Tokens that entered the training loss, all adapters and epochs."""
     train_seconds: float = 0.0
 
     @property
@@ -129,6 +133,8 @@ class ConditionResult:
 
     def add_trained(self, trained: TrainResult) -> None:
         self.final_losses.extend(trained.losses[-1:])
+        self.epochs.append(len(trained.losses))
+        self.train_tokens += trained.tokens
         self.train_seconds += trained.seconds
 
 

@@ -57,6 +57,8 @@ def condition_json(row: ConditionResult) -> dict[str, Any]:
         "accuracy": _round(row.accuracy),
         "ci95": [_round(low), _round(high)],
         "train_seconds": _round(row.train_seconds),
+        "train_tokens": row.train_tokens,
+        "epochs": row.epochs,
         "final_loss": _round(sum(losses) / len(losses)) if losses else None,
         "self_edits": [asdict(s) for s in row.self_edits],
         "answers": [asdict(a) for a in row.answers],

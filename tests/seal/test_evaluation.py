@@ -129,6 +129,10 @@ def test_single_mode_grades_every_question_of_every_condition(
     assert not by_name["base"].final_losses and not by_name["passage"].self_edits
     assert len(by_name["passage"].final_losses) == 2
     assert len(by_name["supplied"].final_losses) == 1
+    # every trained adapter's epochs and tokens are counted, nothing for the untrained base
+    assert by_name["base"].epochs == [] and by_name["base"].train_tokens == 0
+    assert by_name["passage"].epochs == [CONFIG.train.epochs] * 2  # no early stop here
+    assert by_name["passage"].train_tokens > 0
     edits = by_name["base-teacher"].self_edits
     assert [(e.passage, e.title) for e in edits] == [(0, ZORBLAT.title), (1, VELLMORA.title)]
     assert all(len(e.texts) == 1 and e.texts[0].startswith("1. ") for e in edits)
@@ -158,6 +162,11 @@ def test_single_mode_grades_every_question_of_every_condition(
         assert [(a["passage"], a["title"], a["question"], a["gold"]) for a in answers] == expected
         assert all(isinstance(a["answer"], str) and isinstance(a["correct"], bool) for a in answers)
         assert condition["correct"] == sum(a["correct"] for a in answers)
+        trained = by_name[condition["name"]]
+        assert (condition["epochs"], condition["train_tokens"]) == (
+            trained.epochs,
+            trained.train_tokens,
+        )
         low, high = condition["ci95"]
         assert 0 <= low <= condition["accuracy"] <= high <= 1
     assert is_png(tmp_path / "accuracy.png")
