@@ -1,0 +1,70 @@
+"""How the inner loop's learning rate trades training tokens for answers: the untrained teacher
+writes k=5 self-edits for each of the first N passages of dev.json (once, shared by every
+rate), then, for each learning rate, the k candidates of each passage train together with the
+service's settings (``SEAL_STOP_LOSS`` and the rest) and are graded on the passage's
+questions. One line per rate: training tokens per candidate, the epochs each candidate ran
+before the early stop, training seconds, and the questions answered over all candidates.
+
+    .venv/bin/python scripts/learning_rate.py --passages 2 1e-3 2e-3 3e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("rates", nargs="+", type=float, help="learning rates to compare")
+    parser.add_argument("--passages", type=int, default=2, help="first passages of dev.json")
+    parser.add_argument("--k", type=int, default=5, help="self-edits per passage")
+    args = parser.parse_args()
+
+    from seal.bench import sample_self_edits
+    from seal.knowledge import probes_of
+    from seal.multi import evaluate_many, train_many
+    from seal.selfedit import parse_items, training_sequences
+    from sealctl.cli import load_passages
+    from service.settings import Settings
+    from worker.runtime import inner_loop_config, student_host
+
+    settings = Settings()
+    host = student_host(settings)
+    config = inner_loop_config(settings)
+    docs = [p for p in load_passages(DATA) if p.questions][: args.passages]
+    texts, _ = sample_self_edits(host, docs, config, args.k, together=True)
+    sets = [
+        [training_sequences(doc, parse_items(t, config.format)) for t in own]
+        for doc, own in zip(docs, texts, strict=True)
+    ]
+    for rate in args.rates:
+        train = replace(config.train, learning_rate=rate)
+        tokens = correct = asked = 0
+        seconds = 0.0
+        epochs: list[int] = []
+        for doc, candidates in zip(docs, sets, strict=True):
+            started = time.perf_counter()
+            results = train_many(host, candidates, train, init=None)
+            seconds += time.perf_counter() - started
+            graded = evaluate_many(
+                host, [r.state for r in results], probes_of(doc), config.answer_max_tokens
+            )
+            tokens += sum(r.tokens for r in results)
+            epochs += [len(r.losses) for r in results]
+            correct += sum(e.correct for e in graded)
+            asked += sum(len(e.graded) for e in graded)
+        print(
+            f"learning rate {rate:g} ({host.loaded.model.dtype}, stop loss {train.stop_loss:g}): "
+            f"{tokens / len(epochs):.0f} training tokens per candidate, epochs {epochs}, "
+            f"training {seconds:.0f} s, {correct}/{asked} answers correct",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
