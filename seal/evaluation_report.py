@@ -102,12 +102,24 @@ def sequential_json(report: ForgettingReport, settings: dict[str, Any]) -> dict[
 
 
 def knowledge_table(report: KnowledgeReport) -> str:
-    lines = [f"{'condition':<14} {'accuracy':>8} {'correct/questions':>18}  95% CI (Wilson)"]
+    """One line per condition: accuracy with its interval, then what its adapters trained
+    (tokens in the loss, mean epochs run, seconds); dashes for the untrained ``base``."""
+    lines = [
+        f"{'condition':<14} {'accuracy':>8} {'correct/questions':>18}  {'95% CI (Wilson)':<16}"
+        f" {'trained tokens':>14} {'epochs':>6} {'train s':>8}"
+    ]
     for row in report.conditions:
         low, high = row.interval
+        if row.epochs:
+            trained = (
+                f" {row.train_tokens:>14} {sum(row.epochs) / len(row.epochs):>6.1f}"
+                f" {row.train_seconds:>8.1f}"
+            )
+        else:
+            trained = f" {'-':>14} {'-':>6} {'-':>8}"
         lines.append(
             f"{row.name:<14} {row.accuracy:>8.3f} {f'{row.correct}/{row.questions}':>18}"
-            f"  [{low:.3f}, {high:.3f}]"
+            f"  {f'[{low:.3f}, {high:.3f}]':<16}{trained}"
         )
     return "\n".join(lines)
 

@@ -172,6 +172,14 @@ def test_single_mode_grades_every_question_of_every_condition(
     assert is_png(tmp_path / "accuracy.png")
     table = knowledge_table(report).splitlines()
     assert table[1].startswith("base") and table[4].startswith("supplied") and "/2" in table[4]
+    # what each condition trained: nothing for base, its tokens and epochs for the others
+    assert table[1].split()[-3:] == ["-", "-", "-"]
+    passage_row = table[2].split()
+    assert passage_row[0] == "passage"
+    assert passage_row[-3:-1] == [
+        str(by_name["passage"].train_tokens),
+        f"{CONFIG.train.epochs:.1f}",
+    ]
 
 
 def test_batch_mode_trains_one_adapter_per_condition(host: AdapterHost) -> None:
