@@ -30,7 +30,7 @@ from seal.generation import SampleConfig
 from seal.knowledge import InnerLoopConfig, Teacher
 from seal.lora import AdapterHost
 from seal.selfedit import QA, Passage, training_sequences
-from seal.train import TrainConfig
+from seal.train import TrainConfig, tokenize
 from tests.seal.conftest import SPEC, load_tiny
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -132,7 +132,13 @@ def test_single_mode_grades_every_question_of_every_condition(
     # every trained adapter's epochs and tokens are counted, nothing for the untrained base
     assert by_name["base"].epochs == [] and by_name["base"].train_tokens == 0
     assert by_name["passage"].epochs == [CONFIG.train.epochs] * 2  # no early stop here
-    assert by_name["passage"].train_tokens > 0
+    # the passage row trains each passage's one sequence (title, text, EOS) every epoch: every
+    # token but the first enters the loss
+    assert by_name["passage"].train_tokens == CONFIG.train.epochs * sum(
+        len(ex.ids) - 1
+        for p in (ZORBLAT, VELLMORA)
+        for ex in tokenize(host, training_sequences(p, []), CONFIG.train.max_seq_len)
+    )
     edits = by_name["base-teacher"].self_edits
     assert [(e.passage, e.title) for e in edits] == [(0, ZORBLAT.title), (1, VELLMORA.title)]
     assert all(len(e.texts) == 1 and e.texts[0].startswith("1. ") for e in edits)
