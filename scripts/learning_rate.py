@@ -11,7 +11,6 @@ before the early stop, training seconds, and the questions answered over all can
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,9 +25,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from seal.bench import sample_self_edits
-    from seal.knowledge import probes_of
-    from seal.multi import evaluate_many, train_many
-    from seal.selfedit import parse_items, training_sequences
+    from seal.grading import Evaluation
+    from seal.knowledge import score_candidates
     from sealctl.cli import load_passages
     from service.settings import Settings
     from worker.runtime import inner_loop_config, student_host
@@ -38,26 +36,23 @@ def main() -> None:
     config = inner_loop_config(settings)
     docs = [p for p in load_passages(DATA) if p.questions][: args.passages]
     texts, _ = sample_self_edits(host, docs, config, args.k, together=True)
-    sets = [
-        [training_sequences(doc, parse_items(t, config.format)) for t in own]
-        for doc, own in zip(docs, texts, strict=True)
-    ]
     for rate in args.rates:
         train = replace(config.train, learning_rate=rate)
         tokens = correct = asked = 0
         seconds = 0.0
         epochs: list[int] = []
-        for doc, candidates in zip(docs, sets, strict=True):
-            started = time.perf_counter()
-            results = train_many(host, candidates, train, init=None)
-            seconds += time.perf_counter() - started
-            graded = evaluate_many(
-                host, [r.state for r in results], probes_of(doc), config.answer_max_tokens
-            )
-            tokens += sum(r.tokens for r in results)
-            epochs += [len(r.losses) for r in results]
-            correct += sum(e.correct for e in graded)
-            asked += sum(len(e.graded) for e in graded)
+        for doc, own in zip(docs, texts, strict=True):
+            # the service's inner loop: the k candidates trained together, then graded together
+            # (the reward's baseline does not matter here)
+            for c in score_candidates(
+                host, doc, own, replace(config, train=train), init=None, baseline=Evaluation([])
+            ):
+                assert c.trained is not None and c.evaluation is not None
+                tokens += c.trained.tokens
+                seconds += c.trained.seconds  # each candidate's share of the joint training
+                epochs.append(len(c.trained.losses))
+                correct += c.evaluation.correct
+                asked += len(c.evaluation.graded)
         print(
             f"learning rate {rate:g} ({host.loaded.model.dtype}, stop loss {train.stop_loss:g}): "
             f"{tokens / len(epochs):.0f} training tokens per candidate, epochs {epochs}, "
