@@ -93,6 +93,10 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", help="default, compiled or pack=W")
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
+    for variant in args.variants:
+        width = variant.removeprefix("pack=")
+        if variant not in ("default", "compiled") and not (width != variant and width.isdigit()):
+            parser.error(f"unknown variant {variant!r}: default, compiled or pack=W (W a number)")
 
     from seal.multi import train_many
     from seal.selfedit import training_sequences
@@ -116,29 +120,27 @@ def main() -> None:
             patch = compiled_pieces()
         elif variant.startswith("pack="):
             config = replace(base, pack_tokens=int(variant.removeprefix("pack=")))
-        elif variant != "default":
-            raise SystemExit(f"unknown variant {variant!r}: default, compiled or pack=W")
         with patch:
             started = time.perf_counter()
             results = train_many(host, sets, config, init=None)
             return time.perf_counter() - started, results
 
     run("default")  # warm-up
-    first: dict[str, Any] = {}
+    first_adapter: dict[str, Any] = {}  # each variant's first candidate, from its last trial
     for trial in range(args.trials):
         for variant in args.variants:
             seconds, results = run(variant)
             tokens = sum(r.tokens for r in results)
-            first[variant] = results[0].state
+            first_adapter[variant] = results[0].state
             print(
                 f"trial {trial + 1} {variant} ({host.loaded.model.dtype}): {seconds:.1f} s, "
                 f"{tokens} tokens, {tokens / seconds:.1f} tokens/s, "
                 f"last epoch loss {results[0].losses[-1]:.4f}",
                 flush=True,
             )
-    reference = first[args.variants[0]]
+    reference = first_adapter[args.variants[0]]
     for variant in args.variants[1:]:
-        gap = max((first[variant][k] - reference[k]).abs().max().item() for k in reference)
+        gap = max((first_adapter[variant][k] - reference[k]).abs().max().item() for k in reference)
         print(f"{variant}: largest weight difference from {args.variants[0]}: {gap:.2e}")
 
 
