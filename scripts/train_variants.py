@@ -20,6 +20,7 @@ each variant's first adapter is from the first variant's (the largest weight dif
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -94,8 +95,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
     for variant in args.variants:
-        width = variant.removeprefix("pack=")
-        if variant not in ("default", "compiled") and not (width != variant and width.isdigit()):
+        if not re.fullmatch(r"default|compiled|pack=\d+", variant):
             parser.error(f"unknown variant {variant!r}: default, compiled or pack=W (W a number)")
 
     from seal.multi import train_many
