@@ -98,6 +98,14 @@ class ApiKeyCreated(BaseModel):
     api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
+class ApiKeyPublic(_Public):
+    id: str
+    tenant_id: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    created_at: datetime
+    revoked_at: datetime | None = Field(description="null while the key is valid.")
+
+
 # --- documents ------------------------------------------------------------------------------
 class QuestionAnswer(_Create):
     question: str = Field(min_length=1, max_length=MAX_QA_CHARS)

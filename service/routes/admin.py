@@ -11,6 +11,7 @@ from service.routes.adapters import adapter_public
 from service.routes.teachers import teacher_public
 from service.schemas import (
     ApiKeyCreated,
+    ApiKeyPublic,
     RollbackRequest,
     RollbackResult,
     TeacherRollbackRequest,
@@ -75,6 +76,28 @@ def create_key(tenant_id: str, session: SessionDep, _admin: AdminDep) -> ApiKeyC
     tenant = _tenant_or_404(session, tenant_id)
     key, plain = tenant_repo.create_api_key(session, tenant_id=tenant.id)
     return ApiKeyCreated(id=key.id, tenant_id=tenant.id, prefix=key.prefix, api_key=plain)
+
+
+@router.get("/admin/tenants/{tenant_id}/keys", response_model=list[ApiKeyPublic])
+def list_keys(tenant_id: str, session: SessionDep, _admin: AdminDep) -> list[ApiKeyPublic]:
+    """A tenant's API keys, revoked ones included (only their prefixes: a key is shown once,
+    when it is made)."""
+    tenant = _tenant_or_404(session, tenant_id)
+    return [
+        ApiKeyPublic.model_validate(k)
+        for k in tenant_repo.list_api_keys(session, tenant_id=tenant.id)
+    ]
+
+
+@router.delete("/admin/tenants/{tenant_id}/keys/{key_id}", response_model=ApiKeyPublic)
+def revoke_key(tenant_id: str, key_id: str, session: SessionDep, _admin: AdminDep) -> ApiKeyPublic:
+    """Revoke a key: from the next request on it answers 401. Revoking a revoked key changes
+    nothing (its first revocation time stays)."""
+    tenant = _tenant_or_404(session, tenant_id)
+    key = tenant_repo.get_api_key(session, tenant_id=tenant.id, key_id=key_id)
+    if key is None:
+        raise NotFound(f"tenant {tenant.name!r} has no API key {key_id}")
+    return ApiKeyPublic.model_validate(tenant_repo.revoke_api_key(session, key=key))
 
 
 @router.post("/admin/tenants/{tenant_id}/rollback", response_model=RollbackResult)

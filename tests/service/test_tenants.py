@@ -160,3 +160,80 @@ def test_update_tenant_errors(
         assert response.status_code == 401
     session.expire_all()
     assert (tenant.self_edit_format, tenant.update_schedule) == (None, None)
+
+
+def test_list_and_revoke_keys(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    tenant, first = make_tenant(session, name="rotating")
+    _other, other_key = make_tenant(session, name="bystander")
+    second = client.post(f"/v1/admin/tenants/{tenant.id}/keys", headers=admin_headers).json()
+
+    listed = client.get(f"/v1/admin/tenants/{tenant.id}/keys", headers=admin_headers)
+    assert listed.status_code == 200, listed.text
+    keys = listed.json()
+    assert [k["prefix"] for k in keys] == [first[:12], second["api_key"][:12]]
+    assert all(k["revoked_at"] is None and k["tenant_id"] == tenant.id for k in keys)
+    assert all("api_key" not in k and "key_hash" not in k for k in keys)
+    first_id = keys[0]["id"]
+
+    revoked = client.delete(f"/v1/admin/tenants/{tenant.id}/keys/{first_id}", headers=admin_headers)
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["id"] == first_id
+    assert revoked.json()["revoked_at"] is not None
+    # the revoked key is refused at once; the tenant's other key and other tenants' keys work
+    response = client.get("/v1/documents", headers=auth(first))
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+    assert client.get("/v1/documents", headers=auth(second["api_key"])).status_code == 200
+    assert client.get("/v1/documents", headers=auth(other_key)).status_code == 200
+
+    # revoking again changes nothing, and the list shows which key is revoked
+    again = client.delete(f"/v1/admin/tenants/{tenant.id}/keys/{first_id}", headers=admin_headers)
+    assert again.status_code == 200
+    assert again.json()["revoked_at"] == revoked.json()["revoked_at"]
+    states = {
+        k["id"]: k["revoked_at"]
+        for k in client.get(f"/v1/admin/tenants/{tenant.id}/keys", headers=admin_headers).json()
+    }
+    assert states == {first_id: revoked.json()["revoked_at"], second["id"]: None}
+
+
+def test_revoke_key_errors(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    tenant, key = make_tenant(session)
+    other, _other_key = make_tenant(session)
+    other_key_id = client.get(f"/v1/admin/tenants/{other.id}/keys", headers=admin_headers).json()[
+        0
+    ]["id"]
+    # another tenant's key is not found under this tenant, and stays valid
+    response = client.delete(
+        f"/v1/admin/tenants/{tenant.id}/keys/{other_key_id}", headers=admin_headers
+    )
+    assert response.status_code == 404
+    assert other_key_id in response.json()["error"]["message"]
+    assert (
+        client.get(f"/v1/admin/tenants/{other.id}/keys", headers=admin_headers).json()[0][
+            "revoked_at"
+        ]
+        is None
+    )
+    assert (
+        client.delete("/v1/admin/tenants/no-such-tenant/keys/x", headers=admin_headers).status_code
+        == 404
+    )
+    assert (
+        client.get("/v1/admin/tenants/no-such-tenant/keys", headers=admin_headers).status_code
+        == 404
+    )
+    # a tenant cannot list or revoke keys, not even its own
+    key_id = client.get(f"/v1/admin/tenants/{tenant.id}/keys", headers=admin_headers).json()[0][
+        "id"
+    ]
+    assert client.get(f"/v1/admin/tenants/{tenant.id}/keys", headers=auth(key)).status_code == 401
+    assert (
+        client.delete(f"/v1/admin/tenants/{tenant.id}/keys/{key_id}", headers=auth(key)).status_code
+        == 401
+    )
+    assert client.get("/v1/documents", headers=auth(key)).status_code == 200

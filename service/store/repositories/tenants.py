@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.store.base import utcnow
 from service.store.models import ApiKey, Tenant
 
 KEY_PREFIX = "seal-"
@@ -67,6 +68,27 @@ def create_api_key(session: Session, *, tenant_id: str) -> tuple[ApiKey, str]:
     session.add(row)
     session.flush()
     return row, key
+
+
+def list_api_keys(session: Session, *, tenant_id: str) -> list[ApiKey]:
+    """A tenant's keys, revoked ones included, oldest first."""
+    stmt = (
+        select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.created_at, ApiKey.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def get_api_key(session: Session, *, tenant_id: str, key_id: str) -> ApiKey | None:
+    """One of a tenant's keys by id (None for another tenant's key)."""
+    return session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == tenant_id))
+
+
+def revoke_api_key(session: Session, *, key: ApiKey) -> ApiKey:
+    """Revoke a key from now on; a key already revoked keeps its first revocation time."""
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
 
 
 def tenant_for_api_key(session: Session, *, key: str) -> Tenant | None:
