@@ -145,6 +145,14 @@ class DocumentDetail(DocumentPublic):
     questions: list[ProbeQuestionPublic]
 
 
+class DocumentDeleted(DocumentPublic):
+    learned_version: int | None = Field(
+        description="The adapter version that learned the document, if one did: that version "
+        "and the versions trained from it still hold what they learned (roll back to an "
+        "earlier version to serve a model without it)."
+    )
+
+
 # --- feedback -------------------------------------------------------------------------------
 class FeedbackCreate(_Create):
     question: str | None = Field(None, min_length=1, max_length=MAX_QA_CHARS)

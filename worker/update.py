@@ -156,10 +156,11 @@ def _snapshot(
     session: Session, runtime: Runtime, tenant_id: str, job_id: str, params: dict
 ) -> Snapshot:
     settings = runtime.settings
+    # first, so that a document is either claimed here or deleted by the API, never both
+    pending = document_repo.claim_pending_documents(session, tenant_id=tenant_id)
     tenant = tenant_repo.get_tenant(session, tenant_id=tenant_id)
     assert tenant is not None
     active = adapter_repo.active_adapter(session, tenant_id=tenant_id)
-    pending = document_repo.list_pending_documents(session, tenant_id=tenant_id)
     probes = document_repo.probe_questions_for_documents(
         session, document_ids=[d.id for d in pending]
     )
@@ -170,9 +171,6 @@ def _snapshot(
         )
         for d in pending
     ]
-    document_repo.set_document_status(
-        session, document_ids=[w.id for w in works], status=DocumentStatus.learning
-    )
     state = None
     if active is not None and active.artifact_uri:
         state = load_adapter(Path(active.artifact_uri), expected_checksum=active.checksum)

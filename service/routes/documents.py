@@ -8,16 +8,18 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.exc import IntegrityError
 
 from service.deps import CurrentTenant, SessionDep
-from service.errors import NotFound
+from service.errors import Conflict, NotFound
 from service.schemas import (
     DocumentCreate,
+    DocumentDeleted,
     DocumentDetail,
     DocumentPublic,
     Page,
     ProbeQuestionPublic,
 )
-from service.store.models import Document, DocumentStatus, ProbeSource
+from service.store.models import AdapterVersion, Document, DocumentStatus, ProbeSource
 from service.store.repositories import documents as document_repo
+from service.store.repositories import jobs as job_repo
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -107,3 +109,35 @@ def get_document(document_id: str, session: SessionDep, tenant: CurrentTenant) -
     if document is None:
         raise NotFound(f"document {document_id} not found")
     return _detail(document)
+
+
+@router.delete("/{document_id}", response_model=DocumentDeleted)
+def delete_document(
+    document_id: str, session: SessionDep, tenant: CurrentTenant
+) -> DocumentDeleted:
+    """Delete a document with its probe questions, self-edits and their rewards; later updates
+    no longer rehearse it. A document being learned answers 409 until its update ends. What an
+    adapter version already learned from it stays in that version's weights."""
+    document = document_repo.get_document(session, tenant_id=tenant.id, document_id=document_id)
+    if document is None:
+        raise NotFound(f"document {document_id} not found")
+    version = (
+        session.get(AdapterVersion, document.learned_version_id)
+        if document.learned_version_id
+        else None
+    )
+    deleted = DocumentDeleted(
+        **DocumentPublic.model_validate(document).model_dump(),
+        learned_version=version.number if version else None,
+    )
+    if not document_repo.delete_document(session, tenant_id=tenant.id, document_id=document_id):
+        if document_repo.document_status(session, document_id=document_id) is None:
+            raise NotFound(f"document {document_id} not found")  # deleted meanwhile
+        job = job_repo.get_open_update_job(session, tenant_id=tenant.id)
+        by = f"update job {job.id}" if job else "an update"
+        cancel = f" (or cancel it: POST /v1/jobs/{job.id}/cancel)" if job else ""
+        raise Conflict(
+            f"document {document_id} is being learned by {by}; delete it when the job "
+            f"has ended{cancel}"
+        )
+    return deleted

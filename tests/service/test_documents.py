@@ -1,8 +1,31 @@
+import threading
+
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from service.store.models import DocumentStatus
-from tests.factories import auth, make_document, make_tenant
+from service.store.db import make_sessionmaker, session_scope
+from service.store.models import (
+    AdapterVersion,
+    Document,
+    DocumentStatus,
+    Feedback,
+    ProbeQuestion,
+    Reward,
+    SelfEdit,
+    Tenant,
+    VersionStatus,
+)
+from service.store.repositories import documents as document_repo
+from tests.factories import (
+    auth,
+    make_adapter_version,
+    make_document,
+    make_job,
+    make_reward,
+    make_self_edit,
+    make_tenant,
+)
 
 DOC = {
     "title": "Atlantis",
@@ -114,3 +137,151 @@ def test_documents_need_a_key(client: TestClient) -> None:
     response = client.post("/v1/documents", json=DOC)
     assert response.status_code == 401
     assert response.json()["error"]["message"].startswith("missing API key")
+
+
+def _count(session: Session, model: type, **where: object) -> int:
+    clauses = [getattr(model, name) == value for name, value in where.items()]
+    return session.scalar(select(func.count()).select_from(model).where(*clauses)) or 0
+
+
+def test_delete_a_pending_document_with_what_was_derived_from_it(
+    client: TestClient, session: Session
+) -> None:
+    tenant, key = make_tenant(session)
+    document_id = client.post("/v1/documents", json=DOC, headers=auth(key)).json()["id"]
+    kept = make_document(session, tenant, questions=[("Other?", "other")])
+    feedback = client.post(
+        "/v1/feedback",
+        json={"document_id": document_id, "question": "Did it sink?", "answer": "yes"},
+        headers=auth(key),
+    ).json()
+    document = session.get(Document, document_id)
+    assert document is not None
+    make_reward(session, make_self_edit(session, document), value=0.5)
+    make_reward(session, make_self_edit(session, kept), value=0.25)
+    assert _count(session, ProbeQuestion, document_id=document_id) == 2
+
+    response = client.delete(f"/v1/documents/{document_id}", headers=auth(key))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["id"], body["title"], body["status"]) == (document_id, "Atlantis", "pending")
+    assert body["learned_version"] is None
+
+    session.expire_all()
+    assert client.get(f"/v1/documents/{document_id}", headers=auth(key)).status_code == 404
+    for model in (ProbeQuestion, SelfEdit, Reward):
+        assert _count(session, model, document_id=document_id) == 0, model
+    # the feedback stays (it is the tenant's own record), no longer linked to the document
+    row = session.get(Feedback, feedback["id"])
+    assert row is not None and row.document_id is None and row.probe_question_id is None
+    # the other document and what came from it are untouched
+    assert _count(session, ProbeQuestion, document_id=kept.id) == 1
+    assert _count(session, Reward, document_id=kept.id) == 1
+    # deleting again is a 404, and the same content can be added again as a new document
+    again = client.delete(f"/v1/documents/{document_id}", headers=auth(key))
+    assert again.status_code == 404
+    assert document_id in again.json()["error"]["message"]
+    readded = client.post("/v1/documents", json=DOC, headers=auth(key))
+    assert readded.status_code == 201
+    assert readded.json()["id"] != document_id
+
+
+def test_delete_a_learned_document_names_the_version_that_learned_it(
+    client: TestClient, session: Session
+) -> None:
+    tenant, key = make_tenant(session)
+    version = make_adapter_version(session, tenant, status=VersionStatus.active)
+    document = make_document(session, tenant, status=DocumentStatus.learned)
+    document.learned_version_id = version.id
+    session.flush()
+    response = client.delete(f"/v1/documents/{document.id}", headers=auth(key))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "learned"
+    assert response.json()["learned_version"] == version.number
+    # the adapter version keeps its weights: deleting a document retrains nothing
+    session.expire_all()
+    kept = session.get(AdapterVersion, version.id)
+    assert kept is not None and kept.status == VersionStatus.active
+
+
+def test_a_document_being_learned_cannot_be_deleted(client: TestClient, session: Session) -> None:
+    tenant, key = make_tenant(session)
+    document = make_document(session, tenant, status=DocumentStatus.learning)
+    job = make_job(session, tenant)
+    response = client.delete(f"/v1/documents/{document.id}", headers=auth(key))
+    assert response.status_code == 409
+    message = response.json()["error"]["message"]
+    assert job.id in message and f"/v1/jobs/{job.id}/cancel" in message
+    assert _count(session, Document, id=document.id) == 1
+
+
+def test_another_tenants_document_cannot_be_deleted(client: TestClient, session: Session) -> None:
+    owner, _owner_key = make_tenant(session)
+    _other, other_key = make_tenant(session)
+    document = make_document(session, owner)
+    response = client.delete(f"/v1/documents/{document.id}", headers=auth(other_key))
+    assert response.status_code == 404
+    assert _count(session, Document, id=document.id) == 1
+    assert client.delete(f"/v1/documents/{document.id}").status_code == 401
+
+
+def _in_thread(work: object) -> tuple[threading.Thread, dict[str, object]]:
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        out["result"] = work()  # type: ignore[operator]
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_document_is_claimed_by_an_update_or_deleted_never_both(engine: Engine) -> None:
+    """Two real transactions, committed, on each backend: an update's claim and a delete."""
+    factory = make_sessionmaker(engine)
+    with session_scope(factory) as session:
+        tenant, _key = make_tenant(session)
+        tenant_id = tenant.id
+        document_id = make_document(session, tenant).id
+
+    def delete_it() -> bool:
+        with session_scope(factory) as session:
+            return document_repo.delete_document(
+                session, tenant_id=tenant_id, document_id=document_id
+            )
+
+    def claim() -> list[str]:
+        with session_scope(factory) as session:
+            return [
+                d.id for d in document_repo.claim_pending_documents(session, tenant_id=tenant_id)
+            ]
+
+    try:
+        # the update claims first: the delete waits for its transaction, then finds the
+        # document learning and deletes nothing
+        with session_scope(factory) as claimer:
+            claimed = document_repo.claim_pending_documents(claimer, tenant_id=tenant_id)
+            assert [d.id for d in claimed] == [document_id]
+            thread, out = _in_thread(delete_it)
+            thread.join(timeout=1.0)
+            assert thread.is_alive(), "the delete did not wait for the claiming transaction"
+        thread.join(timeout=30)
+        assert out == {"result": False}
+
+        with session_scope(factory) as session:
+            document = session.get(Document, document_id)
+            assert document is not None and document.status == DocumentStatus.learning
+            document.status = DocumentStatus.pending
+        # the delete comes first: the claim waits, then finds no document
+        with session_scope(factory) as deleter:
+            assert document_repo.delete_document(
+                deleter, tenant_id=tenant_id, document_id=document_id
+            )
+            thread, out = _in_thread(claim)
+            thread.join(timeout=1.0)
+            assert thread.is_alive(), "the claim did not wait for the deleting transaction"
+        thread.join(timeout=30)
+        assert out == {"result": []}
+    finally:
+        with session_scope(factory) as session:
+            session.execute(delete(Tenant).where(Tenant.id == tenant_id))

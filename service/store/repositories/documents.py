@@ -7,7 +7,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from service.store.base import utcnow
@@ -91,9 +91,55 @@ def list_documents_by_status(
     return list(session.scalars(stmt))
 
 
-def list_pending_documents(session: Session, *, tenant_id: str) -> list[Document]:
-    """Documents waiting for an update, oldest first."""
-    return list_documents_by_status(session, tenant_id=tenant_id, statuses=[DocumentStatus.pending])
+def claim_pending_documents(session: Session, *, tenant_id: str) -> list[Document]:
+    """Mark the tenant's pending documents ``learning`` and return them, oldest first.
+
+    One conditional UPDATE claims them, so a document is either claimed or deleted, never
+    both: on PostgreSQL its row stays locked until the transaction ends (a concurrent
+    ``delete_document`` waits, then finds it learning), and SQLite has one writer at a time.
+    Make it the transaction's first statement, so that SQLite takes its write lock on a fresh
+    snapshot."""
+    claimed = session.scalars(
+        update(Document)
+        .where(Document.tenant_id == tenant_id, Document.status == DocumentStatus.pending)
+        .values(status=DocumentStatus.learning, error=None, updated_at=utcnow())
+        .returning(Document.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not claimed:
+        return []
+    stmt = (
+        select(Document)
+        .where(Document.id.in_(claimed))
+        .order_by(Document.created_at, Document.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(stmt))
+
+
+def document_status(session: Session, *, document_id: str) -> DocumentStatus | None:
+    """A document's status as the store has it now (not a loaded copy), or None if it is gone."""
+    return session.scalar(select(Document.status).where(Document.id == document_id))
+
+
+def delete_document(session: Session, *, tenant_id: str, document_id: str) -> bool:
+    """Delete a document that no update is learning, with its probe questions, its
+    self-edits and their rewards (the store's cascades); feedback about it stays, unlinked.
+    False when it does not exist or is being learned.
+
+    One conditional statement: an update that has locked the document to mark it
+    ``learning`` makes it wait and then match nothing, and an update that reads the pending
+    documents after it no longer sees the document."""
+    result = session.execute(
+        delete(Document)
+        .where(
+            Document.id == document_id,
+            Document.tenant_id == tenant_id,
+            Document.status != DocumentStatus.learning,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def count_pending_documents(session: Session, *, tenant_id: str) -> int:

@@ -59,11 +59,17 @@ def test_pending_documents_and_their_probe_questions(session: Session) -> None:
     other, _ = make_tenant(session)
     first = make_document(session, tenant, questions=[("q1", "a1"), ("q2", "a2")])
     second = make_document(session, tenant)
-    make_document(session, tenant, status=DocumentStatus.learned)
+    third = make_document(session, tenant, status=DocumentStatus.learned)
     make_document(session, other)
-    pending = documents.list_pending_documents(session, tenant_id=tenant.id)
-    assert [d.id for d in pending] == [first.id, second.id]
     assert documents.count_pending_documents(session, tenant_id=tenant.id) == 2
+    second.error = "an earlier update failed"
+    session.flush()
+    claimed = documents.claim_pending_documents(session, tenant_id=tenant.id)
+    assert [d.id for d in claimed] == [first.id, second.id]
+    assert [(d.status, d.error) for d in claimed] == [(DocumentStatus.learning, None)] * 2
+    assert documents.count_pending_documents(session, tenant_id=tenant.id) == 0
+    assert documents.count_pending_documents(session, tenant_id=other.id) == 1
+    assert documents.claim_pending_documents(session, tenant_id=tenant.id) == []
 
     probes = documents.probe_questions_for_documents(session, document_ids=[first.id, second.id])
     assert [(p.question, p.answer) for p in probes[first.id]] == [("q1", "a1"), ("q2", "a2")]
@@ -88,7 +94,10 @@ def test_pending_documents_and_their_probe_questions(session: Session) -> None:
         status=DocumentStatus.learned,
         learned_version_id=version.id,
     )
-    assert documents.list_pending_documents(session, tenant_id=tenant.id) == []
+    learned = documents.list_documents_by_status(
+        session, tenant_id=tenant.id, statuses=[DocumentStatus.learned]
+    )
+    assert [d.id for d in learned] == [first.id, second.id, third.id]
     assert first.learned_version_id == version.id
 
 
