@@ -98,6 +98,20 @@ class ApiKeyCreated(BaseModel):
     api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
+class TenantDeleted(BaseModel):
+    id: str
+    name: str
+    deleted: dict[str, int] = Field(description="Rows deleted, by kind.")
+    stopped_jobs: list[str] = Field(
+        description="Its queued or running jobs, deleted with it: a worker running one stops "
+        "at its next check and records nothing."
+    )
+    folders_removed: list[str] = Field(description="Adapter and teacher folders removed.")
+    folders_left: list[str] = Field(
+        description="Folders that could not be removed (see the api's log); delete them by hand."
+    )
+
+
 class ApiKeyPublic(_Public):
     id: str
     tenant_id: str

@@ -3,9 +3,13 @@ rollback."""
 
 from __future__ import annotations
 
+import logging
+import shutil
+from pathlib import Path
+
 from fastapi import APIRouter, status
 
-from service.deps import AdminDep, SessionDep
+from service.deps import AdminDep, SessionDep, SettingsDep
 from service.errors import Conflict, NotFound
 from service.routes.adapters import adapter_public
 from service.routes.teachers import teacher_public
@@ -18,14 +22,17 @@ from service.schemas import (
     TeacherRollbackResult,
     TenantCreate,
     TenantCreated,
+    TenantDeleted,
     TenantPublic,
     TenantUpdate,
 )
 from service.store.models import Tenant, VersionStatus
 from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 
@@ -65,6 +72,45 @@ def update_tenant(
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     tenant = tenant_repo.update_tenant(session, tenant=tenant, changes=changes)
     return TenantPublic.model_validate(tenant)
+
+
+@router.delete("/admin/tenants/{tenant_id}", response_model=TenantDeleted)
+def delete_tenant(
+    tenant_id: str, session: SessionDep, settings: SettingsDep, _admin: AdminDep
+) -> TenantDeleted:
+    """Delete a tenant with everything of it: its keys, documents, jobs, self-edits, rewards,
+    chats, feedback, and its adapter and teacher versions with their folders. Its open jobs
+    go too: a worker running one stops at its next check. Nothing of it stays in the shared
+    teacher, which learns from public data only."""
+    tenant = _tenant_or_404(session, tenant_id)
+    name = tenant.name
+    stopped = [job.id for job in job_repo.list_open_jobs(session, tenant_id=tenant.id)]
+    artifacts = tenant_repo.tenant_artifacts(session, tenant_id=tenant.id)
+    deleted = tenant_repo.delete_tenant(session, tenant_id=tenant.id)
+    session.commit()  # the rows go first: a folder is removed only once nothing points to it
+
+    root = settings.resolved_adapter_dir
+    removed, left = [], []
+    candidates = [*artifacts, str(root / tenant_id), str(root / "teachers" / tenant_id)]
+    for folder in dict.fromkeys(candidates):
+        path = Path(folder)
+        if not path.exists():
+            continue
+        try:
+            shutil.rmtree(path)
+            removed.append(folder)
+        except OSError:
+            log.exception("could not remove %s of deleted tenant %s", folder, tenant_id)
+            left.append(folder)
+    log.info("deleted tenant %s (%s): %s", tenant_id, name, deleted)
+    return TenantDeleted(
+        id=tenant_id,
+        name=name,
+        deleted=deleted,
+        stopped_jobs=stopped,
+        folders_removed=removed,
+        folders_left=left,
+    )
 
 
 @router.post(

@@ -1,12 +1,36 @@
 import hashlib
+from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.store.models import ApiKey
+from service.settings import Settings
+from service.store.models import (
+    AdapterVersion,
+    ApiKey,
+    Document,
+    Feedback,
+    Job,
+    JobStatus,
+    ProbeQuestion,
+    Reward,
+    SelfEdit,
+    TeacherVersion,
+    Tenant,
+    VersionStatus,
+)
 from service.store.repositories import tenants as tenant_repo
-from tests.factories import auth, make_tenant
+from tests.factories import (
+    auth,
+    make_adapter_version,
+    make_document,
+    make_job,
+    make_reward,
+    make_self_edit,
+    make_teacher_version,
+    make_tenant,
+)
 
 
 def test_create_tenant_returns_a_key_shown_once(
@@ -236,4 +260,144 @@ def test_revoke_key_errors(
         client.delete(f"/v1/admin/tenants/{tenant.id}/keys/{key_id}", headers=auth(key)).status_code
         == 401
     )
+    assert client.get("/v1/documents", headers=auth(key)).status_code == 200
+
+
+def _folder(path: Path) -> str:
+    path.mkdir(parents=True)
+    (path / "adapter_model.safetensors").write_bytes(b"weights")
+    return str(path)
+
+
+def _rows(session: Session, model: type, tenant_id: str) -> int:
+    stmt = select(func.count()).select_from(model).where(model.tenant_id == tenant_id)  # type: ignore[attr-defined]
+    return session.scalar(stmt) or 0
+
+
+def _tenant_with_everything(
+    client: TestClient, session: Session, root: Path, name: str
+) -> tuple[Tenant, str, list[str]]:
+    """A tenant with a document (questions, a self-edit and its reward, feedback), a chat,
+    two adapter versions and an own teacher version with folders, and a running job."""
+    tenant, key = make_tenant(session, name=name)
+    document = make_document(session, tenant, questions=[("Capital?", "Poseidonia")])
+    first = make_adapter_version(
+        session, tenant, status=VersionStatus.retired, artifact_uri=_folder(root / tenant.id / "1")
+    )
+    second = make_adapter_version(
+        session,
+        tenant,
+        parent=first,
+        status=VersionStatus.active,
+        artifact_uri=_folder(root / tenant.id / "2"),
+    )
+    make_reward(session, make_self_edit(session, document), value=0.5, adapter_version=second)
+    make_teacher_version(
+        session,
+        tenant=tenant,
+        status=VersionStatus.active,
+        artifact_uri=_folder(root / "teachers" / tenant.id / "1"),
+    )
+    make_job(session, tenant, status=JobStatus.running)
+    chat = client.post(
+        "/v1/chat/completions",
+        json={"model": "x", "messages": [{"role": "user", "content": "hello"}]},
+        headers=auth(key),
+    )
+    assert chat.status_code == 200, chat.text
+    feedback = client.post(
+        "/v1/feedback",
+        json={"document_id": document.id, "completion_id": chat.json()["id"], "rating": 1},
+        headers=auth(key),
+    )
+    assert feedback.status_code == 201, feedback.text
+    return tenant, key, [str(root / tenant.id / "1"), str(root / tenant.id / "2")]
+
+
+def test_delete_a_tenant_with_everything_of_it(
+    client: TestClient, session: Session, admin_headers: dict[str, str], settings: Settings
+) -> None:
+    root = settings.resolved_adapter_dir
+    tenant, key, versions = _tenant_with_everything(client, session, root, "leaving")
+    other, other_key, other_versions = _tenant_with_everything(client, session, root, "staying")
+    shared = make_teacher_version(session, artifact_uri=_folder(root / "teachers" / "shared" / "1"))
+    running = session.scalars(select(Job.id).where(Job.tenant_id == tenant.id)).one()
+    session.commit()
+    tenant_id, other_id = tenant.id, other.id
+
+    response = client.delete(f"/v1/admin/tenants/{tenant_id}", headers=admin_headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["id"], body["name"]) == (tenant_id, "leaving")
+    assert body["deleted"] == {
+        "api_keys": 1,
+        "documents": 1,
+        "jobs": 1,
+        "adapter_versions": 2,
+        "teacher_versions": 1,
+        "self_edits": 1,
+        "rewards": 2,  # the self-edit's and the rating's
+        "completions": 1,
+        "feedback": 1,
+    }
+    assert body["stopped_jobs"] == [running]
+    assert body["folders_left"] == []
+    teacher_folder = str(root / "teachers" / tenant_id)
+    assert set(body["folders_removed"]) == {*versions, str(root / tenant_id), f"{teacher_folder}/1",
+                                            teacher_folder}  # fmt: skip
+    assert not (root / tenant_id).exists() and not (root / "teachers" / tenant_id).exists()
+
+    session.expire_all()
+    for model in (
+        ApiKey,
+        Document,
+        Job,
+        AdapterVersion,
+        TeacherVersion,
+        SelfEdit,
+        Reward,
+        Feedback,
+    ):
+        assert _rows(session, model, tenant_id) == 0, model
+    assert session.scalar(select(func.count()).select_from(ProbeQuestion).where(
+        ProbeQuestion.tenant_id == tenant_id)) == 0  # fmt: skip
+    assert session.get(Tenant, tenant_id) is None
+    # its key is refused, its name is free again, and a second delete is a 404
+    assert client.get("/v1/documents", headers=auth(key)).status_code == 401
+    names = [t["name"] for t in client.get("/v1/tenants", headers=admin_headers).json()]
+    assert "leaving" not in names and "staying" in names
+    assert client.delete(f"/v1/admin/tenants/{tenant_id}", headers=admin_headers).status_code == 404
+    assert (
+        client.post("/v1/tenants", json={"name": "leaving"}, headers=admin_headers).status_code
+        == 201
+    )
+
+    # the other tenant and the shared teacher are untouched, rows and folders
+    for model in (
+        ApiKey,
+        Document,
+        Job,
+        AdapterVersion,
+        TeacherVersion,
+        SelfEdit,
+        Reward,
+        Feedback,
+    ):
+        assert _rows(session, model, other_id) >= 1, model
+    assert all(Path(folder).is_dir() for folder in other_versions)
+    assert (root / "teachers" / other_id / "1").is_dir()
+    assert shared.artifact_uri and Path(shared.artifact_uri).is_dir()
+    assert session.get(TeacherVersion, shared.id) is not None
+    assert client.get("/v1/adapters", headers=auth(other_key)).status_code == 200
+
+
+def test_delete_tenant_needs_the_admin_key_and_an_existing_tenant(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    tenant, key = make_tenant(session)
+    assert client.delete(f"/v1/admin/tenants/{tenant.id}", headers=auth(key)).status_code == 401
+    assert client.delete(f"/v1/admin/tenants/{tenant.id}").status_code == 401
+    missing = client.delete("/v1/admin/tenants/no-such-tenant", headers=admin_headers)
+    assert missing.status_code == 404
+    assert "no-such-tenant" in missing.json()["error"]["message"]
     assert client.get("/v1/documents", headers=auth(key)).status_code == 200

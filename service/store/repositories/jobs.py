@@ -155,9 +155,20 @@ def cancel_job(session: Session, *, job: Job) -> Job:
 
 
 def is_cancelled(session: Session, *, job_id: str) -> bool:
-    """Whether the job was cancelled, read fresh from the database."""
+    """Whether the job was cancelled, read fresh from the database. A job that is gone (its
+    tenant was deleted) counts as cancelled, so that its worker stops."""
     status = session.scalar(select(Job.status).where(Job.id == job_id))
-    return status == JobStatus.cancelled
+    return status is None or status == JobStatus.cancelled
+
+
+def list_open_jobs(session: Session, *, tenant_id: str) -> list[Job]:
+    """The tenant's queued and running jobs of every kind, oldest first."""
+    stmt = (
+        select(Job)
+        .where(Job.tenant_id == tenant_id, Job.status.in_(OPEN_STATUSES))
+        .order_by(Job.created_at, Job.id)
+    )
+    return list(session.scalars(stmt))
 
 
 def latest_job_created_at(session: Session, *, tenant_id: str, kind: JobKind) -> datetime | None:

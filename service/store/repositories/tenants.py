@@ -7,11 +7,22 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from service.store.base import utcnow
-from service.store.models import ApiKey, Tenant
+from service.store.models import (
+    AdapterVersion,
+    ApiKey,
+    Completion,
+    Document,
+    Feedback,
+    Job,
+    Reward,
+    SelfEdit,
+    TeacherVersion,
+    Tenant,
+)
 
 KEY_PREFIX = "seal-"
 DISPLAY_PREFIX_LEN = 12
@@ -99,3 +110,45 @@ def tenant_for_api_key(session: Session, *, key: str) -> Tenant | None:
         .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
     )
     return session.scalar(stmt)
+
+
+_TENANT_ROWS = {
+    "api_keys": ApiKey.tenant_id,
+    "documents": Document.tenant_id,
+    "jobs": Job.tenant_id,
+    "adapter_versions": AdapterVersion.tenant_id,
+    "teacher_versions": TeacherVersion.tenant_id,
+    "self_edits": SelfEdit.tenant_id,
+    "rewards": Reward.tenant_id,
+    "completions": Completion.tenant_id,
+    "feedback": Feedback.tenant_id,
+}
+"""Every kind of row a tenant owns, by the column that names the tenant."""
+
+
+def tenant_artifacts(session: Session, *, tenant_id: str) -> list[str]:
+    """The artifact folders of the tenant's adapter versions and own teacher versions."""
+    uris = [
+        *session.scalars(
+            select(AdapterVersion.artifact_uri).where(AdapterVersion.tenant_id == tenant_id)
+        ),
+        *session.scalars(
+            select(TeacherVersion.artifact_uri).where(TeacherVersion.tenant_id == tenant_id)
+        ),
+    ]
+    return [uri for uri in uris if uri]
+
+
+def delete_tenant(session: Session, *, tenant_id: str) -> dict[str, int]:
+    """Delete a tenant and every row of it (the store's cascades: keys, documents and their
+    questions, jobs, adapter and teacher versions, self-edits, rewards, completions,
+    feedback); returns how many rows of each kind went."""
+    counts = {
+        name: session.scalar(select(func.count()).where(column == tenant_id)) or 0
+        for name, column in _TENANT_ROWS.items()
+    }
+    session.execute(
+        delete(Tenant).where(Tenant.id == tenant_id).execution_options(synchronize_session="fetch")
+    )
+    session.expunge_all()  # the cascades removed rows the session may hold
+    return counts

@@ -52,6 +52,8 @@ def test_cancellation_is_seen_by_the_worker(session: Session) -> None:
     assert jobs.is_cancelled(session, job_id=job.id)
     with pytest.raises(ValueError):
         jobs.cancel_job(session, job=job)
+    # a job that is gone (its tenant was deleted) stops its worker too
+    assert jobs.is_cancelled(session, job_id="no-such-job")
 
 
 def test_pending_documents_and_their_probe_questions(session: Session) -> None:
