@@ -1,0 +1,120 @@
+"""How many training tokens would skipping memorized sequences save? For the first N passages
+of dev.json, the untrained teacher writes k self-edits each (the service's format and
+sampling settings); ``train_many`` trains the k candidates as the service does (its early
+stop included), and every sequence's mean token loss is recorded at each epoch it trains.
+
+It then counts, for each threshold, the tokens of the sequences that had already reached a
+loss at or below it in an earlier epoch: what a rule "stop training a sequence once it is
+memorized" would have skipped, at most (skipping would change the later losses too).
+
+    .venv/bin/python scripts/sequence_losses.py --passages 4 --out var/bench/sequence-losses.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+THRESHOLDS = (0.05, 0.1, 0.15, 0.25, 0.5)
+
+
+def skippable(losses: list[float], tokens: int, threshold: float) -> int:
+    """Tokens of the epochs after the first whose loss reached ``threshold`` or less."""
+    for epoch, loss in enumerate(losses):
+        if loss <= threshold:
+            return tokens * (len(losses) - epoch - 1)
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--passages", type=int, default=4)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="write every sequence's losses here (JSON)")
+    args = parser.parse_args()
+
+    import seal.multi as multi
+    from seal.bench import sample_self_edits
+    from seal.selfedit import parse_items, training_sequences
+    from sealctl.cli import load_passages
+    from service.settings import Settings
+    from worker.runtime import inner_loop_config, student_host
+
+    settings = Settings()
+    host = student_host(settings)
+    config = inner_loop_config(settings)
+    docs = load_passages(DATA)[: args.passages]
+
+    # each pass's sequences, in the order of its per-position losses
+    passes: list[list[tuple[int, Any]]] = []
+    losses: dict[int, list[float]] = defaultdict(list)  # id(example) -> loss per epoch
+    owner_tokens: dict[int, tuple[int, int]] = {}  # id(example) -> (candidate, loss tokens)
+    tensors, vocab_loss_backward = multi.tensors, multi.vocab_loss_backward
+
+    def recording_tensors(rows: Any, pad_id: int, device: Any) -> Any:
+        passes.append([pair for row in rows for pair in row])
+        return tensors(rows, pad_id, device)
+
+    def recording_loss(*args: Any, **kwargs: Any) -> Any:
+        token_loss = vocab_loss_backward(*args, **kwargs)
+        start = 0
+        for owner, ex in passes.pop():
+            n = max(0, len(ex.ids) - multi._loss_start(ex))
+            if n:
+                losses[id(ex)].append(float(token_loss[start : start + n].mean()))
+                owner_tokens[id(ex)] = (owner, n)
+            start += n
+        return token_loss
+
+    multi.tensors, multi.vocab_loss_backward = recording_tensors, recording_loss  # type: ignore[assignment]
+    candidates: list[dict[str, Any]] = []
+    for d, doc in enumerate(docs):
+        (texts,), _ = sample_self_edits(host, [doc], config, args.k, together=True)
+        sets = [training_sequences(doc, parse_items(t, config.format)) for t in texts]
+        losses.clear()
+        owner_tokens.clear()
+        started = time.perf_counter()
+        results = multi.train_many(host, sets, config.train, init=None)
+        seconds = time.perf_counter() - started
+        for j, result in enumerate(results):
+            sequences = [
+                {"tokens": owner_tokens[key][1], "losses": per_epoch}
+                for key, per_epoch in losses.items()
+                if owner_tokens[key][0] == j
+            ]
+            candidates.append(
+                {"passage": d, "candidate": j, "epoch_losses": result.losses,
+                 "tokens": result.tokens, "sequences": sequences}
+            )  # fmt: skip
+            if sum(s["tokens"] * len(s["losses"]) for s in sequences) != result.tokens:
+                raise SystemExit(f"passage {d} candidate {j}: the recorded losses miss tokens")
+            longest = max(s["tokens"] for s in sequences)
+            print(
+                f"passage {d} candidate {j}: {len(sequences)} sequences (longest {longest} "
+                f"tokens), {len(result.losses)} epochs, {result.tokens} tokens",
+                flush=True,
+            )
+        print(f"passage {d}: trained in {seconds:.1f} s", flush=True)
+
+    total = sum(c["tokens"] for c in candidates)
+    print(f"\n{len(candidates)} candidates, {total} training tokens ({config.format})")
+    print("loss threshold | tokens a memorized-sequence skip would save, at most")
+    for threshold in THRESHOLDS:
+        saved = sum(
+            skippable(s["losses"], s["tokens"], threshold)
+            for c in candidates
+            for s in c["sequences"]
+        )
+        print(f"{threshold:>14} | {saved} ({saved / total:.1%})")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(candidates, indent=1))
+
+
+if __name__ == "__main__":
+    main()
