@@ -126,7 +126,7 @@ def run_update(runtime: Runtime, job_id: str) -> None:
             return
         _learn(runtime, job_id, snapshot)
     except JobCancelled:
-        log.info("update job %s was cancelled", job_id)
+        log.info("update job %s was cancelled (or deleted with its tenant)", job_id)
         _restore(runtime, job_id, snapshot, status=None, error=None)
     except Exception as exc:
         log.exception("update job %s failed", job_id)
