@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -10,7 +12,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache
+from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
 
 from seal.lora import AdapterHost, AdapterState
 
@@ -98,6 +101,8 @@ def generate(
     stop: Sequence[str] = (),
     prefix: str = "",
     per_chunk: Callable[[int, int], AbstractContextManager[object]] | None = None,
+    streamer: BaseStreamer | None = None,
+    halt: threading.Event | None = None,
 ) -> list[Generation]:
     """Decode a reply to each conversation (``num_return_sequences`` each, in order), with the
     adapter ``state`` in ``slot`` (None: the weights the slot holds; folded into the weights
@@ -105,7 +110,10 @@ def generate(
     bare base model when ``slot`` is None.
     ``prefix`` starts the reply (it primes the format); it is not part of the returned text.
     ``per_chunk(start, end)``, when given, is a context entered around the decoding of prompts
-    start..end."""
+    start..end. ``streamer`` receives the tokens as they are decoded and ``halt``, once set,
+    ends decoding at the next step (one conversation, one sequence: see ``stream_reply``)."""
+    if (streamer or halt) and (len(conversations) != 1 or num_return_sequences != 1):
+        raise ValueError("a streamed reply is one sequence for one conversation")
     tok = host.tokenizer
     prompts = [
         str(tok.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)) + prefix
@@ -140,6 +148,10 @@ def generate(
                 kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
+            if streamer is not None:
+                kwargs["streamer"] = streamer
+            if halt is not None:
+                kwargs["stopping_criteria"] = StoppingCriteriaList([_Halt(halt)])
             if num_return_sequences > 1 and per_chunk is None and enc["input_ids"].shape[1] > 1:
                 seqs = _generate_from_one_prefill(model, enc, num_return_sequences, kwargs)
             else:
@@ -188,3 +200,113 @@ def _generate_from_one_prefill(
         past_key_values=cache,
         **{**kwargs, "num_return_sequences": 1},
     )
+
+
+class _Halt(StoppingCriteria):
+    """Ends decoding once ``event`` is set (the reader of a stream went away or saw a stop
+    string)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(
+        self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+class _TokenQueue(BaseStreamer):
+    """Hands the decoded tokens to another thread: lists of token ids, then None at the end.
+    The prompt, which ``generate`` puts first, is skipped."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[list[int] | None] = queue.Queue()
+        self._prompt = True
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._prompt:
+            self._prompt = False
+            return
+        self.queue.put([int(t) for t in value.reshape(-1).tolist()])
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+
+def _safe_length(text: str, stop: Sequence[str]) -> int:
+    """How much of a growing reply can be sent: not a trailing partial character, not the end
+    that might begin a stop string, not trailing whitespace (the finished reply is stripped)."""
+    end = len(text)
+    if text.endswith("\ufffd"):  # an incomplete UTF-8 character so far
+        end = len(text.rstrip("\ufffd"))
+    for s in stop:
+        for n in range(min(len(s) - 1, end), 0, -1):
+            if text[:end].endswith(s[:n]):
+                end -= n
+                break
+    return len(text[:end].rstrip())
+
+
+def stream_reply(
+    host: AdapterHost,
+    conversation: Messages,
+    config: SampleConfig,
+    *,
+    slot: str | None = None,
+    state: AdapterState | None = None,
+    stop: Sequence[str] = (),
+    lock: threading.Lock | None = None,
+) -> Iterator[str | Generation]:
+    """One reply decoded in a background thread, yielded as text pieces as the tokens come,
+    then its ``Generation``. The pieces add up to the ``Generation``'s text, which is what
+    ``generate`` returns for the same arguments (and seed). Closing the iterator early ends
+    decoding at the next step. ``lock``, when given, is held by the decoding thread while it
+    decodes (the model's adapter slot is shared)."""
+    tok = host.tokenizer
+    tokens = _TokenQueue()
+    halt = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def decode() -> None:
+        try:
+            with lock or nullcontext():
+                outcome["generation"] = generate(
+                    host, [conversation], config, slot=slot, state=state, stop=stop,
+                    streamer=tokens, halt=halt,
+                )[0]  # fmt: skip
+        except BaseException as exc:  # handed to the reader
+            outcome["error"] = exc
+        finally:
+            tokens.end()
+
+    thread = threading.Thread(target=decode, name="stream-reply", daemon=True)
+    thread.start()
+    ids: list[int] = []
+    sent = ""
+    try:
+        while (piece := tokens.queue.get()) is not None:
+            ids.extend(piece)
+            if tok.eos_token_id in ids:
+                ids = ids[: ids.index(tok.eos_token_id)]
+            raw = str(tok.decode(ids, skip_special_tokens=True))
+            cuts = [raw.index(s) for s in stop if s and s in raw]
+            if cuts:  # as ``generate`` will cut it; decoding stops at the next step
+                halt.set()
+                raw = raw[: min(cuts)]
+            text = raw[: _safe_length(raw, () if cuts else stop)].lstrip()
+            if len(text) > len(sent) and text.startswith(sent):
+                yield text[len(sent) :]
+                sent = text
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        generation: Generation = outcome["generation"]
+        if not generation.text.startswith(sent):
+            raise RuntimeError("a streamed reply differs from its decoded text")
+        if len(generation.text) > len(sent):
+            yield generation.text[len(sent) :]
+        yield generation
+    finally:
+        halt.set()

@@ -7,6 +7,7 @@ answers with the tenant's adapter; tests may override :func:`get_chat_backend`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,6 +16,7 @@ from fastapi import Request
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    from seal.generation import Generation
     from seal.serving import ChatEngine
 
 
@@ -44,6 +46,21 @@ class ChatBackend(Protocol):
         seed: int | None,
         stop: list[str] | None,
     ) -> ChatResult: ...
+
+    def stream(
+        self,
+        *,
+        messages: list[dict[str, str]],
+        adapter: AdapterRef | None,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        stop: list[str] | None,
+    ) -> Iterator[str | ChatResult]:
+        """``complete``, streamed: text pieces as they are decoded, then the ``ChatResult``
+        (whose text the pieces add up to). Closing it early stops decoding."""
+        ...
 
 
 class ModelChatBackend:
@@ -92,12 +109,42 @@ class ModelChatBackend:
             seed=seed,
             stop=stop or (),
         )
-        return ChatResult(
-            text=generation.text,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            finish_reason=generation.finish_reason,
+        return _result(generation)
+
+    def stream(
+        self,
+        *,
+        messages: list[dict[str, str]],
+        adapter: AdapterRef | None,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        stop: list[str] | None,
+    ) -> Iterator[str | ChatResult]:
+        pieces = self._get_engine().stream(
+            messages,
+            adapter=(adapter.uri, adapter.checksum) if adapter else None,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stop or (),
         )
+        try:
+            for piece in pieces:
+                yield piece if isinstance(piece, str) else _result(piece)
+        finally:
+            pieces.close()  # type: ignore[attr-defined]
+
+
+def _result(generation: Generation) -> ChatResult:
+    return ChatResult(
+        text=generation.text,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        finish_reason=generation.finish_reason,
+    )
 
 
 _backend_lock = threading.Lock()

@@ -355,6 +355,14 @@ class ChatMessage(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = Field(
+        False, description="Send a last chunk with the token usage (and no choices)."
+    )
+
+
 class ChatCompletionCreate(BaseModel):
     """The OpenAI chat-completions request; fields it does not know are ignored.
 
@@ -377,20 +385,16 @@ class ChatCompletionCreate(BaseModel):
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int = Field(1, description="Only 1 is supported.")
-    stream: bool = Field(False, description="Streaming is not supported.")
+    stream: bool = Field(
+        False, description="Send the reply as server-sent events, a piece at a time."
+    )
+    stream_options: StreamOptions | None = None
 
     @field_validator("n")
     @classmethod
     def _one_choice(cls, value: int) -> int:
         if value != 1:
             raise ValueError("only n=1 is supported")
-        return value
-
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported; set stream to false")
         return value
 
     @field_validator("stop")
@@ -431,6 +435,28 @@ class ChatCompletionPublic(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed chat completion."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
 
 
 class Health(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,3 +47,11 @@ class ReversingBackend:
             completion_tokens=len(out),
             finish_reason="length" if len(words) > max_tokens else "stop",
         )
+
+    def stream(self, **kwargs: Any) -> Iterator[str | ChatResult]:
+        """The same reply, a word at a time (the first without a leading space)."""
+        result = self.complete(**kwargs)
+        self.calls[-1]["stream"] = True
+        for i, word in enumerate(result.text.split()):
+            yield word if i == 0 else f" {word}"
+        yield result

@@ -2,37 +2,70 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from typing import Literal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from service.deps import ChatBackendDep, CurrentTenant, SessionDep, SettingsDep
-from service.inference import AdapterRef
+from service.inference import AdapterRef, ChatResult
 from service.schemas import (
     AssistantMessage,
     ChatChoice,
+    ChatCompletionChunk,
     ChatCompletionCreate,
     ChatCompletionPublic,
+    ChunkChoice,
+    ChunkDelta,
     Usage,
 )
+from service.store.models import new_completion_id
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import feedback as feedback_repo
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["chat"])
 
 #: The model name that asks for the base model, without the tenant's adapter.
 BASE_MODEL = "base"
 
 
-@router.post("/chat/completions", response_model=ChatCompletionPublic)
+def _finish_reason(result: ChatResult) -> Literal["stop", "length"]:
+    return "length" if result.finish_reason == "length" else "stop"
+
+
+def _usage(result: ChatResult) -> Usage:
+    return Usage(
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.prompt_tokens + result.completion_tokens,
+    )
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletionPublic,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "With `stream: true`, `chat.completion.chunk` server-sent events "
+            "ending with `data: [DONE]`.",
+        }
+    },
+)
 def create_chat_completion(
     body: ChatCompletionCreate,
+    request: Request,
     session: SessionDep,
     tenant: CurrentTenant,
     backend: ChatBackendDep,
     settings: SettingsDep,
-) -> ChatCompletionPublic:
+) -> Any:
     """``model: "base"`` answers with the base model; any other name with the tenant's
     active adapter (the base model while it has none). ``temperature`` 0, the default, is
     greedy decoding. Runs in the threadpool, as the backend blocks."""
@@ -48,7 +81,7 @@ def create_chat_completion(
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
     ]
-    result = backend.complete(
+    options: dict[str, Any] = dict(
         messages=messages,
         adapter=adapter,
         max_tokens=body.max_completion_tokens or body.max_tokens or settings.chat_max_tokens,
@@ -57,18 +90,23 @@ def create_chat_completion(
         seed=body.seed,
         stop=body.stop_list(),
     )
-    completion = feedback_repo.create_completion(
-        session,
+    record: dict[str, Any] = dict(
         tenant_id=tenant.id,
         model=body.model,
         adapter_version_id=version.id if version else None,
         messages=messages,
+    )
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return _stream(request, backend.stream(**options), record, include_usage)
+
+    result = backend.complete(**options)
+    completion = feedback_repo.create_completion(
+        session,
+        **record,
         output=result.text,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
-    )
-    finish_reason: Literal["stop", "length"] = (
-        "length" if result.finish_reason == "length" else "stop"
     )
     return ChatCompletionPublic(
         id=completion.id,
@@ -78,12 +116,88 @@ def create_chat_completion(
             ChatChoice(
                 index=0,
                 message=AssistantMessage(content=result.text),
-                finish_reason=finish_reason,
+                finish_reason=_finish_reason(result),
             )
         ],
-        usage=Usage(
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            total_tokens=result.prompt_tokens + result.completion_tokens,
-        ),
+        usage=_usage(result),
+    )
+
+
+def _event(data: Any) -> str:
+    text = data.model_dump_json(exclude_none=True) if hasattr(data, "model_dump_json") else data
+    return f"data: {text}\n\n"
+
+
+def _stream(
+    request: Request,
+    pieces: Iterator[str | ChatResult],
+    record: dict[str, Any],
+    include_usage: bool,
+) -> StreamingResponse:
+    """The reply as server-sent events, as OpenAI sends them: a chunk with the role, a chunk
+    per piece of text, one with the finish reason, optionally one with the usage, then
+    ``[DONE]``. The first piece is decoded before the response starts, so that an error
+    there (a missing adapter, say) is an error response. The completion is recorded when the
+    reply is complete, under the id its chunks carried; a client that leaves early stops the
+    decoding and leaves no record."""
+    completion_id = new_completion_id()
+    created = int(time.time())
+    model = record["model"]
+
+    def chunk(
+        delta: ChunkDelta, finish: Literal["stop", "length"] | None = None
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=completion_id,
+            created=created,
+            model=model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+        )
+
+    def save(result: ChatResult) -> None:
+        with request.app.state.sessionmaker() as session:
+            feedback_repo.create_completion(
+                session,
+                **record,
+                output=result.text,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                completion_id=completion_id,
+            )
+            session.commit()
+
+    try:
+        first = next(pieces)
+    except BaseException:
+        pieces.close()  # type: ignore[attr-defined]
+        raise
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield _event(chunk(ChunkDelta(role="assistant", content="")))
+            item: str | ChatResult | None = first
+            while isinstance(item, str):
+                yield _event(chunk(ChunkDelta(content=item)))
+                item = await run_in_threadpool(next, pieces, None)
+            if item is None:
+                raise RuntimeError("the reply ended without its result")
+            await run_in_threadpool(save, item)
+            yield _event(chunk(ChunkDelta(), _finish_reason(item)))
+            if include_usage:
+                usage = ChatCompletionChunk(
+                    id=completion_id, created=created, model=model, choices=[], usage=_usage(item)
+                )
+                yield _event(usage.model_dump_json())  # with its empty choices
+            yield _event("[DONE]")
+        except Exception as exc:  # the response has started: the error goes in the stream
+            log.exception("streamed chat completion %s failed", completion_id)
+            error = {"error": {"type": "server_error", "message": f"{type(exc).__name__}: {exc}"}}
+            yield _event(json.dumps(error))
+        finally:
+            await run_in_threadpool(pieces.close)  # type: ignore[attr-defined]
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

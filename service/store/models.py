@@ -130,12 +130,15 @@ class ProbeQuestion(IdMixin, CreatedAtMixin, Base):
     source: Mapped[ProbeSource] = mapped_column(_str_enum(ProbeSource))
 
 
+def new_completion_id() -> str:
+    """An OpenAI-style completion id, ``chatcmpl-`` and 32 hex digits."""
+    return "chatcmpl-" + new_id().replace("-", "")
+
+
 class Completion(CreatedAtMixin, Base):
     __tablename__ = "completions"
 
-    id: Mapped[str] = mapped_column(
-        String(64), primary_key=True, default=lambda: "chatcmpl-" + new_id().replace("-", "")
-    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_completion_id)
     tenant_id: Mapped[str] = _tenant_fk()
     model: Mapped[str] = mapped_column(String(200))
     adapter_version_id: Mapped[str | None] = mapped_column(

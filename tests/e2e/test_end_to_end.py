@@ -81,6 +81,15 @@ def chat(service: LiveService, key: str, model: str = "tenant") -> str:
     return content
 
 
+def chat_streamed(service: LiveService, key: str) -> list[str]:
+    """The same chat with ``stream=True``: the pieces of text, in the order they came."""
+    client = openai.OpenAI(base_url=f"{service.url}/v1", api_key=key, max_retries=0, timeout=120)
+    stream = client.chat.completions.create(
+        model="tenant", messages=ASK, max_tokens=48, temperature=0, stream=True
+    )
+    return [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+
+
 def test_a_tenant_learns_a_fact_and_rolls_back_byte_identically(live_service: LiveService) -> None:
     service = live_service
     key_a = create_tenant(service, "acme")
@@ -93,6 +102,8 @@ def test_a_tenant_learns_a_fact_and_rolls_back_byte_identically(live_service: Li
 
     answer = chat(service, key_a)
     assert "Marisol Quenby" in answer, answer
+    pieces = chat_streamed(service, key_a)
+    assert "".join(pieces) == answer and len(pieces) > 1, pieces
     assert "Quenby" not in chat(service, key_a, model="base")
     assert "Quenby" not in chat(service, key_b), "another tenant must not get the fact"
     with_v1 = chat(service, key_a)
@@ -124,3 +135,11 @@ def test_a_tenant_learns_a_fact_and_rolls_back_byte_identically(live_service: Li
     versions = httpx.get(f"{service.url}/v1/adapters", headers=headers_a).json()
     assert [(v["version"], v["status"]) for v in versions] == [(2, "retired"), (1, "active")]
     assert chat(service, key_a) == with_v1
+
+    # offboarding: the tenant's rows and folders go, its key stops working
+    r = httpx.delete(f"{service.url}/v1/admin/tenants/{tenant_id}", headers=service.admin())
+    assert r.status_code == 200, r.text
+    assert r.json()["deleted"]["adapter_versions"] == 2 and r.json()["folders_left"] == []
+    assert len(r.json()["folders_removed"]) >= 2
+    assert httpx.get(f"{service.url}/v1/adapters", headers=headers_a).status_code == 401
+    assert httpx.get(f"{service.url}/v1/adapters", headers=headers_b).status_code == 200

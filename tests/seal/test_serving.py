@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 
+from seal.generation import Generation, SampleConfig, _safe_length, generate
 from seal.grading import question_messages
 from seal.lora import AdapterHost, AdapterState, save_adapter
 from seal.serving import ChatEngine
@@ -114,3 +116,79 @@ def test_a_cache_of_size_zero_still_serves(tiny_host, tmp_path: Path) -> None:
     adapter = saved(noisy(tiny_host, 0), tmp_path / "a")
     assert engine.complete(CHAT, adapter=adapter, max_tokens=2).completion_tokens == 2
     assert len(engine._cache) == 0
+
+
+def _streamed(engine: ChatEngine, **kwargs: object) -> tuple[list[str], Generation]:
+    items = list(engine.stream(CHAT, **kwargs))  # type: ignore[arg-type]
+    *pieces, last = items
+    assert all(isinstance(p, str) and p for p in pieces)
+    assert isinstance(last, Generation)
+    return pieces, last  # type: ignore[return-value]
+
+
+def test_a_streamed_reply_adds_up_to_the_complete_one(taught) -> None:
+    host, adapter = taught
+    engine = ChatEngine(host, "student")
+    for options in (
+        dict(adapter=adapter, max_tokens=16),
+        dict(adapter=None, max_tokens=16),
+        dict(adapter=adapter, max_tokens=16, stop=["Quenby"]),
+        dict(adapter=adapter, max_tokens=3),
+    ):
+        pieces, generation = _streamed(engine, **options)
+        complete = engine.complete(CHAT, **options)  # type: ignore[arg-type]
+        assert "".join(pieces) == generation.text == complete.text, options
+        if "stop" in options:  # the stream stops decoding once it sees the stop string
+            assert generation.finish_reason == complete.finish_reason == "stop"
+            assert generation.completion_tokens < complete.completion_tokens
+        else:
+            assert generation == complete, options
+    pieces, _ = _streamed(engine, adapter=adapter, max_tokens=16)
+    assert "".join(pieces) == REPLY and len(pieces) > 2  # a piece per token or so
+    pieces, generation = _streamed(engine, adapter=adapter, max_tokens=16, stop=["Quenby"])
+    assert "".join(pieces) == "Marisol" and generation.finish_reason == "stop"
+
+
+def test_a_streamed_sample_repeats_with_its_seed(tiny_host, tmp_path: Path) -> None:
+    engine = ChatEngine(tiny_host, "student")
+    adapter = saved(noisy(tiny_host, 0), tmp_path / "a")
+    options = dict(adapter=adapter, max_tokens=12, temperature=1.0, top_p=0.9, seed=3)
+    pieces, generation = _streamed(engine, **options)
+    assert generation == engine.complete(CHAT, **options)  # type: ignore[arg-type]
+    assert "".join(pieces) == generation.text and generation.completion_tokens == 12
+
+
+def test_closing_a_stream_stops_decoding_and_frees_the_model(tiny_host) -> None:
+    engine = ChatEngine(tiny_host, "student")
+    stream = engine.stream(CHAT, adapter=None, max_tokens=4000, temperature=1.0, seed=1)
+    assert isinstance(next(stream), str)
+    [thread] = [t for t in threading.enumerate() if t.name == "stream-reply"]
+    stream.close()  # type: ignore[attr-defined]
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert engine.complete(CHAT, adapter=None, max_tokens=2).completion_tokens == 2
+
+
+def test_halt_ends_decoding_at_the_next_step(tiny_host) -> None:
+    halt = threading.Event()
+    halt.set()
+    [generation] = generate(tiny_host, [CHAT], SampleConfig(max_new_tokens=50), halt=halt)
+    assert generation.completion_tokens == 1
+    with pytest.raises(ValueError, match="one sequence"):
+        generate(tiny_host, [CHAT, CHAT], SampleConfig(max_new_tokens=2), halt=halt)
+
+
+@pytest.mark.parametrize(
+    ("text", "stop", "sendable"),
+    [
+        ("Marisol Qu", ["Quenby"], "Marisol"),  # might be the start of a stop string
+        ("Marisol Q", ["Quenby", "Qx"], "Marisol"),
+        ("Marisol Quen", ["Quenby"], "Marisol"),
+        ("Marisol", ["Quenby"], "Marisol"),
+        ("Marisol ", [], "Marisol"),  # trailing whitespace waits: the reply is stripped
+        ("caf\ufffd", [], "caf"),  # half a UTF-8 character so far
+        ("", ["x"], ""),
+    ],
+)
+def test_what_of_a_growing_reply_can_be_sent(text: str, stop: list[str], sendable: str) -> None:
+    assert text[: _safe_length(text, stop)] == sendable

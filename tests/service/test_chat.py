@@ -1,3 +1,4 @@
+import json
 from collections.abc import Iterator
 
 import openai
@@ -10,6 +11,11 @@ from service.inference import AdapterRef
 from service.store.models import Completion, VersionStatus
 from tests.doubles import ReversingBackend
 from tests.factories import auth, make_adapter_version, make_tenant
+
+STREAMED = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "capital the is what"},
+]
 
 
 @pytest.fixture
@@ -94,8 +100,6 @@ def test_unsupported_options_are_422(oai: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "hello"}]
     with pytest.raises(openai.UnprocessableEntityError, match="only n=1"):
         oai.chat.completions.create(model="m", messages=messages, n=2)  # type: ignore[arg-type]
-    with pytest.raises(openai.UnprocessableEntityError, match="streaming is not supported"):
-        oai.chat.completions.create(model="m", messages=messages, stream=True)  # type: ignore[arg-type]
     with pytest.raises(openai.UnprocessableEntityError, match="messages"):
         oai.chat.completions.create(model="m", messages=[])
 
@@ -126,3 +130,82 @@ def test_content_parts_and_developer_role(
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "two one"
     assert chat_backend.calls[0]["messages"][0]["role"] == "system"
+
+
+def test_a_streamed_completion_with_the_openai_client(
+    oai: openai.OpenAI, chat_backend: ReversingBackend, session: Session
+) -> None:
+    stream = oai.chat.completions.create(
+        model="student",
+        messages=STREAMED,  # type: ignore[arg-type]
+        max_tokens=16,
+        seed=7,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert {c.object for c in chunks} == {"chat.completion.chunk"}
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+    assert chunks[0].choices[0].delta.role == "assistant"
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert pieces == ["what", " is", " the", " capital"]  # one event per piece, in order
+    [finish] = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finish == "stop"
+    # the usage comes last, alone, as OpenAI sends it
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 4
+    assert all(c.usage is None for c in chunks[:-1])
+
+    [call] = chat_backend.calls
+    assert call["stream"] and (call["max_tokens"], call["seed"]) == (16, 7)
+    # recorded under the id the chunks carried, so feedback can refer to it
+    stored = session.scalars(select(Completion).where(Completion.id == chunks[0].id)).one()
+    assert stored.output == "what is the capital"
+    assert stored.completion_tokens == 4
+    feedback = oai.post(
+        "/feedback", body={"completion_id": chunks[0].id, "rating": 1}, cast_to=object
+    )
+    assert isinstance(feedback, dict) and feedback["completion_id"] == chunks[0].id
+
+
+def test_a_stream_ends_with_done_and_a_length_cut(client: TestClient, tenant_key: str) -> None:
+    response = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "student",
+            "messages": [{"role": "user", "content": "a b c d e"}],
+            "max_tokens": 2,
+            "stream": True,
+        },
+        headers=auth(tenant_key),
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == "e d"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert all("usage" not in c for c in chunks)  # not asked for
+
+
+def test_a_stream_that_cannot_start_is_an_error_response(
+    client: TestClient, session: Session, tenant_key: str, chat_backend: ReversingBackend
+) -> None:
+    def broken(**kwargs: object) -> Iterator[str]:
+        raise FileNotFoundError("adapter folder /gone is missing")
+        yield ""
+
+    chat_backend.stream = broken  # type: ignore[method-assign]
+    with pytest.raises(FileNotFoundError, match="/gone"):
+        client.post(
+            "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            headers=auth(tenant_key),
+        )
+    assert session.scalar(select(Completion.id)) is None

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.store.models import Completion, Feedback
+from service.store.models import Completion, Feedback, new_completion_id
 
 
 def create_completion(
@@ -20,8 +20,12 @@ def create_completion(
     output: str,
     prompt_tokens: int,
     completion_tokens: int,
+    completion_id: str | None = None,
 ) -> Completion:
+    """Record a chat completion (``completion_id``: one already sent to the client, as a
+    stream does; None makes a new one)."""
     completion = Completion(
+        id=completion_id or new_completion_id(),
         tenant_id=tenant_id,
         model=model,
         adapter_version_id=adapter_version_id,
