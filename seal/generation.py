@@ -249,64 +249,88 @@ def _safe_length(text: str, stop: Sequence[str]) -> int:
     return len(text[:end].rstrip())
 
 
-def stream_reply(
-    host: AdapterHost,
-    conversation: Messages,
-    config: SampleConfig,
-    *,
-    slot: str | None = None,
-    state: AdapterState | None = None,
-    stop: Sequence[str] = (),
-    lock: threading.Lock | None = None,
-) -> Iterator[str | Generation]:
-    """One reply decoded in a background thread, yielded as text pieces as the tokens come,
-    then its ``Generation``. The pieces add up to the ``Generation``'s text, which is what
-    ``generate`` returns for the same arguments (and seed). Closing the iterator early ends
-    decoding at the next step. ``lock``, when given, is held by the decoding thread while it
-    decodes (the model's adapter slot is shared)."""
-    tok = host.tokenizer
-    tokens = _TokenQueue()
-    halt = threading.Event()
-    outcome: dict[str, Any] = {}
+class ReplyStream(Iterator["str | Generation"]):
+    """One reply decoded in a background thread: iterating gives text pieces as the tokens
+    come, then the reply's ``Generation``. The pieces add up to the ``Generation``'s text,
+    which is what ``generate`` returns for the same arguments (and seed); a stop string ends
+    the decoding as soon as it appears. ``close()``, from any thread, even while another one
+    waits in ``next``, ends the decoding at its next step. ``lock``, when given, is held by
+    the decoding thread while it decodes (the model's adapter slot is shared)."""
 
-    def decode() -> None:
-        try:
-            with lock or nullcontext():
-                outcome["generation"] = generate(
-                    host, [conversation], config, slot=slot, state=state, stop=stop,
-                    streamer=tokens, halt=halt,
-                )[0]  # fmt: skip
-        except BaseException as exc:  # handed to the reader
-            outcome["error"] = exc
-        finally:
-            tokens.end()
+    def __init__(
+        self,
+        host: AdapterHost,
+        conversation: Messages,
+        config: SampleConfig,
+        *,
+        slot: str | None = None,
+        state: AdapterState | None = None,
+        stop: Sequence[str] = (),
+        lock: threading.Lock | None = None,
+    ):
+        self._tokenizer = host.tokenizer
+        self._stop = tuple(stop)
+        self._tokens = _TokenQueue()
+        self._halt = threading.Event()
+        self._outcome: dict[str, Any] = {}
+        self._ids: list[int] = []
+        self._sent = ""
+        self._last: list[str | Generation] = []  # what is left to give once decoding ended
+        self._ended = False
 
-    thread = threading.Thread(target=decode, name="stream-reply", daemon=True)
-    thread.start()
-    ids: list[int] = []
-    sent = ""
-    try:
-        while (piece := tokens.queue.get()) is not None:
-            ids.extend(piece)
-            if tok.eos_token_id in ids:
-                ids = ids[: ids.index(tok.eos_token_id)]
-            raw = str(tok.decode(ids, skip_special_tokens=True))
-            cuts = [raw.index(s) for s in stop if s and s in raw]
-            if cuts:  # as ``generate`` will cut it; decoding stops at the next step
-                halt.set()
-                raw = raw[: min(cuts)]
-            text = raw[: _safe_length(raw, () if cuts else stop)].lstrip()
-            if len(text) > len(sent) and text.startswith(sent):
-                yield text[len(sent) :]
-                sent = text
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        generation: Generation = outcome["generation"]
-        if not generation.text.startswith(sent):
+        def decode() -> None:
+            try:
+                with lock or nullcontext():
+                    self._outcome["generation"] = generate(
+                        host, [conversation], config, slot=slot, state=state, stop=stop,
+                        streamer=self._tokens, halt=self._halt,
+                    )[0]  # fmt: skip
+            except BaseException as exc:  # handed to the reader
+                self._outcome["error"] = exc
+            finally:
+                self._tokens.end()
+
+        self._thread = threading.Thread(target=decode, name="stream-reply", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._halt.set()
+
+    def __next__(self) -> str | Generation:
+        while not self._ended:
+            piece = self._tokens.queue.get()
+            if piece is None:
+                self._end()
+                break
+            text = self._sendable(piece)
+            if len(text) > len(self._sent) and text.startswith(self._sent):
+                new, self._sent = text[len(self._sent) :], text
+                return new
+        if not self._last:
+            raise StopIteration
+        return self._last.pop(0)
+
+    def _sendable(self, piece: list[int]) -> str:
+        """The reply so far, as much of it as can be sent."""
+        tok = self._tokenizer
+        self._ids.extend(piece)
+        if tok.eos_token_id in self._ids:
+            self._ids = self._ids[: self._ids.index(tok.eos_token_id)]
+        raw = str(tok.decode(self._ids, skip_special_tokens=True))
+        cuts = [raw.index(s) for s in self._stop if s and s in raw]
+        if cuts:  # as ``generate`` will cut it; decoding stops at the next step
+            self._halt.set()
+            raw = raw[: min(cuts)]
+        return raw[: _safe_length(raw, () if cuts else self._stop)].lstrip()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._thread.join()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        generation: Generation = self._outcome["generation"]
+        if not generation.text.startswith(self._sent):
             raise RuntimeError("a streamed reply differs from its decoded text")
-        if len(generation.text) > len(sent):
-            yield generation.text[len(sent) :]
-        yield generation
-    finally:
-        halt.set()
+        if len(generation.text) > len(self._sent):
+            self._last.append(generation.text[len(self._sent) :])
+        self._last.append(generation)

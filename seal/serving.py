@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from seal.generation import Generation, Messages, SampleConfig, generate, stream_reply
+from seal.generation import Generation, Messages, ReplyStream, SampleConfig, generate
 from seal.lora import AdapterHost, AdapterState, load_adapter
 
 
@@ -67,9 +67,9 @@ class ChatEngine:
         top_p: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] = (),
-    ) -> Iterator[str | Generation]:
+    ) -> ReplyStream:
         """``complete``, streamed: text pieces as they are decoded, then the ``Generation``
-        (``stream_reply``). The adapter is loaded before the first piece, so a bad adapter
+        (``ReplyStream``). The adapter is loaded before the first piece, so a bad adapter
         fails here rather than halfway through a reply."""
         config = SampleConfig(
             max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
@@ -77,6 +77,6 @@ class ChatEngine:
         with self._lock:
             state = self._adapter(*adapter) if adapter else None
         slot = self.slot if state is not None else None
-        return stream_reply(
+        return ReplyStream(
             self.host, messages, config, slot=slot, state=state, stop=stop, lock=self._lock
         )

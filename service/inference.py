@@ -16,7 +16,7 @@ from fastapi import Request
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from seal.generation import Generation
+    from seal.generation import Generation, ReplyStream
     from seal.serving import ChatEngine
 
 
@@ -32,6 +32,18 @@ class ChatResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length"
+
+
+class ChatStream(Protocol):
+    """Text pieces of a reply as they are decoded, then its ``ChatResult`` (whose text the
+    pieces add up to). ``close()`` ends the decoding early; it is safe from any thread, even
+    while another one waits in ``next``."""
+
+    def __iter__(self) -> Iterator[str | ChatResult]: ...
+
+    def __next__(self) -> str | ChatResult: ...
+
+    def close(self) -> None: ...
 
 
 class ChatBackend(Protocol):
@@ -57,9 +69,8 @@ class ChatBackend(Protocol):
         top_p: float,
         seed: int | None,
         stop: list[str] | None,
-    ) -> Iterator[str | ChatResult]:
-        """``complete``, streamed: text pieces as they are decoded, then the ``ChatResult``
-        (whose text the pieces add up to). Closing it early stops decoding."""
+    ) -> ChatStream:
+        """``complete``, streamed."""
         ...
 
 
@@ -121,21 +132,35 @@ class ModelChatBackend:
         top_p: float,
         seed: int | None,
         stop: list[str] | None,
-    ) -> Iterator[str | ChatResult]:
-        pieces = self._get_engine().stream(
-            messages,
-            adapter=(adapter.uri, adapter.checksum) if adapter else None,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            stop=stop or (),
+    ) -> ChatStream:
+        return _ResultStream(
+            self._get_engine().stream(
+                messages,
+                adapter=(adapter.uri, adapter.checksum) if adapter else None,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+                stop=stop or (),
+            )
         )
-        try:
-            for piece in pieces:
-                yield piece if isinstance(piece, str) else _result(piece)
-        finally:
-            pieces.close()  # type: ignore[attr-defined]
+
+
+class _ResultStream:
+    """A ``ReplyStream`` whose last item is a ``ChatResult``."""
+
+    def __init__(self, reply: ReplyStream):
+        self._reply = reply
+
+    def __iter__(self) -> _ResultStream:
+        return self
+
+    def __next__(self) -> str | ChatResult:
+        item = next(self._reply)
+        return item if isinstance(item, str) else _result(item)
+
+    def close(self) -> None:
+        self._reply.close()
 
 
 def _result(generation: Generation) -> ChatResult:

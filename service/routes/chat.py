@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import ChatBackendDep, CurrentTenant, SessionDep, SettingsDep
-from service.inference import AdapterRef, ChatResult
+from service.inference import AdapterRef, ChatResult, ChatStream
 from service.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -130,7 +130,7 @@ def _event(data: Any) -> str:
 
 def _stream(
     request: Request,
-    pieces: Iterator[str | ChatResult],
+    pieces: ChatStream,
     record: dict[str, Any],
     include_usage: bool,
 ) -> StreamingResponse:
@@ -169,7 +169,7 @@ def _stream(
     try:
         first = next(pieces)
     except BaseException:
-        pieces.close()  # type: ignore[attr-defined]
+        pieces.close()
         raise
 
     async def events() -> AsyncIterator[str]:
@@ -194,7 +194,7 @@ def _stream(
             error = {"error": {"type": "server_error", "message": f"{type(exc).__name__}: {exc}"}}
             yield _event(json.dumps(error))
         finally:
-            await run_in_threadpool(pieces.close)  # type: ignore[attr-defined]
+            pieces.close()  # also while a thread waits in next(): decoding ends at its next step
 
     return StreamingResponse(
         events(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -161,11 +162,19 @@ def test_a_streamed_sample_repeats_with_its_seed(tiny_host, tmp_path: Path) -> N
 def test_closing_a_stream_stops_decoding_and_frees_the_model(tiny_host) -> None:
     engine = ChatEngine(tiny_host, "student")
     stream = engine.stream(CHAT, adapter=None, max_tokens=4000, temperature=1.0, seed=1)
-    assert isinstance(next(stream), str)
-    [thread] = [t for t in threading.enumerate() if t.name == "stream-reply"]
-    stream.close()  # type: ignore[attr-defined]
-    thread.join(timeout=60)
-    assert not thread.is_alive()
+    items: list[str | Generation] = []
+    reader = threading.Thread(target=lambda: items.extend(stream), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not items and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert items, "no piece came"
+    stream.close()  # from another thread than the reader's, which waits in next()
+    reader.join(timeout=60)
+    assert not reader.is_alive()
+    *pieces, generation = items
+    assert isinstance(generation, Generation) and generation.completion_tokens < 4000
+    assert "".join(pieces) == generation.text  # type: ignore[arg-type]
     assert engine.complete(CHAT, adapter=None, max_tokens=2).completion_tokens == 2
 
 
