@@ -150,8 +150,11 @@ def generate(
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             if streamer is not None:
                 kwargs["streamer"] = streamer
-            if halt is not None:
-                kwargs["stopping_criteria"] = StoppingCriteriaList([_Halt(halt)])
+            criteria: list[StoppingCriteria] = [_Halt(halt)] if halt is not None else []
+            if stop:  # a row ends as soon as its reply holds a stop string
+                criteria.append(_StopStrings(tok, stop, enc["input_ids"].shape[1]))
+            if criteria:
+                kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
             if num_return_sequences > 1 and per_chunk is None and enc["input_ids"].shape[1] > 1:
                 seqs = _generate_from_one_prefill(model, enc, num_return_sequences, kwargs)
             else:
@@ -217,6 +220,23 @@ class _Halt(StoppingCriteria):
         )
 
 
+class _StopStrings(StoppingCriteria):
+    """Ends each row whose reply (the tokens after the prompt's ``width``) holds a stop string;
+    the reply is cut there afterwards (``_cut_at_stop``)."""
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], width: int):
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self.width = width
+
+    def __call__(
+        self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        replies = self.tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
+        ended = [any(s in reply for s in self.stop) for reply in replies]
+        return torch.tensor(ended, dtype=torch.bool, device=input_ids.device)
+
+
 class _TokenQueue(BaseStreamer):
     """Hands the decoded tokens to another thread: lists of token ids, then None at the end.
     The prompt, which ``generate`` puts first, is skipped."""
@@ -252,10 +272,10 @@ def _safe_length(text: str, stop: Sequence[str]) -> int:
 class ReplyStream(Iterator["str | Generation"]):
     """One reply decoded in a background thread: iterating gives text pieces as the tokens
     come, then the reply's ``Generation``. The pieces add up to the ``Generation``'s text,
-    which is what ``generate`` returns for the same arguments (and seed); a stop string ends
-    the decoding as soon as it appears. ``close()``, from any thread, even while another one
-    waits in ``next``, ends the decoding at its next step. ``lock``, when given, is held by
-    the decoding thread while it decodes (the model's adapter slot is shared)."""
+    which is what ``generate`` returns for the same arguments (and seed). ``close()``, from
+    any thread, even while another one waits in ``next``, ends the decoding at its next step.
+    ``lock``, when given, is held by the decoding thread while it decodes (the model's adapter
+    slot is shared)."""
 
     def __init__(
         self,
@@ -318,8 +338,7 @@ class ReplyStream(Iterator["str | Generation"]):
             self._ids = self._ids[: self._ids.index(tok.eos_token_id)]
         raw = str(tok.decode(self._ids, skip_special_tokens=True))
         cuts = [raw.index(s) for s in self._stop if s and s in raw]
-        if cuts:  # as ``generate`` will cut it; decoding stops at the next step
-            self._halt.set()
+        if cuts:  # as ``generate`` cuts it (its decoding ends at this token)
             raw = raw[: min(cuts)]
         return raw[: _safe_length(raw, () if cuts else self._stop)].lstrip()
 
