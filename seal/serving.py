@@ -37,6 +37,12 @@ class ChatEngine:
             self._cache.popitem(last=False)
         return state
 
+    def _slot(self, adapter: tuple[str, str] | None) -> tuple[str | None, AdapterState | None]:
+        """The slot and weights that serve ``adapter`` (none for the base model); hold the
+        lock."""
+        state = self._adapter(*adapter) if adapter else None
+        return (self.slot if state is not None else None), state
+
     def complete(
         self,
         messages: Messages,
@@ -53,8 +59,7 @@ class ChatEngine:
             max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
         )
         with self._lock:
-            state = self._adapter(*adapter) if adapter else None
-            slot = self.slot if state is not None else None
+            slot, state = self._slot(adapter)
             return generate(self.host, [messages], config, slot=slot, state=state, stop=stop)[0]
 
     def stream(
@@ -75,8 +80,7 @@ class ChatEngine:
             max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed
         )
         with self._lock:
-            state = self._adapter(*adapter) if adapter else None
-        slot = self.slot if state is not None else None
+            slot, state = self._slot(adapter)
         return ReplyStream(
             self.host, messages, config, slot=slot, state=state, stop=stop, lock=self._lock
         )

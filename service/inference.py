@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
@@ -46,30 +46,24 @@ class ChatStream(Protocol):
     def close(self) -> None: ...
 
 
-class ChatBackend(Protocol):
-    def complete(
-        self,
-        *,
-        messages: list[dict[str, str]],
-        adapter: AdapterRef | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        stop: list[str] | None,
-    ) -> ChatResult: ...
+@dataclass(frozen=True)
+class ChatRequest:
+    """What a chat asks of the backend: the conversation, the adapter (None: the base model)
+    and how to decode (``temperature`` 0: greedy)."""
 
-    def stream(
-        self,
-        *,
-        messages: list[dict[str, str]],
-        adapter: AdapterRef | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        stop: list[str] | None,
-    ) -> ChatStream:
+    messages: list[dict[str, str]]
+    adapter: AdapterRef | None
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+class ChatBackend(Protocol):
+    def complete(self, request: ChatRequest) -> ChatResult: ...
+
+    def stream(self, request: ChatRequest) -> ChatStream:
         """``complete``, streamed."""
         ...
 
@@ -100,50 +94,35 @@ class ModelChatBackend:
                 self._engine = ChatEngine(host, STUDENT, cache_size=s.adapter_cache_size)
             return self._engine
 
-    def complete(
-        self,
-        *,
-        messages: list[dict[str, str]],
-        adapter: AdapterRef | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        stop: list[str] | None,
-    ) -> ChatResult:
-        generation = self._get_engine().complete(
-            messages,
+    def _engine_call(self, request: ChatRequest) -> tuple[ChatEngine, dict[str, Any]]:
+        """The engine and the arguments of its ``complete`` / ``stream``."""
+        adapter = request.adapter
+        return self._get_engine(), dict(
+            messages=request.messages,
             adapter=(adapter.uri, adapter.checksum) if adapter else None,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            stop=stop or (),
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            stop=request.stop or (),
         )
-        return _result(generation)
 
-    def stream(
-        self,
-        *,
-        messages: list[dict[str, str]],
-        adapter: AdapterRef | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        stop: list[str] | None,
-    ) -> ChatStream:
-        return _ResultStream(
-            self._get_engine().stream(
-                messages,
-                adapter=(adapter.uri, adapter.checksum) if adapter else None,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                seed=seed,
-                stop=stop or (),
-            )
-        )
+    def complete(self, request: ChatRequest) -> ChatResult:
+        engine, arguments = self._engine_call(request)
+        return _result(engine.complete(**arguments))
+
+    def stream(self, request: ChatRequest) -> ChatStream:
+        engine, arguments = self._engine_call(request)
+        return _ResultStream(engine.stream(**arguments))
+
+
+def _result(generation: Generation) -> ChatResult:
+    return ChatResult(
+        text=generation.text,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        finish_reason=generation.finish_reason,
+    )
 
 
 class _ResultStream:
@@ -161,15 +140,6 @@ class _ResultStream:
 
     def close(self) -> None:
         self._reply.close()
-
-
-def _result(generation: Generation) -> ChatResult:
-    return ChatResult(
-        text=generation.text,
-        prompt_tokens=generation.prompt_tokens,
-        completion_tokens=generation.completion_tokens,
-        finish_reason=generation.finish_reason,
-    )
 
 
 _backend_lock = threading.Lock()

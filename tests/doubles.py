@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from service.inference import AdapterRef, ChatResult
+from service.inference import ChatRequest, ChatResult
 
 
 @dataclass
@@ -16,41 +16,21 @@ class ReversingBackend:
 
     calls: list[dict[str, Any]] = field(default_factory=list)
 
-    def complete(
-        self,
-        *,
-        messages: list[dict[str, str]],
-        adapter: AdapterRef | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        stop: list[str] | None,
-    ) -> ChatResult:
-        self.calls.append(
-            {
-                "messages": messages,
-                "adapter": adapter,
-                "max_tokens": max_tokens,
-                "temperature": temperature,
-                "top_p": top_p,
-                "seed": seed,
-                "stop": stop,
-            }
-        )
-        last = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    def complete(self, request: ChatRequest) -> ChatResult:
+        self.calls.append(asdict(request) | {"adapter": request.adapter})
+        last = next(m["content"] for m in reversed(request.messages) if m["role"] == "user")
         words = last.split()[::-1]
-        out = words[:max_tokens]
+        out = words[: request.max_tokens]
         return ChatResult(
             text=" ".join(out),
-            prompt_tokens=sum(len(m["content"].split()) for m in messages),
+            prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
             completion_tokens=len(out),
-            finish_reason="length" if len(words) > max_tokens else "stop",
+            finish_reason="length" if len(words) > request.max_tokens else "stop",
         )
 
-    def stream(self, **kwargs: Any) -> Iterator[str | ChatResult]:
+    def stream(self, request: ChatRequest) -> Iterator[str | ChatResult]:
         """The same reply, a word at a time (the first without a leading space)."""
-        result = self.complete(**kwargs)
+        result = self.complete(request)
         self.calls[-1]["stream"] = True
         for i, word in enumerate(result.text.split()):
             yield word if i == 0 else f" {word}"

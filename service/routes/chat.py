@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import ChatBackendDep, CurrentTenant, SessionDep, SettingsDep
-from service.inference import AdapterRef, ChatResult, ChatStream
+from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
 from service.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -81,7 +81,7 @@ def create_chat_completion(
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
     ]
-    options: dict[str, Any] = dict(
+    chat = ChatRequest(
         messages=messages,
         adapter=adapter,
         max_tokens=body.max_completion_tokens or body.max_tokens or settings.chat_max_tokens,
@@ -98,9 +98,9 @@ def create_chat_completion(
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _stream(request, backend.stream(**options), record, include_usage)
+        return _stream(request, backend.stream(chat), record, include_usage)
 
-    result = backend.complete(**options)
+    result = backend.complete(chat)
     completion = feedback_repo.create_completion(
         session,
         **record,

@@ -197,7 +197,7 @@ def test_a_stream_ends_with_done_and_a_length_cut(client: TestClient, tenant_key
 def test_a_stream_that_cannot_start_is_an_error_response(
     client: TestClient, session: Session, tenant_key: str, chat_backend: ReversingBackend
 ) -> None:
-    def broken(**kwargs: object) -> Iterator[str]:
+    def broken(request: object) -> Iterator[str]:
         raise FileNotFoundError("adapter folder /gone is missing")
         yield ""
 
