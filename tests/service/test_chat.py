@@ -209,3 +209,31 @@ def test_a_stream_that_cannot_start_is_an_error_response(
             headers=auth(tenant_key),
         )
     assert session.scalar(select(Completion.id)) is None
+
+
+def test_an_error_halfway_through_a_stream_is_its_last_event(
+    client: TestClient, session: Session, tenant_key: str, chat_backend: ReversingBackend
+) -> None:
+    closed: list[bool] = []
+
+    def failing(request: object) -> Iterator[str]:
+        try:
+            yield "Marisol"
+            raise RuntimeError("the decoding thread died")
+        finally:
+            closed.append(True)
+
+    chat_backend.stream = failing  # type: ignore[method-assign]
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        headers=auth(tenant_key),
+    )
+    assert response.status_code == 200  # the response had started
+    events = [line.removeprefix("data: ") for line in response.text.split("\n\n") if line]
+    assert json.loads(events[1])["choices"][0]["delta"]["content"] == "Marisol"
+    assert json.loads(events[-1]) == {
+        "error": {"type": "server_error", "message": "RuntimeError: the decoding thread died"}
+    }
+    assert "[DONE]" not in events and closed == [True]
+    assert session.scalar(select(Completion.id)) is None  # an unfinished reply is not recorded
