@@ -111,7 +111,7 @@ def generate(
     ``prefix`` starts the reply (it primes the format); it is not part of the returned text.
     ``per_chunk(start, end)``, when given, is a context entered around the decoding of prompts
     start..end. ``streamer`` receives the tokens as they are decoded and ``halt``, once set,
-    ends decoding at the next step (one conversation, one sequence: see ``stream_reply``)."""
+    ends decoding at the next step (one conversation, one sequence: see ``ReplyStream``)."""
     if (streamer or halt) and (len(conversations) != 1 or num_return_sequences != 1):
         raise ValueError("a streamed reply is one sequence for one conversation")
     tok = host.tokenizer
@@ -206,8 +206,7 @@ def _generate_from_one_prefill(
 
 
 class _Halt(StoppingCriteria):
-    """Ends decoding once ``event`` is set (the reader of a stream went away or saw a stop
-    string)."""
+    """Ends decoding once ``event`` is set (the reader of a stream went away)."""
 
     def __init__(self, event: threading.Event):
         self.event = event
@@ -258,9 +257,7 @@ class _TokenQueue(BaseStreamer):
 def _safe_length(text: str, stop: Sequence[str]) -> int:
     """How much of a growing reply can be sent: not a trailing partial character, not the end
     that might begin a stop string, not trailing whitespace (the finished reply is stripped)."""
-    end = len(text)
-    if text.endswith("\ufffd"):  # an incomplete UTF-8 character so far
-        end = len(text.rstrip("\ufffd"))
+    end = len(text.rstrip("\ufffd"))  # not an incomplete UTF-8 character so far
     for s in stop:
         for n in range(min(len(s) - 1, end), 0, -1):
             if text[:end].endswith(s[:n]):
@@ -336,11 +333,11 @@ class ReplyStream(Iterator["str | Generation"]):
         self._ids.extend(piece)
         if tok.eos_token_id in self._ids:
             self._ids = self._ids[: self._ids.index(tok.eos_token_id)]
-        raw = str(tok.decode(self._ids, skip_special_tokens=True))
-        cuts = [raw.index(s) for s in self._stop if s and s in raw]
-        if cuts:  # as ``generate`` cuts it (its decoding ends at this token)
-            raw = raw[: min(cuts)]
-        return raw[: _safe_length(raw, () if cuts else self._stop)].lstrip()
+        # cut as ``generate`` cuts it (its decoding ends at this token)
+        raw, stopped = _cut_at_stop(
+            str(tok.decode(self._ids, skip_special_tokens=True)), self._stop
+        )
+        return raw[: _safe_length(raw, () if stopped else self._stop)].lstrip()
 
     def _end(self) -> None:
         self._ended = True

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import ChatBackendDep, CurrentTenant, SessionDep, SettingsDep
@@ -123,8 +124,9 @@ def create_chat_completion(
     )
 
 
-def _event(data: Any) -> str:
-    text = data.model_dump_json(exclude_none=True) if hasattr(data, "model_dump_json") else data
+def _event(data: BaseModel | str) -> str:
+    """One server-sent event: a model as JSON without its null fields, or a plain string."""
+    text = data.model_dump_json(exclude_none=True) if isinstance(data, BaseModel) else data
     return f"data: {text}\n\n"
 
 
@@ -187,7 +189,7 @@ def _stream(
                 usage = ChatCompletionChunk(
                     id=completion_id, created=created, model=model, choices=[], usage=_usage(item)
                 )
-                yield _event(usage.model_dump_json())  # with its empty choices
+                yield _event(usage)  # with its empty choices
             yield _event("[DONE]")
         except Exception as exc:  # the response has started: the error goes in the stream
             log.exception("streamed chat completion %s failed", completion_id)

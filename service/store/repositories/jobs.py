@@ -42,14 +42,17 @@ def list_jobs(
     return list(session.scalars(stmt)), total or 0
 
 
+def list_open_jobs(session: Session, *, tenant_id: str, kind: JobKind | None = None) -> list[Job]:
+    """The tenant's queued and running jobs (of ``kind``; None: of every kind), oldest first."""
+    stmt = select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(OPEN_STATUSES))
+    if kind is not None:
+        stmt = stmt.where(Job.kind == kind)
+    return list(session.scalars(stmt.order_by(Job.created_at, Job.id)))
+
+
 def get_open_job(session: Session, *, tenant_id: str, kind: JobKind) -> Job | None:
     """The tenant's oldest queued or running job of ``kind``, if any."""
-    stmt = (
-        select(Job)
-        .where(Job.tenant_id == tenant_id, Job.kind == kind, Job.status.in_(OPEN_STATUSES))
-        .order_by(Job.created_at, Job.id)
-    )
-    return session.scalars(stmt).first()
+    return next(iter(list_open_jobs(session, tenant_id=tenant_id, kind=kind)), None)
 
 
 def get_open_update_job(session: Session, *, tenant_id: str) -> Job | None:
@@ -159,16 +162,6 @@ def is_cancelled(session: Session, *, job_id: str) -> bool:
     tenant was deleted) counts as cancelled, so that its worker stops."""
     status = session.scalar(select(Job.status).where(Job.id == job_id))
     return status is None or status == JobStatus.cancelled
-
-
-def list_open_jobs(session: Session, *, tenant_id: str) -> list[Job]:
-    """The tenant's queued and running jobs of every kind, oldest first."""
-    stmt = (
-        select(Job)
-        .where(Job.tenant_id == tenant_id, Job.status.in_(OPEN_STATUSES))
-        .order_by(Job.created_at, Job.id)
-    )
-    return list(session.scalars(stmt))
 
 
 def latest_job_created_at(session: Session, *, tenant_id: str, kind: JobKind) -> datetime | None:
