@@ -1,10 +1,12 @@
-"""Factories: plain functions that add rows through the repositories (flush, no commit)."""
+"""Factories: plain functions that add rows through the repositories (flush, no commit), and
+``count_rows`` to check what is stored."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.store.models import (
@@ -24,6 +26,12 @@ from service.store.models import (
 from service.store.repositories import adapters, documents, learning, tenants
 
 _counter = itertools.count(1)
+
+
+def count_rows(session: Session, model: type, **where: object) -> int:
+    """How many rows of ``model`` have the given column values."""
+    clauses = [getattr(model, name) == value for name, value in where.items()]
+    return session.scalar(select(func.count()).select_from(model).where(*clauses)) or 0
 
 
 def auth(key: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 import threading
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
 from service.store.db import make_sessionmaker, session_scope
@@ -19,6 +19,7 @@ from service.store.models import (
 from service.store.repositories import documents as document_repo
 from tests.factories import (
     auth,
+    count_rows,
     make_adapter_version,
     make_document,
     make_job,
@@ -139,11 +140,6 @@ def test_documents_need_a_key(client: TestClient) -> None:
     assert response.json()["error"]["message"].startswith("missing API key")
 
 
-def _count(session: Session, model: type, **where: object) -> int:
-    clauses = [getattr(model, name) == value for name, value in where.items()]
-    return session.scalar(select(func.count()).select_from(model).where(*clauses)) or 0
-
-
 def test_delete_a_pending_document_with_what_was_derived_from_it(
     client: TestClient, session: Session
 ) -> None:
@@ -159,7 +155,7 @@ def test_delete_a_pending_document_with_what_was_derived_from_it(
     assert document is not None
     make_reward(session, make_self_edit(session, document), value=0.5)
     make_reward(session, make_self_edit(session, kept), value=0.25)
-    assert _count(session, ProbeQuestion, document_id=document_id) == 2
+    assert count_rows(session, ProbeQuestion, document_id=document_id) == 2
 
     response = client.delete(f"/v1/documents/{document_id}", headers=auth(key))
     assert response.status_code == 200, response.text
@@ -170,13 +166,13 @@ def test_delete_a_pending_document_with_what_was_derived_from_it(
     session.expire_all()
     assert client.get(f"/v1/documents/{document_id}", headers=auth(key)).status_code == 404
     for model in (ProbeQuestion, SelfEdit, Reward):
-        assert _count(session, model, document_id=document_id) == 0, model
+        assert count_rows(session, model, document_id=document_id) == 0, model
     # the feedback stays (it is the tenant's own record), no longer linked to the document
     row = session.get(Feedback, feedback["id"])
     assert row is not None and row.document_id is None and row.probe_question_id is None
     # the other document and what came from it are untouched
-    assert _count(session, ProbeQuestion, document_id=kept.id) == 1
-    assert _count(session, Reward, document_id=kept.id) == 1
+    assert count_rows(session, ProbeQuestion, document_id=kept.id) == 1
+    assert count_rows(session, Reward, document_id=kept.id) == 1
     # deleting again is a 404, and the same content can be added again as a new document
     again = client.delete(f"/v1/documents/{document_id}", headers=auth(key))
     assert again.status_code == 404
@@ -212,7 +208,7 @@ def test_a_document_being_learned_cannot_be_deleted(client: TestClient, session:
     assert response.status_code == 409
     message = response.json()["error"]["message"]
     assert job.id in message and f"/v1/jobs/{job.id}/cancel" in message
-    assert _count(session, Document, id=document.id) == 1
+    assert count_rows(session, Document, id=document.id) == 1
 
 
 def test_another_tenants_document_cannot_be_deleted(client: TestClient, session: Session) -> None:
@@ -221,7 +217,7 @@ def test_another_tenants_document_cannot_be_deleted(client: TestClient, session:
     document = make_document(session, owner)
     response = client.delete(f"/v1/documents/{document.id}", headers=auth(other_key))
     assert response.status_code == 404
-    assert _count(session, Document, id=document.id) == 1
+    assert count_rows(session, Document, id=document.id) == 1
     assert client.delete(f"/v1/documents/{document.id}").status_code == 401
 
 

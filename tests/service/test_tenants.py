@@ -2,7 +2,7 @@ import hashlib
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.settings import Settings
@@ -23,6 +23,7 @@ from service.store.models import (
 from service.store.repositories import tenants as tenant_repo
 from tests.factories import (
     auth,
+    count_rows,
     make_adapter_version,
     make_document,
     make_job,
@@ -269,9 +270,8 @@ def _folder(path: Path) -> str:
     return str(path)
 
 
-def _rows(session: Session, model: type, tenant_id: str) -> int:
-    stmt = select(func.count()).select_from(model).where(model.tenant_id == tenant_id)  # type: ignore[attr-defined]
-    return session.scalar(stmt) or 0
+# the kinds of row a tenant owns that the test below checks one by one
+OWNED = (ApiKey, Document, Job, AdapterVersion, TeacherVersion, SelfEdit, Reward, Feedback)
 
 
 def _tenant_with_everything(
@@ -348,19 +348,9 @@ def test_delete_a_tenant_with_everything_of_it(
     assert not (root / tenant_id).exists() and not (root / "teachers" / tenant_id).exists()
 
     session.expire_all()
-    for model in (
-        ApiKey,
-        Document,
-        Job,
-        AdapterVersion,
-        TeacherVersion,
-        SelfEdit,
-        Reward,
-        Feedback,
-    ):
-        assert _rows(session, model, tenant_id) == 0, model
-    assert session.scalar(select(func.count()).select_from(ProbeQuestion).where(
-        ProbeQuestion.tenant_id == tenant_id)) == 0  # fmt: skip
+    for model in OWNED:
+        assert count_rows(session, model, tenant_id=tenant_id) == 0, model
+    assert count_rows(session, ProbeQuestion, tenant_id=tenant_id) == 0
     assert session.get(Tenant, tenant_id) is None
     # its key is refused, its name is free again, and a second delete is a 404
     assert client.get("/v1/documents", headers=auth(key)).status_code == 401
@@ -373,17 +363,8 @@ def test_delete_a_tenant_with_everything_of_it(
     )
 
     # the other tenant and the shared teacher are untouched, rows and folders
-    for model in (
-        ApiKey,
-        Document,
-        Job,
-        AdapterVersion,
-        TeacherVersion,
-        SelfEdit,
-        Reward,
-        Feedback,
-    ):
-        assert _rows(session, model, other_id) >= 1, model
+    for model in OWNED:
+        assert count_rows(session, model, tenant_id=other_id) >= 1, model
     assert all(Path(folder).is_dir() for folder in other_versions)
     assert (root / "teachers" / other_id / "1").is_dir()
     assert shared.artifact_uri and Path(shared.artifact_uri).is_dir()
