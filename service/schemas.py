@@ -162,8 +162,13 @@ class DocumentDetail(DocumentPublic):
 class DocumentDeleted(DocumentPublic):
     learned_version: int | None = Field(
         description="The adapter version that learned the document, if one did: that version "
-        "and the versions trained from it still hold what they learned (roll back to an "
-        "earlier version to serve a model without it)."
+        "and the versions trained from it still hold what they learned (delete with "
+        "`forget=true`, or request a `rebuild` update, to serve a model without it)."
+    )
+    rebuild_job_id: str | None = Field(
+        None,
+        description="With `forget=true`, for a learned document: the update job (mode "
+        "`rebuild`) that trains the tenant's adapter again without it.",
     )
 
 
@@ -197,11 +202,13 @@ class FeedbackPublic(_Public):
 
 # --- jobs -----------------------------------------------------------------------------------
 class UpdateCreate(_Create):
-    mode: Literal["select", "batch"] = Field(
+    mode: Literal["select", "batch", "rebuild"] = Field(
         "select",
         description="`select`: k self-edits per document, each rewarded by its own inner loop, "
         "the best kept (earns rewards for the teacher). `batch`: the teacher's self-edits of all "
-        "pending documents in one training run (what the nightly schedule does).",
+        "pending documents in one training run (what the nightly schedule does). `rebuild`: no "
+        "new documents; the adapter trained again from the base model on every learned "
+        "document and its kept self-edits, so that deleted documents leave the weights.",
     )
     seed: int | None = Field(
         None,

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 from typing import Any
 
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -174,3 +177,14 @@ def make_reward(
         value=value,
         baseline=0.0,
     )
+
+
+def queued_tasks(broker: redis.Redis) -> list[tuple[str, dict[str, Any]]]:
+    """The (task name, kwargs) of the messages waiting on Celery's default queue."""
+    tasks = []
+    for raw in broker.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        assert message["content-type"] == "application/json"
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        tasks.append((message["headers"]["task"], kwargs))
+    return tasks

@@ -59,7 +59,7 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
             )
             if latest is not None and latest >= fired:
                 continue
-            if not document_repo.count_pending_documents(session, tenant_id=tenant.id):
+            if not document_repo.count_documents(session, tenant_id=tenant.id):
                 continue
             job, created = job_repo.create_update_job(
                 session, tenant_id=tenant.id, params={"mode": "batch", "scheduled": True}

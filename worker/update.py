@@ -10,6 +10,13 @@ of a one-document update is the version itself), saved atomically, and promoted 
 answers the batch's probe questions better than the active version and did not forget the
 retention set (probe questions of documents learned earlier) beyond a tolerance.
 
+``rebuild`` (after documents were deleted, so that their knowledge leaves the weights): a
+version trained again from the base model, not from the active one, on every learned
+document and its kept self-edits; no sampling, no inner loop, pending documents untouched. It
+is promoted unless the active version changed while it ran (an admin's rollback is never
+silently undone), and it is recorded only if every document it trained on still exists when
+it commits: a document deleted meanwhile starts it again without that document.
+
 Progress and each document's scored self-edits are committed as they come (short
 transactions, so the API shows them); the version, its promotion and the job's result in one
 final transaction. A cancelled or failed job leaves the active version and the pending
@@ -30,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from seal.grading import Evaluation, Probe
 from seal.knowledge import (
+    STUDENT,
     Candidate,
     InnerLoopConfig,
     Teacher,
@@ -41,11 +49,12 @@ from seal.knowledge import (
     write_self_edits_many,
 )
 from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
-from seal.multi import split
+from seal.multi import evaluate_many, split
 from seal.selfedit import QA, Passage, choose_format, parse_items, training_sequences
 from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import (
+    REBUILD,
     DocumentStatus,
     JobStatus,
     ProbeSource,
@@ -65,12 +74,18 @@ CANDIDATE_METRIC = "probe_accuracy_gain"
 BATCH_METRIC = "batch_probe_accuracy_gain"
 #: The gain of a whole version on its batch's probe questions.
 VERSION_METRIC = "version_probe_accuracy_gain"
+#: How often a rebuild starts again when documents it trained on were deleted meanwhile.
+REBUILD_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
 
 
 class JobCancelled(Exception):
     """The job was cancelled while it ran."""
+
+
+class DocumentsDeleted(Exception):
+    """Documents a rebuild trained on were deleted before it could record its version."""
 
 
 @dataclass
@@ -110,6 +125,9 @@ def run_update(runtime: Runtime, job_id: str) -> None:
             log.info("job %s is not queued any more; nothing to do", job_id)
             return
         tenant_id, params = job.tenant_id, dict(job.params or {})
+    if params.get("mode") == REBUILD:
+        _run_rebuild(runtime, job_id, tenant_id, params)
+        return
     snapshot: Snapshot | None = None
     try:
         with session_scope(sessions) as session:
@@ -328,7 +346,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     retention_after = _evaluate(host, trained.state, snap.retention, config)
     progress.step("evaluated the new version")
 
-    target = settings.resolved_adapter_dir / snap.tenant_id / f"{int(time.time())}-{job_id[:8]}"
+    target = _version_folder(settings, snap.tenant_id, job_id)
     digest = save_adapter(
         trained.state,
         student_spec(settings),
@@ -616,3 +634,209 @@ def _restore(
             job_repo.finish_job(
                 session, job_id=job_id, status=status, error=error, message="failed"
             )
+
+
+# --- rebuild ----------------------------------------------------------------------------------
+@dataclass
+class RebuildSnapshot:
+    """What a rebuild read from the store (plain data, no ORM objects)."""
+
+    tenant_id: str
+    seed: int
+    active_id: str | None
+    active_state: AdapterState | None
+    document_ids: list[str]
+    """The learned documents it trains on."""
+    sequences: list[str]
+    retention: list[Probe]
+
+
+def _run_rebuild(runtime: Runtime, job_id: str, tenant_id: str, params: dict) -> None:
+    """Run a rebuild job to its end; every outcome is recorded on the job. Documents are
+    only read, so a cancelled or failed rebuild has nothing to put back."""
+    try:
+        for attempt in range(1, REBUILD_ATTEMPTS + 1):
+            with session_scope(runtime.sessions) as session:
+                snap = _rebuild_snapshot(session, runtime, tenant_id, job_id, params)
+            try:
+                _rebuild(runtime, job_id, snap, attempt)
+                return
+            except DocumentsDeleted as exc:
+                log.info("rebuild job %s: %s; starting again without them", job_id, exc)
+        raise DocumentsDeleted(
+            f"documents were deleted during each of {REBUILD_ATTEMPTS} attempts; "
+            "request the rebuild again once deletions are done"
+        )
+    except JobCancelled:
+        log.info("rebuild job %s was cancelled (or deleted with its tenant)", job_id)
+    except Exception as exc:
+        log.exception("rebuild job %s failed", job_id)
+        error = f"{type(exc).__name__}: {exc}"
+        _restore(runtime, job_id, None, status=JobStatus.failed, error=error)
+        raise
+
+
+def _rebuild_snapshot(
+    session: Session, runtime: Runtime, tenant_id: str, job_id: str, params: dict
+) -> RebuildSnapshot:
+    settings = runtime.settings
+    active = adapter_repo.active_adapter(session, tenant_id=tenant_id)
+    state = None
+    if active is not None and active.artifact_uri:
+        state = load_adapter(Path(active.artifact_uri), expected_checksum=active.checksum)
+    learned = document_repo.list_documents_by_status(
+        session, tenant_id=tenant_id, statuses=[DocumentStatus.learned]
+    )
+    items: dict[str, list[str]] = {d.id: [] for d in learned}
+    for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
+        session, tenant_id=tenant_id
+    ):
+        items[doc.id].extend(parse_items(edit.text, edit.format))
+    sequences = [
+        seq for d in learned for seq in training_sequences(Passage(d.title, d.text), items[d.id])
+    ]
+    retention = [
+        Probe(title, QA(p.question, p.answer))
+        for title, p in document_repo.retention_probes(
+            session, tenant_id=tenant_id, limit=settings.retention_max_questions
+        )
+    ]
+    return RebuildSnapshot(
+        tenant_id=tenant_id,
+        seed=job_seed(settings, job_id, params),
+        active_id=active.id if active else None,
+        active_state=state,
+        document_ids=[d.id for d in learned],
+        sequences=sequences,
+        retention=retention,
+    )
+
+
+def _rebuild(runtime: Runtime, job_id: str, snap: RebuildSnapshot, attempt: int) -> None:
+    config = inner_loop_config(runtime.settings)
+    host = runtime.student
+    # units: 8 for training, 1 for the evaluation, 1 for saving
+    progress = _Progress(runtime, job_id, total=10)
+    again = f" (attempt {attempt}: documents were deleted meanwhile)" if attempt > 1 else ""
+    progress.step(
+        f"rebuilding from the base model on {len(snap.document_ids)} learned document(s), "
+        f"{len(snap.sequences)} sequences{again}",
+        0,
+    )
+    trained = None
+    if snap.sequences:
+        seen = [0]
+
+        def training(done: int, total: int) -> None:
+            if done == total or done - seen[0] >= max(1, total // 20):
+                units, seen[0] = 8 * (done - seen[0]) / total, done
+                progress.step(f"training the rebuilt version, step {done}/{total}", units)
+
+        trained = train_on(
+            host, snap.sequences, replace(config.train, seed=snap.seed), init=None,
+            on_step=training,
+        )  # fmt: skip
+    before, after = evaluate_many(
+        host,
+        [snap.active_state, trained.state if trained else None],
+        snap.retention,
+        config.answer_max_tokens,
+        slot=STUDENT,
+    )
+    progress.step("evaluated the rebuilt version")
+    metrics = {
+        "mode": REBUILD,
+        "seed": snap.seed,
+        "documents": len(snap.document_ids),
+        "attempts": attempt,
+        "retention_questions": len(snap.retention),
+        "retention_accuracy_before": before.accuracy,
+        "retention_accuracy": after.accuracy,
+        "train_sequences": len(snap.sequences),
+        "train_loss": trained.losses[-1] if trained and trained.losses else None,
+        "train_tokens": trained.tokens if trained else 0,
+        "train_seconds": round(trained.seconds, 3) if trained else 0.0,
+    }
+    if trained is None:  # nothing learned is left: the base model serves the tenant
+        _commit_rebuild(runtime, job_id, snap, None, metrics)
+        return
+    target = _version_folder(runtime.settings, snap.tenant_id, job_id)
+    digest = save_adapter(
+        trained.state,
+        student_spec(runtime.settings),
+        target,
+        base_model=runtime.settings.student_model,
+        extra={"tenant_id": snap.tenant_id, "job_id": job_id, "mode": REBUILD},
+    )
+    try:
+        _commit_rebuild(runtime, job_id, snap, (target, digest), metrics)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # a version folder exists only if recorded
+        raise
+
+
+def _version_folder(settings: Settings, tenant_id: str, job_id: str) -> Path:
+    """The folder a job's new adapter version is saved in."""
+    return settings.resolved_adapter_dir / tenant_id / f"{int(time.time())}-{job_id[:8]}"
+
+
+def _commit_rebuild(
+    runtime: Runtime,
+    job_id: str,
+    snap: RebuildSnapshot,
+    saved: tuple[Path, str] | None,
+    metrics: dict,
+) -> None:
+    with session_scope(runtime.sessions) as session:
+        # A write first (SQLite's write lock), then the documents' row locks (PostgreSQL's):
+        # no document is deleted between the check and the commit (a delete that came first
+        # is seen; one that comes later waits for it).
+        if not job_repo.hold_running_job(
+            session, job_id=job_id, message="recording the rebuilt version"
+        ):
+            raise JobCancelled
+        gone = set(snap.document_ids) - document_repo.lock_documents(
+            session, document_ids=snap.document_ids
+        )
+        if gone:
+            raise DocumentsDeleted(f"{len(gone)} of its documents were deleted while it ran")
+        active = adapter_repo.active_adapter(session, tenant_id=snap.tenant_id)
+        reason = None
+        if (active.id if active else None) != snap.active_id:
+            reason = "the active version changed while the rebuild ran"
+        version = None
+        if saved is not None:
+            target, digest = saved
+            version = adapter_repo.create_adapter_version(
+                session,
+                tenant_id=snap.tenant_id,
+                parent_id=None,
+                artifact_uri=str(target),
+                checksum=digest,
+                metrics={**metrics, "rejected_because": reason},
+                job_id=job_id,
+            )
+        if reason is None:
+            adapter_repo.promote_version(session, tenant_id=snap.tenant_id, version=version)
+        elif version is not None:
+            adapter_repo.set_version_status(session, version=version, status=VersionStatus.rejected)
+        number = version.number if version else None
+        if reason is not None:
+            message = f"rebuilt version {number} rejected" if version else "rebuild not applied"
+        elif version is None:
+            message = "no learned documents are left: the base model serves the tenant"
+        else:
+            message = f"rebuilt version {number} promoted"
+        job_repo.finish_job(
+            session,
+            job_id=job_id,
+            status=JobStatus.succeeded,
+            message=message,
+            result={
+                "adapter_version": number,
+                "promoted": reason is None,
+                "rejected_because": reason,
+                "documents": len(snap.document_ids),
+                "metrics": metrics,
+            },
+        )

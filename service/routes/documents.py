@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.deps import CurrentTenant, SessionDep
 from service.errors import Conflict, NotFound
+from service.routes.jobs import open_rebuild
 from service.schemas import (
     DocumentCreate,
     DocumentDeleted,
@@ -17,7 +18,7 @@ from service.schemas import (
     Page,
     ProbeQuestionPublic,
 )
-from service.store.models import AdapterVersion, Document, DocumentStatus, ProbeSource
+from service.store.models import REBUILD, AdapterVersion, Document, DocumentStatus, ProbeSource
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 
@@ -113,14 +114,26 @@ def get_document(document_id: str, session: SessionDep, tenant: CurrentTenant) -
 
 @router.delete("/{document_id}", response_model=DocumentDeleted)
 def delete_document(
-    document_id: str, session: SessionDep, tenant: CurrentTenant
+    document_id: str,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    forget: Annotated[
+        bool,
+        Query(
+            description="For a learned document, also request a rebuild: the tenant's adapter "
+            "trained again from the base model without it (409, deleting nothing, while an "
+            "update of another mode is open)."
+        ),
+    ] = False,
 ) -> DocumentDeleted:
     """Delete a document with its probe questions, self-edits and their rewards; later updates
     no longer rehearse it. A document being learned answers 409 until its update ends. What an
-    adapter version already learned from it stays in that version's weights."""
+    adapter version already learned from it stays in that version's weights, unless
+    ``forget`` rebuilds the adapter without it."""
     document = document_repo.get_document(session, tenant_id=tenant.id, document_id=document_id)
     if document is None:
         raise NotFound(f"document {document_id} not found")
+    learned = document.status == DocumentStatus.learned
     version = (
         session.get(AdapterVersion, document.learned_version_id)
         if document.learned_version_id
@@ -140,4 +153,7 @@ def delete_document(
             f"document {document_id} is being learned by {by}; delete it when the job "
             f"has ended{cancel}"
         )
+    if forget and learned:
+        # after the delete: a rebuild that is running sees the document gone when it commits
+        deleted.rebuild_job_id = open_rebuild(session, tenant.id, {"mode": REBUILD}).id
     return deleted

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep
 from service.enqueue import UPDATE_TASK, enqueue_after_commit
 from service.errors import Conflict, NotFound
 from service.schemas import JobPublic, Page, UpdateAccepted, UpdateCreate
-from service.store.models import FINISHED_JOB_STATUSES, Job
+from service.store.models import FINISHED_JOB_STATUSES, REBUILD, DocumentStatus, Job
+from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 
@@ -21,17 +23,43 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 def request_update(
     session: SessionDep, tenant: CurrentTenant, body: UpdateCreate | None = None
 ) -> UpdateAccepted:
-    """Start an update of the tenant's adapter on its pending documents now. An update
-    already queued or running is returned instead of a second one."""
+    """Start an update of the tenant's adapter on its pending documents now (mode
+    ``rebuild``: again from the base model on its learned documents). An update already
+    queued or running is returned instead of a second one (for a rebuild, only a rebuild)."""
     params = (body or UpdateCreate()).model_dump(exclude_none=True)
+    if params["mode"] == REBUILD:
+        learned = document_repo.count_documents(
+            session, tenant_id=tenant.id, status=DocumentStatus.learned
+        )
+        if not learned and adapter_repo.active_adapter(session, tenant_id=tenant.id) is None:
+            raise Conflict("nothing to rebuild: the tenant has no learned documents and no adapter")
+        rebuild = open_rebuild(session, tenant.id, params)
+        return UpdateAccepted(job_id=rebuild.id, status=rebuild.status)
     job = job_repo.get_open_update_job(session, tenant_id=tenant.id)
     if job is None:
-        if document_repo.count_pending_documents(session, tenant_id=tenant.id) == 0:
+        if document_repo.count_documents(session, tenant_id=tenant.id) == 0:
             raise Conflict("there are no pending documents to learn; add documents first")
         job, created = job_repo.create_update_job(session, tenant_id=tenant.id, params=params)
         if created:
             enqueue_after_commit(session, UPDATE_TASK, job_id=job.id)
     return UpdateAccepted(job_id=job.id, status=job.status)
+
+
+def open_rebuild(session: Session, tenant_id: str, params: dict[str, Any]) -> Job:
+    """The tenant's rebuild job: a new one, or the one already queued or running (a running
+    one starts again by itself if documents it trains on are deleted). 409 while an update of
+    another mode is open: it trains from the active version, which still holds what the
+    rebuild is to remove."""
+    job, created = job_repo.create_update_job(session, tenant_id=tenant_id, params=params)
+    mode = (job.params or {}).get("mode", "select")
+    if not created and mode != REBUILD:
+        raise Conflict(
+            f"update job {job.id} ({mode}) is {job.status}; request the rebuild once it has "
+            f"ended (or cancel it: POST /v1/jobs/{job.id}/cancel)"
+        )
+    if created:
+        enqueue_after_commit(session, UPDATE_TASK, job_id=job.id)
+    return job
 
 
 def _job_or_404(session: SessionDep, tenant_id: str, job_id: str) -> Job:

@@ -49,6 +49,11 @@ class JobKind(StrEnum):
     teacher_train = "teacher_train"
 
 
+#: An update job's mode (its ``params["mode"]``) that trains the tenant's adapter again from
+#: the base model on its learned documents (the others: ``select``, ``batch``).
+REBUILD = "rebuild"
+
+
 class JobStatus(StrEnum):
     queued = "queued"
     running = "running"

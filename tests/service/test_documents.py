@@ -1,15 +1,18 @@
 import threading
 
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
+from service.enqueue import UPDATE_TASK
 from service.store.db import make_sessionmaker, session_scope
 from service.store.models import (
     AdapterVersion,
     Document,
     DocumentStatus,
     Feedback,
+    JobStatus,
     ProbeQuestion,
     Reward,
     SelfEdit,
@@ -17,6 +20,7 @@ from service.store.models import (
     VersionStatus,
 )
 from service.store.repositories import documents as document_repo
+from service.store.repositories import jobs as job_repo
 from tests.factories import (
     auth,
     count_rows,
@@ -26,6 +30,7 @@ from tests.factories import (
     make_reward,
     make_self_edit,
     make_tenant,
+    queued_tasks,
 )
 
 DOC = {
@@ -200,6 +205,54 @@ def test_delete_a_learned_document_names_the_version_that_learned_it(
     assert kept is not None and kept.status == VersionStatus.active
 
 
+def test_forget_deletes_a_learned_document_and_requests_a_rebuild(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    tenant, key = make_tenant(session)
+    version = make_adapter_version(session, tenant, status=VersionStatus.active)
+    first, second = (make_document(session, tenant, status=DocumentStatus.learned) for _ in "ab")
+    pending = make_document(session, tenant)
+    session.commit()
+
+    response = client.delete(f"/v1/documents/{first.id}?forget=true", headers=auth(key))
+    assert response.status_code == 200, response.text
+    job_id = response.json()["rebuild_job_id"]
+    assert job_id is not None and count_rows(session, Document, id=first.id) == 0
+    job = client.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
+    assert (job["kind"], job["status"], job["params"]) == ("update", "queued", {"mode": "rebuild"})
+    assert queued_tasks(broker) == [(UPDATE_TASK, {"job_id": job_id})]
+    # a second deletion while the rebuild is open joins it
+    again = client.delete(f"/v1/documents/{second.id}?forget=true", headers=auth(key))
+    assert again.status_code == 200 and again.json()["rebuild_job_id"] == job_id
+    assert len(queued_tasks(broker)) == 1
+    # a document never learned has nothing to forget
+    plain = client.delete(f"/v1/documents/{pending.id}?forget=true", headers=auth(key))
+    assert plain.status_code == 200 and plain.json()["rebuild_job_id"] is None
+    # until the rebuild runs, the version that learned them still serves
+    session.expire_all()
+    assert session.get(AdapterVersion, version.id).status == VersionStatus.active  # type: ignore[union-attr]
+
+
+def test_forget_while_another_update_is_open_deletes_nothing(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    tenant, key = make_tenant(session)
+    learned = make_document(session, tenant, status=DocumentStatus.learned)
+    make_document(session, tenant, status=DocumentStatus.learning)
+    job = make_job(session, tenant, status=JobStatus.running)
+    session.commit()
+    response = client.delete(f"/v1/documents/{learned.id}?forget=true", headers=auth(key))
+    assert response.status_code == 409
+    message = response.json()["error"]["message"]
+    assert job.id in message and "request the rebuild once it has ended" in message
+    session.expire_all()
+    assert count_rows(session, Document, id=learned.id) == 1  # nothing was lost
+    assert queued_tasks(broker) == []
+    # without forget the deletion goes ahead, retraining nothing
+    plain = client.delete(f"/v1/documents/{learned.id}", headers=auth(key))
+    assert plain.status_code == 200 and plain.json()["rebuild_job_id"] is None
+
+
 def test_a_document_being_learned_cannot_be_deleted(client: TestClient, session: Session) -> None:
     tenant, key = make_tenant(session)
     document = make_document(session, tenant, status=DocumentStatus.learning)
@@ -278,6 +331,60 @@ def test_a_document_is_claimed_by_an_update_or_deleted_never_both(engine: Engine
             assert thread.is_alive(), "the claim did not wait for the deleting transaction"
         thread.join(timeout=30)
         assert out == {"result": []}
+    finally:
+        with session_scope(factory) as session:
+            session.execute(delete(Tenant).where(Tenant.id == tenant_id))
+
+
+def test_a_rebuild_records_a_document_or_sees_it_deleted_never_both(engine: Engine) -> None:
+    """Two real transactions, committed, on each backend: the rebuild's final check (a write
+    first, then the trained documents locked, as ``worker.update`` records a rebuild) and a
+    delete."""
+    factory = make_sessionmaker(engine)
+    with session_scope(factory) as session:
+        tenant, _key = make_tenant(session)
+        tenant_id = tenant.id
+        document_id = make_document(session, tenant, status=DocumentStatus.learned).id
+        job_id = make_job(session, tenant, status=JobStatus.running).id
+
+    def delete_it() -> bool:
+        with session_scope(factory) as session:
+            return document_repo.delete_document(
+                session, tenant_id=tenant_id, document_id=document_id
+            )
+
+    def check(session: Session) -> set[str]:
+        assert job_repo.hold_running_job(session, job_id=job_id, message="recording")
+        return document_repo.lock_documents(session, document_ids=[document_id])
+
+    def check_alone() -> set[str]:
+        with session_scope(factory) as session:
+            return check(session)
+
+    try:
+        # the rebuild checks first: the delete waits until its version is recorded
+        with session_scope(factory) as recorder:
+            assert check(recorder) == {document_id}
+            thread, out = _in_thread(delete_it)
+            thread.join(timeout=1.0)
+            assert thread.is_alive(), "the delete did not wait for the recording transaction"
+        thread.join(timeout=30)
+        assert out == {"result": True}
+
+        with session_scope(factory) as session:
+            document_id = make_document(
+                session, session.get(Tenant, tenant_id), status=DocumentStatus.learned
+            ).id
+        # the delete comes first: the check waits, then finds the document gone
+        with session_scope(factory) as deleter:
+            assert document_repo.delete_document(
+                deleter, tenant_id=tenant_id, document_id=document_id
+            )
+            thread, out = _in_thread(check_alone)
+            thread.join(timeout=1.0)
+            assert thread.is_alive(), "the check did not wait for the deleting transaction"
+        thread.join(timeout=30)
+        assert out == {"result": set()}
     finally:
         with session_scope(factory) as session:
             session.execute(delete(Tenant).where(Tenant.id == tenant_id))

@@ -1,5 +1,3 @@
-import base64
-import json
 from typing import Any
 
 import pytest
@@ -10,20 +8,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.enqueue import UPDATE_TASK, enqueue_after_commit
-from service.store.models import Job, JobKind, JobStatus
+from service.store.models import DocumentStatus, Job, JobKind, JobStatus, VersionStatus
 from service.store.repositories import jobs as job_repo
-from tests.factories import auth, make_document, make_job, make_tenant
-
-
-def queued_tasks(broker: redis.Redis) -> list[tuple[str, dict[str, Any]]]:
-    """The (task name, kwargs) of the messages waiting on Celery's default queue."""
-    tasks = []
-    for raw in broker.lrange("celery", 0, -1):
-        message = json.loads(raw)
-        assert message["content-type"] == "application/json"
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        tasks.append((message["headers"]["task"], kwargs))
-    return tasks
+from tests.factories import (
+    auth,
+    make_adapter_version,
+    make_document,
+    make_job,
+    make_tenant,
+    queued_tasks,
+)
 
 
 def test_update_creates_a_job_and_enqueues_it_after_commit(
@@ -187,3 +181,53 @@ def test_an_update_records_its_seed(client, session, broker) -> None:  # type: i
     assert accepted.status_code == 202
     job = client.get(f"/v1/jobs/{accepted.json()['job_id']}", headers=auth(key)).json()
     assert job["params"] == {"mode": "select", "seed": 1234}
+
+
+def test_a_rebuild_needs_no_pending_documents_and_is_one_job(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    tenant, key = make_tenant(session)
+    make_document(session, tenant, status=DocumentStatus.learned)
+    session.commit()
+    first = client.post("/v1/updates", json={"mode": "rebuild", "seed": 7}, headers=auth(key))
+    assert first.status_code == 202, first.text
+    job_id = first.json()["job_id"]
+    assert queued_tasks(broker) == [(UPDATE_TASK, {"job_id": job_id})]
+    job = client.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
+    assert job["kind"] == "update" and job["params"] == {"mode": "rebuild", "seed": 7}
+    # asked again while it is open: the same job, sent once
+    again = client.post("/v1/updates", json={"mode": "rebuild"}, headers=auth(key))
+    assert again.status_code == 202 and again.json()["job_id"] == job_id
+    assert len(queued_tasks(broker)) == 1
+
+
+def test_a_rebuild_waits_for_an_open_update_of_another_mode(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    tenant, key = make_tenant(session)
+    make_document(session, tenant, status=DocumentStatus.learned)
+    running = make_job(session, tenant, status=JobStatus.running, params={"mode": "select"})
+    session.commit()
+    response = client.post("/v1/updates", json={"mode": "rebuild"}, headers=auth(key))
+    assert response.status_code == 409
+    message = response.json()["error"]["message"]
+    assert running.id in message and "(select) is running" in message
+    assert f"/v1/jobs/{running.id}/cancel" in message
+    assert queued_tasks(broker) == []
+
+
+def test_a_rebuild_with_nothing_learned_and_no_adapter_is_a_conflict(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    tenant, key = make_tenant(session)
+    make_document(session, tenant)  # pending only
+    session.commit()
+    response = client.post("/v1/updates", json={"mode": "rebuild"}, headers=auth(key))
+    assert response.status_code == 409
+    assert "nothing to rebuild" in response.json()["error"]["message"]
+    assert queued_tasks(broker) == []
+    # with an adapter (its documents all deleted since), the rebuild retires it
+    make_adapter_version(session, tenant, status=VersionStatus.active)
+    session.commit()
+    response = client.post("/v1/updates", json={"mode": "rebuild"}, headers=auth(key))
+    assert response.status_code == 202, response.text

@@ -142,11 +142,23 @@ def delete_document(session: Session, *, tenant_id: str, document_id: str) -> bo
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def count_pending_documents(session: Session, *, tenant_id: str) -> int:
+def lock_documents(session: Session, *, document_ids: Sequence[str]) -> set[str]:
+    """Which of ``document_ids`` still exist, their rows locked until the transaction ends (on
+    PostgreSQL; SQLite has one writer at a time), so that none is deleted before it commits."""
+    if not document_ids:
+        return set()
+    stmt = select(Document.id).where(Document.id.in_(list(document_ids))).with_for_update()
+    return set(session.scalars(stmt))
+
+
+def count_documents(
+    session: Session, *, tenant_id: str, status: DocumentStatus = DocumentStatus.pending
+) -> int:
+    """How many of the tenant's documents have ``status`` (pending: waiting to be learned)."""
     stmt = (
         select(func.count())
         .select_from(Document)
-        .where(Document.tenant_id == tenant_id, Document.status == DocumentStatus.pending)
+        .where(Document.tenant_id == tenant_id, Document.status == status)
     )
     return session.scalar(stmt) or 0
 

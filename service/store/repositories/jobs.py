@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -101,6 +101,21 @@ def start_job(session: Session, *, job_id: str, message: str | None = None) -> J
     job.message = message
     session.flush()
     return job
+
+
+def hold_running_job(session: Session, *, job_id: str, message: str) -> bool:
+    """Set a running job's message in one conditional UPDATE; False when the job is no longer
+    running (cancelled, or gone with its tenant). Made the transaction's first statement, it
+    takes SQLite's write lock on a fresh snapshot (a read first would leave a stale snapshot
+    that cannot become a writer), so nothing the transaction reads next changes before it
+    commits; on PostgreSQL it locks the job's row."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running)
+        .values(message=message)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def set_job_progress(

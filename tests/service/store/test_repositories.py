@@ -63,14 +63,14 @@ def test_pending_documents_and_their_probe_questions(session: Session) -> None:
     second = make_document(session, tenant)
     third = make_document(session, tenant, status=DocumentStatus.learned)
     make_document(session, other)
-    assert documents.count_pending_documents(session, tenant_id=tenant.id) == 2
+    assert documents.count_documents(session, tenant_id=tenant.id) == 2
     second.error = "an earlier update failed"
     session.flush()
     claimed = documents.claim_pending_documents(session, tenant_id=tenant.id)
     assert [d.id for d in claimed] == [first.id, second.id]
     assert [(d.status, d.error) for d in claimed] == [(DocumentStatus.learning, None)] * 2
-    assert documents.count_pending_documents(session, tenant_id=tenant.id) == 0
-    assert documents.count_pending_documents(session, tenant_id=other.id) == 1
+    assert documents.count_documents(session, tenant_id=tenant.id) == 0
+    assert documents.count_documents(session, tenant_id=other.id) == 1
     assert documents.claim_pending_documents(session, tenant_id=tenant.id) == []
 
     probes = documents.probe_questions_for_documents(session, document_ids=[first.id, second.id])
