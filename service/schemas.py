@@ -247,7 +247,17 @@ class AdapterPublic(BaseModel):
     metrics: dict[str, Any]
     created_at: datetime
     promoted_at: datetime | None
-    checksum: str | None
+    checksum: str | None = Field(
+        description="SHA-256 of the version's weights; null: it has none (deleted by an admin)."
+    )
+
+
+class AdapterPurged(AdapterPublic):
+    folder_removed: str | None = Field(description="The weights' folder, removed.")
+    folder_left: str | None = Field(
+        description="The weights' folder, if it could not be removed (see the api's log, or it "
+        "lies outside the adapter directory): delete it by hand."
+    )
 
 
 class RollbackRequest(_Create):

@@ -1,5 +1,5 @@
 """Admin endpoints (the admin key): tenants, their keys and settings, adapter and teacher
-rollback."""
+rollback, and deleting an old adapter version's weights."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from service.errors import Conflict, NotFound
 from service.routes.adapters import adapter_public
 from service.routes.teachers import teacher_public
 from service.schemas import (
+    AdapterPurged,
     ApiKeyCreated,
     ApiKeyPublic,
     RollbackRequest,
@@ -165,6 +166,45 @@ def rollback(
     return RollbackResult(
         active=adapter_public(session, target) if target else None,
         previous=adapter_public(session, previous) if previous else None,
+    )
+
+
+@router.delete("/admin/tenants/{tenant_id}/adapters/{version}", response_model=AdapterPurged)
+def delete_adapter_weights(
+    tenant_id: str,
+    version: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    _admin: AdminDep,
+) -> AdapterPurged:
+    """Delete the weights of an adapter version that is not active, e.g. the versions that
+    learned a document deleted with ``forget=true``, once its rebuild is active. The version
+    stays listed with its metrics and lineage, its checksum null; it can no longer be made
+    active."""
+    tenant = _tenant_or_404(session, tenant_id)
+    row = adapter_repo.get_adapter_version(session, tenant_id=tenant.id, number=version)
+    if row is None:
+        raise NotFound(f"tenant {tenant.name!r} has no adapter version {version}")
+    try:
+        folder = adapter_repo.drop_weights(session, version=row)
+    except ValueError:
+        raise Conflict(
+            f"version {version} is active: make another version active first (rollback, or a "
+            "rebuild)"
+        ) from None
+    session.commit()  # the row first: a folder is removed only once nothing points to it
+    session.refresh(row)
+    removed = left = None
+    if folder is not None and Path(folder).exists():
+        left = folder
+        if Path(folder).resolve().is_relative_to(settings.resolved_adapter_dir):
+            try:
+                shutil.rmtree(folder)
+                removed, left = folder, None
+            except OSError:
+                log.exception("could not remove %s of adapter version %s", folder, row.id)
+    return AdapterPurged(
+        **adapter_public(session, row).model_dump(), folder_removed=removed, folder_left=left
     )
 
 

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from service.settings import Settings
 from service.store.models import Tenant, VersionStatus
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import learning as learning_repo
@@ -95,6 +98,63 @@ def test_rollback_errors(
     session.expire_all()
     active = adapter_repo.active_adapter(session, tenant_id=tenant.id)
     assert active is not None and active.number == 2  # unchanged
+
+
+def test_delete_an_old_versions_weights(
+    client: TestClient, session: Session, admin_headers: dict[str, str], settings: Settings
+) -> None:
+    tenant, key = make_tenant(session)
+    folders = [settings.resolved_adapter_dir / tenant.id / f"v{n}" for n in (1, 2)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    v1 = make_adapter_version(session, tenant, artifact_uri=str(folders[0]))
+    adapter_repo.promote_version(session, tenant_id=tenant.id, version=v1)
+    make_adapter_version(
+        session, tenant, parent=v1, artifact_uri=str(folders[1]), status=VersionStatus.active
+    )
+    session.commit()
+
+    url = f"/v1/admin/tenants/{tenant.id}/adapters"
+    response = client.delete(f"{url}/1", headers=admin_headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["version"], body["status"], body["checksum"]) == (1, "retired", None)
+    assert body["folder_removed"] == str(folders[0]) and body["folder_left"] is None
+    assert body["metrics"] == {"probe_accuracy": 0.5}  # the record stays
+    assert not folders[0].exists() and folders[1].exists()
+    listed = {a["version"]: a for a in client.get("/v1/adapters", headers=auth(key)).json()}
+    assert listed[1]["checksum"] is None and listed[2]["parent"] == 1
+    # weights that are gone cannot be made active again; deleting again changes nothing
+    rollback = client.post(
+        f"/v1/admin/tenants/{tenant.id}/rollback", json={"version": 1}, headers=admin_headers
+    )
+    assert rollback.status_code == 409 and "no artifact" in rollback.json()["error"]["message"]
+    again = client.delete(f"{url}/1", headers=admin_headers)
+    assert again.status_code == 200 and again.json()["folder_removed"] is None
+
+    active = client.delete(f"{url}/2", headers=admin_headers)
+    assert active.status_code == 409 and "active" in active.json()["error"]["message"]
+    assert folders[1].exists()
+    assert client.delete(f"{url}/9", headers=admin_headers).status_code == 404
+    assert (
+        client.delete("/v1/admin/tenants/nope/adapters/1", headers=admin_headers).status_code == 404
+    )
+    assert client.delete(f"{url}/2", headers=auth(key)).status_code == 401
+
+
+def test_weights_outside_the_adapter_directory_are_left_alone(
+    client: TestClient, session: Session, admin_headers: dict[str, str], tmp_path: Path
+) -> None:
+    tenant, _key = make_tenant(session)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    make_adapter_version(session, tenant, artifact_uri=str(outside), status=VersionStatus.retired)
+    session.commit()
+    response = client.delete(f"/v1/admin/tenants/{tenant.id}/adapters/1", headers=admin_headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["folder_left"] == str(outside) and outside.exists()
+    assert response.json()["checksum"] is None
 
 
 def test_self_edits_and_rewards(client: TestClient, session: Session) -> None:

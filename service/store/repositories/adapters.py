@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from service.store.base import utcnow
@@ -121,3 +121,19 @@ def promote_version(
         version.promoted_at = utcnow()
         session.flush()
     return previous
+
+
+def drop_weights(session: Session, *, version: AdapterVersion) -> str | None:
+    """Forget where a version's weights are (and their checksum), unless it is active; returns
+    the folder they were in, for the caller to remove once this is committed. One conditional
+    UPDATE, so a version made active meanwhile keeps its weights."""
+    folder = version.artifact_uri
+    result = session.execute(
+        update(AdapterVersion)
+        .where(AdapterVersion.id == version.id, AdapterVersion.status != VersionStatus.active)
+        .values(artifact_uri=None, checksum=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise ValueError(f"version {version.number} is active")
+    return folder
