@@ -539,7 +539,8 @@ def _commit_version(
 ) -> None:
     doc_ids = [w.id for w in snap.documents]
     with session_scope(runtime.sessions) as session:
-        if job_repo.is_cancelled(session, job_id=job_id):
+        # the job's row held first: a cancel that comes now waits, then finds the job finished
+        if not job_repo.hold_running_job(session, job_id=job_id, message="recording the version"):
             raise JobCancelled
         active = adapter_repo.active_adapter(session, tenant_id=snap.tenant_id)
         if (active.id if active else None) != snap.parent_id:

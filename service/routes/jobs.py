@@ -94,4 +94,7 @@ def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobPu
     job = _job_or_404(session, tenant.id, job_id)
     if job.status in FINISHED_JOB_STATUSES:
         raise Conflict(f"job {job_id} is already {job.status}")
-    return JobPublic.model_validate(job_repo.cancel_job(session, job=job))
+    try:
+        return JobPublic.model_validate(job_repo.cancel_job(session, job=job))
+    except ValueError as exc:  # its worker finished it meanwhile
+        raise Conflict(str(exc)) from None

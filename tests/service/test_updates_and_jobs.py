@@ -1,14 +1,16 @@
+import threading
 from typing import Any
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import Engine, delete, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.enqueue import UPDATE_TASK, enqueue_after_commit
-from service.store.models import DocumentStatus, Job, JobKind, JobStatus, VersionStatus
+from service.store.db import make_sessionmaker, session_scope
+from service.store.models import DocumentStatus, Job, JobKind, JobStatus, Tenant, VersionStatus
 from service.store.repositories import jobs as job_repo
 from tests.factories import (
     auth,
@@ -231,3 +233,46 @@ def test_a_rebuild_with_nothing_learned_and_no_adapter_is_a_conflict(
     session.commit()
     response = client.post("/v1/updates", json={"mode": "rebuild"}, headers=auth(key))
     assert response.status_code == 202, response.text
+
+
+def test_a_job_being_finished_is_finished_or_cancelled_never_both(engine: Engine) -> None:
+    """Two real transactions, committed, on each backend: a worker recording its job's end
+    (the row held first, as ``worker.update`` does) and a cancel."""
+    factory = make_sessionmaker(engine)
+    with session_scope(factory) as session:
+        tenant, _key = make_tenant(session)
+        tenant_id = tenant.id
+        loaded = make_job(session, tenant, status=JobStatus.running)
+        job_id = loaded.id
+    out: dict[str, object] = {}
+
+    def cancel() -> None:
+        with session_scope(factory) as session:
+            # the job as the API loaded it; the cancel's UPDATE is the transaction's first
+            # statement (on SQLite a read first could not wait for the worker's write lock)
+            job = session.merge(loaded, load=False)
+            try:
+                job_repo.cancel_job(session, job=job)
+                out["result"] = "cancelled"
+            except ValueError as exc:
+                out["result"] = str(exc)
+
+    try:
+        with session_scope(factory) as worker:
+            assert job_repo.hold_running_job(worker, job_id=job_id, message="recording")
+            thread = threading.Thread(target=cancel, daemon=True)
+            thread.start()
+            thread.join(timeout=1.0)
+            assert thread.is_alive(), "the cancel did not wait for the worker's transaction"
+            job_repo.finish_job(worker, job_id=job_id, status=JobStatus.succeeded)
+        thread.join(timeout=30)
+        assert out == {"result": f"job {job_id} is already succeeded"}
+        with session_scope(factory) as session:
+            assert session.get(Job, job_id).status == JobStatus.succeeded  # type: ignore[union-attr]
+            # a cancelled job is not held: its worker stops instead of recording
+            job = make_job(session, session.get(Tenant, tenant_id), status=JobStatus.running)  # type: ignore[arg-type]
+            job_repo.cancel_job(session, job=job)
+            assert not job_repo.hold_running_job(session, job_id=job.id, message="recording")
+    finally:
+        with session_scope(factory) as session:
+            session.execute(delete(Tenant).where(Tenant.id == tenant_id))

@@ -162,13 +162,22 @@ def finish_job(
 
 
 def cancel_job(session: Session, *, job: Job) -> Job:
-    """Cancel a queued or running job (the worker sees it through :func:`is_cancelled`)."""
-    if job.status in FINISHED_JOB_STATUSES:
+    """Cancel a queued or running job (the worker sees it through :func:`is_cancelled`).
+
+    One conditional UPDATE: a job whose worker is recording its end (it holds the row, see
+    :func:`hold_running_job`) is waited for, and once finished stays finished (ValueError)
+    instead of being marked cancelled after the fact. (On SQLite only as the transaction's
+    first statement: after a read, a writer in the way makes it fail with "database is
+    locked" instead of waiting.)"""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_(OPEN_STATUSES))
+        .values(status=JobStatus.cancelled, finished_at=utcnow(), message="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(job)
+    if not result.rowcount:  # type: ignore[attr-defined]
         raise ValueError(f"job {job.id} is already {job.status}")
-    job.status = JobStatus.cancelled
-    job.finished_at = utcnow()
-    job.message = "cancelled"
-    session.flush()
     return job
 
 
