@@ -59,7 +59,14 @@ def run_update(service: LiveService, key: str, document: dict) -> dict:
     assert r.status_code == 201, r.text
     r = httpx.post(f"{service.url}/v1/updates", json={"seed": SEED}, headers=headers)
     assert r.status_code == 202, r.text
-    job_id = r.json()["job_id"]
+    job = wait_for(service, key, r.json()["job_id"])
+    assert job["result"]["metrics"]["seed"] == SEED
+    return job
+
+
+def wait_for(service: LiveService, key: str, job_id: str) -> dict:
+    """The job once it has succeeded; its progress never went backwards."""
+    headers = {"Authorization": f"Bearer {key}"}
     deadline, seen = time.monotonic() + 900, []
     while time.monotonic() < deadline:
         job = httpx.get(f"{service.url}/v1/jobs/{job_id}", headers=headers).json()
@@ -67,10 +74,9 @@ def run_update(service: LiveService, key: str, document: dict) -> dict:
         if job["status"] in ("succeeded", "failed", "cancelled"):
             assert job["status"] == "succeeded", f"{job}\n{dump_logs(service)}"
             assert seen == sorted(seen), "progress went backwards"
-            assert job["result"]["metrics"]["seed"] == SEED
             return job
         time.sleep(1)
-    raise AssertionError(f"the update did not finish\n{dump_logs(service)}")
+    raise AssertionError(f"the job did not finish\n{dump_logs(service)}")
 
 
 def chat(service: LiveService, key: str, model: str = "tenant") -> str:
@@ -90,7 +96,7 @@ def chat_streamed(service: LiveService, key: str) -> list[str]:
     return [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
 
 
-def test_a_tenant_learns_a_fact_and_rolls_back_byte_identically(live_service: LiveService) -> None:
+def test_a_tenant_learns_a_fact_rolls_back_and_forgets_it(live_service: LiveService) -> None:
     service = live_service
     key_a = create_tenant(service, "acme")
     key_b = create_tenant(service, "globex")
@@ -136,10 +142,31 @@ def test_a_tenant_learns_a_fact_and_rolls_back_byte_identically(live_service: Li
     assert [(v["version"], v["status"]) for v in versions] == [(2, "retired"), (1, "active")]
     assert chat(service, key_a) == with_v1
 
+    # forgetting the first document: a rebuild from the base model on the second one only
+    documents = httpx.get(f"{service.url}/v1/documents", headers=headers_a).json()["items"]
+    zorblat = next(d["id"] for d in documents if d["title"] == ZORBLAT["title"])
+    r = httpx.delete(f"{service.url}/v1/documents/{zorblat}?forget=true", headers=headers_a)
+    assert r.status_code == 200 and r.json()["learned_version"] == 1, r.text
+    rebuild = wait_for(service, key_a, r.json()["rebuild_job_id"])
+    assert rebuild["result"]["promoted"] is True and rebuild["result"]["documents"] == 1, rebuild
+    versions = httpx.get(f"{service.url}/v1/adapters", headers=headers_a).json()
+    assert [(v["version"], v["status"], v["parent"]) for v in versions] == [
+        (3, "active", None),
+        (2, "retired", 1),
+        (1, "retired", None),
+    ]
+    assert "Quenby" not in chat(service, key_a)
+    for number in (1, 2):  # the versions that learned it lose their weights
+        r = httpx.delete(
+            f"{service.url}/v1/admin/tenants/{tenant_id}/adapters/{number}",
+            headers=service.admin(),
+        )
+        assert r.status_code == 200 and r.json()["folder_removed"], r.text
+
     # offboarding: the tenant's rows and folders go, its key stops working
     r = httpx.delete(f"{service.url}/v1/admin/tenants/{tenant_id}", headers=service.admin())
     assert r.status_code == 200, r.text
-    assert r.json()["deleted"]["adapter_versions"] == 2 and r.json()["folders_left"] == []
-    assert len(r.json()["folders_removed"]) >= 2
+    assert r.json()["deleted"]["adapter_versions"] == 3 and r.json()["folders_left"] == []
+    assert len(r.json()["folders_removed"]) >= 1
     assert httpx.get(f"{service.url}/v1/adapters", headers=headers_a).status_code == 401
     assert httpx.get(f"{service.url}/v1/adapters", headers=headers_b).status_code == 200
