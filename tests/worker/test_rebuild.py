@@ -54,7 +54,9 @@ def _learned(session: Session, tenant: Tenant, title: str, text: str, edit: str)
     return doc
 
 
-def _active_version(session: Session, tenant: Tenant, runtime: Runtime, folder: Path):
+def _active_version(
+    session: Session, tenant: Tenant, runtime: Runtime, folder: Path
+) -> AdapterVersion:
     """An active adapter version with a real artifact, as a promoted update leaves it."""
     digest = save_adapter(
         runtime.student.fresh_state("student"), student_spec(runtime.settings), folder
@@ -64,6 +66,18 @@ def _active_version(session: Session, tenant: Tenant, runtime: Runtime, folder: 
     )
     adapter_repo.promote_version(session, tenant_id=tenant.id, version=version)
     return version
+
+
+def _one_learned(
+    session: Session, runtime: Runtime, tmp_path: Path
+) -> tuple[Tenant, AdapterVersion, Document, Job]:
+    """A tenant whose active version 1 learned one document, and its queued rebuild job."""
+    tenant, _ = make_tenant(session)
+    v1 = _active_version(session, tenant, runtime, tmp_path / "v1")
+    doc = _learned(session, tenant, "Zorblat", KEPT, "Zorblat was founded in 1987.")
+    job = make_job(session, tenant, params={"mode": REBUILD})
+    session.commit()
+    return tenant, v1, doc, job
 
 
 @dataclass
@@ -188,11 +202,7 @@ def test_a_rebuild_with_no_learned_documents_left_serves_the_base_model(
 def test_a_rebuild_does_not_undo_a_rollback_made_while_it_ran(
     session: Session, runtime: Runtime, tmp_path: Path, spy: TrainSpy
 ) -> None:
-    tenant, _ = make_tenant(session)
-    v1 = _active_version(session, tenant, runtime, tmp_path / "v1")
-    _learned(session, tenant, "Zorblat", KEPT, "Zorblat was founded in 1987.")
-    job = make_job(session, tenant, params={"mode": REBUILD})
-    session.commit()
+    tenant, v1, _doc, job = _one_learned(session, runtime, tmp_path)
 
     def roll_back_to_the_base_model(call: int) -> None:
         with runtime.sessions() as other:
@@ -215,11 +225,7 @@ def test_a_rebuild_does_not_undo_a_rollback_made_while_it_ran(
 def test_a_rebuild_cancelled_while_it_trains_records_nothing(
     session: Session, runtime: Runtime, tmp_path: Path, spy: TrainSpy
 ) -> None:
-    tenant, _ = make_tenant(session)
-    v1 = _active_version(session, tenant, runtime, tmp_path / "v1")
-    doc = _learned(session, tenant, "Zorblat", KEPT, "Zorblat was founded in 1987.")
-    job = make_job(session, tenant, params={"mode": REBUILD})
-    session.commit()
+    tenant, v1, doc, job = _one_learned(session, runtime, tmp_path)
 
     def cancel(call: int) -> None:
         with runtime.sessions() as other:
