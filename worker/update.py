@@ -235,18 +235,25 @@ def _snapshot(
 
 
 class _Progress:
-    """Commits the job's progress; raises JobCancelled once the job was cancelled."""
+    """Commits the job's progress; raises JobCancelled once the job was cancelled. The progress
+    shown never goes back: after ``restart()`` (a rebuild's new attempt) it holds until the
+    new count passes it."""
 
     def __init__(self, runtime: Runtime, job_id: str, total: int):
         self.runtime, self.job_id, self.total, self.done = runtime, job_id, max(total, 1), 0.0
+        self.shown = 0.0
+
+    def restart(self) -> None:
+        self.done = 0.0
 
     def step(self, message: str, units: float = 1) -> None:
         self.done += units
+        self.shown = max(self.shown, 0.95 * self.done / self.total)
         with session_scope(self.runtime.sessions) as session:
             if job_repo.is_cancelled(session, job_id=self.job_id):
                 raise JobCancelled
             job_repo.set_job_progress(
-                session, job_id=self.job_id, progress=0.95 * self.done / self.total, message=message
+                session, job_id=self.job_id, progress=self.shown, message=message
             )
 
 
@@ -655,12 +662,15 @@ class RebuildSnapshot:
 def _run_rebuild(runtime: Runtime, job_id: str, tenant_id: str, params: dict) -> None:
     """Run a rebuild job to its end; every outcome is recorded on the job. Documents are
     only read, so a cancelled or failed rebuild has nothing to put back."""
+    # units per attempt: 8 for training, 1 for the evaluation, 1 for saving
+    progress = _Progress(runtime, job_id, total=10)
     try:
         for attempt in range(1, REBUILD_ATTEMPTS + 1):
             with session_scope(runtime.sessions) as session:
                 snap = _rebuild_snapshot(session, runtime, tenant_id, job_id, params)
+            progress.restart()
             try:
-                _rebuild(runtime, job_id, snap, attempt)
+                _rebuild(runtime, job_id, snap, attempt, progress)
                 return
             except DocumentsDeleted as exc:
                 log.info("rebuild job %s: %s; starting again without them", job_id, exc)
@@ -713,11 +723,11 @@ def _rebuild_snapshot(
     )
 
 
-def _rebuild(runtime: Runtime, job_id: str, snap: RebuildSnapshot, attempt: int) -> None:
+def _rebuild(
+    runtime: Runtime, job_id: str, snap: RebuildSnapshot, attempt: int, progress: _Progress
+) -> None:
     config = inner_loop_config(runtime.settings)
     host = runtime.student
-    # units: 8 for training, 1 for the evaluation, 1 for saving
-    progress = _Progress(runtime, job_id, total=10)
     again = f" (attempt {attempt}: documents were deleted meanwhile)" if attempt > 1 else ""
     progress.step(
         f"rebuilding from the base model on {len(snap.document_ids)} learned document(s), "

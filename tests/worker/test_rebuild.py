@@ -144,7 +144,11 @@ def test_a_rebuild_trains_from_the_base_model_on_the_learned_documents_only(
 
 
 def test_a_document_deleted_while_a_rebuild_trains_starts_it_again_without_it(
-    session: Session, runtime: Runtime, tmp_path: Path, spy: TrainSpy
+    session: Session,
+    runtime: Runtime,
+    tmp_path: Path,
+    spy: TrainSpy,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tenant, _ = make_tenant(session)
     _active_version(session, tenant, runtime, tmp_path / "v1")
@@ -152,6 +156,15 @@ def test_a_document_deleted_while_a_rebuild_trains_starts_it_again_without_it(
     gone = _learned(session, tenant, "Vexmoor", FORGOTTEN, "Vexmoor keeps maps.")
     job = make_job(session, tenant, params={"mode": REBUILD})
     session.commit()
+
+    seen: list[float] = []
+    real_set = job_repo.set_job_progress
+
+    def record(session: Session, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs["progress"])
+        return real_set(session, **kwargs)
+
+    monkeypatch.setattr(job_repo, "set_job_progress", record)
 
     def delete_during_the_first_attempt(call: int) -> None:
         if call == 1:
@@ -167,6 +180,7 @@ def test_a_document_deleted_while_a_rebuild_trains_starts_it_again_without_it(
     job = _reload(session, job)
     assert job.status == JobStatus.succeeded, job.error
     assert len(spy.calls) == 2
+    assert seen == sorted(seen) and job.progress == 1.0, "progress went backwards"
     assert FORGOTTEN in "\n".join(spy.calls[0]["sequences"])
     assert FORGOTTEN not in "\n".join(spy.calls[1]["sequences"])
     versions = session.scalars(
