@@ -3,7 +3,9 @@ that a lost message or a dead worker left behind.
 
 A tenant is due when the last fire time of its cron expression (its own ``update_schedule`` or
 the global default) lies less than ``schedule_catch_up_s`` in the past and no update job of the
-tenant was created since; a due tenant without pending documents is skipped. The check is safe
+tenant was created since (a ``rebuild`` does not count: while one is open the tenant waits,
+and gets its batch at a later check once it ended); a due tenant without pending documents is
+skipped. The check is safe
 to run often and from any number of beats: the one-open-update-per-tenant index decides.
 """
 
@@ -19,7 +21,7 @@ from croniter import croniter
 from service.enqueue import UPDATE_TASK
 from service.store.base import utcnow
 from service.store.db import session_scope
-from service.store.models import DocumentStatus, JobKind, JobStatus
+from service.store.models import DocumentStatus, JobStatus
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import tenants as tenant_repo
@@ -54,10 +56,7 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
             fired = last_fire(tenant.update_schedule or settings.update_schedule, now)
             if now - fired > catch_up:
                 continue
-            latest = job_repo.latest_job_created_at(
-                session, tenant_id=tenant.id, kind=JobKind.update
-            )
-            if latest is not None and latest >= fired:
+            if job_repo.learning_update_since(session, tenant_id=tenant.id, since=fired):
                 continue
             if not document_repo.count_documents(session, tenant_id=tenant.id):
                 continue

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from service.store.models import DocumentStatus, Job, JobStatus
+from service.store.models import REBUILD, DocumentStatus, Job, JobStatus
 from service.store.repositories import jobs as job_repo
 from tests.factories import make_document, make_job, make_tenant
 from worker.runtime import Runtime
@@ -45,6 +45,25 @@ def test_a_due_tenant_with_pending_documents_gets_one_update(
     # The same night again: the tenant already has its job.
     again = run_schedule(runtime, Outbox(), now=NIGHT + timedelta(minutes=1))
     assert again.started == []
+
+
+def test_a_rebuild_does_not_take_the_place_of_the_nightly_batch(
+    session: Session, runtime: Runtime
+) -> None:
+    tenant, _ = make_tenant(session)
+    make_document(session, tenant)
+    rebuild = make_job(session, tenant, status=JobStatus.running, params={"mode": REBUILD})
+    session.commit()
+
+    # while the rebuild is open, no batch can start (one open update per tenant)
+    assert run_schedule(runtime, Outbox(), now=NIGHT).started == []
+    job_repo.finish_job(session, job_id=rebuild.id, status=JobStatus.succeeded)
+    session.commit()
+    # once it ended, a later check of the same night starts the batch
+    report = run_schedule(runtime, Outbox(), now=NIGHT + timedelta(minutes=5))
+    assert len(report.started) == 1
+    job = session.get(Job, report.started[0])
+    assert job is not None and job.params == {"mode": "batch", "scheduled": True}
 
 
 def test_nothing_starts_outside_the_schedule(session: Session, runtime: Runtime) -> None:

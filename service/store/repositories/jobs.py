@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.store.base import utcnow
-from service.store.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus
+from service.store.models import FINISHED_JOB_STATUSES, REBUILD, Job, JobKind, JobStatus
 
 OPEN_STATUSES = (JobStatus.queued, JobStatus.running)
 
@@ -188,10 +188,13 @@ def is_cancelled(session: Session, *, job_id: str) -> bool:
     return status is None or status == JobStatus.cancelled
 
 
-def latest_job_created_at(session: Session, *, tenant_id: str, kind: JobKind) -> datetime | None:
-    """When the tenant's newest job of ``kind`` was created (any status)."""
-    stmt = select(func.max(Job.created_at)).where(Job.tenant_id == tenant_id, Job.kind == kind)
-    return session.scalar(stmt)
+def learning_update_since(session: Session, *, tenant_id: str, since: datetime) -> bool:
+    """Whether the tenant has an update job (any status) created at or after ``since`` that
+    learns documents: a ``rebuild`` learns none, so it does not count."""
+    stmt = select(Job.params).where(
+        Job.tenant_id == tenant_id, Job.kind == JobKind.update, Job.created_at >= since
+    )
+    return any((params or {}).get("mode") != REBUILD for params in session.scalars(stmt))
 
 
 def list_jobs_older_than(
