@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,22 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "conflict", "the request conflicts with the current state")
 
 
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # The store could not serve the request now: SQLite's "database is locked" (a writer was
+    # in the way of a transaction that had read first) or a lost PostgreSQL connection.
+    # Nothing was committed; the same request can be sent again.
+    log.warning("store unavailable: %s", exc)
+    return error_response(
+        503,
+        "service_unavailable",
+        "the store is busy or unreachable; nothing was changed, retry the request",
+        {"Retry-After": "1"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(OperationalError, _store_unavailable)

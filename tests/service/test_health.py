@@ -1,4 +1,12 @@
+import sqlite3
+
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from service.store.repositories import documents as document_repo
+from tests.factories import auth, make_tenant
 
 
 def test_healthz_checks_the_database(client: TestClient) -> None:
@@ -18,3 +26,27 @@ def test_unknown_route_is_a_json_404(client: TestClient) -> None:
     response = client.get("/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found"
+
+
+def test_a_busy_store_is_a_503_to_retry_and_changes_nothing(
+    client: TestClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tenant, key = make_tenant(session)
+    session.commit()
+
+    def locked(*_args: object, **_kwargs: object) -> None:
+        # what SQLite raises when a writer is in the way of a transaction that read first
+        raise OperationalError(
+            "INSERT INTO documents ...", {}, sqlite3.OperationalError("database is locked")
+        )
+
+    monkeypatch.setattr(document_repo, "create_document", locked)
+    response = client.post(
+        "/v1/documents", json={"title": "Busy", "text": "Some text."}, headers=auth(key)
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    error = response.json()["error"]
+    assert error["type"] == "service_unavailable" and "retry" in error["message"]
+    monkeypatch.undo()
+    assert client.get("/v1/documents", headers=auth(key)).json()["total"] == 0
