@@ -112,13 +112,13 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     # The store could not serve the request now: SQLite's "database is locked" (a writer was
-    # in the way of a transaction that had read first) or a lost PostgreSQL connection.
-    # Nothing was committed; the same request can be sent again.
+    # in the way of a transaction that had read first; nothing was committed) or a lost
+    # PostgreSQL connection. The request can be sent again.
     log.warning("store unavailable: %s", exc)
     return error_response(
         503,
         "service_unavailable",
-        "the store is busy or unreachable; nothing was changed, retry the request",
+        "the store is busy or unreachable; retry the request",
         {"Retry-After": "1"},
     )
 
