@@ -170,6 +170,12 @@ class DocumentDeleted(DocumentPublic):
         description="With `forget=true`, for a learned document: the update job (mode "
         "`rebuild`) that trains the tenant's adapter again without it.",
     )
+    teacher_versions: list[int] = Field(
+        default_factory=list,
+        description="The tenant's own teacher versions fine-tuned on the document's self-edits, "
+        "and those trained from them: they still hold what they learned (an admin rolls the "
+        "tenant's teacher back to an earlier version, or to 0).",
+    )
 
 
 # --- feedback -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from service.schemas import (
 from service.store.models import REBUILD, AdapterVersion, Document, DocumentStatus, ProbeSource
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
+from service.store.repositories import learning as learning_repo
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -134,6 +135,12 @@ def delete_document(
     if document is None:
         raise NotFound(f"document {document_id} not found")
     learned = document.status == DocumentStatus.learned
+    edits = learning_repo.list_self_edits(
+        session, tenant_id=tenant.id, document_id=document.id, limit=None
+    )
+    teachers = learning_repo.teacher_versions_trained_on(
+        session, tenant_id=tenant.id, self_edit_ids=[e.id for e, _ in edits]
+    )
     version = (
         session.get(AdapterVersion, document.learned_version_id)
         if document.learned_version_id
@@ -142,6 +149,7 @@ def delete_document(
     deleted = DocumentDeleted(
         **DocumentPublic.model_validate(document).model_dump(),
         learned_version=version.number if version else None,
+        teacher_versions=[t.number for t in teachers],
     )
     if not document_repo.delete_document(session, tenant_id=tenant.id, document_id=document_id):
         if document_repo.document_status(session, document_id=document_id) is None:

@@ -29,6 +29,7 @@ from tests.factories import (
     make_job,
     make_reward,
     make_self_edit,
+    make_teacher_version,
     make_tenant,
     queued_tasks,
 )
@@ -251,6 +252,28 @@ def test_forget_while_another_update_is_open_deletes_nothing(
     # without forget the deletion goes ahead, retraining nothing
     plain = client.delete(f"/v1/documents/{learned.id}", headers=auth(key))
     assert plain.status_code == 200 and plain.json()["rebuild_job_id"] is None
+
+
+def test_delete_names_the_own_teacher_versions_trained_on_its_self_edits(
+    client: TestClient, session: Session
+) -> None:
+    tenant, key = make_tenant(session)
+    other_tenant, _ = make_tenant(session)
+    document = make_document(session, tenant, status=DocumentStatus.learned)
+    kept = make_document(session, tenant, status=DocumentStatus.learned)
+    edit = make_self_edit(session, document, selected=True)
+    other = make_self_edit(session, kept, selected=True)
+    v1 = make_teacher_version(session, tenant=tenant, metrics={"self_edit_ids": [edit.id]})
+    make_teacher_version(session, tenant=tenant, parent=v1, metrics={"self_edit_ids": [other.id]})
+    make_teacher_version(session, tenant=tenant, metrics={"self_edit_ids": [other.id]})  # v3
+    make_teacher_version(session, tenant=other_tenant, metrics={"self_edit_ids": [edit.id]})
+    session.commit()
+
+    response = client.delete(f"/v1/documents/{document.id}", headers=auth(key))
+    assert response.status_code == 200, response.text
+    assert response.json()["teacher_versions"] == [1, 2]  # v1 trained on it, v2 from v1
+    plain = client.delete(f"/v1/documents/{kept.id}", headers=auth(key))
+    assert plain.json()["teacher_versions"] == [2, 3]
 
 
 def test_a_document_being_learned_cannot_be_deleted(client: TestClient, session: Session) -> None:

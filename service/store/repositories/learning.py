@@ -255,6 +255,26 @@ def list_teacher_versions(
     return [(version, parent_number) for version, parent_number in session.execute(stmt)]
 
 
+def teacher_versions_trained_on(
+    session: Session, *, tenant_id: str, self_edit_ids: Sequence[str]
+) -> list[TeacherVersion]:
+    """The tenant's own teacher versions that were fine-tuned on any of ``self_edit_ids`` (a
+    round records the ids it trained on), and every version trained from one of them; oldest
+    first."""
+    versions = session.scalars(
+        select(TeacherVersion)
+        .where(TeacherVersion.tenant_id == tenant_id)
+        .order_by(TeacherVersion.number)
+    ).all()
+    wanted = set(self_edit_ids)
+    holding: set[str] = set()
+    for version in versions:  # a parent's number is lower than its child's
+        trained = wanted & set((version.metrics or {}).get("self_edit_ids") or [])
+        if trained or version.parent_id in holding:
+            holding.add(version.id)
+    return [v for v in versions if v.id in holding]
+
+
 def set_active_teacher_version(
     session: Session, *, tenant_id: str | None, version: TeacherVersion | None
 ) -> TeacherVersion | None:
