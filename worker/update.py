@@ -55,6 +55,7 @@ from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import (
     REBUILD,
+    AdapterVersion,
     DocumentStatus,
     JobStatus,
     ProbeSource,
@@ -170,6 +171,23 @@ def job_seed(settings: Settings, job_id: str, params: dict) -> int:
     return (settings.seed + int(job_id.replace("-", "")[:8], 16)) % 2**31
 
 
+def _weights(version: AdapterVersion | None) -> AdapterState | None:
+    """A version's adapter weights, their checksum checked; None for none (the base model)."""
+    if version is None or not version.artifact_uri:
+        return None
+    return load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
+
+
+def _retention(session: Session, settings: Settings, tenant_id: str) -> list[Probe]:
+    """The retention set: probe questions of documents learned earlier (and feedback)."""
+    return [
+        Probe(title, QA(p.question, p.answer))
+        for title, p in document_repo.retention_probes(
+            session, tenant_id=tenant_id, limit=settings.retention_max_questions
+        )
+    ]
+
+
 def _snapshot(
     session: Session, runtime: Runtime, tenant_id: str, job_id: str, params: dict
 ) -> Snapshot:
@@ -189,9 +207,7 @@ def _snapshot(
         )
         for d in pending
     ]
-    state = None
-    if active is not None and active.artifact_uri:
-        state = load_adapter(Path(active.artifact_uri), expected_checksum=active.checksum)
+    state = _weights(active)
 
     seed = job_seed(settings, job_id, params)
     fmt = tenant.self_edit_format or settings.self_edit_format
@@ -204,12 +220,7 @@ def _snapshot(
     teacher_version = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
     teacher = load_teacher(teacher_version)
 
-    retention = [
-        Probe(title, QA(p.question, p.answer))
-        for title, p in document_repo.retention_probes(
-            session, tenant_id=tenant_id, limit=settings.retention_max_questions
-        )
-    ]
+    retention = _retention(session, settings, tenant_id)
     replay_pool = [
         seq
         for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
@@ -692,9 +703,7 @@ def _rebuild_snapshot(
 ) -> RebuildSnapshot:
     settings = runtime.settings
     active = adapter_repo.active_adapter(session, tenant_id=tenant_id)
-    state = None
-    if active is not None and active.artifact_uri:
-        state = load_adapter(Path(active.artifact_uri), expected_checksum=active.checksum)
+    state = _weights(active)
     learned = document_repo.list_documents_by_status(
         session, tenant_id=tenant_id, statuses=[DocumentStatus.learned]
     )
@@ -706,12 +715,7 @@ def _rebuild_snapshot(
     sequences = [
         seq for d in learned for seq in training_sequences(Passage(d.title, d.text), items[d.id])
     ]
-    retention = [
-        Probe(title, QA(p.question, p.answer))
-        for title, p in document_repo.retention_probes(
-            session, tenant_id=tenant_id, limit=settings.retention_max_questions
-        )
-    ]
+    retention = _retention(session, settings, tenant_id)
     return RebuildSnapshot(
         tenant_id=tenant_id,
         seed=job_seed(settings, job_id, params),
