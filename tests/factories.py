@@ -1,17 +1,21 @@
 """Factories: plain functions that add rows through the repositories (flush, no commit), and
-``count_rows`` to check what is stored."""
+helpers to check what is stored (``count_rows``), what was sent to the broker
+(``queued_tasks``) and how two transactions meet (``second_waits``)."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from service.store.db import session_scope
 from service.store.models import (
     AdapterVersion,
     Document,
@@ -188,3 +192,31 @@ def queued_tasks(broker: redis.Redis) -> list[tuple[str, dict[str, Any]]]:
         _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
         tasks.append((message["headers"]["task"], kwargs))
     return tasks
+
+
+T = TypeVar("T")
+
+
+def second_waits(
+    factory: sessionmaker[Session],
+    first: Callable[[Session], object],
+    second: Callable[[], T],
+    *,
+    then: Callable[[Session], object] | None = None,
+) -> T:
+    """Two real transactions meeting: ``first`` runs in one, left open, while ``second``
+    (which opens its own) starts in another thread and must still be waiting a second later;
+    then ``then`` runs, the first commits, and what ``second`` returned once it could go on
+    comes back."""
+    out: dict[str, T] = {}
+    thread = threading.Thread(target=lambda: out.update(result=second()), daemon=True)
+    with session_scope(factory) as session:
+        first(session)
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive(), "the second transaction did not wait for the first"
+        if then is not None:
+            then(session)
+    thread.join(timeout=30)
+    assert "result" in out, "the second transaction failed or did not end"
+    return out["result"]

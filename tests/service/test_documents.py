@@ -1,5 +1,3 @@
-import threading
-
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete
@@ -32,6 +30,7 @@ from tests.factories import (
     make_teacher_version,
     make_tenant,
     queued_tasks,
+    second_waits,
 )
 
 DOC = {
@@ -297,17 +296,6 @@ def test_another_tenants_document_cannot_be_deleted(client: TestClient, session:
     assert client.delete(f"/v1/documents/{document.id}").status_code == 401
 
 
-def _in_thread(work: object) -> tuple[threading.Thread, dict[str, object]]:
-    out: dict[str, object] = {}
-
-    def run() -> None:
-        out["result"] = work()  # type: ignore[operator]
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
-
-
 def test_a_document_is_claimed_by_an_update_or_deleted_never_both(engine: Engine) -> None:
     """Two real transactions, committed, on each backend: an update's claim and a delete."""
     factory = make_sessionmaker(engine)
@@ -328,32 +316,24 @@ def test_a_document_is_claimed_by_an_update_or_deleted_never_both(engine: Engine
                 d.id for d in document_repo.claim_pending_documents(session, tenant_id=tenant_id)
             ]
 
+    def claim_first(session: Session) -> None:
+        claimed = document_repo.claim_pending_documents(session, tenant_id=tenant_id)
+        assert [d.id for d in claimed] == [document_id]
+
+    def delete_first(session: Session) -> None:
+        assert document_repo.delete_document(session, tenant_id=tenant_id, document_id=document_id)
+
     try:
         # the update claims first: the delete waits for its transaction, then finds the
         # document learning and deletes nothing
-        with session_scope(factory) as claimer:
-            claimed = document_repo.claim_pending_documents(claimer, tenant_id=tenant_id)
-            assert [d.id for d in claimed] == [document_id]
-            thread, out = _in_thread(delete_it)
-            thread.join(timeout=1.0)
-            assert thread.is_alive(), "the delete did not wait for the claiming transaction"
-        thread.join(timeout=30)
-        assert out == {"result": False}
+        assert second_waits(factory, claim_first, delete_it) is False
 
         with session_scope(factory) as session:
             document = session.get(Document, document_id)
             assert document is not None and document.status == DocumentStatus.learning
             document.status = DocumentStatus.pending
         # the delete comes first: the claim waits, then finds no document
-        with session_scope(factory) as deleter:
-            assert document_repo.delete_document(
-                deleter, tenant_id=tenant_id, document_id=document_id
-            )
-            thread, out = _in_thread(claim)
-            thread.join(timeout=1.0)
-            assert thread.is_alive(), "the claim did not wait for the deleting transaction"
-        thread.join(timeout=30)
-        assert out == {"result": []}
+        assert second_waits(factory, delete_first, claim) == []
     finally:
         with session_scope(factory) as session:
             session.execute(delete(Tenant).where(Tenant.id == tenant_id))
@@ -384,30 +364,22 @@ def test_a_rebuild_records_a_document_or_sees_it_deleted_never_both(engine: Engi
         with session_scope(factory) as session:
             return check(session)
 
+    def check_first(session: Session) -> None:
+        assert check(session) == {document_id}
+
+    def delete_first(session: Session) -> None:
+        assert document_repo.delete_document(session, tenant_id=tenant_id, document_id=document_id)
+
     try:
         # the rebuild checks first: the delete waits until its version is recorded
-        with session_scope(factory) as recorder:
-            assert check(recorder) == {document_id}
-            thread, out = _in_thread(delete_it)
-            thread.join(timeout=1.0)
-            assert thread.is_alive(), "the delete did not wait for the recording transaction"
-        thread.join(timeout=30)
-        assert out == {"result": True}
+        assert second_waits(factory, check_first, delete_it) is True
 
         with session_scope(factory) as session:
             document_id = make_document(
                 session, session.get(Tenant, tenant_id), status=DocumentStatus.learned
             ).id
         # the delete comes first: the check waits, then finds the document gone
-        with session_scope(factory) as deleter:
-            assert document_repo.delete_document(
-                deleter, tenant_id=tenant_id, document_id=document_id
-            )
-            thread, out = _in_thread(check_alone)
-            thread.join(timeout=1.0)
-            assert thread.is_alive(), "the check did not wait for the deleting transaction"
-        thread.join(timeout=30)
-        assert out == {"result": set()}
+        assert second_waits(factory, delete_first, check_alone) == set()
     finally:
         with session_scope(factory) as session:
             session.execute(delete(Tenant).where(Tenant.id == tenant_id))

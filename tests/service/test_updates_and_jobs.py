@@ -1,4 +1,3 @@
-import threading
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from tests.factories import (
     make_job,
     make_tenant,
     queued_tasks,
+    second_waits,
 )
 
 
@@ -244,29 +244,27 @@ def test_a_job_being_finished_is_finished_or_cancelled_never_both(engine: Engine
         tenant_id = tenant.id
         loaded = make_job(session, tenant, status=JobStatus.running)
         job_id = loaded.id
-    out: dict[str, object] = {}
 
-    def cancel() -> None:
+    def cancel() -> str:
         with session_scope(factory) as session:
             # the job as the API loaded it; the cancel's UPDATE is the transaction's first
             # statement (on SQLite a read first could not wait for the worker's write lock)
             job = session.merge(loaded, load=False)
             try:
                 job_repo.cancel_job(session, job=job)
-                out["result"] = "cancelled"
+                return "cancelled"
             except ValueError as exc:
-                out["result"] = str(exc)
+                return str(exc)
+
+    def hold(worker: Session) -> None:
+        assert job_repo.hold_running_job(worker, job_id=job_id, message="recording")
+
+    def finish(worker: Session) -> None:
+        job_repo.finish_job(worker, job_id=job_id, status=JobStatus.succeeded)
 
     try:
-        with session_scope(factory) as worker:
-            assert job_repo.hold_running_job(worker, job_id=job_id, message="recording")
-            thread = threading.Thread(target=cancel, daemon=True)
-            thread.start()
-            thread.join(timeout=1.0)
-            assert thread.is_alive(), "the cancel did not wait for the worker's transaction"
-            job_repo.finish_job(worker, job_id=job_id, status=JobStatus.succeeded)
-        thread.join(timeout=30)
-        assert out == {"result": f"job {job_id} is already succeeded"}
+        outcome = second_waits(factory, hold, cancel, then=finish)
+        assert outcome == f"job {job_id} is already succeeded"
         with session_scope(factory) as session:
             assert session.get(Job, job_id).status == JobStatus.succeeded  # type: ignore[union-attr]
             # a cancelled job is not held: its worker stops instead of recording
