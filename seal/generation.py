@@ -90,6 +90,12 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+def _text(decoded: object) -> str:
+    """Decoded text without NUL characters: a model can emit a token that decodes to one, and
+    no store (PostgreSQL's text) or client takes it."""
+    return str(decoded).replace("\x00", "")
+
+
 def generate(
     host: AdapterHost,
     conversations: Sequence[Messages],
@@ -166,7 +172,7 @@ def generate(
                 new = seq[width:]
                 ended = (new == tok.eos_token_id).nonzero()
                 n = int(ended[0]) if len(ended) else len(new)
-                text = str(tok.decode(new[:n], skip_special_tokens=True))
+                text = _text(tok.decode(new[:n], skip_special_tokens=True))
                 text, stopped = _cut_at_stop(text, stop)
                 reason = "stop" if (len(ended) or stopped) else "length"
                 out.append(
@@ -335,7 +341,7 @@ class ReplyStream(Iterator["str | Generation"]):
             self._ids = self._ids[: self._ids.index(tok.eos_token_id)]
         # cut as ``generate`` cuts it (its decoding ends at this token)
         raw, stopped = _cut_at_stop(
-            str(tok.decode(self._ids, skip_special_tokens=True)), self._stop
+            _text(tok.decode(self._ids, skip_special_tokens=True)), self._stop
         )
         return raw[: _safe_length(raw, () if stopped else self._stop)].lstrip()
 
