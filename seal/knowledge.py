@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from seal.generation import SampleConfig, generate
-from seal.grading import Evaluation, Probe, normalize
+from seal.grading import Evaluation, Probe
 from seal.lora import AdapterHost, AdapterState
 from seal.multi import evaluate_many, train_many
+from seal.probes import probe_pairs
 from seal.selfedit import PRIMERS, QA, Passage, parse_items, parse_qa, teacher_messages
 from seal.selfedit import training_sequences as sequences_for
 from seal.train import TrainConfig, TrainResult
@@ -59,6 +60,11 @@ class Candidate:
     reward: float = 0.0
     evaluation: Evaluation | None = None
     trained: TrainResult | None = None
+    passage_alone: bool = False
+    """The candidate trained on the document alone (no self-edit): plain fine-tuning."""
+    over_passage: float | None = None
+    """Probe accuracy above the passage-alone candidate of the same document; None when none
+    was trained beside it."""
 
     @property
     def accuracy(self) -> float:
@@ -113,8 +119,9 @@ def write_self_edits_many(
 def write_probe_questions(
     host: AdapterHost, passage: Passage, n: int, teacher: Teacher, *, seed: int = 0
 ) -> list[QA]:
-    """Up to n question-answer pairs whose answers appear in the passage, written by the
-    teacher; they are held out of training and serve as probes when a document has none."""
+    """Up to n question-answer pairs written by the teacher, each graded on a short span of
+    the passage that its answer is or contains (``seal.probes``); they are held out of
+    training and serve as probes when a document has none."""
     return write_probe_questions_many(host, [passage], n, teacher, seed=seed)[0]
 
 
@@ -136,21 +143,10 @@ def write_probe_questions_many(
     )
     written = write_self_edits_many(host, passages, "self-qa", max(2, n), sample, teacher)
     pairs = zip(passages, written, strict=True)
-    return [_probe_questions(passage, texts, n) for passage, texts in pairs]
-
-
-def _probe_questions(passage: Passage, texts: Sequence[str], n: int) -> list[QA]:
-    """The first n distinct pairs of ``texts`` with a question mark and a short answer found
-    in the passage."""
-    text_norm = f" {normalize(passage.text)} "
-    found: dict[str, QA] = {}
-    for text in texts:
-        for qa in parse_qa(text):
-            answer = normalize(qa.answer)
-            short = 0 < len(answer.split()) <= 6
-            if short and f" {answer} " in text_norm and qa.question.endswith("?"):
-                found.setdefault(normalize(qa.question), qa)
-    return list(found.values())[:n]
+    return [
+        probe_pairs(passage.text, [qa for t in texts for qa in parse_qa(t)], passage.title)[:n]
+        for passage, texts in pairs
+    ]
 
 
 def probes_of(passage: Passage) -> list[Probe]:
@@ -184,18 +180,23 @@ def score_candidates(
     init: AdapterState | None,
     baseline: Evaluation,
     replay: Sequence[str] = (),
+    passage_alone: bool = False,
     on_candidate: Callable[[int, Candidate], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[Candidate]:
     """Train one adapter per self-edit from ``init`` (on the self-edit's sequences plus the
     same ``replay`` sequences for every candidate) and reward it by its probe accuracy gain
-    over ``baseline``; the candidates come back in the order of ``texts``.
+    over ``baseline``; the candidates come back in the order of ``texts``. With
+    ``passage_alone``, one more candidate, last, trains on the passage alone (and the same
+    replay), and every self-edit's ``over_passage`` is its accuracy above that one.
 
-    All k adapters are trained side by side and graded in the same batches (``seal.multi``)."""
-    if not texts:
+    All adapters are trained side by side and graded in the same batches (``seal.multi``)."""
+    if not texts and not passage_alone:
         return []
     probes = probes_of(passage)
     candidates = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
+    if passage_alone:
+        candidates.append(Candidate(text="", items=[], passage_alone=True))
     trained = train_many(
         host,
         [[*sequences_for(passage, c.items), *replay] for c in candidates],
@@ -215,6 +216,10 @@ def score_candidates(
         candidate.reward = evaluation.accuracy - baseline.accuracy
         if on_candidate:
             on_candidate(index, candidate)
+    if passage_alone:
+        plain = candidates[-1].accuracy
+        for candidate in candidates[:-1]:
+            candidate.over_passage = candidate.accuracy - plain
     return candidates
 
 

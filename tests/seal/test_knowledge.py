@@ -184,6 +184,39 @@ def test_a_candidate_that_answers_earns_the_accuracy_gain(tiny_model_dir) -> Non
     assert candidate.reward == pytest.approx(0.75)
 
 
+def test_the_passage_alone_is_trained_beside_the_self_edits_and_wins_when_they_are_worse(
+    tiny_model_dir,
+) -> None:
+    """Gold taken from the base model's own answer: whatever moves the adapter away from the
+    base answers worse. The passage alone is one short sequence (one small step per epoch);
+    a long self-edit is many, so its candidate moves far and loses to plain fine-tuning."""
+    host = speaking_host(tiny_model_dir)
+    probe_q = "Who founded Zorblat Industries?"
+    base = evaluate(host, [Probe(PASSAGE.title, QA(probe_q, "?"))], slot=None, max_new_tokens=4)
+    gold = base.graded[0].answer  # every word of it: any change of the answer is wrong
+    passage = Passage(PASSAGE.title, PASSAGE.text, questions=(QA(probe_q, gold),))
+    noisy = "\n".join(
+        f"{i}. Item {i} of a long list about something else entirely." for i in range(60)
+    )
+    config = InnerLoopConfig(
+        train=TrainConfig(learning_rate=1e-3, epochs=2, batch_size=4), answer_max_tokens=4
+    )
+
+    *edits, plain = score_candidates(
+        host, passage, [noisy, noisy], config, init=None, baseline=evaluation_with(0),
+        passage_alone=True,
+    )  # fmt: skip
+
+    assert plain.passage_alone and plain.items == [] and plain.trained is not None
+    assert plain.trained.tokens < min(e.trained.tokens for e in edits if e.trained)
+    assert plain.accuracy == 1.0, "a few small steps keep the base model's answer"
+    assert all(e.accuracy == 0.0 and e.over_passage == -1.0 for e in edits)
+    assert best_candidate([*edits, plain]) is plain
+    # without it, only the self-edits come back, with nothing to compare them with
+    alone = score_candidates(host, passage, [noisy], config, init=None, baseline=evaluation_with(0))
+    assert len(alone) == 1 and alone[0].over_passage is None
+
+
 def trained(losses: list[float]) -> TrainResult:
     return TrainResult(state={}, losses=losses)
 
@@ -230,26 +263,33 @@ def test_probe_questions_of_many_passages_come_from_each_passage(tiny_host) -> N
         assert all(qa.question.endswith("?") and f" {normalize(qa.answer)} " in text for qa in qas)
 
 
-def test_probe_questions_keep_only_short_answers_found_in_the_passage(tiny_model_dir) -> None:
+def test_probe_questions_keep_answers_that_are_or_contain_a_span_of_the_passage(
+    tiny_model_dir,
+) -> None:
     host = speaking_host(tiny_model_dir, ("student", "teacher"))
     written = (
         " Who founded Zorblat Industries?\nAnswer: Marisol Quenby\n"  # kept
-        "Question: What does it make?\nAnswer: Glass scooters\n"  # not in the passage
+        "Question: What does it make?\nAnswer: Steel scooters\n"  # not in the passage
         "Question: Where are the bicycles made\nAnswer: Vellmora\n"  # no question mark
-        "Question: What does the company do?\n"  # answer too long
-        "Answer: Zorblat Industries makes glass bicycles in Vellmora\n"
+        "Question: When did the company start?\n"  # a sentence: its date is the answer
+        "Answer: The company was started by its founder in 1987.\n"
         "Question: Who founded Zorblat Industries?\nAnswer: Marisol\n"  # asked already
-        "Question: In what year was it founded?\nAnswer: 1987."  # kept
+        "Question: Who makes bicycles in Vellmora?\nAnswer: bicycles in Vellmora\n"  # no name
+        "Question: Where does it make glass bicycles?\n"  # a long answer with a span
+        "Answer: It makes its glass bicycles in the town of Vellmora."
     )
     messages = teacher_messages(PASSAGE, "self-qa")
     teacher = Teacher(teach(host, "teacher", messages, written, prefix="Question:", epochs=35))
 
     found = write_probe_questions(host, PASSAGE, 5, teacher)
-    assert found == [
+    assert found[:3] == [
         QA("Who founded Zorblat Industries?", "Marisol Quenby"),
-        QA("In what year was it founded?", "1987."),
+        QA("When did the company start?", "1987"),
+        QA("Where does it make glass bicycles?", "Vellmora"),
     ]
+    text = f" {normalize(PASSAGE.text)} "
+    assert all(f" {normalize(qa.answer)} " in text for qa in found), "what the tiny model adds"
     # among other passages in the same batches, the taught passage's pairs stay its own
     other = Passage("Vellmora", "Vellmora is a town of glassblowers.")
     many = write_probe_questions_many(host, [other, PASSAGE], 5, teacher)
-    assert many[1] == found
+    assert many[1][:3] == found[:3]
