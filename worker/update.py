@@ -50,7 +50,8 @@ from seal.knowledge import (
 )
 from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
 from seal.multi import evaluate_many, split
-from seal.selfedit import QA, Passage, choose_format, parse_items, training_sequences
+from seal.probes import cloze_questions
+from seal.selfedit import PASSAGE, QA, Passage, choose_format, parse_items, training_sequences
 from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import (
@@ -71,6 +72,9 @@ from worker.runtime import Runtime, inner_loop_config, student_spec
 
 #: The reward of a candidate self-edit: the probe accuracy its own inner loop gained.
 CANDIDATE_METRIC = "probe_accuracy_gain"
+#: A candidate self-edit's probe accuracy above the passage-alone candidate trained beside it
+#: (what ReST-EM keeps self-edits by: only those that teach more than the document itself).
+PASSAGE_GAIN_METRIC = "gain_over_passage"
 #: The reward of a batch self-edit: its document's accuracy gain in the batch's version.
 BATCH_METRIC = "batch_probe_accuracy_gain"
 #: The gain of a whole version on its batch's probe questions.
@@ -96,7 +100,10 @@ class DocumentWork:
     baseline: Evaluation | None = None
     after: Evaluation | None = None
     kept: list[Candidate] = field(default_factory=list)
-    """The self-edits this document is learned from (select: the best; batch: all written)."""
+    """The self-edits this document is learned from (select: the best, or none when the
+    passage alone won; batch: all written)."""
+    winner: Candidate | None = None
+    """select: the candidate chosen (a self-edit or the passage alone), its adapter trained."""
 
 
 @dataclass
@@ -188,6 +195,20 @@ def _retention(session: Session, settings: Settings, tenant_id: str) -> list[Pro
     ]
 
 
+def _learned_sequences(session: Session, tenant_id: str) -> dict[str, list[str]]:
+    """Each learned document's training sequences (oldest first): its kept self-edits' items
+    and the document itself; a document the passage alone taught has the document only."""
+    learned = document_repo.list_documents_by_status(
+        session, tenant_id=tenant_id, statuses=[DocumentStatus.learned]
+    )
+    items: dict[str, list[str]] = {d.id: [] for d in learned}
+    for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
+        session, tenant_id=tenant_id
+    ):
+        items[doc.id].extend(parse_items(edit.text, edit.format))
+    return {d.id: training_sequences(Passage(d.title, d.text), items[d.id]) for d in learned}
+
+
 def _snapshot(
     session: Session, runtime: Runtime, tenant_id: str, job_id: str, params: dict
 ) -> Snapshot:
@@ -221,15 +242,7 @@ def _snapshot(
     teacher = load_teacher(teacher_version)
 
     retention = _retention(session, settings, tenant_id)
-    replay_pool = [
-        seq
-        for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
-            session, tenant_id=tenant_id
-        )
-        for seq in training_sequences(
-            Passage(doc.title, doc.text), parse_items(edit.text, edit.format)
-        )
-    ]
+    replay_pool = [seq for seqs in _learned_sequences(session, tenant_id).values() for seq in seqs]
     return Snapshot(
         tenant_id=tenant_id,
         mode=params.get("mode", "select"),
@@ -275,11 +288,13 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     config = replace(config, sample=replace(config.sample, seed=rng.randrange(2**31)))
     host, teacher_host = runtime.student, runtime.teacher
     select = snap.mode == "select"
-    k = config.num_candidates if select else settings.batch_self_edits
+    # format ``passage``: the documents alone, no self-edits (the tenant's own baseline)
+    k = 0 if snap.fmt == PASSAGE else config.num_candidates if select else settings.batch_self_edits
     docs = snap.documents
-    # units: per document 1 for its self-edits (+ k for training its candidates and 1 for the
-    # kept one in select mode), then the version's training, evaluation and saving
-    progress = _Progress(runtime, job_id, total=len(docs) * ((k + 2) if select else 1) + 3)
+    # units: per document 1 for its self-edits (+ k + 1 for training its candidates, the
+    # passage alone among them, and 1 for the kept one in select mode), then the version's
+    # training, evaluation and saving
+    progress = _Progress(runtime, job_id, total=len(docs) * ((k + 3) if select else 1) + 3)
     replay = _replay_sample(snap.replay_pool, settings, rng)
     progress.step(f"{snap.mode} update of {len(docs)} document(s), format {snap.fmt}", 0)
 
@@ -293,37 +308,54 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
 
     # The teacher does not change during a job, so every document's self-edits are sampled
     # first, in shared batches (far cheaper per document than one document at a time).
-    batched = write_self_edits_many(
-        teacher_host,
-        [w.passage for w in docs],
-        config.format,
-        k,
-        config.sample,
-        snap.teacher,
-        on_batch=wrote,
-    )
+    if k:
+        batched = write_self_edits_many(
+            teacher_host,
+            [w.passage for w in docs],
+            config.format,
+            k,
+            config.sample,
+            snap.teacher,
+            on_batch=wrote,
+        )
+    else:
+        batched = [[] for _ in docs]
+        progress.step("no self-edits: the documents alone are trained on", len(docs))
+    texts_of = {w.id: texts for w, texts in zip(docs, batched, strict=True)}
     unprobed = [w for w in docs if not w.passage.questions]
     if unprobed:
         _write_probes(runtime, snap, unprobed, teacher_host)
+    unjudged = [w for w in docs if not w.passage.questions]
+    if unjudged:  # nothing to grade them on: set aside until questions come
+        _set_aside(runtime, snap, unjudged)
+        docs = snap.documents = [w for w in docs if w.passage.questions]
+        if not docs:
+            _finish_unjudged(runtime, job_id, unjudged)
+            return
     # every document's baseline graded in the same batches
     baselines = _evaluate_each(host, snap.parent_state, docs, config)
-    for index, (work, baseline, texts) in enumerate(zip(docs, baselines, batched, strict=True), 1):
+    for index, (work, baseline) in enumerate(zip(docs, baselines, strict=True), 1):
         label = f"document {index}/{len(docs)}"
         work.baseline = baseline
+        texts = texts_of[work.id]
         if not select:
             work.kept = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
             continue
+        n = len(texts) + 1
 
-        def report(i: int, c: Candidate, label: str = label) -> None:
-            progress.step(f"{label}: candidate {i + 1}/{k} earned reward {c.reward:+.3f}", 0)
+        def report(i: int, c: Candidate, label: str = label, n: int = n) -> None:
+            what = "the passage alone" if c.passage_alone else f"candidate {i + 1}/{n - 1}"
+            progress.step(f"{label}: {what} earned reward {c.reward:+.3f}", 0)
 
         reported = [0]
 
-        def training(done: int, total: int, label: str = label, seen: list[int] = reported) -> None:
-            # the k candidates train together: k progress units spread over their steps
+        def training(
+            done: int, total: int, label: str = label, seen: list[int] = reported, n: int = n
+        ) -> None:
+            # the candidates train together: n progress units spread over their steps
             if done == total or done - seen[0] >= max(1, total // 10):
-                units, seen[0] = k * (done - seen[0]) / total, done
-                progress.step(f"{label}: training {k} candidates, step {done}/{total}", units)
+                units, seen[0] = n * (done - seen[0]) / total, done
+                progress.step(f"{label}: training {n} candidates, step {done}/{total}", units)
 
         candidates = score_candidates(
             host,
@@ -333,24 +365,27 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
             init=snap.parent_state,
             baseline=baseline,
             replay=replay,
+            passage_alone=True,
             on_candidate=report,
             on_step=training,
         )
         best = best_candidate(candidates)
-        work.kept = [best]
+        work.winner = best
+        work.kept = [] if best.passage_alone else [best]
         work.after = best.evaluation
         _record_candidates(runtime, job_id, snap, work, candidates, best, config)
-        progress.step(f"{label}: kept a self-edit with reward {best.reward:+.3f}")
+        kept = "the passage alone" if best.passage_alone else "a self-edit"
+        progress.step(f"{label}: kept {kept}, reward {best.reward:+.3f}")
 
     own = [
         seq
         for w in docs
         for seq in training_sequences(w.passage, [i for c in w.kept for i in c.items])
     ]
-    reuse = select and len(docs) == 1 and docs[0].kept[0].trained is not None
-    if reuse:  # same data, same start, same seed: the kept candidate's adapter is the version
-        trained = docs[0].kept[0].trained
-        assert trained is not None
+    winner = docs[0].winner if select and len(docs) == 1 else None
+    if winner is not None and winner.trained is not None:
+        # same data, same start, same seed: the chosen candidate's adapter is the version
+        trained = winner.trained
     else:
         trained = train_on(host, own + replay, config.train, init=snap.parent_state)
         afters = _evaluate_each(host, trained.state, docs, config)
@@ -384,6 +419,9 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         "retention_accuracy_before": retention_before.accuracy,
         "retention_accuracy": retention_after.accuracy,
         "replayed_sequences": len(replay),
+        "documents_won_by_passage_alone": sum(
+            1 for w in docs if w.winner is not None and w.winner.passage_alone
+        ),
         "train_sequences": len(own) + len(replay),
         "train_loss": trained.losses[-1] if trained.losses else None,
         "train_tokens": trained.tokens,
@@ -409,10 +447,12 @@ class Gate:
     tolerance: float
 
     def refusal(self) -> str | None:
+        if not self.before.graded:
+            return "had no probe questions to be judged on"
         if self.after.accuracy <= self.before.accuracy:
             return (
-                f"did not improve probe accuracy "
-                f"({self.before.accuracy:.3f} -> {self.after.accuracy:.3f})"
+                f"did not improve on its {len(self.before.graded)} probe questions "
+                f"({self.before.correct} right before, {self.after.correct} after)"
             )
         drop = self.retention_before.accuracy - self.retention_after.accuracy
         if drop > self.tolerance + 1e-9:
@@ -478,8 +518,68 @@ def _write_probes(
                     answer=qa.answer,
                     source=ProbeSource.teacher,
                 )
-    for work, questions in zip(works, written, strict=True):
-        work.passage = Passage(work.passage.title, work.passage.text, tuple(questions))
+    n = settings.generated_probe_questions
+    with session_scope(runtime.sessions) as session:
+        for work, questions in zip(works, written, strict=True):
+            given = {q.answer.lower() for q in questions}
+            cloze = [
+                qa
+                for qa in cloze_questions(work.passage.title, work.passage.text, n)
+                if qa.answer.lower() not in given
+            ][: n - len(questions)]
+            for qa in cloze:
+                document_repo.add_probe_question(
+                    session,
+                    tenant_id=snap.tenant_id,
+                    document_id=work.id,
+                    question=qa.question,
+                    answer=qa.answer,
+                    source=ProbeSource.cloze,
+                )
+            work.passage = Passage(work.passage.title, work.passage.text, (*questions, *cloze))
+
+
+#: What a user can do for a document the update could not judge.
+NEEDS_QUESTIONS = (
+    "no probe question could be found or written for it, so no update of it can be judged; "
+    "add questions with their answers (POST /v1/documents with the same title and text and "
+    '"questions", or POST /v1/feedback with its document_id), and the next update learns it'
+)
+#: What a user can do for a document whose version was rejected.
+RETRY = (
+    "it stays pending and the next update tries again with new self-edits; to help it, add "
+    "questions about it with their answers or send feedback, or set another self_edit_format "
+    '(e.g. "passage", the document alone)'
+)
+
+
+def _set_aside(runtime: Runtime, snap: Snapshot, works: list[DocumentWork]) -> None:
+    """Documents without a single probe question wait for questions instead of being
+    trained on and judged on nothing."""
+    with session_scope(runtime.sessions) as session:
+        document_repo.set_document_status(
+            session,
+            document_ids=[w.id for w in works],
+            status=DocumentStatus.needs_questions,
+            error=NEEDS_QUESTIONS,
+        )
+
+
+def _finish_unjudged(runtime: Runtime, job_id: str, works: list[DocumentWork]) -> None:
+    with session_scope(runtime.sessions) as session:
+        job_repo.finish_job(
+            session,
+            job_id=job_id,
+            status=JobStatus.succeeded,
+            message=f"{len(works)} document(s) need probe questions: {NEEDS_QUESTIONS}",
+            result={
+                "documents": 0,
+                "adapter_version": None,
+                "promoted": False,
+                "rejected_because": None,
+                "needs_questions": [w.id for w in works],
+            },
+        )
 
 
 def _record_candidates(
@@ -491,9 +591,17 @@ def _record_candidates(
     best: Candidate,
     config: InnerLoopConfig,
 ) -> None:
+    """Every self-edit with its reward and its gain over the passage alone (whose accuracy is
+    that reward's baseline); the passage-alone candidate is no self-edit and is not stored."""
     baseline = work.baseline.accuracy if work.baseline else 0.0
+    plain = next((c.accuracy for c in candidates if c.passage_alone), None)
     with session_scope(runtime.sessions) as session:
         for candidate in candidates:
+            if candidate.passage_alone:
+                continue
+            rewards = [(CANDIDATE_METRIC, candidate.reward, baseline)]
+            if plain is not None and candidate.over_passage is not None:
+                rewards.append((PASSAGE_GAIN_METRIC, candidate.over_passage, plain))
             _store_rewarded_self_edit(
                 session,
                 snap,
@@ -502,9 +610,7 @@ def _record_candidates(
                 candidate.text,
                 job_id,
                 selected=candidate is best,
-                metric=CANDIDATE_METRIC,
-                value=candidate.reward,
-                baseline=baseline,
+                rewards=rewards,
             )
 
 
@@ -517,12 +623,11 @@ def _store_rewarded_self_edit(
     job_id: str,
     *,
     selected: bool,
-    metric: str,
-    value: float,
-    baseline: float,
+    rewards: list[tuple[str, float, float]],
     adapter_version_id: str | None = None,
 ) -> None:
-    """A self-edit with the teacher version that wrote it, and the reward it earned."""
+    """A self-edit with the teacher version that wrote it, and the rewards it earned
+    (metric, value, baseline)."""
     row = learning_repo.add_self_edit(
         session,
         tenant_id=snap.tenant_id,
@@ -533,16 +638,17 @@ def _store_rewarded_self_edit(
         selected=selected,
         teacher_version_id=snap.teacher_version_id,
     )
-    learning_repo.add_reward(
-        session,
-        tenant_id=snap.tenant_id,
-        metric=metric,
-        value=value,
-        baseline=baseline,
-        self_edit_id=row.id,
-        document_id=document_id,
-        adapter_version_id=adapter_version_id,
-    )
+    for metric, value, baseline in rewards:
+        learning_repo.add_reward(
+            session,
+            tenant_id=snap.tenant_id,
+            metric=metric,
+            value=value,
+            baseline=baseline,
+            self_edit_id=row.id,
+            document_id=document_id,
+            adapter_version_id=adapter_version_id,
+        )
 
 
 def _commit_version(
@@ -596,9 +702,7 @@ def _commit_version(
                         candidate.text,
                         job_id,
                         selected=True,
-                        metric=BATCH_METRIC,
-                        value=gain,
-                        baseline=base,
+                        rewards=[(BATCH_METRIC, gain, base)],
                         adapter_version_id=version.id,
                     )
         if reason is None:
@@ -615,17 +719,20 @@ def _commit_version(
                 session,
                 document_ids=doc_ids,
                 status=DocumentStatus.pending,
-                error=f"version {version.number} {reason}; the documents stay pending",
+                error=f"version {version.number} was not promoted ({reason}); {RETRY}",
             )
         job_repo.finish_job(
             session,
             job_id=job_id,
             status=JobStatus.succeeded,
-            message=f"version {version.number} {'promoted' if reason is None else 'rejected'}",
+            message=f"version {version.number} promoted"
+            if reason is None
+            else f"version {version.number} rejected: it {reason}",
             result={
                 "adapter_version": version.number,
                 "promoted": reason is None,
                 "rejected_because": reason,
+                "advice": None if reason is None else RETRY,
                 "documents": len(doc_ids),
                 "metrics": metrics,
             },
@@ -704,25 +811,15 @@ def _rebuild_snapshot(
     settings = runtime.settings
     active = adapter_repo.active_adapter(session, tenant_id=tenant_id)
     state = _weights(active)
-    learned = document_repo.list_documents_by_status(
-        session, tenant_id=tenant_id, statuses=[DocumentStatus.learned]
-    )
-    items: dict[str, list[str]] = {d.id: [] for d in learned}
-    for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
-        session, tenant_id=tenant_id
-    ):
-        items[doc.id].extend(parse_items(edit.text, edit.format))
-    sequences = [
-        seq for d in learned for seq in training_sequences(Passage(d.title, d.text), items[d.id])
-    ]
+    learned = _learned_sequences(session, tenant_id)
     retention = _retention(session, settings, tenant_id)
     return RebuildSnapshot(
         tenant_id=tenant_id,
         seed=job_seed(settings, job_id, params),
         active_id=active.id if active else None,
         active_state=state,
-        document_ids=[d.id for d in learned],
-        sequences=sequences,
+        document_ids=list(learned),
+        sequences=[seq for seqs in learned.values() for seq in seqs],
         retention=retention,
     )
 

@@ -14,6 +14,7 @@ from service.schemas import (
     DocumentCreate,
     DocumentDeleted,
     DocumentDetail,
+    DocumentListed,
     DocumentPublic,
     Page,
     ProbeQuestionPublic,
@@ -84,19 +85,32 @@ def create_document(
     return _detail(loaded)
 
 
-@router.get("", response_model=Page[DocumentPublic])
+@router.get("", response_model=Page[DocumentListed])
 def list_documents(
     session: SessionDep,
     tenant: CurrentTenant,
     status: DocumentStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> Page[DocumentPublic]:
+) -> Page[DocumentListed]:
+    """A page of the tenant's documents, newest first, each with its status (and, when an
+    update could not learn it, why in `error`) and its probe questions with their source."""
     documents, total = document_repo.list_documents(
-        session, tenant_id=tenant.id, status=status, limit=limit, offset=offset
+        session,
+        tenant_id=tenant.id,
+        status=status,
+        limit=limit,
+        offset=offset,
+        with_questions=True,
     )
     return Page(
-        items=[DocumentPublic.model_validate(d) for d in documents],
+        items=[
+            DocumentListed(
+                **DocumentPublic.model_validate(d).model_dump(),
+                questions=[ProbeQuestionPublic.model_validate(q) for q in d.probe_questions],
+            )
+            for d in documents
+        ],
         total=total,
         limit=limit,
         offset=offset,

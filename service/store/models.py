@@ -29,12 +29,19 @@ class DocumentStatus(StrEnum):
     learning = "learning"
     learned = "learned"
     failed = "failed"
+    #: No probe question could be found or written for it, so no update of it can be judged;
+    #: a question sent with it or as feedback makes it ``pending`` again.
+    needs_questions = "needs_questions"
 
 
 class ProbeSource(StrEnum):
     document = "document"
     feedback = "feedback"
+    #: Written by the teacher for a document that came without questions.
     teacher = "teacher"
+    #: A cloze question made from the document's own sentences (no model), where the teacher
+    #: wrote too few.
+    cloze = "cloze"
 
 
 class VersionStatus(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from seal.generation import SampleConfig
@@ -68,11 +69,18 @@ def test_a_round_keeps_only_positive_rewards(tiny_model_dir) -> None:  # type: i
     assert len(scored.candidates) == 2
     assert result.rewards == [c.reward for c in scored.candidates]
     assert result.mean_reward == sum(result.rewards) / 2
+    # the passage alone trained beside the self-edits, each self-edit measured against it
+    plain = scored.passage_alone
+    assert plain is not None and plain.passage_alone and plain.items == []
+    assert plain.trained is not None and plain.evaluation is not None
+    for c in scored.candidates:
+        assert c.over_passage == pytest.approx(c.accuracy - plain.accuracy)
     if scored.kept is None:  # a random tiny student learns nothing: the teacher stays
         assert result.teacher is None and result.kept == []
-        assert all(c.reward <= 0 for c in scored.candidates)
+        assert all(c.reward <= 0 or (c.over_passage or 0) <= 0 for c in scored.candidates)
     else:
-        assert scored.kept.reward > 0 and result.teacher is not None
+        assert scored.kept.reward > 0 and (scored.kept.over_passage or 0) > 0
+        assert result.teacher is not None
 
 
 def test_heldout_evaluation_grades_every_question_of_every_sample(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]

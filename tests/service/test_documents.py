@@ -12,6 +12,7 @@ from service.store.models import (
     Feedback,
     JobStatus,
     ProbeQuestion,
+    ProbeSource,
     Reward,
     SelfEdit,
     Tenant,
@@ -383,3 +384,50 @@ def test_a_rebuild_records_a_document_or_sees_it_deleted_never_both(engine: Engi
     finally:
         with session_scope(factory) as session:
             session.execute(delete(Tenant).where(Tenant.id == tenant_id))
+
+
+def test_the_list_shows_each_documents_probe_questions_and_their_source(
+    client: TestClient, session: Session
+) -> None:
+    tenant, key = make_tenant(session)
+    client.post("/v1/documents", json=DOC, headers=auth(key))
+    bare = make_document(session, tenant, title="Vellmora", text="Vellmora has 40 bridges.")
+    document_repo.add_probe_question(
+        session,
+        tenant_id=tenant.id,
+        document_id=bare.id,
+        question='What fills the blank in "Vellmora has ___ bridges."?',
+        answer="40",
+        source=ProbeSource.cloze,
+    )
+    session.commit()
+
+    items = client.get("/v1/documents", headers=auth(key)).json()["items"]
+    questions = {item["title"]: item["questions"] for item in items}
+    assert [(q["answer"], q["source"]) for q in questions["Atlantis"]] == [
+        ("Poseidonia", "document")
+    ]
+    assert [(q["answer"], q["source"]) for q in questions["Vellmora"]] == [("40", "cloze")]
+    assert all("text" not in item for item in items), "the list stays light"
+
+
+def test_a_question_sent_for_a_document_waiting_for_questions_makes_it_pending(
+    client: TestClient, session: Session
+) -> None:
+    tenant, key = make_tenant(session)
+    doc = make_document(session, tenant, title=DOC["title"], text=DOC["text"])
+    document_repo.set_document_status(
+        session,
+        document_ids=[doc.id],
+        status=DocumentStatus.needs_questions,
+        error="no probe question could be found or written for it",
+    )
+    session.commit()
+    listed = client.get("/v1/documents?status=needs_questions", headers=auth(key)).json()
+    assert [d["id"] for d in listed["items"]] == [doc.id]
+
+    response = client.post("/v1/documents", json=DOC, headers=auth(key))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == doc.id and body["status"] == "pending" and body["error"] is None

@@ -128,6 +128,10 @@ def test_update_tenant_changes_only_the_fields_given(
     ).json()
     url = f"/v1/admin/tenants/{created['id']}"
 
+    # the document alone, a tenant's baseline for its own A/B
+    response = client.patch(url, json={"self_edit_format": "passage"}, headers=admin_headers)
+    assert response.status_code == 200 and response.json()["self_edit_format"] == "passage"
+
     response = client.patch(url, json={"self_edit_format": "auto"}, headers=admin_headers)
     assert response.status_code == 200, response.text
     body = response.json()

@@ -16,15 +16,20 @@ from worker.teacher import (
     tenant_teacher_pairs,
     train_shared_teacher,
 )
-from worker.update import CANDIDATE_METRIC, run_update
+from worker.update import CANDIDATE_METRIC, PASSAGE_GAIN_METRIC, run_update
 
 FACT = "Zorblat Industries was founded by Marisol Quenby in 1987."
 
 
-def _rewarded_self_edit(session: Session, tenant, text: str, reward: float):  # type: ignore[no-untyped-def]
+def _rewarded_self_edit(  # type: ignore[no-untyped-def]
+    session: Session, tenant, text: str, reward: float, over_passage: float | None = None
+):
+    """A self-edit with its reward and its gain over the passage alone (default: the same)."""
     doc = make_document(session, tenant, text=f"{text} ({tenant.name})")
     edit = make_self_edit(session, doc, text=text)
     make_reward(session, edit, metric=CANDIDATE_METRIC, value=reward)
+    gain = reward if over_passage is None else over_passage
+    make_reward(session, edit, metric=PASSAGE_GAIN_METRIC, value=gain)
     return doc, edit
 
 
@@ -33,6 +38,8 @@ def test_a_tenant_teacher_learns_from_that_tenant_only(session: Session, runtime
     globex, _ = make_tenant(session)
     _, acme_edit = _rewarded_self_edit(session, acme, "1. Acme's secret is blue.", 0.5)
     _rewarded_self_edit(session, acme, "1. A self-edit that earned nothing.", 0.0)
+    # a positive reward, but the passage alone taught as much: not a teaching example
+    _rewarded_self_edit(session, acme, "1. No better than the passage.", 0.5, over_passage=0.0)
     _rewarded_self_edit(session, globex, "1. Globex's secret is red.", 0.9)
     job = make_job(session, acme, kind=JobKind.teacher_train)
     session.commit()

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from seal import knowledge as knowledge_module
+from seal.grading import normalize
 from seal.lora import checksum, load_adapter, save_adapter
 from service.settings import Settings
 from service.store.models import (
@@ -24,6 +25,7 @@ from service.store.models import (
     VersionStatus,
 )
 from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from tests.factories import make_document, make_job, make_tenant
 from worker import update as update_module
@@ -60,11 +62,20 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
     k = runtime.settings.num_candidates
     edits = session.scalars(select(SelfEdit).where(SelfEdit.document_id == doc.id)).all()
     assert len(edits) == k
-    assert sum(e.selected for e in edits) == 1
     assert all(e.job_id == job.id and e.format == "implications" for e in edits)
     rewards = session.scalars(select(Reward).where(Reward.document_id == doc.id)).all()
     assert {r.self_edit_id for r in rewards} == {e.id for e in edits}
-    assert all(r.metric == "probe_accuracy_gain" and r.baseline is not None for r in rewards)
+    assert all(r.baseline is not None for r in rewards)
+    # each self-edit: its reward (gain over the active version) and its gain over the passage
+    # alone, both measuring the same accuracy from their own baselines
+    by_edit: dict[str, dict[str, Reward]] = {}
+    for r in rewards:
+        assert r.self_edit_id is not None
+        by_edit.setdefault(r.self_edit_id, {})[r.metric] = r
+    for pair in by_edit.values():
+        assert pair.keys() == {"probe_accuracy_gain", "gain_over_passage"}
+        gain, over = pair["probe_accuracy_gain"], pair["gain_over_passage"]
+        assert gain.value + (gain.baseline or 0) == pytest.approx(over.value + (over.baseline or 0))
 
     version = session.scalars(
         select(AdapterVersion).where(AdapterVersion.tenant_id == tenant.id)
@@ -72,6 +83,11 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
     assert job.result is not None and job.result["adapter_version"] == version.number == 1
     assert version.job_id == job.id and version.parent_id is None
     assert {"probe_accuracy_before", "probe_accuracy", "train_loss"} <= version.metrics.keys()
+    # the passage-alone candidate trained beside the self-edits; a self-edit is selected
+    # only when one beat it
+    won_by_passage = version.metrics["documents_won_by_passage_alone"]
+    assert won_by_passage in (0, 1)
+    assert sum(e.selected for e in edits) == 1 - won_by_passage
     folder = Path(version.artifact_uri or "")
     assert {p.name for p in folder.iterdir()} >= {
         "adapter_config.json",
@@ -89,6 +105,7 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
     else:
         assert version.status == VersionStatus.rejected
         assert doc.status == DocumentStatus.pending and "did not improve" in (doc.error or "")
+        assert "add questions" in (doc.error or ""), "the user is told what to do"
 
 
 def test_a_job_samples_its_documents_self_edits_together(
@@ -144,9 +161,15 @@ def test_teacher_writes_probe_questions_for_a_document_without_any(
     written = session.scalars(
         select(ProbeQuestion).where(ProbeQuestion.document_id == doc.id)
     ).all()
-    # A random tiny teacher rarely writes a usable pair; whatever it wrote must be grounded.
-    assert all(p.source == ProbeSource.teacher for p in written)
-    assert len(written) <= runtime.settings.generated_probe_questions
+    # A random tiny teacher rarely writes a usable pair; cloze questions on the document's
+    # names, numbers and dates fill up to the setting, every gold answer from the document.
+    assert len(written) == runtime.settings.generated_probe_questions
+    assert {p.source for p in written} <= {ProbeSource.teacher, ProbeSource.cloze}
+    assert all(normalize(p.answer) in normalize(FACT) for p in written)
+    version = session.scalars(
+        select(AdapterVersion).where(AdapterVersion.tenant_id == tenant.id)
+    ).one()
+    assert version.metrics["probe_questions"] == len(written), "the version was judged on them"
 
 
 def test_update_starts_from_the_active_adapter(
@@ -294,3 +317,91 @@ def test_the_same_seed_on_the_same_data_repeats_the_update(
         for j in jobs
     ]
     assert versions[0].checksum == versions[1].checksum
+
+
+def _teacher_writes_no_usable_question(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bundled teacher often answers in ways no gold answer can be taken from."""
+    monkeypatch.setattr(
+        update_module,
+        "write_probe_questions_many",
+        lambda host, passages, *args, **kwargs: [[] for _ in passages],
+    )
+
+
+def test_a_document_whose_teacher_writes_no_question_is_graded_on_cloze_questions(
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _teacher_writes_no_usable_question(monkeypatch)
+    tenant, _ = make_tenant(session)
+    text = f"{FACT} Its factory in Vellmora opened in 1990 with 40 workers."
+    doc = make_document(session, tenant, title="Zorblat Industries", text=text)
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    assert _reload(session, job).status == JobStatus.succeeded
+    probes = session.scalars(select(ProbeQuestion).where(ProbeQuestion.document_id == doc.id)).all()
+    assert len(probes) == runtime.settings.generated_probe_questions
+    assert {p.source for p in probes} == {ProbeSource.cloze}
+    assert all(p.answer in text and p.answer not in p.question for p in probes)
+    version = session.scalars(select(AdapterVersion)).one()
+    assert version.metrics["probe_questions"] == len(probes)
+
+
+def test_a_document_with_nothing_to_ask_waits_for_questions_instead_of_a_verdict(
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _teacher_writes_no_usable_question(monkeypatch)
+    tenant, _ = make_tenant(session)
+    doc = make_document(session, tenant, title="A note", text="Be kind to all and well met.")
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    job = _reload(session, job)
+    assert job.status == JobStatus.succeeded, job.error
+    assert job.result["needs_questions"] == [doc.id] and job.result["adapter_version"] is None
+    assert "need probe questions" in (job.message or "")
+    assert "did not improve" not in (job.message or "")
+    assert session.scalars(select(AdapterVersion)).all() == [], "no version judged on nothing"
+    doc = _reload(session, doc)
+    assert doc.status == DocumentStatus.needs_questions
+    assert "add questions" in (doc.error or "") and "0.000 -> 0.000" not in (doc.error or "")
+
+    # a later update leaves it alone; a question sent for it makes it pending again
+    again = make_job(session, tenant)
+    session.commit()
+    run_update(runtime, again.id)
+    assert _reload(session, again).result["documents"] == 0
+    document_repo.add_probe_question(
+        session,
+        tenant_id=tenant.id,
+        document_id=doc.id,
+        question="What should one be to all?",
+        answer="kind",
+        source=ProbeSource.feedback,
+    )
+    session.commit()
+    doc = _reload(session, doc)
+    assert doc.status == DocumentStatus.pending and doc.error is None
+
+
+def test_the_passage_format_trains_on_the_document_alone(
+    session: Session, runtime: Runtime
+) -> None:
+    tenant, _ = make_tenant(session)
+    tenant.self_edit_format = "passage"
+    make_document(session, tenant, text=FACT, questions=[("Who founded it?", "Marisol Quenby")])
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    assert _reload(session, job).status == JobStatus.succeeded
+    assert session.scalars(select(SelfEdit)).all() == [], "the teacher wrote nothing"
+    version = session.scalars(select(AdapterVersion)).one()
+    assert version.metrics["format"] == "passage"
+    assert version.metrics["documents_won_by_passage_alone"] == 1
+    assert version.metrics["train_sequences"] == 1, "the title and the document, nothing else"

@@ -63,6 +63,7 @@ def list_documents(
     status: DocumentStatus | None = None,
     limit: int = 50,
     offset: int = 0,
+    with_questions: bool = False,
 ) -> tuple[list[Document], int]:
     """A page of the tenant's documents, newest first, and the total count."""
     where = [Document.tenant_id == tenant_id]
@@ -76,6 +77,8 @@ def list_documents(
         .limit(limit)
         .offset(offset)
     )
+    if with_questions:
+        stmt = stmt.options(selectinload(Document.probe_questions))
     return list(session.scalars(stmt)), total
 
 
@@ -198,6 +201,13 @@ def add_probe_question(
         source=source,
     )
     session.add(probe)
+    if document_id is not None and source in (ProbeSource.document, ProbeSource.feedback):
+        # a document that waited for questions can be learned now
+        session.execute(
+            update(Document)
+            .where(Document.id == document_id, Document.status == DocumentStatus.needs_questions)
+            .values(status=DocumentStatus.pending, error=None, updated_at=utcnow())
+        )
     session.flush()
     return probe
 
