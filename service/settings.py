@@ -142,6 +142,16 @@ class Settings(BaseSettings):
     seed: int = 0
 
     # --- promotion gate and forgetting -----------------------------------------------------
+    promotion_min_probe_gain: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="A new version is promoted only when it answers at least this many more of "
+        "its batch's probe questions than the active version: 0, no fewer (a version that "
+        "answers worse is rejected); 1, at least one more. On 30 dev.json passages sent "
+        "without questions, requiring one more agreed no better with their real questions "
+        "than promoting and kept the learned passages from the tenants (docs/results).",
+    )
     retention_tolerance: float = Field(
         0.05,
         ge=0,

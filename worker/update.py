@@ -122,6 +122,8 @@ class Snapshot:
     retention: list[Probe]
     replay_pool: list[str]
     """Training sequences of earlier kept self-edits (and their documents) to rehearse."""
+    needs_questions: list[str] = field(default_factory=list)
+    """Documents set aside during the job: no probe question could be found or written."""
 
 
 def run_update(runtime: Runtime, job_id: str) -> None:
@@ -328,6 +330,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     unjudged = [w for w in docs if not w.passage.questions]
     if unjudged:  # nothing to grade them on: set aside until questions come
         _set_aside(runtime, snap, unjudged)
+        snap.needs_questions = [w.id for w in unjudged]
         docs = snap.documents = [w for w in docs if w.passage.questions]
         if not docs:
             _finish_unjudged(runtime, job_id, unjudged)
@@ -427,7 +430,14 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         "train_tokens": trained.tokens,
         "train_seconds": round(trained.seconds, 3),
     }
-    gate = Gate(before, after, retention_before, retention_after, settings.retention_tolerance)
+    gate = Gate(
+        before,
+        after,
+        retention_before,
+        retention_after,
+        settings.retention_tolerance,
+        min_gain=settings.promotion_min_probe_gain,
+    )
     try:
         _commit_version(runtime, job_id, snap, target, digest, metrics, gate, config)
     except BaseException:
@@ -437,23 +447,25 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
 
 @dataclass(frozen=True)
 class Gate:
-    """Promotion: the batch's probe accuracy improved and the retention accuracy did not fall
-    by more than the tolerance."""
+    """Promotion: the batch's probe questions answered by at least ``min_gain`` more than
+    before (0: no fewer), and the retention accuracy fell by no more than the tolerance."""
 
     before: Evaluation
     after: Evaluation
     retention_before: Evaluation
     retention_after: Evaluation
     tolerance: float
+    min_gain: int = 0
 
     def refusal(self) -> str | None:
         if not self.before.graded:
             return "had no probe questions to be judged on"
-        if self.after.accuracy <= self.before.accuracy:
-            return (
-                f"did not improve on its {len(self.before.graded)} probe questions "
-                f"({self.before.correct} right before, {self.after.correct} after)"
-            )
+        counts = f"({self.before.correct} right before, {self.after.correct} after)"
+        questions = f"its {len(self.before.graded)} probe questions"
+        if self.after.correct < self.before.correct:
+            return f"answered fewer of {questions} {counts}"
+        if self.after.correct - self.before.correct < self.min_gain:
+            return f"did not improve on {questions} by {self.min_gain} {counts}"
         drop = self.retention_before.accuracy - self.retention_after.accuracy
         if drop > self.tolerance + 1e-9:
             return (
@@ -734,6 +746,7 @@ def _commit_version(
                 "rejected_because": reason,
                 "advice": None if reason is None else RETRY,
                 "documents": len(doc_ids),
+                "needs_questions": snap.needs_questions,
                 "metrics": metrics,
             },
         )

@@ -39,8 +39,23 @@ def test_the_gate_promotes_an_improvement_that_keeps_old_knowledge() -> None:
 
 
 def test_the_gate_rejects_a_version_that_did_not_improve() -> None:
-    gate = Gate(evaluation(True), evaluation(True), evaluation(), evaluation(), 0.05)
+    gate = Gate(evaluation(True), evaluation(True), evaluation(), evaluation(), 0.05, min_gain=1)
     assert "did not improve" in (gate.refusal() or "")
+
+
+def test_by_default_the_gate_promotes_a_version_no_worse_and_rejects_a_worse_one() -> None:
+    same = Gate(evaluation(True, False), evaluation(False, True), evaluation(), evaluation(), 0.05)
+    assert same.refusal() is None
+    worse = Gate(evaluation(True, True), evaluation(True, False), evaluation(), evaluation(), 0.05)
+    assert "answered fewer of its 2 probe questions (2 right before, 1 after)" in (
+        worse.refusal() or ""
+    )
+
+
+def test_a_version_without_probe_questions_is_never_said_not_to_improve() -> None:
+    gate = Gate(evaluation(), evaluation(), evaluation(), evaluation(), 0.05, min_gain=1)
+    refusal = gate.refusal() or ""
+    assert "no probe questions" in refusal and "did not improve" not in refusal
 
 
 def test_the_gate_rejects_a_harmful_version_that_forgot_earlier_documents() -> None:
