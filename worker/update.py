@@ -508,8 +508,8 @@ def _replay_sample(pool: list[str], settings: Settings, rng: random.Random) -> l
 def _write_probes(
     runtime: Runtime, snap: Snapshot, works: list[DocumentWork], teacher_host: AdapterHost
 ) -> None:
-    """The teacher writes probe questions for ``works`` (documents without any), all in
-    shared batches, and the store keeps them."""
+    """Probe questions for ``works`` (documents without any): the teacher's, all written in
+    shared batches, then cloze questions up to the setting; the store keeps them."""
     settings = runtime.settings
     written = write_probe_questions_many(
         teacher_host,
@@ -519,17 +519,6 @@ def _write_probes(
         seed=settings.seed,
         batch_size=settings.sample_batch_size,
     )
-    with session_scope(runtime.sessions) as session:
-        for work, questions in zip(works, written, strict=True):
-            for qa in questions:
-                document_repo.add_probe_question(
-                    session,
-                    tenant_id=snap.tenant_id,
-                    document_id=work.id,
-                    question=qa.question,
-                    answer=qa.answer,
-                    source=ProbeSource.teacher,
-                )
     n = settings.generated_probe_questions
     with session_scope(runtime.sessions) as session:
         for work, questions in zip(works, written, strict=True):
@@ -539,14 +528,15 @@ def _write_probes(
                 for qa in cloze_questions(work.passage.title, work.passage.text, n)
                 if qa.answer.lower() not in given
             ][: n - len(questions)]
-            for qa in cloze:
+            sourced = [(qa, ProbeSource.teacher) for qa in questions]
+            for qa, source in [*sourced, *((qa, ProbeSource.cloze) for qa in cloze)]:
                 document_repo.add_probe_question(
                     session,
                     tenant_id=snap.tenant_id,
                     document_id=work.id,
                     question=qa.question,
                     answer=qa.answer,
-                    source=ProbeSource.cloze,
+                    source=source,
                 )
             work.passage = Passage(work.passage.title, work.passage.text, (*questions, *cloze))
 
