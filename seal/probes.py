@@ -162,8 +162,11 @@ def _blanks(sentence: str, title_norm: str) -> list[tuple[int, int]]:
     patterns = ((0, _DATE), (1, _NUMBER), (2, _NAME), (4, _NUMBER_WORD), (5, _TERM))
     for rank, pattern in patterns:
         for m in pattern.finditer(sentence):
-            span = m.group(0).strip()
-            start, end = m.start(), m.start() + len(span)
+            span, start = m.group(0).strip(), m.start()
+            first, _, rest = span.partition(" ")
+            if rank == 2 and rest and first.lower() in _STOPWORDS:  # "The Grainger Market"
+                span, start = rest, start + len(first) + 1
+            end = start + len(span)
             if any(s <= start < e or start <= s < end for s, e, _ in found):
                 continue
             norm = normalize(span)
