@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     args = parser.parse_args()
 
+    from sqlalchemy import select
+
     from migrations import upgrade
     from seal.grading import Probe
     from seal.knowledge import STUDENT
@@ -122,7 +124,9 @@ def main() -> None:
                     probes = document_repo.probe_questions_for_documents(
                         session, document_ids=[doc_id]
                     )[doc_id]
-                    version = session.query(AdapterVersion).filter_by(tenant_id=tenant_id).first()
+                    version = session.scalars(
+                        select(AdapterVersion).where(AdapterVersion.tenant_id == tenant_id)
+                    ).first()
                     state = (
                         load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
                         if version is not None and version.artifact_uri

@@ -148,9 +148,10 @@ class Settings(BaseSettings):
         le=100,
         description="A new version is promoted only when it answers at least this many more of "
         "its batch's probe questions than the active version: 0, no fewer (a version that "
-        "answers worse is rejected); 1, at least one more. On 30 dev.json passages sent "
-        "without questions, requiring one more agreed no better with their real questions "
-        "than promoting and kept the learned passages from the tenants (docs/results).",
+        "answers worse is rejected); 1, at least one more. On the tuning passages (dev.json "
+        "30-59, sent without questions) requiring one more agreed no better with their real "
+        "questions than promoting, and withheld passages the model had learned "
+        "(docs/results/2026-12-01-documents-without-questions.md).",
     )
     retention_tolerance: float = Field(
         0.05,
