@@ -27,12 +27,15 @@ from service.store.repositories import learning as learning_repo
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 
-def _detail(document: Document) -> DocumentDetail:
-    return DocumentDetail(
+def _listed(document: Document) -> DocumentListed:
+    return DocumentListed(
         **DocumentPublic.model_validate(document).model_dump(),
-        text=document.text,
         questions=[ProbeQuestionPublic.model_validate(q) for q in document.probe_questions],
     )
+
+
+def _detail(document: Document) -> DocumentDetail:
+    return DocumentDetail(**_listed(document).model_dump(), text=document.text)
 
 
 @router.post(
@@ -104,13 +107,7 @@ def list_documents(
         with_questions=True,
     )
     return Page(
-        items=[
-            DocumentListed(
-                **DocumentPublic.model_validate(d).model_dump(),
-                questions=[ProbeQuestionPublic.model_validate(q) for q in d.probe_questions],
-            )
-            for d in documents
-        ],
+        items=[_listed(d) for d in documents],
         total=total,
         limit=limit,
         offset=offset,
