@@ -49,8 +49,8 @@ def main() -> None:
     from service.store.repositories import documents as document_repo
     from service.store.repositories import jobs as job_repo
     from service.store.repositories import tenants as tenant_repo
+    from worker.jobs.update import run_update
     from worker.runtime import Runtime
-    from worker.update import run_update
 
     passages = json.loads(args.data.read_text())[: args.passages]
     with tempfile.TemporaryDirectory(prefix="seal-forget-") as tmp:
@@ -58,7 +58,7 @@ def main() -> None:
         upgrade(settings.resolved_database_url)
         runtime = Runtime(
             settings=settings,
-            sessions=make_sessionmaker(make_engine(settings.resolved_database_url)),
+            sessions=make_sessionmaker(make_engine(settings.resolved_database_url), write=True),
         )
 
         def run(tenant_id: str, params: dict[str, Any]) -> dict[str, Any]:

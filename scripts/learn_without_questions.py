@@ -65,8 +65,8 @@ def main() -> None:
     from service.store.repositories import documents as document_repo
     from service.store.repositories import jobs as job_repo
     from service.store.repositories import tenants as tenant_repo
+    from worker.jobs.update import run_update
     from worker.runtime import Runtime
-    from worker.update import run_update
 
     data = json.loads(args.data.read_text())
     indices = list(range(args.start, min(args.start + args.passages, len(data))))
@@ -80,7 +80,7 @@ def main() -> None:
         upgrade(settings.resolved_database_url)
         runtime = Runtime(
             settings=settings,
-            sessions=make_sessionmaker(make_engine(settings.resolved_database_url)),
+            sessions=make_sessionmaker(make_engine(settings.resolved_database_url), write=True),
         )
         for index in indices:
             if index in finished:

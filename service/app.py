@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = make_sessionmaker(engine, write=True)  # requests that may write
+    app.state.read_sessionmaker = make_sessionmaker(engine)
     app.state.task_sender = None  # made on first use from settings.resolved_broker_url
     install_error_handlers(app)
     for module in (health, admin, documents, feedback, jobs, adapters, teachers, chat):

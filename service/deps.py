@@ -29,10 +29,18 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 TaskSenderDep = Annotated[TaskSender, Depends(get_task_sender)]
 
 
+#: Methods that only read: their transactions need not queue for SQLite's write lock.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def get_session(request: Request, sender: TaskSenderDep) -> Generator[Session, None, None]:
     """The request's session: the one commit point of a request. Tasks enqueued during the
-    request are sent after the commit and dropped on a rollback."""
-    with request.app.state.sessionmaker() as session:
+    request are sent after the commit and dropped on a rollback. A request that may write
+    gets a writer's session (on SQLite it waits for the write lock up front, see
+    :mod:`service.store.db`); a GET reads without waiting."""
+    state = request.app.state
+    factory = state.read_sessionmaker if request.method in _SAFE_METHODS else state.sessionmaker
+    with factory() as session:
         try:
             yield session
             session.commit()

@@ -126,7 +126,7 @@ def app(
     chat_backend: ReversingBackend,
 ) -> Iterator[FastAPI]:
     app = create_app(settings)
-    app.state.sessionmaker = test_sessionmaker
+    app.state.sessionmaker = app.state.read_sessionmaker = test_sessionmaker
     app.dependency_overrides[get_task_sender] = lambda: task_sender
     app.dependency_overrides[get_chat_backend] = lambda: chat_backend
     yield app

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import ChatBackendDep, CurrentTenant, SessionDep, SettingsDep
+from service.errors import COMMON_ERRORS, error_responses
 from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
 from service.schemas import (
     AssistantMessage,
@@ -30,7 +31,7 @@ from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import feedback as feedback_repo
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1", tags=["chat"])
+router = APIRouter(prefix="/v1", tags=["chat"], responses=error_responses(*COMMON_ERRORS))
 
 #: The model name that asks for the base model, without the tenant's adapter.
 BASE_MODEL = "base"
@@ -97,6 +98,10 @@ def create_chat_completion(
         adapter_version_id=version.id if version else None,
         messages=messages,
     )
+    # What the reply needs is read: end the transaction (on SQLite a writer's, holding the
+    # write lock) before decoding, so no lock is held while the model writes; the completion
+    # is recorded in a transaction of its own.
+    session.commit()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _stream(request, backend.stream(chat), record, include_usage)

@@ -1,22 +1,41 @@
-"""Engines, sessions and the one commit point of a task."""
+"""Engines, sessions and the one commit point of a task.
+
+SQLite serializes writers. A transaction that reads first and writes later (``BEGIN``
+deferred) cannot wait for the write lock: when another writer committed after its read began,
+its first write fails at once with "database is locked", whatever the busy timeout. So every
+transaction that may write takes the write lock up front (``BEGIN IMMEDIATE``), where the busy
+timeout makes it wait its turn; reads stay deferred and never wait (WAL). Sessions of
+:func:`make_sessionmaker` ``(write=True)`` are writers. PostgreSQL is left as it is: its row
+locks already make writers wait.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The execution option that makes a SQLite transaction begin with the write lock.
+_IMMEDIATE = "seal_sqlite_immediate"
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and real
     transactions (pysqlite's own transaction handling is replaced by explicit BEGINs, so
-    SAVEPOINTs work)."""
+    SAVEPOINTs work, and writers begin IMMEDIATE)."""
     if make_url(url).get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -34,13 +53,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_sessionmaker(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
+    """Sessions on ``engine``; with ``write``, each SQLite transaction begins with the write
+    lock (the busy timeout then queues it behind other writers instead of failing it)."""
+    bind = engine.execution_options(**{_IMMEDIATE: True}) if write else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
 
 
 @contextmanager
@@ -53,3 +80,37 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is a store that could not serve a transaction now (SQLite locked past
+    its busy timeout, a PostgreSQL connection lost or a serialization failure): the whole unit
+    of work can be tried again."""
+    if not isinstance(exc, OperationalError):
+        return False
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return exc.connection_invalidated or any(
+        s in text for s in ("locked", "busy", "could not serialize", "server closed", "connection")
+    )
+
+
+def in_transaction(
+    factory: sessionmaker[Session],
+    work: Callable[[Session], T],
+    *,
+    attempts: int = 5,
+    backoff_s: float = 0.5,
+) -> T:
+    """Run ``work`` in one transaction; when the store is busy, the whole unit of work runs
+    again (a fresh transaction, after a jittered, growing pause), up to ``attempts`` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(factory) as session:
+                return work(session)
+        except OperationalError as exc:
+            if attempt == attempts or not is_busy(exc):
+                raise
+            pause = backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+            log.warning("store busy (%s); attempt %d again in %.1f s", exc.orig, attempt, pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
