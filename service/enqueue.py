@@ -25,6 +25,14 @@ TEACHER_ROUND_TASK = "seal.teacher_round"
 _PENDING_KEY = "seal_pending_tasks"
 
 
+def task_for(kind: str) -> str:
+    """The task that runs a job of ``kind`` (a ``JobKind``)."""
+    tasks = {"update": UPDATE_TASK, "teacher_train": TEACHER_ROUND_TASK}
+    if kind not in tasks:
+        raise ValueError(f"no task runs jobs of kind {kind!r}")
+    return tasks[kind]
+
+
 class TaskSender(Protocol):
     def send(self, name: str, kwargs: dict[str, Any]) -> None: ...
 

@@ -251,6 +251,14 @@ class JobPublic(_Public):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempts: int = Field(
+        description="How many times a worker started the job: a job whose worker died runs "
+        "again, up to SEAL_JOB_MAX_ATTEMPTS."
+    )
+    heartbeat_at: datetime | None = Field(
+        description="The running job's last heartbeat from its worker (a queued job: when it "
+        "was last sent to the broker)."
+    )
 
 
 # --- adapters, self-edits, rewards ------------------------------------------------------------

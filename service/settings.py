@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API processes behind the one port (uvicorn --workers); each keeps its own "
+        "chat engine and model copy.",
+    )
     admin_key: SecretStr | None = Field(
         None,
         description="Bearer key of the admin endpoints. In development, `seal run` makes one, "
@@ -200,13 +207,37 @@ class Settings(BaseSettings):
         3600, ge=60, description="A fire time missed by less than this still runs."
     )
     requeue_after_s: int = Field(
-        600, ge=30, description="A job still queued after this long is sent to the broker again."
+        600,
+        ge=30,
+        description="A job still queued this long after it was last sent is sent to the broker "
+        "again (a broker restart loses its messages).",
+    )
+    job_heartbeat_s: int = Field(
+        15, ge=1, le=30, description="How often a running job's worker records that it is alive."
+    )
+    job_stale_after_s: int = Field(
+        180,
+        ge=10,
+        description="A running job whose heartbeat is older than this lost its worker: it runs "
+        "again as a new attempt.",
+    )
+    job_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts of a job whose worker died, before it is failed."
     )
 
     # --- serving ---------------------------------------------------------------------------
     chat_max_tokens: int = Field(256, ge=1, le=4096, description="Default max_tokens of a chat.")
     adapter_cache_size: int = Field(8, ge=1, description="Adapters kept loaded by the API.")
     update_time_limit_s: int = Field(6 * 3600, ge=60)
+
+    @model_validator(mode="after")
+    def _heartbeat_before_stale(self) -> Settings:
+        if self.job_stale_after_s < 2 * self.job_heartbeat_s:
+            raise ValueError(
+                f"job_stale_after_s ({self.job_stale_after_s}) must be at least twice "
+                f"job_heartbeat_s ({self.job_heartbeat_s}): a live job would look dead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -22,15 +22,11 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=False,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "seal-schedule": {
-                "task": "seal.schedule",
-                "schedule": float(settings.schedule_check_s),
-            },
-        },
     )
     if app.conf.broker_url.startswith(("redis", "rediss")):
         # Redis re-delivers a message not acknowledged within this time: longer than a job.
+        # (Messages are acknowledged when taken; a job whose worker died is re-run by the
+        # beat from its heartbeat, see worker.schedule.)
         app.conf.broker_transport_options = {
             "visibility_timeout": settings.update_time_limit_s + 600
         }

@@ -122,5 +122,5 @@ def get_runtime() -> Runtime:
         if _runtime is None:
             settings = get_settings()
             engine = make_engine(settings.resolved_database_url)
-            _runtime = Runtime(settings=settings, sessions=make_sessionmaker(engine))
+            _runtime = Runtime(settings=settings, sessions=make_sessionmaker(engine, write=True))
         return _runtime

@@ -1,5 +1,12 @@
 """The beat's periodic check: start each tenant's scheduled batch update, and recover jobs
-that a lost message or a dead worker left behind.
+that a lost message or a dead worker left behind. It runs in the beat process itself
+(:mod:`worker.beat`), not on a worker, so a worker that is busy or dead cannot hold it up.
+
+A job whose heartbeat is older than ``job_stale_after_s`` lost its worker: its half-written
+artifact folders are removed, an update's claimed documents go back to pending, and the job is
+queued again as its next attempt, or, after ``job_max_attempts``, failed with the reason. A
+queued job whose message was sent longer than ``requeue_after_s`` ago is sent again (a broker
+restart loses messages; a message sent twice starts its job once).
 
 A tenant is due when the last fire time of its cron expression (its own ``update_schedule`` or
 the global default) lies less than ``schedule_catch_up_s`` in the past and no update job of the
@@ -17,14 +24,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from croniter import croniter
+from sqlalchemy.orm import Session
 
-from service.enqueue import UPDATE_TASK
+from service.enqueue import UPDATE_TASK, task_for
 from service.store.base import utcnow
 from service.store.db import session_scope
-from service.store.models import DocumentStatus, JobStatus
+from service.store.models import DocumentStatus, Job, JobKind, JobStatus
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import tenants as tenant_repo
+from worker.jobs.lifecycle import remove_unrecorded_artifacts
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -38,8 +47,10 @@ class ScheduleReport:
     """Update jobs created because a tenant's schedule fired."""
     requeued: list[str] = field(default_factory=list)
     """Queued jobs whose message was sent again."""
+    retried: list[str] = field(default_factory=list)
+    """Running jobs whose worker died, queued again as their next attempt."""
     reaped: list[str] = field(default_factory=list)
-    """Running jobs failed because their worker outlived the time limit (it died)."""
+    """Running jobs whose worker died in their last attempt: failed."""
 
 
 def last_fire(expression: str, now: datetime) -> datetime:
@@ -50,6 +61,7 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
     settings = runtime.settings
     now = now or utcnow()
     report = ScheduleReport()
+    tasks: dict[str, str] = {}  # job id -> task to send, once the transaction committed
     catch_up = timedelta(seconds=settings.schedule_catch_up_s)
     with session_scope(runtime.sessions) as session:
         for tenant in tenant_repo.list_tenants(session):
@@ -65,34 +77,65 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
             )
             if created:
                 report.started.append(job.id)
+                tasks[job.id] = UPDATE_TASK
 
-        stale = now - timedelta(seconds=settings.requeue_after_s)
-        for job in job_repo.list_jobs_older_than(session, status=JobStatus.queued, before=stale):
-            if job.id not in report.started:
+        stale = now - timedelta(seconds=settings.job_stale_after_s)
+        for job in job_repo.list_stale_jobs(session, before=stale):
+            if _recover(session, runtime, job, now):
+                report.retried.append(job.id)
+                tasks[job.id] = task_for(job.kind)
+            else:
+                report.reaped.append(job.id)
+
+        lost = now - timedelta(seconds=settings.requeue_after_s)
+        for job in job_repo.list_lost_queued_jobs(session, before=lost):
+            if job.id not in tasks:
                 report.requeued.append(job.id)
-
-        dead = now - timedelta(seconds=settings.update_time_limit_s + 600)
-        for job in job_repo.list_jobs_older_than(session, status=JobStatus.running, before=dead):
-            learning = document_repo.list_documents_by_status(
-                session, tenant_id=job.tenant_id, statuses=[DocumentStatus.learning]
-            )
-            document_repo.set_document_status(
-                session,
-                document_ids=[d.id for d in learning],
-                status=DocumentStatus.pending,
-                error="the update's worker stopped; the documents are pending again",
-            )
-            job_repo.finish_job(
-                session,
-                job_id=job.id,
-                status=JobStatus.failed,
-                error="the worker running this job stopped (past the time limit)",
-                message="failed",
-            )
-            report.reaped.append(job.id)
+                tasks[job.id] = task_for(job.kind)
+        job_repo.mark_sent(session, job_ids=report.requeued)
     # Sent only after the commit: a worker must find the job it is told about.
-    for job_id in report.started + report.requeued:
-        send(UPDATE_TASK, {"job_id": job_id})
-    if report.started or report.requeued or report.reaped:
+    for job_id, task in tasks.items():
+        send(task, {"job_id": job_id})
+    if report.started or report.requeued or report.retried or report.reaped:
         log.info("schedule: %s", report)
     return report
+
+
+def _recover(session: Session, runtime: Runtime, job: Job, now: datetime) -> bool:
+    """A running job whose worker died: clean up after the attempt, then queue the next
+    attempt (True) or, after the last, fail the job (False)."""
+    settings = runtime.settings
+    seen = job.heartbeat_at or job.started_at or job.created_at
+    silent = int((now - seen).total_seconds())
+    attempt = job.attempts
+    removed = remove_unrecorded_artifacts(session, settings, job)
+    if job.kind == JobKind.update:
+        learning = document_repo.list_documents_by_status(
+            session, tenant_id=job.tenant_id, statuses=[DocumentStatus.learning]
+        )
+        document_repo.set_document_status(
+            session,
+            document_ids=[d.id for d in learning],
+            status=DocumentStatus.pending,
+            error=None,
+        )
+    why = (
+        f"attempt {attempt} of {settings.job_max_attempts} lost its worker "
+        f"(no heartbeat for {silent} s)"
+    )
+    log.warning("job %s: %s; removed %d unrecorded folder(s)", job.id, why, len(removed))
+    if attempt < settings.job_max_attempts:
+        return job_repo.requeue_job(
+            session, job_id=job.id, attempt=attempt, message=f"{why}; queued again"
+        )
+    if job_repo.hold_running_job(session, job_id=job.id, attempt=attempt, message="failed"):
+        freed = "; its documents are pending again" if job.kind == JobKind.update else ""
+        job_repo.finish_job(
+            session,
+            job_id=job.id,
+            status=JobStatus.failed,
+            error=f"the worker running this job stopped in each of its {attempt} attempt(s) "
+            f"(the last: no heartbeat for {silent} s){freed}",
+            message="failed",
+        )
+    return False

@@ -1,13 +1,13 @@
-"""Thin Celery tasks: they take ids, and the job modules do the work."""
+"""Thin Celery tasks: they take ids, and the job modules do the work. (The schedule check is
+not a task: it runs in the beat process, :mod:`worker.beat`.)"""
 
 from __future__ import annotations
 
 from service.settings import get_settings
 from worker.app import app
+from worker.jobs.teacher import run_teacher_round
+from worker.jobs.update import run_update
 from worker.runtime import get_runtime
-from worker.schedule import run_schedule
-from worker.teacher import run_teacher_round
-from worker.update import run_update
 
 _LIMIT = get_settings().update_time_limit_s
 
@@ -16,13 +16,6 @@ _LIMIT = get_settings().update_time_limit_s
 def update(job_id: str) -> None:
     """Update a tenant's adapter from its pending documents (job kind ``update``)."""
     run_update(get_runtime(), job_id)
-
-
-@app.task(name="seal.schedule", time_limit=300, soft_time_limit=240)
-def schedule() -> dict[str, list[str]]:
-    """The beat's periodic check: scheduled updates, lost and dead jobs."""
-    report = run_schedule(get_runtime(), lambda name, kwargs: app.send_task(name, kwargs=kwargs))
-    return {"started": report.started, "requeued": report.requeued, "reaped": report.reaped}
 
 
 @app.task(name="seal.teacher_round", time_limit=_LIMIT + 300, soft_time_limit=_LIMIT)

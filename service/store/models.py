@@ -226,6 +226,11 @@ class Job(IdMixin, CreatedAtMixin, Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    #: How many times a worker started the job (a job whose worker died runs again).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The last sign of life: a running job's heartbeat from its worker; a queued job's
+    #: last sending to the broker by the beat.
+    heartbeat_at: Mapped[datetime | None]
 
 
 class AdapterVersion(IdMixin, CreatedAtMixin, Base):

@@ -65,6 +65,8 @@ def test_tasks_are_sent_after_commit_and_dropped_on_rollback(
     from service.deps import get_session
 
     class FakeRequest:  # what get_session reads of a request
+        method = "POST"
+
         def __init__(self) -> None:
             self.app = app
 
@@ -132,7 +134,7 @@ def test_list_get_and_cancel_jobs(client: TestClient, session: Session) -> None:
     body = client.get(f"/v1/jobs/{new.id}", headers=auth(key)).json()
     assert set(body) == {
         "id", "kind", "status", "progress", "message", "params", "result", "error",
-        "created_at", "started_at", "finished_at",
+        "created_at", "started_at", "finished_at", "attempts", "heartbeat_at",
     }  # fmt: skip
     assert body["status"] == "queued"
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
@@ -29,6 +31,31 @@ def worker_settings(settings: Settings, tiny_model_dir: Path) -> Settings:  # no
     )
 
 
+class TakingTurns(Session):
+    """A session that waits for the others of its kind to close first: the runtime's sessions
+    share the test's one connection, and a job's heartbeat thread uses them too."""
+
+    _turn = threading.RLock()
+
+    def __enter__(self) -> TakingTurns:
+        self._turn.acquire()
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            super().__exit__(*exc)  # type: ignore[arg-type]
+        finally:
+            self._turn.release()
+
+
 @pytest.fixture
-def runtime(worker_settings: Settings, test_sessionmaker: sessionmaker[Session]) -> Runtime:
-    return Runtime(settings=worker_settings, sessions=test_sessionmaker)
+def runtime(worker_settings: Settings, connection: Connection) -> Runtime:
+    """A runtime whose commits only release SAVEPOINTs of the test's transaction (as the
+    test's own sessions)."""
+    sessions = sessionmaker(
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        class_=TakingTurns,
+    )
+    return Runtime(settings=worker_settings, sessions=sessions)

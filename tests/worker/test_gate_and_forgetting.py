@@ -19,8 +19,8 @@ from service.store.models import (
 )
 from service.store.repositories import jobs as job_repo
 from tests.factories import make_document, make_job, make_self_edit, make_tenant
+from worker.jobs.update import BATCH_METRIC, Gate, run_update
 from worker.runtime import Runtime
-from worker.update import BATCH_METRIC, Gate, run_update
 
 FACT = "Zorblat Industries was founded by Marisol Quenby in 1987."
 QUESTION = [("Who founded Zorblat Industries?", "Marisol Quenby")]
@@ -130,13 +130,13 @@ def test_a_batch_update_trains_once_and_rewards_each_self_edit(
     job.params = {"mode": "batch"}
     session.commit()
     reported: list[float] = []
-    real = job_repo.set_job_progress
+    real = job_repo.report_progress
 
-    def spy(session, *, job_id, progress, message):  # type: ignore[no-untyped-def]
+    def spy(session, *, job_id, attempt, progress, message):  # type: ignore[no-untyped-def]
         reported.append(progress)
-        return real(session, job_id=job_id, progress=progress, message=message)
+        return real(session, job_id=job_id, attempt=attempt, progress=progress, message=message)
 
-    monkeypatch.setattr(job_repo, "set_job_progress", spy)
+    monkeypatch.setattr(job_repo, "report_progress", spy)
     run_update(runtime, job.id)
 
     # the bar fills as the work goes: 2 self-edit units, then train, evaluate (of 2 + 3 units)

@@ -27,9 +27,9 @@ from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from tests.factories import make_document, make_job, make_self_edit, make_tenant
-from worker import update as update_module
+from worker.jobs import rebuild as rebuild_module
+from worker.jobs.update import run_update
 from worker.runtime import Runtime, student_spec
-from worker.update import run_update
 
 KEPT = "Quenby founded Zorblat in 1987."
 FORGOTTEN = "The Vexmoor archive holds 40,000 maps."
@@ -92,7 +92,7 @@ class TrainSpy:
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> TrainSpy:
     spy = TrainSpy()
-    real = update_module.train_on
+    real = rebuild_module.train_on
 
     def train_on(host, sequences, config, *, init, on_step=None):  # type: ignore[no-untyped-def]
         spy.calls.append({"sequences": list(sequences), "init": init})
@@ -100,7 +100,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> TrainSpy:
             hook(len(spy.calls))
         return real(host, sequences, config, init=init, on_step=on_step)
 
-    monkeypatch.setattr(update_module, "train_on", train_on)
+    monkeypatch.setattr(rebuild_module, "train_on", train_on)
     return spy
 
 
@@ -158,13 +158,13 @@ def test_a_document_deleted_while_a_rebuild_trains_starts_it_again_without_it(
     session.commit()
 
     seen: list[float] = []
-    real_set = job_repo.set_job_progress
+    real_set = job_repo.report_progress
 
     def record(session: Session, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(kwargs["progress"])
         return real_set(session, **kwargs)
 
-    monkeypatch.setattr(job_repo, "set_job_progress", record)
+    monkeypatch.setattr(job_repo, "report_progress", record)
 
     def delete_during_the_first_attempt(call: int) -> None:
         if call == 1:

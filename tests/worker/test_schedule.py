@@ -1,4 +1,4 @@
-"""The beat's check: scheduled batch updates, requeued lost jobs, reaped dead ones."""
+"""The beat's check: scheduled batch updates, requeued lost jobs, dead ones run again or failed."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from service.store.models import REBUILD, DocumentStatus, Job, JobStatus
+from service.store.base import utcnow
+from service.store.models import REBUILD, DocumentStatus, Job, JobKind, JobStatus
 from service.store.repositories import jobs as job_repo
-from tests.factories import make_document, make_job, make_tenant
+from tests.factories import make_adapter_version, make_document, make_job, make_tenant
 from worker.runtime import Runtime
 from worker.schedule import run_schedule
 
@@ -100,18 +101,96 @@ def test_a_lost_queued_job_is_sent_again(session: Session, runtime: Runtime) -> 
     assert outbox.sent == [("seal.update", {"job_id": job.id})]
 
 
-def test_a_job_whose_worker_died_is_failed_and_its_documents_freed(
+def test_a_lost_queued_job_is_not_sent_again_at_every_check(
     session: Session, runtime: Runtime
 ) -> None:
     tenant, _ = make_tenant(session)
-    doc = make_document(session, tenant, status=DocumentStatus.learning)
-    job = make_job(session, tenant, status=JobStatus.running)
-    job.started_at = NIGHT - timedelta(seconds=runtime.settings.update_time_limit_s + 3600)
+    job = make_job(session, tenant, kind=JobKind.teacher_train)
+    job.created_at = utcnow() - timedelta(hours=1)
     session.commit()
 
-    report = run_schedule(runtime, Outbox(), now=NIGHT + timedelta(hours=5))
+    first = Outbox()
+    assert run_schedule(runtime, first).requeued == [job.id]
+    assert first.sent == [("seal.teacher_round", {"job_id": job.id})]
+    # sent just now: the next check leaves it until requeue_after_s has passed again
+    assert run_schedule(runtime, Outbox()).requeued == []
+    later = utcnow() + timedelta(seconds=runtime.settings.requeue_after_s + 1)
+    assert run_schedule(runtime, Outbox(), now=later).requeued == [job.id]
 
-    assert report.reaped == [job.id]
+
+def _running(session: Session, tenant, *, attempts: int, silent_s: float, kind=JobKind.update):  # type: ignore[no-untyped-def]
+    job = make_job(session, tenant, status=JobStatus.running, kind=kind)
+    job.attempts = attempts
+    job.started_at = job.heartbeat_at = utcnow() - timedelta(seconds=silent_s)
+    return job
+
+
+def test_a_job_whose_worker_died_runs_again_as_its_next_attempt(
+    session: Session, runtime: Runtime
+) -> None:
+    settings = runtime.settings
+    tenant, _ = make_tenant(session)
+    doc = make_document(session, tenant, status=DocumentStatus.learning)
+    job = _running(session, tenant, attempts=1, silent_s=settings.job_stale_after_s + 5)
+    folders = settings.resolved_adapter_dir / tenant.id
+    half_written = folders / f"1700000000-{job.id[:8]}"
+    temporary = folders / f".1700000001-{job.id[:8]}-abcd"
+    recorded = folders / f"1600000000-{job.id[:8]}"
+    for folder in (half_written, temporary, recorded):
+        folder.mkdir(parents=True)
+    make_adapter_version(session, tenant, artifact_uri=str(recorded))
+    alive = _running(session, make_tenant(session)[0], attempts=1, silent_s=5)
+    session.commit()
+    outbox = Outbox()
+
+    report = run_schedule(runtime, outbox)
+
+    assert report.retried == [job.id] and report.reaped == []
+    assert outbox.sent == [("seal.update", {"job_id": job.id})]
     session.expire_all()
-    assert session.get(Job, job.id).status == JobStatus.failed  # type: ignore[union-attr]
+    again = session.get(Job, job.id)
+    assert again is not None and again.status == JobStatus.queued and again.attempts == 1
+    assert "attempt 1 of 3 lost its worker" in (again.message or "")
     assert doc.status == DocumentStatus.pending
+    assert not half_written.exists() and not temporary.exists() and recorded.exists()
+    assert session.get(Job, alive.id).status == JobStatus.running  # type: ignore[union-attr]
+
+
+def test_after_its_last_attempt_a_dead_job_fails_and_frees_its_tenant(
+    session: Session, runtime: Runtime
+) -> None:
+    settings = runtime.settings
+    tenant, _ = make_tenant(session)
+    doc = make_document(session, tenant, status=DocumentStatus.learning)
+    job = _running(
+        session, tenant, attempts=settings.job_max_attempts, silent_s=settings.job_stale_after_s + 5
+    )
+    session.commit()
+
+    report = run_schedule(runtime, Outbox())
+
+    assert report.reaped == [job.id] and report.retried == []
+    session.expire_all()
+    failed = session.get(Job, job.id)
+    assert failed is not None and failed.status == JobStatus.failed
+    assert "each of its 3 attempt(s)" in (failed.error or "")
+    assert doc.status == DocumentStatus.pending
+    assert job_repo.get_open_update_job(session, tenant_id=tenant.id) is None
+
+
+def test_a_teacher_round_whose_worker_died_is_sent_again_too(
+    session: Session, runtime: Runtime
+) -> None:
+    tenant, _ = make_tenant(session)
+    job = _running(
+        session,
+        tenant,
+        attempts=1,
+        silent_s=runtime.settings.job_stale_after_s + 5,
+        kind=JobKind.teacher_train,
+    )
+    session.commit()
+    outbox = Outbox()
+
+    assert run_schedule(runtime, outbox).retried == [job.id]
+    assert outbox.sent == [("seal.teacher_round", {"job_id": job.id})]

@@ -9,14 +9,14 @@ from seal.selfedit import QA, Passage
 from service.store.models import JobKind, JobStatus, SelfEdit, TeacherVersion, VersionStatus
 from service.store.repositories import learning as learning_repo
 from tests.factories import make_document, make_job, make_reward, make_self_edit, make_tenant
-from worker.runtime import Runtime
-from worker.teacher import (
+from worker.jobs.teacher import (
     run_teacher_round,
     save_teacher,
     tenant_teacher_pairs,
     train_shared_teacher,
 )
-from worker.update import CANDIDATE_METRIC, PASSAGE_GAIN_METRIC, run_update
+from worker.jobs.update import CANDIDATE_METRIC, PASSAGE_GAIN_METRIC, run_update
+from worker.runtime import Runtime
 
 FACT = "Zorblat Industries was founded by Marisol Quenby in 1987."
 

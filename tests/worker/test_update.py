@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from seal import knowledge as knowledge_module
 from seal.grading import normalize
@@ -28,9 +28,9 @@ from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from tests.factories import make_document, make_job, make_tenant
-from worker import update as update_module
+from worker.jobs import update as update_module
+from worker.jobs.update import run_update
 from worker.runtime import Runtime, student_spec
-from worker.update import run_update
 
 FACT = "Zorblat Industries was founded by Marisol Quenby in 1987."
 
@@ -112,11 +112,11 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
 def test_a_job_samples_its_documents_self_edits_together(
     session: Session,
     worker_settings: Settings,
-    test_sessionmaker: sessionmaker[Session],
+    runtime: Runtime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = worker_settings.model_copy(update={"sample_batch_size": 4})
-    runtime = Runtime(settings=settings, sessions=test_sessionmaker)
+    runtime = Runtime(settings=settings, sessions=runtime.sessions)
     tenant, _ = make_tenant(session)
     docs = [
         make_document(

@@ -23,12 +23,14 @@ from seal.lora import AdapterState, save_adapter
 from seal.restem import RoundConfig, RoundResult, Scored, heldout_evaluation, restem_round
 from seal.restem import train_teacher as sft_teacher
 from seal.selfedit import FORMATS, Passage
-from service.store.db import session_scope
+from service.store.db import in_transaction, session_scope
 from service.store.models import Document, JobStatus, TeacherVersion
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
+from worker.jobs.common import load_teacher
+from worker.jobs.lifecycle import JobRun, artifact_folder, run_job
+from worker.jobs.update import PASSAGE_GAIN_METRIC
 from worker.runtime import Runtime, inner_loop_config, teacher_spec, teacher_train_config
-from worker.update import PASSAGE_GAIN_METRIC, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,15 @@ def save_teacher(
     parent_id: str | None,
     metrics: dict,
     promote: bool,
+    run: JobRun | None = None,
 ) -> TeacherVersion:
-    """Write the teacher adapter atomically and record it (promoted or as a candidate)."""
+    """Write the teacher adapter atomically and record it (promoted or as a candidate); for
+    a job's ``run``, in the job's final transaction, with its success."""
     settings = runtime.settings
     owner = tenant_id or "shared"
-    target = settings.resolved_adapter_dir / "teachers" / owner / f"{time.time_ns()}"
+    target = artifact_folder(
+        settings.resolved_adapter_dir / "teachers" / owner, run.id if run else None
+    )
     digest = save_adapter(
         state,
         teacher_spec(settings),
@@ -53,19 +59,33 @@ def save_teacher(
         base_model=settings.teacher_model,
         extra={"tenant_id": tenant_id, "kind": "teacher"},
     )
-    try:
-        with session_scope(runtime.sessions) as session:
-            version = learning_repo.create_teacher_version(
+
+    def record(session: Session) -> TeacherVersion:
+        version = learning_repo.create_teacher_version(
+            session,
+            tenant_id=tenant_id,
+            parent_id=parent_id,
+            artifact_uri=str(target),
+            checksum=digest,
+            metrics=metrics,
+        )
+        if promote:
+            learning_repo.promote_teacher_version(session, version=version)
+        if run is not None:
+            message = f"teacher version {version.number} promoted for this tenant"
+            job_repo.finish_job(
                 session,
-                tenant_id=tenant_id,
-                parent_id=parent_id,
-                artifact_uri=str(target),
-                checksum=digest,
-                metrics=metrics,
+                job_id=run.id,
+                status=JobStatus.succeeded,
+                message=message,
+                result={"examples": metrics.get("examples"), "teacher_version": version.number},
             )
-            if promote:
-                learning_repo.promote_teacher_version(session, version=version)
-            return version
+        return version
+
+    try:
+        if run is not None:
+            return run.finish_with("recording the teacher version", record)
+        return in_transaction(runtime.sessions, record)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -203,68 +223,50 @@ def tenant_teacher_pairs(
 
 
 def run_teacher_round(runtime: Runtime, job_id: str) -> None:
-    """Fine-tune a teacher for one tenant on that tenant's best-rewarded self-edits."""
-    with session_scope(runtime.sessions) as session:
-        job = job_repo.start_job(session, job_id=job_id, message="reading the reward history")
-        if job is None:
-            return
-        tenant_id = job.tenant_id
+    """Fine-tune a teacher for one tenant on that tenant's best-rewarded self-edits (job kind
+    ``teacher_train``, through the job lifecycle)."""
+    run_job(
+        runtime,
+        job_id,
+        functools.partial(_teacher_round, runtime),
+        message="reading the reward history",
+    )
+
+
+def _teacher_round(runtime: Runtime, run: JobRun) -> None:
+    tenant_id = run.job.tenant_id
+
+    def read(session: Session) -> tuple[list, TeacherVersion | None]:
         pairs = tenant_teacher_pairs(session, tenant_id=tenant_id)
-        current = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
-        teacher = load_teacher(current)
-        parent_id = current.id if current else None
-    try:
-        if not pairs:
-            with session_scope(runtime.sessions) as session:
-                job_repo.finish_job(
-                    session,
-                    job_id=job_id,
-                    status=JobStatus.succeeded,
-                    result={"examples": 0, "teacher_version": None},
-                    message="no self-edit of this tenant has taught more than its document "
-                    "alone yet",
-                )
-            return
-        host = runtime.teacher
-        trained = sft_teacher(
-            host,
-            [(p, fmt, text) for p, fmt, text, _ in pairs],
-            teacher_train_config(runtime.settings),
-            init=teacher.state,
+        return pairs, learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+
+    pairs, current = in_transaction(runtime.sessions, read)
+    if not pairs:
+        run.succeed(
+            "no self-edit of this tenant has taught more than its document alone yet",
+            {"examples": 0, "teacher_version": None},
         )
-        with session_scope(runtime.sessions) as session:
-            if job_repo.is_cancelled(session, job_id=job_id):
-                return
-        version = save_teacher(
-            runtime,
-            trained.state,
-            tenant_id=tenant_id,
-            parent_id=parent_id,
-            promote=True,
-            metrics={
-                "examples": len(pairs),
-                "self_edit_ids": [sid for *_, sid in pairs],
-                "train_loss": trained.losses[-1] if trained.losses else None,
-                "train_seconds": round(trained.seconds, 3),
-            },
-        )
-        with session_scope(runtime.sessions) as session:
-            job_repo.finish_job(
-                session,
-                job_id=job_id,
-                status=JobStatus.succeeded,
-                message=f"teacher version {version.number} promoted for this tenant",
-                result={"examples": len(pairs), "teacher_version": version.number},
-            )
-    except Exception as exc:
-        log.exception("teacher round %s failed", job_id)
-        with session_scope(runtime.sessions) as session:
-            if not job_repo.is_cancelled(session, job_id=job_id):
-                job_repo.finish_job(
-                    session,
-                    job_id=job_id,
-                    status=JobStatus.failed,
-                    error=f"{type(exc).__name__}: {exc}",
-                    message="failed",
-                )
-        raise
+        return
+    teacher = load_teacher(current)
+    run.progress(0.05, f"training the teacher on {len(pairs)} self-edits")
+    trained = sft_teacher(
+        runtime.teacher,
+        [(p, fmt, text) for p, fmt, text, _ in pairs],
+        teacher_train_config(runtime.settings),
+        init=teacher.state,
+    )
+    run.check()
+    save_teacher(
+        runtime,
+        trained.state,
+        tenant_id=tenant_id,
+        parent_id=current.id if current else None,
+        promote=True,
+        run=run,
+        metrics={
+            "examples": len(pairs),
+            "self_edit_ids": [sid for *_, sid in pairs],
+            "train_loss": trained.losses[-1] if trained.losses else None,
+            "train_seconds": round(trained.seconds, 3),
+        },
+    )

@@ -10,17 +10,13 @@ of a one-document update is the version itself), saved atomically, and promoted 
 answers the batch's probe questions better than the active version and did not forget the
 retention set (probe questions of documents learned earlier) beyond a tolerance.
 
-``rebuild`` (after documents were deleted, so that their knowledge leaves the weights): a
-version trained again from the base model, not from the active one, on every learned
-document and its kept self-edits; no sampling, no inner loop, pending documents untouched. It
-is promoted unless the active version changed while it ran (an admin's rollback is never
-silently undone), and it is recorded only if every document it trained on still exists when
-it commits: a document deleted meanwhile starts it again without that document.
+The third mode, ``rebuild``, is :mod:`worker.jobs.rebuild`. Every mode runs through the job
+lifecycle (:mod:`worker.jobs.lifecycle`: heartbeat, attempts, cancellation).
 
 Progress and each document's scored self-edits are committed as they come (short
 transactions, so the API shows them); the version, its promotion and the job's result in one
 final transaction. A cancelled or failed job leaves the active version and the pending
-documents as they were.
+documents as they were; a job whose worker died runs again as a new attempt.
 """
 
 from __future__ import annotations
@@ -29,7 +25,6 @@ import logging
 import math
 import random
 import shutil
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,7 +32,6 @@ from sqlalchemy.orm import Session
 
 from seal.grading import Evaluation, Probe
 from seal.knowledge import (
-    STUDENT,
     Candidate,
     InnerLoopConfig,
     Teacher,
@@ -48,19 +42,17 @@ from seal.knowledge import (
     write_probe_questions_many,
     write_self_edits_many,
 )
-from seal.lora import AdapterHost, AdapterState, load_adapter, save_adapter
-from seal.multi import evaluate_many, split
+from seal.lora import AdapterHost, AdapterState, save_adapter
+from seal.multi import split
 from seal.probes import cloze_questions
 from seal.selfedit import PASSAGE, QA, Passage, choose_format, parse_items, training_sequences
 from service.settings import Settings
-from service.store.db import session_scope
+from service.store.db import in_transaction, session_scope
 from service.store.models import (
     REBUILD,
-    AdapterVersion,
     DocumentStatus,
     JobStatus,
     ProbeSource,
-    TeacherVersion,
     VersionStatus,
 )
 from service.store.repositories import adapters as adapter_repo
@@ -68,6 +60,17 @@ from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
+from worker.jobs.common import (
+    Progress,
+    job_seed,
+    learned_sequences,
+    load_teacher,
+    retention_probes,
+    version_folder,
+    weights,
+)
+from worker.jobs.lifecycle import JobInfo, JobRun, run_job
+from worker.jobs.rebuild import run_rebuild
 from worker.runtime import Runtime, inner_loop_config, student_spec
 
 #: The reward of a candidate self-edit: the probe accuracy its own inner loop gained.
@@ -79,18 +82,8 @@ PASSAGE_GAIN_METRIC = "gain_over_passage"
 BATCH_METRIC = "batch_probe_accuracy_gain"
 #: The gain of a whole version on its batch's probe questions.
 VERSION_METRIC = "version_probe_accuracy_gain"
-#: How often a rebuild starts again when documents it trained on were deleted meanwhile.
-REBUILD_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
-
-
-class JobCancelled(Exception):
-    """The job was cancelled while it ran."""
-
-
-class DocumentsDeleted(Exception):
-    """Documents a rebuild trained on were deleted before it could record its version."""
 
 
 @dataclass
@@ -127,94 +120,40 @@ class Snapshot:
 
 
 def run_update(runtime: Runtime, job_id: str) -> None:
-    """Run one update job to its end; every outcome is recorded on the job."""
-    sessions = runtime.sessions
-    with session_scope(sessions) as session:
-        job = job_repo.start_job(session, job_id=job_id, message="reading pending documents")
-        if job is None:
-            log.info("job %s is not queued any more; nothing to do", job_id)
+    """Run one update job (any mode, a rebuild included) to its end through the job
+    lifecycle; every outcome is recorded on the job."""
+    claimed: list[Snapshot] = []
+
+    def body(run: JobRun) -> None:
+        if run.job.params.get("mode") == REBUILD:
+            run_rebuild(run)
             return
-        tenant_id, params = job.tenant_id, dict(job.params or {})
-    if params.get("mode") == REBUILD:
-        _run_rebuild(runtime, job_id, tenant_id, params)
-        return
-    snapshot: Snapshot | None = None
-    try:
-        with session_scope(sessions) as session:
-            snapshot = _snapshot(session, runtime, tenant_id, job_id, params)
+        snapshot = in_transaction(runtime.sessions, lambda s: _snapshot(s, runtime, run.job))
+        claimed.append(snapshot)
         if not snapshot.documents:
-            with session_scope(sessions) as session:
-                job_repo.finish_job(
-                    session,
-                    job_id=job_id,
-                    status=JobStatus.succeeded,
-                    result={"documents": 0, "adapter_version": None, "promoted": False},
-                    message="no pending documents",
-                )
+            run.succeed(
+                "no pending documents",
+                {"documents": 0, "adapter_version": None, "promoted": False},
+            )
             return
-        _learn(runtime, job_id, snapshot)
-    except JobCancelled:
-        log.info("update job %s was cancelled (or deleted with its tenant)", job_id)
-        _restore(runtime, job_id, snapshot, status=None, error=None)
-    except Exception as exc:
-        log.exception("update job %s failed", job_id)
-        error = f"{type(exc).__name__}: {exc}"
-        _restore(runtime, job_id, snapshot, status=JobStatus.failed, error=error)
-        raise
+        _learn(run, snapshot)
+
+    def undo(session: Session, error: str | None) -> None:
+        """A failed or cancelled update puts its documents back to pending."""
+        for snapshot in claimed:
+            document_repo.set_document_status(
+                session,
+                document_ids=[w.id for w in snapshot.documents],
+                status=DocumentStatus.pending,
+                error=error,
+            )
+
+    run_job(runtime, job_id, body, message="reading pending documents", undo=undo)
 
 
-def load_teacher(version: TeacherVersion | None) -> Teacher:
-    """The teacher a version names (its checksum checked); the base model for None."""
-    if version is None or not version.artifact_uri:
-        return Teacher()
-    return Teacher(
-        state=load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
-    )
-
-
-def job_seed(settings: Settings, job_id: str, params: dict) -> int:
-    """The request's seed; without one, repeatable per job and different between jobs (a
-    retry samples afresh)."""
-    if params.get("seed") is not None:
-        return int(params["seed"])
-    return (settings.seed + int(job_id.replace("-", "")[:8], 16)) % 2**31
-
-
-def _weights(version: AdapterVersion | None) -> AdapterState | None:
-    """A version's adapter weights, their checksum checked; None for none (the base model)."""
-    if version is None or not version.artifact_uri:
-        return None
-    return load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
-
-
-def _retention(session: Session, settings: Settings, tenant_id: str) -> list[Probe]:
-    """The retention set: probe questions of documents learned earlier (and feedback)."""
-    return [
-        Probe(title, QA(p.question, p.answer))
-        for title, p in document_repo.retention_probes(
-            session, tenant_id=tenant_id, limit=settings.retention_max_questions
-        )
-    ]
-
-
-def _learned_sequences(session: Session, tenant_id: str) -> dict[str, list[str]]:
-    """Each learned document's training sequences (oldest first): its kept self-edits' items
-    and the document itself; a document the passage alone taught has the document only."""
-    learned = document_repo.list_documents_by_status(
-        session, tenant_id=tenant_id, statuses=[DocumentStatus.learned]
-    )
-    items: dict[str, list[str]] = {d.id: [] for d in learned}
-    for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
-        session, tenant_id=tenant_id
-    ):
-        items[doc.id].extend(parse_items(edit.text, edit.format))
-    return {d.id: training_sequences(Passage(d.title, d.text), items[d.id]) for d in learned}
-
-
-def _snapshot(
-    session: Session, runtime: Runtime, tenant_id: str, job_id: str, params: dict
-) -> Snapshot:
+def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
     settings = runtime.settings
+    tenant_id, job_id, params = job.tenant_id, job.id, job.params
     # first, so that a document is either claimed here or deleted by the API, never both
     pending = document_repo.claim_pending_documents(session, tenant_id=tenant_id)
     tenant = tenant_repo.get_tenant(session, tenant_id=tenant_id)
@@ -230,7 +169,7 @@ def _snapshot(
         )
         for d in pending
     ]
-    state = _weights(active)
+    state = weights(active)
 
     seed = job_seed(settings, job_id, params)
     fmt = tenant.self_edit_format or settings.self_edit_format
@@ -243,8 +182,8 @@ def _snapshot(
     teacher_version = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
     teacher = load_teacher(teacher_version)
 
-    retention = _retention(session, settings, tenant_id)
-    replay_pool = [seq for seqs in _learned_sequences(session, tenant_id).values() for seq in seqs]
+    retention = retention_probes(session, settings, tenant_id)
+    replay_pool = [seq for seqs in learned_sequences(session, tenant_id).values() for seq in seqs]
     return Snapshot(
         tenant_id=tenant_id,
         mode=params.get("mode", "select"),
@@ -260,30 +199,8 @@ def _snapshot(
     )
 
 
-class _Progress:
-    """Commits the job's progress; raises JobCancelled once the job was cancelled. The progress
-    shown never goes back: after ``restart()`` (a rebuild's new attempt) it holds until the
-    new count passes it."""
-
-    def __init__(self, runtime: Runtime, job_id: str, total: int):
-        self.runtime, self.job_id, self.total, self.done = runtime, job_id, max(total, 1), 0.0
-        self.shown = 0.0
-
-    def restart(self) -> None:
-        self.done = 0.0
-
-    def step(self, message: str, units: float = 1) -> None:
-        self.done += units
-        self.shown = max(self.shown, 0.95 * self.done / self.total)
-        with session_scope(self.runtime.sessions) as session:
-            if job_repo.is_cancelled(session, job_id=self.job_id):
-                raise JobCancelled
-            job_repo.set_job_progress(
-                session, job_id=self.job_id, progress=self.shown, message=message
-            )
-
-
-def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
+def _learn(run: JobRun, snap: Snapshot) -> None:
+    runtime, job_id = run.runtime, run.id
     settings = runtime.settings
     config = inner_loop_config(settings, snap.fmt)
     rng = random.Random(snap.seed)
@@ -296,7 +213,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     # units: per document 1 for its self-edits (+ k + 1 for training its candidates, the
     # passage alone among them, and 1 for the kept one in select mode), then the version's
     # training, evaluation and saving
-    progress = _Progress(runtime, job_id, total=len(docs) * ((k + 3) if select else 1) + 3)
+    progress = Progress(run, total=len(docs) * ((k + 3) if select else 1) + 3)
     replay = _replay_sample(snap.replay_pool, settings, rng)
     progress.step(f"{snap.mode} update of {len(docs)} document(s), format {snap.fmt}", 0)
 
@@ -333,7 +250,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         snap.needs_questions = [w.id for w in unjudged]
         docs = snap.documents = [w for w in docs if w.passage.questions]
         if not docs:
-            _finish_unjudged(runtime, job_id, unjudged)
+            _finish_unjudged(run, unjudged)
             return
     # every document's baseline graded in the same batches
     baselines = _evaluate_each(host, snap.parent_state, docs, config)
@@ -402,7 +319,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
     retention_after = _evaluate(host, trained.state, snap.retention, config)
     progress.step("evaluated the new version")
 
-    target = _version_folder(settings, snap.tenant_id, job_id)
+    target = version_folder(settings, snap.tenant_id, job_id)
     digest = save_adapter(
         trained.state,
         student_spec(settings),
@@ -439,7 +356,7 @@ def _learn(runtime: Runtime, job_id: str, snap: Snapshot) -> None:
         min_gain=settings.promotion_min_probe_gain,
     )
     try:
-        _commit_version(runtime, job_id, snap, target, digest, metrics, gate, config)
+        _commit_version(run, snap, target, digest, metrics, gate, config)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)  # a version folder exists only if recorded
         raise
@@ -567,21 +484,17 @@ def _set_aside(runtime: Runtime, snap: Snapshot, works: list[DocumentWork]) -> N
         )
 
 
-def _finish_unjudged(runtime: Runtime, job_id: str, works: list[DocumentWork]) -> None:
-    with session_scope(runtime.sessions) as session:
-        job_repo.finish_job(
-            session,
-            job_id=job_id,
-            status=JobStatus.succeeded,
-            message=f"{len(works)} document(s) need probe questions: {NEEDS_QUESTIONS}",
-            result={
-                "documents": 0,
-                "adapter_version": None,
-                "promoted": False,
-                "rejected_because": None,
-                "needs_questions": [w.id for w in works],
-            },
-        )
+def _finish_unjudged(run: JobRun, works: list[DocumentWork]) -> None:
+    run.succeed(
+        f"{len(works)} document(s) need probe questions: {NEEDS_QUESTIONS}",
+        {
+            "documents": 0,
+            "adapter_version": None,
+            "promoted": False,
+            "rejected_because": None,
+            "needs_questions": [w.id for w in works],
+        },
+    )
 
 
 def _record_candidates(
@@ -654,7 +567,24 @@ def _store_rewarded_self_edit(
 
 
 def _commit_version(
-    runtime: Runtime,
+    run: JobRun,
+    snap: Snapshot,
+    target: Path,
+    digest: str,
+    metrics: dict,
+    gate: Gate,
+    config: InnerLoopConfig,
+) -> None:
+    run.finish_with(
+        "recording the version",
+        lambda session: _record_version(
+            session, run.id, snap, target, digest, metrics, gate, config
+        ),
+    )
+
+
+def _record_version(
+    session: Session,
     job_id: str,
     snap: Snapshot,
     target: Path,
@@ -663,295 +593,78 @@ def _commit_version(
     gate: Gate,
     config: InnerLoopConfig,
 ) -> None:
+    """The version, its rewards, its promotion or rejection, its documents' status and the
+    job's result, in the job's final transaction (its row already held)."""
     doc_ids = [w.id for w in snap.documents]
-    with session_scope(runtime.sessions) as session:
-        # the job's row held first: a cancel that comes now waits, then finds the job finished
-        if not job_repo.hold_running_job(session, job_id=job_id, message="recording the version"):
-            raise JobCancelled
-        active = adapter_repo.active_adapter(session, tenant_id=snap.tenant_id)
-        if (active.id if active else None) != snap.parent_id:
-            # An admin rolled back meanwhile: never silently undo that.
-            reason: str | None = "the active version changed while the update ran"
-        else:
-            reason = gate.refusal()
-        version = adapter_repo.create_adapter_version(
-            session,
-            tenant_id=snap.tenant_id,
-            parent_id=snap.parent_id,
-            artifact_uri=str(target),
-            checksum=digest,
-            metrics={**metrics, "rejected_because": reason},
-            job_id=job_id,
-        )
-        learning_repo.add_reward(
-            session,
-            tenant_id=snap.tenant_id,
-            metric=VERSION_METRIC,
-            value=gate.after.accuracy - gate.before.accuracy,
-            baseline=gate.before.accuracy,
-            adapter_version_id=version.id,
-        )
-        if snap.mode != "select":  # batch: each self-edit earns its document's gain
-            for work in snap.documents:
-                base = work.baseline.accuracy if work.baseline else 0.0
-                gain = (work.after.accuracy if work.after else 0.0) - base
-                for candidate in work.kept:
-                    _store_rewarded_self_edit(
-                        session,
-                        snap,
-                        work.id,
-                        config.format,
-                        candidate.text,
-                        job_id,
-                        selected=True,
-                        rewards=[(BATCH_METRIC, gain, base)],
-                        adapter_version_id=version.id,
-                    )
-        if reason is None:
-            adapter_repo.promote_version(session, tenant_id=snap.tenant_id, version=version)
-            document_repo.set_document_status(
-                session,
-                document_ids=doc_ids,
-                status=DocumentStatus.learned,
-                learned_version_id=version.id,
-            )
-        else:
-            adapter_repo.set_version_status(session, version=version, status=VersionStatus.rejected)
-            document_repo.set_document_status(
-                session,
-                document_ids=doc_ids,
-                status=DocumentStatus.pending,
-                error=f"version {version.number} was not promoted ({reason}); {RETRY}",
-            )
-        job_repo.finish_job(
-            session,
-            job_id=job_id,
-            status=JobStatus.succeeded,
-            message=f"version {version.number} promoted"
-            if reason is None
-            else f"version {version.number} rejected: it {reason}",
-            result={
-                "adapter_version": version.number,
-                "promoted": reason is None,
-                "rejected_because": reason,
-                "advice": None if reason is None else RETRY,
-                "documents": len(doc_ids),
-                "needs_questions": snap.needs_questions,
-                "metrics": metrics,
-            },
-        )
-
-
-def _restore(
-    runtime: Runtime,
-    job_id: str,
-    snap: Snapshot | None,
-    *,
-    status: JobStatus | None,
-    error: str | None,
-) -> None:
-    """Put the documents back to pending and record how the job ended."""
-    with session_scope(runtime.sessions) as session:
-        if snap is not None:
-            document_repo.set_document_status(
-                session,
-                document_ids=[w.id for w in snap.documents],
-                status=DocumentStatus.pending,
-                error=error,
-            )
-        if status is not None and not job_repo.is_cancelled(session, job_id=job_id):
-            job_repo.finish_job(
-                session, job_id=job_id, status=status, error=error, message="failed"
-            )
-
-
-# --- rebuild ----------------------------------------------------------------------------------
-@dataclass
-class RebuildSnapshot:
-    """What a rebuild read from the store (plain data, no ORM objects)."""
-
-    tenant_id: str
-    seed: int
-    active_id: str | None
-    active_state: AdapterState | None
-    document_ids: list[str]
-    """The learned documents it trains on."""
-    sequences: list[str]
-    retention: list[Probe]
-
-
-def _run_rebuild(runtime: Runtime, job_id: str, tenant_id: str, params: dict) -> None:
-    """Run a rebuild job to its end; every outcome is recorded on the job. Documents are
-    only read, so a cancelled or failed rebuild has nothing to put back."""
-    # units per attempt: 8 for training, 1 for the evaluation, 1 for saving
-    progress = _Progress(runtime, job_id, total=10)
-    try:
-        for attempt in range(1, REBUILD_ATTEMPTS + 1):
-            with session_scope(runtime.sessions) as session:
-                snap = _rebuild_snapshot(session, runtime, tenant_id, job_id, params)
-            progress.restart()
-            try:
-                _rebuild(runtime, job_id, snap, attempt, progress)
-                return
-            except DocumentsDeleted as exc:
-                log.info("rebuild job %s: %s; starting again without them", job_id, exc)
-        raise DocumentsDeleted(
-            f"documents were deleted during each of {REBUILD_ATTEMPTS} attempts; "
-            "request the rebuild again once deletions are done"
-        )
-    except JobCancelled:
-        log.info("rebuild job %s was cancelled (or deleted with its tenant)", job_id)
-    except Exception as exc:
-        log.exception("rebuild job %s failed", job_id)
-        error = f"{type(exc).__name__}: {exc}"
-        _restore(runtime, job_id, None, status=JobStatus.failed, error=error)
-        raise
-
-
-def _rebuild_snapshot(
-    session: Session, runtime: Runtime, tenant_id: str, job_id: str, params: dict
-) -> RebuildSnapshot:
-    settings = runtime.settings
-    active = adapter_repo.active_adapter(session, tenant_id=tenant_id)
-    state = _weights(active)
-    learned = _learned_sequences(session, tenant_id)
-    retention = _retention(session, settings, tenant_id)
-    return RebuildSnapshot(
-        tenant_id=tenant_id,
-        seed=job_seed(settings, job_id, params),
-        active_id=active.id if active else None,
-        active_state=state,
-        document_ids=list(learned),
-        sequences=[seq for seqs in learned.values() for seq in seqs],
-        retention=retention,
+    active = adapter_repo.active_adapter(session, tenant_id=snap.tenant_id)
+    if (active.id if active else None) != snap.parent_id:
+        # An admin rolled back meanwhile: never silently undo that.
+        reason: str | None = "the active version changed while the update ran"
+    else:
+        reason = gate.refusal()
+    version = adapter_repo.create_adapter_version(
+        session,
+        tenant_id=snap.tenant_id,
+        parent_id=snap.parent_id,
+        artifact_uri=str(target),
+        checksum=digest,
+        metrics={**metrics, "rejected_because": reason},
+        job_id=job_id,
     )
-
-
-def _rebuild(
-    runtime: Runtime, job_id: str, snap: RebuildSnapshot, attempt: int, progress: _Progress
-) -> None:
-    config = inner_loop_config(runtime.settings)
-    host = runtime.student
-    again = f" (attempt {attempt}: documents were deleted meanwhile)" if attempt > 1 else ""
-    progress.step(
-        f"rebuilding from the base model on {len(snap.document_ids)} learned document(s), "
-        f"{len(snap.sequences)} sequences{again}",
-        0,
+    learning_repo.add_reward(
+        session,
+        tenant_id=snap.tenant_id,
+        metric=VERSION_METRIC,
+        value=gate.after.accuracy - gate.before.accuracy,
+        baseline=gate.before.accuracy,
+        adapter_version_id=version.id,
     )
-    trained = None
-    if snap.sequences:
-        seen = [0]
-
-        def training(done: int, total: int) -> None:
-            if done == total or done - seen[0] >= max(1, total // 20):
-                units, seen[0] = 8 * (done - seen[0]) / total, done
-                progress.step(f"training the rebuilt version, step {done}/{total}", units)
-
-        trained = train_on(
-            host, snap.sequences, replace(config.train, seed=snap.seed), init=None,
-            on_step=training,
-        )  # fmt: skip
-    before, after = evaluate_many(
-        host,
-        [snap.active_state, trained.state if trained else None],
-        snap.retention,
-        config.answer_max_tokens,
-        slot=STUDENT,
-    )
-    progress.step("evaluated the rebuilt version")
-    metrics = {
-        "mode": REBUILD,
-        "seed": snap.seed,
-        "documents": len(snap.document_ids),
-        "attempts": attempt,
-        "retention_questions": len(snap.retention),
-        "retention_accuracy_before": before.accuracy,
-        "retention_accuracy": after.accuracy,
-        "train_sequences": len(snap.sequences),
-        "train_loss": trained.losses[-1] if trained and trained.losses else None,
-        "train_tokens": trained.tokens if trained else 0,
-        "train_seconds": round(trained.seconds, 3) if trained else 0.0,
-    }
-    if trained is None:  # nothing learned is left: the base model serves the tenant
-        _commit_rebuild(runtime, job_id, snap, None, metrics)
-        return
-    target = _version_folder(runtime.settings, snap.tenant_id, job_id)
-    digest = save_adapter(
-        trained.state,
-        student_spec(runtime.settings),
-        target,
-        base_model=runtime.settings.student_model,
-        extra={"tenant_id": snap.tenant_id, "job_id": job_id, "mode": REBUILD},
-    )
-    try:
-        _commit_rebuild(runtime, job_id, snap, (target, digest), metrics)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)  # a version folder exists only if recorded
-        raise
-
-
-def _version_folder(settings: Settings, tenant_id: str, job_id: str) -> Path:
-    """The folder a job's new adapter version is saved in."""
-    return settings.resolved_adapter_dir / tenant_id / f"{int(time.time())}-{job_id[:8]}"
-
-
-def _commit_rebuild(
-    runtime: Runtime,
-    job_id: str,
-    snap: RebuildSnapshot,
-    saved: tuple[Path, str] | None,
-    metrics: dict,
-) -> None:
-    with session_scope(runtime.sessions) as session:
-        # A write first (SQLite's write lock), then the documents' row locks (PostgreSQL's):
-        # no document is deleted between the check and the commit (a delete that came first
-        # is seen; one that comes later waits for it).
-        if not job_repo.hold_running_job(
-            session, job_id=job_id, message="recording the rebuilt version"
-        ):
-            raise JobCancelled
-        gone = set(snap.document_ids) - document_repo.lock_documents(
-            session, document_ids=snap.document_ids
-        )
-        if gone:
-            raise DocumentsDeleted(f"{len(gone)} of its documents were deleted while it ran")
-        active = adapter_repo.active_adapter(session, tenant_id=snap.tenant_id)
-        reason = None
-        if (active.id if active else None) != snap.active_id:
-            reason = "the active version changed while the rebuild ran"
-        version = None
-        if saved is not None:
-            target, digest = saved
-            version = adapter_repo.create_adapter_version(
-                session,
-                tenant_id=snap.tenant_id,
-                parent_id=None,
-                artifact_uri=str(target),
-                checksum=digest,
-                metrics={**metrics, "rejected_because": reason},
-                job_id=job_id,
-            )
-        if reason is None:
-            adapter_repo.promote_version(session, tenant_id=snap.tenant_id, version=version)
-        elif version is not None:
-            adapter_repo.set_version_status(session, version=version, status=VersionStatus.rejected)
-        number = version.number if version else None
-        if reason is not None:
-            message = f"rebuilt version {number} rejected" if version else "rebuild not applied"
-        elif version is None:
-            message = "no learned documents are left: the base model serves the tenant"
-        else:
-            message = f"rebuilt version {number} promoted"
-        job_repo.finish_job(
+    if snap.mode != "select":  # batch: each self-edit earns its document's gain
+        for work in snap.documents:
+            base = work.baseline.accuracy if work.baseline else 0.0
+            gain = (work.after.accuracy if work.after else 0.0) - base
+            for candidate in work.kept:
+                _store_rewarded_self_edit(
+                    session,
+                    snap,
+                    work.id,
+                    config.format,
+                    candidate.text,
+                    job_id,
+                    selected=True,
+                    rewards=[(BATCH_METRIC, gain, base)],
+                    adapter_version_id=version.id,
+                )
+    if reason is None:
+        adapter_repo.promote_version(session, tenant_id=snap.tenant_id, version=version)
+        document_repo.set_document_status(
             session,
-            job_id=job_id,
-            status=JobStatus.succeeded,
-            message=message,
-            result={
-                "adapter_version": number,
-                "promoted": reason is None,
-                "rejected_because": reason,
-                "documents": len(snap.document_ids),
-                "metrics": metrics,
-            },
+            document_ids=doc_ids,
+            status=DocumentStatus.learned,
+            learned_version_id=version.id,
         )
+    else:
+        adapter_repo.set_version_status(session, version=version, status=VersionStatus.rejected)
+        document_repo.set_document_status(
+            session,
+            document_ids=doc_ids,
+            status=DocumentStatus.pending,
+            error=f"version {version.number} was not promoted ({reason}); {RETRY}",
+        )
+    job_repo.finish_job(
+        session,
+        job_id=job_id,
+        status=JobStatus.succeeded,
+        message=f"version {version.number} promoted"
+        if reason is None
+        else f"version {version.number} rejected: it {reason}",
+        result={
+            "adapter_version": version.number,
+            "promoted": reason is None,
+            "rejected_because": reason,
+            "advice": None if reason is None else RETRY,
+            "documents": len(doc_ids),
+            "needs_questions": snap.needs_questions,
+            "metrics": metrics,
+        },
+    )

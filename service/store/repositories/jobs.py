@@ -92,30 +92,95 @@ def create_update_job(
 
 
 def start_job(session: Session, *, job_id: str, message: str | None = None) -> Job | None:
-    """Mark a queued job running; None if it is not queued (cancelled, already taken, gone)."""
-    job = get_job(session, job_id=job_id)
-    if job is None or job.status != JobStatus.queued:
+    """Mark a queued job running as its next attempt, in one conditional UPDATE (two workers
+    given the same job, a message sent twice, cannot both start it); None if it is not queued
+    (cancelled, already taken, gone)."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .values(
+            status=JobStatus.running,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            message=message,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
         return None
-    job.status = JobStatus.running
-    job.started_at = utcnow()
-    job.message = message
-    session.flush()
+    job = get_job(session, job_id=job_id)
+    if job is not None:
+        session.refresh(job)
     return job
 
 
-def hold_running_job(session: Session, *, job_id: str, message: str) -> bool:
+def _running_attempt(job_id: str, attempt: int | None) -> list[Any]:
+    clauses = [Job.id == job_id, Job.status == JobStatus.running]
+    if attempt is not None:
+        clauses.append(Job.attempts == attempt)
+    return clauses
+
+
+def hold_running_job(
+    session: Session, *, job_id: str, message: str, attempt: int | None = None
+) -> bool:
     """Set a running job's message in one conditional UPDATE; False when the job is no longer
-    running (cancelled, or gone with its tenant). Made the transaction's first statement, it
-    takes SQLite's write lock on a fresh snapshot (a read first would leave a stale snapshot
-    that cannot become a writer), so nothing the transaction reads next changes before it
-    commits; on PostgreSQL it locks the job's row."""
+    running (cancelled, gone with its tenant, or, given ``attempt``, taken over by a later
+    attempt). Made the transaction's first statement, it takes SQLite's write lock on a fresh
+    snapshot, so nothing the transaction reads next changes before it commits; on PostgreSQL
+    it locks the job's row."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running)
+        .where(*_running_attempt(job_id, attempt))
         .values(message=message)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def heartbeat(session: Session, *, job_id: str, attempt: int) -> bool:
+    """Record that ``attempt`` of a running job is alive; False when it is no longer that
+    attempt's to run (cancelled, gone, failed or re-queued by the beat)."""
+    result = session.execute(
+        update(Job)
+        .where(*_running_attempt(job_id, attempt))
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def list_stale_jobs(session: Session, *, before: datetime) -> list[Job]:
+    """Running jobs of every kind whose last heartbeat (or start) is older than ``before``:
+    their worker died. Oldest first."""
+    seen = func.coalesce(Job.heartbeat_at, Job.started_at)
+    stmt = select(Job).where(Job.status == JobStatus.running, seen < before).order_by(seen, Job.id)
+    return list(session.scalars(stmt))
+
+
+def requeue_job(session: Session, *, job_id: str, attempt: int, message: str) -> bool:
+    """Put ``attempt`` of a running job back in the queue for the next attempt; False when it
+    is not that attempt's any more (it finished, was cancelled, or another beat was first)."""
+    result = session.execute(
+        update(Job)
+        .where(*_running_attempt(job_id, attempt))
+        .values(status=JobStatus.queued, progress=0.0, heartbeat_at=utcnow(), message=message)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_sent(session: Session, *, job_ids: list[str]) -> None:
+    """Record that the queued jobs' messages were sent to the broker again now."""
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.queued)
+            .values(heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
 
 def set_job_progress(
@@ -130,6 +195,21 @@ def set_job_progress(
         job.message = message
     session.flush()
     return job
+
+
+def report_progress(
+    session: Session, *, job_id: str, attempt: int, progress: float, message: str
+) -> bool:
+    """Record an attempt's progress and what it is doing, in one conditional UPDATE (a write
+    first, so SQLite's write lock is taken up front); False when the job is no longer that
+    attempt's to run (cancelled, gone, or re-queued)."""
+    result = session.execute(
+        update(Job)
+        .where(*_running_attempt(job_id, attempt))
+        .values(progress=min(1.0, max(0.0, progress)), message=message, heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def finish_job(
@@ -181,6 +261,13 @@ def cancel_job(session: Session, *, job: Job) -> Job:
     return job
 
 
+def is_current(session: Session, *, job_id: str, attempt: int) -> bool:
+    """Whether the job is running as ``attempt`` (read fresh): not cancelled, gone, failed or
+    re-queued for a later attempt."""
+    row = session.execute(select(Job.status, Job.attempts).where(Job.id == job_id)).first()
+    return row is not None and row.status == JobStatus.running and row.attempts == attempt
+
+
 def is_cancelled(session: Session, *, job_id: str) -> bool:
     """Whether the job was cancelled, read fresh from the database. A job that is gone (its
     tenant was deleted) counts as cancelled, so that its worker stops."""
@@ -197,15 +284,9 @@ def learning_update_since(session: Session, *, tenant_id: str, since: datetime) 
     return any((params or {}).get("mode") != REBUILD for params in session.scalars(stmt))
 
 
-def list_jobs_older_than(
-    session: Session, *, status: JobStatus, before: datetime, kind: JobKind = JobKind.update
-) -> list[Job]:
-    """Jobs of ``kind`` in ``status`` since before ``before`` (queued: by creation time;
-    running: by start time), oldest first."""
-    column = Job.started_at if status == JobStatus.running else Job.created_at
-    stmt = (
-        select(Job)
-        .where(Job.kind == kind, Job.status == status, column < before)
-        .order_by(column, Job.id)
-    )
+def list_lost_queued_jobs(session: Session, *, before: datetime) -> list[Job]:
+    """Queued jobs of every kind not sent to the broker since before ``before`` (by their
+    last sending, else their creation): their message may be lost. Oldest first."""
+    sent = func.coalesce(Job.heartbeat_at, Job.created_at)
+    stmt = select(Job).where(Job.status == JobStatus.queued, sent < before).order_by(sent, Job.id)
     return list(session.scalars(stmt))

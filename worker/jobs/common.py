@@ -1,0 +1,89 @@
+"""What the update and the rebuild share: the teacher and adapter weights a job loads, its
+seed, the tenant's learned sequences and retention probes, progress in units, and where a new
+version's folder goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from seal.grading import Probe
+from seal.knowledge import Teacher
+from seal.lora import AdapterState, load_adapter
+from seal.selfedit import QA, Passage, parse_items, training_sequences
+from service.settings import Settings
+from service.store.models import AdapterVersion, DocumentStatus, TeacherVersion
+from service.store.repositories import documents as document_repo
+from service.store.repositories import learning as learning_repo
+from worker.jobs.lifecycle import JobRun, artifact_folder
+
+
+def load_teacher(version: TeacherVersion | None) -> Teacher:
+    """The teacher a version names (its checksum checked); the base model for None."""
+    if version is None or not version.artifact_uri:
+        return Teacher()
+    return Teacher(
+        state=load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
+    )
+
+
+def job_seed(settings: Settings, job_id: str, params: dict) -> int:
+    """The request's seed; without one, repeatable per job and different between jobs (a
+    retry samples afresh)."""
+    if params.get("seed") is not None:
+        return int(params["seed"])
+    return (settings.seed + int(job_id.replace("-", "")[:8], 16)) % 2**31
+
+
+def weights(version: AdapterVersion | None) -> AdapterState | None:
+    """A version's adapter weights, their checksum checked; None for none (the base model)."""
+    if version is None or not version.artifact_uri:
+        return None
+    return load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
+
+
+def retention_probes(session: Session, settings: Settings, tenant_id: str) -> list[Probe]:
+    """The retention set: probe questions of documents learned earlier (and feedback)."""
+    return [
+        Probe(title, QA(p.question, p.answer))
+        for title, p in document_repo.retention_probes(
+            session, tenant_id=tenant_id, limit=settings.retention_max_questions
+        )
+    ]
+
+
+def learned_sequences(session: Session, tenant_id: str) -> dict[str, list[str]]:
+    """Each learned document's training sequences (oldest first): its kept self-edits' items
+    and the document itself; a document the passage alone taught has the document only."""
+    learned = document_repo.list_documents_by_status(
+        session, tenant_id=tenant_id, statuses=[DocumentStatus.learned]
+    )
+    items: dict[str, list[str]] = {d.id: [] for d in learned}
+    for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
+        session, tenant_id=tenant_id
+    ):
+        items[doc.id].extend(parse_items(edit.text, edit.format))
+    return {d.id: training_sequences(Passage(d.title, d.text), items[d.id]) for d in learned}
+
+
+class Progress:
+    """Reports a job's progress in units of work done out of ``total`` (the lifecycle records
+    it and checks for cancellation). The progress shown never goes back: after ``restart()``
+    (a rebuild's new attempt) it holds until the new count passes it."""
+
+    def __init__(self, run: JobRun, total: float):
+        self.run, self.total, self.done, self.shown = run, max(total, 1), 0.0, 0.0
+
+    def restart(self) -> None:
+        self.done = 0.0
+
+    def step(self, message: str, units: float = 1) -> None:
+        self.done += units
+        self.shown = max(self.shown, 0.95 * self.done / self.total)
+        self.run.progress(self.shown, message)
+
+
+def version_folder(settings: Settings, tenant_id: str, job_id: str) -> Path:
+    """The folder a job's new adapter version is saved in."""
+    return artifact_folder(settings.resolved_adapter_dir / tenant_id, job_id)
