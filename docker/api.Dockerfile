@@ -32,4 +32,5 @@ COPY --from=build /src/alembic.ini ./
 COPY --from=build /src/migrations ./migrations
 USER 10001:10001
 EXPOSE 8000
-CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# SEAL_API_WORKERS processes behind port 8000 (SEAL_HOST/SEAL_PORT are set in compose).
+CMD ["seal", "process", "api"]

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from enum import StrEnum
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from seal.selfedit import FORMATS
+from sealctl.supervise import Supervisor
 from service.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ def _prepare(settings: Settings) -> str:
 
 def _commands(settings: Settings) -> dict[str, list[str]]:
     py = sys.executable
-    beat_file = str((settings.data_dir / "celerybeat-schedule").resolve())
     return {
         "api": [
             py,
@@ -60,6 +59,8 @@ def _commands(settings: Settings) -> dict[str, list[str]]:
             settings.host,
             "--port",
             str(settings.port),
+            "--workers",
+            str(settings.api_workers),
         ],
         "worker": [
             py,
@@ -74,28 +75,20 @@ def _commands(settings: Settings) -> dict[str, list[str]]:
             "--without-gossip",
             "--without-mingle",
         ],
-        "beat": [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "beat",
-            "--loglevel=INFO",
-            "--schedule",
-            beat_file,
-        ],
+        "beat": [py, "-m", "worker.beat"],
     }
 
 
 @app.command()
 def run() -> None:
-    """Start the api, a worker and the beat (embedded default: no servers needed)."""
+    """Start the api, a worker and the beat (embedded default: no servers needed); a process
+    that dies is restarted."""
     settings = get_settings()
     _setup_logging(settings)
     key = _prepare(settings)
     env = {**os.environ, "SEAL_ADMIN_KEY": key}
-    procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in _commands(settings).items()}
+    supervisor = Supervisor(_commands(settings), env=env, log=lambda line: print(line, flush=True))
+    supervisor.start()
     url = f"http://{settings.host}:{settings.port}"
     print(
         f"\nSEAL is starting at {url}  (API docs: {url}/docs)\n"
@@ -111,25 +104,12 @@ def run() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = 0
     try:
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; stopping", flush=True)
-                    code, stopping = proc.returncode or 1, True
-                    break
+            supervisor.poll()  # a child that died is restarted, with a growing pause
             time.sleep(0.5)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    raise typer.Exit(code)
+        supervisor.stop()
 
 
 @app.command()
@@ -241,8 +221,8 @@ def teacher_train(
     from tqdm import tqdm
 
     from migrations import upgrade
+    from worker.jobs.teacher import train_shared_teacher
     from worker.runtime import Runtime
-    from worker.teacher import train_shared_teacher
 
     settings = get_settings()
     if k is not None:
@@ -260,7 +240,9 @@ def teacher_train(
     upgrade(settings.resolved_database_url)
     from service.store.db import make_engine, make_sessionmaker
 
-    runtime = Runtime(settings, make_sessionmaker(make_engine(settings.resolved_database_url)))
+    runtime = Runtime(
+        settings, make_sessionmaker(make_engine(settings.resolved_database_url), write=True)
+    )
     print(
         f"ReST-EM: {rounds} round(s) x {passages} passages x k={settings.num_candidates} "
         f"self-edits ({settings.self_edit_format}), {heldout} held-out passages",
