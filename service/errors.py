@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -60,6 +61,37 @@ _HTTP_TYPES = {
     415: "unsupported_media_type",
     422: "invalid_request",
 }
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="What kind of error: not_found, conflict, invalid_request, ...")
+    message: str = Field(description="What is wrong, for a person to read.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    401: "Missing, invalid or revoked API key (or not the admin key where one is needed).",
+    404: "Not found (or not this tenant's).",
+    409: "Conflicts with the current state; the message says what to do.",
+    422: "The request is invalid; the message names each wrong field.",
+    503: "The store is busy or unreachable; retry after the Retry-After header's seconds.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for error ``codes``, each with the error body's schema. Every router
+    declares what all its routes can return (:data:`COMMON_ERRORS`); a route adds its own
+    (404 where it names a resource, 409)."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+#: What every route behind an API key can return: a bad key, a bad request, a busy store.
+COMMON_ERRORS = (401, 422, 503)
 
 
 def error_response(

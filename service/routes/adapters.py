@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep
-from service.errors import NotFound
+from service.errors import COMMON_ERRORS, NotFound, error_responses
 from service.schemas import (
     AdapterPublic,
     RewardGroup,
@@ -23,7 +23,7 @@ from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import learning as learning_repo
 
-router = APIRouter(prefix="/v1", tags=["learning"])
+router = APIRouter(prefix="/v1", tags=["learning"], responses=error_responses(*COMMON_ERRORS))
 
 
 def adapter_public(
@@ -57,7 +57,7 @@ def list_adapters(session: SessionDep, tenant: CurrentTenant) -> list[AdapterPub
     return [adapter_public(session, version, parent) for version, parent in rows]
 
 
-@router.get("/self-edits", response_model=list[SelfEditPublic])
+@router.get("/self-edits", response_model=list[SelfEditPublic], responses=error_responses(404))
 def list_self_edits(
     session: SessionDep,
     tenant: CurrentTenant,

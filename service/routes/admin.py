@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, status
 
 from service.deps import AdminDep, SessionDep, SettingsDep
-from service.errors import Conflict, NotFound
+from service.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
 from service.routes.adapters import adapter_public
 from service.routes.teachers import teacher_public
 from service.schemas import (
@@ -34,7 +34,7 @@ from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMMON_ERRORS))
 
 
 def _tenant_or_404(session: SessionDep, tenant_id: str) -> Tenant:
@@ -44,7 +44,12 @@ def _tenant_or_404(session: SessionDep, tenant_id: str) -> Tenant:
     return tenant
 
 
-@router.post("/tenants", response_model=TenantCreated, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/tenants",
+    response_model=TenantCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409),
+)
 def create_tenant(body: TenantCreate, session: SessionDep, _admin: AdminDep) -> TenantCreated:
     if tenant_repo.get_tenant_by_name(session, name=body.name) is not None:
         raise Conflict(f"a tenant named {body.name!r} already exists")
@@ -63,7 +68,9 @@ def list_tenants(session: SessionDep, _admin: AdminDep) -> list[TenantPublic]:
     return [TenantPublic.model_validate(t) for t in tenant_repo.list_tenants(session)]
 
 
-@router.patch("/admin/tenants/{tenant_id}", response_model=TenantPublic)
+@router.patch(
+    "/admin/tenants/{tenant_id}", response_model=TenantPublic, responses=error_responses(404)
+)
 def update_tenant(
     tenant_id: str, body: TenantUpdate, session: SessionDep, _admin: AdminDep
 ) -> TenantPublic:
@@ -75,7 +82,9 @@ def update_tenant(
     return TenantPublic.model_validate(tenant)
 
 
-@router.delete("/admin/tenants/{tenant_id}", response_model=TenantDeleted)
+@router.delete(
+    "/admin/tenants/{tenant_id}", response_model=TenantDeleted, responses=error_responses(404)
+)
 def delete_tenant(
     tenant_id: str, session: SessionDep, settings: SettingsDep, _admin: AdminDep
 ) -> TenantDeleted:
@@ -118,6 +127,7 @@ def delete_tenant(
     "/admin/tenants/{tenant_id}/keys",
     response_model=ApiKeyCreated,
     status_code=status.HTTP_201_CREATED,
+    responses=error_responses(404),
 )
 def create_key(tenant_id: str, session: SessionDep, _admin: AdminDep) -> ApiKeyCreated:
     tenant = _tenant_or_404(session, tenant_id)
@@ -125,7 +135,11 @@ def create_key(tenant_id: str, session: SessionDep, _admin: AdminDep) -> ApiKeyC
     return ApiKeyCreated(id=key.id, tenant_id=tenant.id, prefix=key.prefix, api_key=plain)
 
 
-@router.get("/admin/tenants/{tenant_id}/keys", response_model=list[ApiKeyPublic])
+@router.get(
+    "/admin/tenants/{tenant_id}/keys",
+    response_model=list[ApiKeyPublic],
+    responses=error_responses(404),
+)
 def list_keys(tenant_id: str, session: SessionDep, _admin: AdminDep) -> list[ApiKeyPublic]:
     """A tenant's API keys, revoked ones included (only their prefixes: a key is shown once,
     when it is made)."""
@@ -136,7 +150,11 @@ def list_keys(tenant_id: str, session: SessionDep, _admin: AdminDep) -> list[Api
     ]
 
 
-@router.delete("/admin/tenants/{tenant_id}/keys/{key_id}", response_model=ApiKeyPublic)
+@router.delete(
+    "/admin/tenants/{tenant_id}/keys/{key_id}",
+    response_model=ApiKeyPublic,
+    responses=error_responses(404),
+)
 def revoke_key(tenant_id: str, key_id: str, session: SessionDep, _admin: AdminDep) -> ApiKeyPublic:
     """Revoke a key: from the next request on it answers 401. Revoking a revoked key changes
     nothing (its first revocation time stays)."""
@@ -147,7 +165,11 @@ def revoke_key(tenant_id: str, key_id: str, session: SessionDep, _admin: AdminDe
     return ApiKeyPublic.model_validate(tenant_repo.revoke_api_key(session, key=key))
 
 
-@router.post("/admin/tenants/{tenant_id}/rollback", response_model=RollbackResult)
+@router.post(
+    "/admin/tenants/{tenant_id}/rollback",
+    response_model=RollbackResult,
+    responses=error_responses(404, 409),
+)
 def rollback(
     tenant_id: str, body: RollbackRequest, session: SessionDep, _admin: AdminDep
 ) -> RollbackResult:
@@ -169,7 +191,11 @@ def rollback(
     )
 
 
-@router.delete("/admin/tenants/{tenant_id}/adapters/{version}", response_model=AdapterPurged)
+@router.delete(
+    "/admin/tenants/{tenant_id}/adapters/{version}",
+    response_model=AdapterPurged,
+    responses=error_responses(404, 409),
+)
 def delete_adapter_weights(
     tenant_id: str,
     version: int,
@@ -208,7 +234,11 @@ def delete_adapter_weights(
     )
 
 
-@router.post("/admin/teachers/rollback", response_model=TeacherRollbackResult)
+@router.post(
+    "/admin/teachers/rollback",
+    response_model=TeacherRollbackResult,
+    responses=error_responses(404, 409),
+)
 def rollback_teacher(
     body: TeacherRollbackRequest, session: SessionDep, _admin: AdminDep
 ) -> TeacherRollbackResult:

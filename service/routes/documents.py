@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.exc import IntegrityError
 
 from service.deps import CurrentTenant, SessionDep
-from service.errors import Conflict, NotFound
+from service.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
 from service.routes.jobs import open_rebuild
 from service.schemas import (
     DocumentCreate,
@@ -24,7 +24,9 @@ from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"])
+router = APIRouter(
+    prefix="/v1/documents", tags=["documents"], responses=error_responses(*COMMON_ERRORS)
+)
 
 
 def _listed(document: Document) -> DocumentListed:
@@ -42,7 +44,10 @@ def _detail(document: Document) -> DocumentDetail:
     "",
     response_model=DocumentDetail,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": DocumentDetail, "description": "The same content already exists"}},
+    responses={
+        200: {"model": DocumentDetail, "description": "The same content already exists"},
+        **error_responses(409),
+    },
 )
 def create_document(
     body: DocumentCreate, session: SessionDep, tenant: CurrentTenant, response: Response
@@ -114,7 +119,7 @@ def list_documents(
     )
 
 
-@router.get("/{document_id}", response_model=DocumentDetail)
+@router.get("/{document_id}", response_model=DocumentDetail, responses=error_responses(404))
 def get_document(document_id: str, session: SessionDep, tenant: CurrentTenant) -> DocumentDetail:
     document = document_repo.get_document(
         session, tenant_id=tenant.id, document_id=document_id, with_questions=True
@@ -124,7 +129,9 @@ def get_document(document_id: str, session: SessionDep, tenant: CurrentTenant) -
     return _detail(document)
 
 
-@router.delete("/{document_id}", response_model=DocumentDeleted)
+@router.delete(
+    "/{document_id}", response_model=DocumentDeleted, responses=error_responses(404, 409)
+)
 def delete_document(
     document_id: str,
     session: SessionDep,

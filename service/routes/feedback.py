@@ -5,20 +5,27 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.deps import CurrentTenant, SessionDep
-from service.errors import NotFound
+from service.errors import COMMON_ERRORS, NotFound, error_responses
 from service.schemas import FeedbackCreate, FeedbackPublic
 from service.store.models import ProbeSource
 from service.store.repositories import documents as document_repo
 from service.store.repositories import feedback as feedback_repo
 from service.store.repositories import learning as learning_repo
 
-router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+router = APIRouter(
+    prefix="/v1/feedback", tags=["feedback"], responses=error_responses(*COMMON_ERRORS)
+)
 
 #: The reward metric a feedback rating is kept under.
 RATING_METRIC = "rating"
 
 
-@router.post("", response_model=FeedbackPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=FeedbackPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(404, 409),
+)
 def create_feedback(
     body: FeedbackCreate, session: SessionDep, tenant: CurrentTenant
 ) -> FeedbackPublic:

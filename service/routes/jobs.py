@@ -9,17 +9,22 @@ from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep
 from service.enqueue import UPDATE_TASK, enqueue_after_commit
-from service.errors import Conflict, NotFound
+from service.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
 from service.schemas import JobPublic, Page, UpdateAccepted, UpdateCreate
 from service.store.models import FINISHED_JOB_STATUSES, REBUILD, DocumentStatus, Job
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=error_responses(*COMMON_ERRORS))
 
 
-@router.post("/updates", response_model=UpdateAccepted, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/updates",
+    response_model=UpdateAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(409),
+)
 def request_update(
     session: SessionDep, tenant: CurrentTenant, body: UpdateCreate | None = None
 ) -> UpdateAccepted:
@@ -83,12 +88,12 @@ def list_jobs(
     )
 
 
-@router.get("/jobs/{job_id}", response_model=JobPublic)
+@router.get("/jobs/{job_id}", response_model=JobPublic, responses=error_responses(404))
 def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
     return JobPublic.model_validate(_job_or_404(session, tenant.id, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404, 409))
 def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
     """Cancel a queued or running job; a running one stops at its next check."""
     job = _job_or_404(session, tenant.id, job_id)

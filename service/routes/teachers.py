@@ -8,12 +8,13 @@ from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep
 from service.enqueue import TEACHER_ROUND_TASK, enqueue_after_commit
+from service.errors import COMMON_ERRORS, error_responses
 from service.schemas import TeacherListItem, TeacherPublic, TeacherRoundAccepted
 from service.store.models import JobKind, TeacherVersion
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 
-router = APIRouter(prefix="/v1", tags=["teachers"])
+router = APIRouter(prefix="/v1", tags=["teachers"], responses=error_responses(*COMMON_ERRORS))
 
 
 def teacher_public(
