@@ -44,9 +44,13 @@ CONFIG = TrainConfig(learning_rate=3e-2, epochs=3, batch_size=2, seed=0, pack_to
 
 
 def assert_states_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Equal up to float32 rounding: stacked and separate runs sum their gradients in other
+    orders, and nine steps at lr 3e-2 grow the difference to about 4e-4 on weights of about
+    0.1-0.3 (AMD EPYC, AVX-512, 2026-12-02; under 2e-4 on an Intel Xeon with AMX). Training on
+    other data moves them by far more."""
     assert a.keys() == b.keys()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=2e-3, atol=2e-4, msg=key)
+        torch.testing.assert_close(a[key], b[key], rtol=2e-3, atol=1e-3, msg=key)
 
 
 def test_stacked_training_equals_separate_runs(tiny_host) -> None:
