@@ -15,6 +15,8 @@ from celery import Celery
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from service.store.models import JobKind
+
 log = logging.getLogger(__name__)
 
 #: The task that runs a tenant's update job (implemented in ``worker``).
@@ -25,9 +27,9 @@ TEACHER_ROUND_TASK = "seal.teacher_round"
 _PENDING_KEY = "seal_pending_tasks"
 
 
-def task_for(kind: str) -> str:
-    """The task that runs a job of ``kind`` (a ``JobKind``)."""
-    tasks = {"update": UPDATE_TASK, "teacher_train": TEACHER_ROUND_TASK}
+def task_for(kind: JobKind) -> str:
+    """The task that runs a job of ``kind``."""
+    tasks = {JobKind.update: UPDATE_TASK, JobKind.teacher_train: TEACHER_ROUND_TASK}
     if kind not in tasks:
         raise ValueError(f"no task runs jobs of kind {kind!r}")
     return tasks[kind]

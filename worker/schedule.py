@@ -81,10 +81,11 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
 
         stale = now - timedelta(seconds=settings.job_stale_after_s)
         for job in job_repo.list_stale_jobs(session, before=stale):
-            if _recover(session, runtime, job, now):
+            recovered = _recover(session, runtime, job, now)
+            if recovered:
                 report.retried.append(job.id)
                 tasks[job.id] = task_for(job.kind)
-            else:
+            elif recovered is False:
                 report.reaped.append(job.id)
 
         lost = now - timedelta(seconds=settings.requeue_after_s)
@@ -101,13 +102,29 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
     return report
 
 
-def _recover(session: Session, runtime: Runtime, job: Job, now: datetime) -> bool:
-    """A running job whose worker died: clean up after the attempt, then queue the next
-    attempt (True) or, after the last, fail the job (False)."""
+def _recover(session: Session, runtime: Runtime, job: Job, now: datetime) -> bool | None:
+    """A running job whose worker died: queue its next attempt (True) or, after the last, fail
+    it (False), then clean up after the attempt; None when the job was not the beat's to take
+    (its worker recorded its end meanwhile, or another beat came first). The job's row is
+    taken first: a worker that is recording its version holds it, so nothing it just saved is
+    taken for half-written."""
     settings = runtime.settings
     seen = job.heartbeat_at or job.started_at or job.created_at
     silent = int((now - seen).total_seconds())
     attempt = job.attempts
+    last = attempt >= settings.job_max_attempts
+    why = (
+        f"attempt {attempt} of {settings.job_max_attempts} lost its worker "
+        f"(no heartbeat for {silent} s)"
+    )
+    if last:
+        taken = job_repo.hold_running_job(session, job_id=job.id, attempt=attempt, message="failed")
+    else:
+        taken = job_repo.requeue_job(
+            session, job_id=job.id, attempt=attempt, message=f"{why}; queued again"
+        )
+    if not taken:
+        return None
     removed = remove_unrecorded_artifacts(session, settings, job)
     if job.kind == JobKind.update:
         learning = document_repo.list_documents_by_status(
@@ -119,16 +136,8 @@ def _recover(session: Session, runtime: Runtime, job: Job, now: datetime) -> boo
             status=DocumentStatus.pending,
             error=None,
         )
-    why = (
-        f"attempt {attempt} of {settings.job_max_attempts} lost its worker "
-        f"(no heartbeat for {silent} s)"
-    )
     log.warning("job %s: %s; removed %d unrecorded folder(s)", job.id, why, len(removed))
-    if attempt < settings.job_max_attempts:
-        return job_repo.requeue_job(
-            session, job_id=job.id, attempt=attempt, message=f"{why}; queued again"
-        )
-    if job_repo.hold_running_job(session, job_id=job.id, attempt=attempt, message="failed"):
+    if last:
         freed = "; its documents are pending again" if job.kind == JobKind.update else ""
         job_repo.finish_job(
             session,
@@ -138,4 +147,4 @@ def _recover(session: Session, runtime: Runtime, job: Job, now: datetime) -> boo
             f"(the last: no heartbeat for {silent} s){freed}",
             message="failed",
         )
-    return False
+    return not last

@@ -59,10 +59,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def make_sessionmaker(engine: Engine, *, write: bool = False) -> sessionmaker[Session]:
     """Sessions on ``engine``; with ``write``, each SQLite transaction begins with the write
     lock (the busy timeout then queues it behind other writers instead of failing it)."""

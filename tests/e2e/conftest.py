@@ -81,13 +81,18 @@ def start_service(tmp: Path, extra_env: dict[str, str]) -> Iterator[LiveService]
         _wait_healthy(url, procs)
         yield LiveService(url=url, env=env, logs=logs)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 30) -> None:
+    """SIGTERM every process, then SIGKILL one that has not ended within ``timeout``."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def dump_logs(service: LiveService) -> str:

@@ -21,7 +21,7 @@ from migrations import alembic_config
 from service.enqueue import TEACHER_ROUND_TASK, CeleryTaskSender
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.models import Job, JobKind, JobStatus
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, stop_processes
 from tests.factories import make_job, make_tenant
 
 
@@ -120,13 +120,7 @@ def test_every_queued_job_completes_across_broker_restarts(
                 break
             time.sleep(1)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         sender.close()
         engine.dispose()
         for log in logs:

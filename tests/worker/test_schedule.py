@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.orm import Session
 
 from service.store.base import utcnow
@@ -194,3 +195,24 @@ def test_a_teacher_round_whose_worker_died_is_sent_again_too(
 
     assert run_schedule(runtime, outbox).retried == [job.id]
     assert outbox.sent == [("seal.teacher_round", {"job_id": job.id})]
+
+
+def test_a_dead_job_another_beat_took_first_is_left_as_it_is(
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's row is taken before anything is cleaned: when the take fails (another beat,
+    or the worker recording its end), no folder is removed and no document is touched."""
+    settings = runtime.settings
+    tenant, _ = make_tenant(session)
+    doc = make_document(session, tenant, status=DocumentStatus.learning)
+    job = _running(session, tenant, attempts=1, silent_s=settings.job_stale_after_s + 5)
+    folder = settings.resolved_adapter_dir / tenant.id / f"1700000000-{job.id[:8]}"
+    folder.mkdir(parents=True)
+    session.commit()
+    monkeypatch.setattr(job_repo, "requeue_job", lambda *a, **k: False)
+    outbox = Outbox()
+
+    report = run_schedule(runtime, outbox)
+
+    assert report.retried == [] and report.reaped == [] and outbox.sent == []
+    assert folder.exists() and doc.status == DocumentStatus.learning

@@ -140,37 +140,31 @@ class JobRun:
     def check(self) -> None:
         """Raise :class:`JobCancelled` (or :class:`JobSuperseded`) once the job is not this
         attempt's to run any more."""
-        if self._lost.is_set():
-            raise self._why_lost()
-        try:
-            current = in_transaction(
-                self.runtime.sessions,
-                lambda s: job_repo.is_current(s, job_id=self.id, attempt=self.job.attempt),
-                attempts=3,
-                backoff_s=0.2,
-            )
-        except OperationalError:
-            log.warning("job %s: cancellation not checked (store busy)", self.id, exc_info=True)
-            return
-        if not current:
-            raise self._why_lost()
+        self._still_ours(
+            "cancellation not checked",
+            lambda s: job_repo.is_current(s, job_id=self.id, attempt=self.job.attempt),
+        )
 
     def progress(self, fraction: float, message: str) -> None:
         """Record progress (a heartbeat too) and check for cancellation. A busy store skips
         the record; it never fails the job."""
+        self._still_ours(
+            "progress not recorded",
+            lambda s: job_repo.report_progress(
+                s, job_id=self.id, attempt=self.job.attempt, progress=fraction, message=message
+            ),
+        )
+
+    def _still_ours(self, skipped: str, unit: Callable[[Session], bool]) -> None:
+        """Run ``unit`` (True: the job is still this attempt's) and raise once it is not; a
+        store still busy after a few tries skips it with a log line saying what was
+        ``skipped``."""
         if self._lost.is_set():
             raise self._why_lost()
         try:
-            current = in_transaction(
-                self.runtime.sessions,
-                lambda s: job_repo.report_progress(
-                    s, job_id=self.id, attempt=self.job.attempt, progress=fraction, message=message
-                ),
-                attempts=3,
-                backoff_s=0.2,
-            )
+            current = in_transaction(self.runtime.sessions, unit, attempts=3, backoff_s=0.2)
         except OperationalError:
-            log.warning("job %s: progress not recorded (store busy)", self.id, exc_info=True)
+            log.warning("job %s: %s (store busy)", self.id, skipped, exc_info=True)
             return
         if not current:
             raise self._why_lost()
