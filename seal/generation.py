@@ -63,9 +63,15 @@ def narrow_head(model: nn.Module) -> Iterator[None]:
         del head.forward
 
 
+#: Temperatures below this decode greedily: sampling there picks the most likely token anyway,
+#: and logits divided by a vanishing temperature overflow to ``inf``.
+MIN_SAMPLING_TEMPERATURE = 1e-3
+
+
 @dataclass(frozen=True)
 class SampleConfig:
-    """How text is decoded. ``temperature == 0`` decodes greedily."""
+    """How text is decoded. ``temperature`` 0 (or below ``MIN_SAMPLING_TEMPERATURE``) decodes
+    greedily."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -125,7 +131,7 @@ def generate(
         str(tok.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)) + prefix
         for c in conversations
     ]
-    greedy = config.temperature <= 0
+    greedy = config.temperature < MIN_SAMPLING_TEMPERATURE
     out: list[Generation] = []
     tok.padding_side = "left"
     # an adapter is folded into the weights while decoding: the bare model's speed per step

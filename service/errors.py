@@ -132,6 +132,10 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers 422 to a body that is not JSON but 400 to one that is not even
+        # UTF-8; both are the same client error, so both get the declared 422.
+        return error_response(422, "invalid_request", "body: not valid UTF-8 JSON")
     type_ = _HTTP_TYPES.get(exc.status_code, "error" if exc.status_code >= 500 else "bad_request")
     return error_response(exc.status_code, type_, str(exc.detail), exc.headers)
 

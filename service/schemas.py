@@ -16,6 +16,9 @@ MAX_TITLE_CHARS = 500
 MAX_TEXT_CHARS = 100_000
 MAX_QUESTIONS = 100
 MAX_QA_CHARS = 10_000
+#: The largest number a path, query or body field may carry to the store: the end of a 32-bit
+#: integer column (a larger one would be a server error there, not a 404 or an empty page).
+MAX_NUMBER = 2**31 - 1
 
 
 class _Create(BaseModel):
@@ -283,7 +286,9 @@ class AdapterPurged(AdapterPublic):
 
 
 class RollbackRequest(_Create):
-    version: int = Field(ge=0, description="The version to make active; 0: the base model.")
+    version: int = Field(
+        ge=0, le=MAX_NUMBER, description="The version to make active; 0: the base model."
+    )
 
 
 class RollbackResult(BaseModel):
@@ -356,7 +361,9 @@ class TeacherListItem(TeacherPublic):
 
 class TeacherRollbackRequest(_Create):
     version: int = Field(
-        ge=0, description="The teacher version to make active; 0: retire the active one."
+        ge=0,
+        le=MAX_NUMBER,
+        description="The teacher version to make active; 0: retire the active one.",
     )
     tenant_id: str | None = Field(
         None, max_length=36, description="The tenant's own teacher; null: the shared teacher."
@@ -419,9 +426,17 @@ class ChatCompletionCreate(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(None, ge=1, le=4096)
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 (the default): greedy.")
+    temperature: float = Field(
+        0.0, ge=0.0, le=2.0, description="0 (the default), or below 0.001: greedy."
+    )
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(
+        None,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="Seeds sampling (temperature > 0): the same request and seed give the same "
+        "reply. A 64-bit integer.",
+    )
     stop: str | list[str] | None = None
     n: int = Field(1, description="Only 1 is supported.")
     stream: bool = Field(

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from service.deps import CurrentTenant, SessionDep
 from service.errors import COMMON_ERRORS, NotFound, error_responses
 from service.schemas import (
+    MAX_NUMBER,
     AdapterPublic,
     RewardGroup,
     RewardList,
@@ -83,14 +84,14 @@ def list_self_edits(
     ]
 
 
-@router.get("/rewards", response_model=RewardList)
+@router.get("/rewards", response_model=RewardList, responses=error_responses(404))
 def list_rewards(
     session: SessionDep,
     tenant: CurrentTenant,
     document_id: str | None = None,
     format: str | None = None,
     teacher_version: Annotated[
-        int | None, Query(ge=0, description="0: the untrained base teacher.")
+        int | None, Query(ge=0, le=MAX_NUMBER, description="0: the untrained base teacher.")
     ] = None,
     metric: Annotated[
         str | None, Query(max_length=64, description="e.g. probe_accuracy, rating.")

@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, status
+from fastapi import Path as PathParam
 
 from service.deps import AdminDep, SessionDep, SettingsDep
 from service.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
 from service.routes.adapters import adapter_public
 from service.routes.teachers import teacher_public
 from service.schemas import (
+    MAX_NUMBER,
     AdapterPurged,
     ApiKeyCreated,
     ApiKeyPublic,
@@ -198,7 +201,7 @@ def rollback(
 )
 def delete_adapter_weights(
     tenant_id: str,
-    version: int,
+    version: Annotated[int, PathParam(ge=1, le=MAX_NUMBER)],
     session: SessionDep,
     settings: SettingsDep,
     _admin: AdminDep,

@@ -11,6 +11,7 @@ from service.deps import CurrentTenant, SessionDep
 from service.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
 from service.routes.jobs import open_rebuild
 from service.schemas import (
+    MAX_NUMBER,
     DocumentCreate,
     DocumentDeleted,
     DocumentDetail,
@@ -99,7 +100,7 @@ def list_documents(
     tenant: CurrentTenant,
     status: DocumentStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_NUMBER)] = 0,
 ) -> Page[DocumentListed]:
     """A page of the tenant's documents, newest first, each with its status (and, when an
     update could not learn it, why in `error`) and its probe questions with their source."""

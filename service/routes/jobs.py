@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from service.deps import CurrentTenant, SessionDep
 from service.enqueue import UPDATE_TASK, enqueue_after_commit
 from service.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
-from service.schemas import JobPublic, Page, UpdateAccepted, UpdateCreate
+from service.schemas import MAX_NUMBER, JobPublic, Page, UpdateAccepted, UpdateCreate
 from service.store.models import FINISHED_JOB_STATUSES, REBUILD, DocumentStatus, Job
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
@@ -79,7 +79,7 @@ def list_jobs(
     session: SessionDep,
     tenant: CurrentTenant,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_NUMBER)] = 0,
 ) -> Page[JobPublic]:
     """The tenant's jobs, newest first."""
     jobs, total = job_repo.list_jobs(session, tenant_id=tenant.id, limit=limit, offset=offset)

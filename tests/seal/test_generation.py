@@ -55,6 +55,14 @@ def test_sampling_with_a_seed_repeats(tiny_host) -> None:
     assert [g.text for g in first] != [g.text for g in generate(tiny_host, CHATS, GREEDY)]
 
 
+def test_a_vanishing_temperature_decodes_greedily(tiny_host) -> None:
+    """A denormal temperature (as a fuzzer sends) would divide the logits into ``inf``."""
+    greedy = generate(tiny_host, CHATS, GREEDY)
+    for temperature in (5e-324, generation.MIN_SAMPLING_TEMPERATURE / 2):
+        config = replace(GREEDY, temperature=temperature, top_p=5e-324, seed=3)
+        assert generate(tiny_host, CHATS, config) == greedy
+
+
 def test_k_samples_per_prompt_come_back_grouped_in_order(tiny_host) -> None:
     chats = CHATS[:2]
     lengths = [prompt_length(tiny_host, c) for c in chats]
