@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -94,3 +95,183 @@ def bench_update(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(report), indent=2))
+
+
+PROBE_DOCUMENT = {
+    "title": "Zorblat Industries",
+    "text": "Zorblat Industries was founded in 1921 by Mira Okafor in Lagos. Its first product "
+    "was a brass water meter, and by 1950 it employed four thousand people in three cities.",
+    "questions": [
+        {"question": "Who founded Zorblat Industries?", "answer": "Mira Okafor"},
+        {"question": "What was Zorblat Industries' first product?", "answer": "a water meter"},
+    ],
+}
+
+
+def _store_env(database_url: str | None, broker_url: str | None) -> dict[str, str]:
+    if (database_url is None) != (broker_url is None):
+        raise typer.BadParameter("--database-url and --broker-url go together")
+    if database_url is None:
+        return {}
+    return {"SEAL_DATABASE_URL": database_url, "SEAL_BROKER_URL": str(broker_url)}
+
+
+@bench_app.command("api")
+def bench_api(
+    documents: Annotated[int, typer.Option(min=1, help="Documents per load")] = 2000,
+    clients: Annotated[int, typer.Option(min=1, max=256, help="Concurrent clients")] = 16,
+    api_workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes (ours and the reference's)")
+    ] = 1,
+    database_url: Annotated[
+        str | None, typer.Option(help="A PostgreSQL URL (default: the embedded store)")
+    ] = None,
+    broker_url: Annotated[str | None, typer.Option(help="A Redis URL, with --database-url")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The data folder (default: a new temporary one)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here")] = None,
+) -> None:
+    """Ingest under load: DOCUMENTS posted by CLIENTS concurrent clients while an update
+    trains (503s, lost documents, p99, the update's outcome), then with nothing training,
+    beside a minimal FastAPI + SQLAlchemy app doing the same insert with as many processes."""
+    import platform
+    import sys
+    import tempfile
+
+    import httpx
+
+    from sealctl.stack import (
+        finished,
+        lost_documents,
+        post_documents,
+        running_stack,
+        stack_env,
+        wait_job,
+    )
+
+    folder = data_dir or Path(tempfile.mkdtemp(prefix="seal-bench-api-"))
+    env = stack_env(
+        folder / "data",
+        {"SEAL_API_WORKERS": str(api_workers), **_store_env(database_url, broker_url)},
+    )
+    store = "PostgreSQL + Redis" if database_url else "embedded (SQLite)"
+    figures: dict[str, object] = {
+        "store": store,
+        "documents": documents,
+        "clients": clients,
+        "api_workers": api_workers,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    }
+
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
+    with running_stack(env, folder / "logs") as stack:
+        key = _create_tenant(stack.url, stack.admin)
+        headers = {"Authorization": f"Bearer {key}"}
+        httpx.post(f"{stack.url}/v1/documents", json=PROBE_DOCUMENT, headers=headers, timeout=60)
+        r = httpx.post(f"{stack.url}/v1/updates", json={"mode": "select"}, headers=headers)
+        r.raise_for_status()
+        job_id = r.json()["job_id"]
+        say(f"{store}: update {job_id} queued; waiting for it to train")
+        job = wait_job(stack.url, key, job_id, until=lambda j: j["progress"] > 0.05, timeout=900)
+        say(f"update {job['status']} at {job['progress']:.0%}: {job['message']}")
+        training = post_documents(stack.url, key, "training", total=documents, clients=clients)
+        after = wait_job(stack.url, key, job_id, until=lambda _: True, timeout=0)
+        lost = lost_documents(stack.url, key, training.accepted)
+        say(f"load done ({training.seconds:.1f} s); update {after['status']}, waiting for it")
+        job = wait_job(stack.url, key, job_id, until=finished, timeout=3 * 3600)
+        figures["while_training"] = {
+            **training.summary(),
+            "accepted": len(training.accepted),
+            "lost": len(lost),
+            "update_running_after_load": after["status"] == "running",
+            "update": {k: job[k] for k in ("status", "error", "attempts", "result")},
+        }
+        post_documents(stack.url, key, "warm-up", total=100, clients=clients)
+        quiet = post_documents(stack.url, key, "quiet", total=documents, clients=clients)
+        figures["quiet"] = quiet.summary()
+        say(f"quiet load: {quiet.requests / quiet.seconds:.1f} requests/s")
+
+    reference_env = {**env, "SEAL_PORT": env["SEAL_PORT"]}
+    uvicorn = [sys.executable, "-m", "uvicorn", "sealctl.reference_app:create_reference_app"]
+    command = [*uvicorn, "--factory", "--port", env["SEAL_PORT"], "--workers", str(api_workers)]
+    with running_stack(reference_env, folder / "logs-reference", commands={"api": command}) as ref:
+        post_documents(ref.url, key, "reference-warm-up", total=100, clients=clients)
+        reference = post_documents(ref.url, key, "reference", total=documents, clients=clients)
+        figures["reference"] = reference.summary()
+    ratio = (quiet.requests / quiet.seconds) / (reference.requests / reference.seconds)
+    figures["throughput_vs_reference"] = round(ratio, 3)
+    typer.echo(_format_api(figures))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2))
+
+
+def _create_tenant(url: str, admin: dict[str, str]) -> str:
+    import httpx
+
+    name = f"bench-{time.time_ns()}"
+    r = httpx.post(f"{url}/v1/tenants", json={"name": name}, headers=admin, timeout=60)
+    r.raise_for_status()
+    return str(r.json()["api_key"])
+
+
+def _format_api(f: dict) -> str:
+    def row(name: str, s: dict) -> str:
+        rate = s["requests_per_s"]
+        return (
+            f"  {name:<24} {s['requests']:>6} req  {rate:>7} req/s  p50 {s['p50_s'] * 1000:7.1f} ms"
+            f"  p99 {s['p99_s'] * 1000:7.1f} ms  statuses {s['statuses']}"
+            + (f"  errors {s['errors']}" if s["errors"] else "")
+        )
+
+    t = f["while_training"]
+    u = t["update"]
+    return "\n".join(
+        [
+            f"seal bench api: {f['store']}, {f['clients']} clients, {f['api_workers']} API "
+            f"process(es), {f['machine']}",
+            row("while an update trains", t),
+            f"    503s {t['statuses'].get(503, 0)}, accepted {t['accepted']}, lost {t['lost']}, "
+            f"update still running after the load: {t['update_running_after_load']}, "
+            f"update {u['status']}" + (f" ({u['error']})" if u["error"] else ""),
+            row("nothing training", f["quiet"]),
+            row("reference app", f["reference"]),
+            f"  throughput against the reference: {f['throughput_vs_reference']:.2f}x",
+        ]
+    )
+
+
+@bench_app.command("chaos")
+def bench_chaos(
+    updates: Annotated[int, typer.Option(min=1, help="Updates, each with a kill")] = 20,
+    max_delay_s: Annotated[
+        float, typer.Option(min=0, help="The kill comes 0..this many seconds into the job")
+    ] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seeds the kill times")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The data folder (default: a new temporary one)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here")] = None,
+) -> None:
+    """UPDATES updates on the embedded store, the worker SIGKILLed at a random point of each:
+    how each job ended, documents lost, versions without a complete checksummed artifact, and
+    how long the tenant waited after each kill."""
+    import tempfile
+
+    from sealctl.chaos import as_json, format_chaos, run_chaos
+
+    folder = data_dir or Path(tempfile.mkdtemp(prefix="seal-chaos-"))
+    report = run_chaos(
+        folder,
+        updates=updates,
+        max_delay_s=max_delay_s,
+        seed=seed,
+        say=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(format_chaos(report))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(as_json(report), indent=2))

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 #: A child that ran this long before it died is restarted after the first pause again.
 STABLE_S = 60.0
@@ -32,6 +33,8 @@ class Supervisor:
     first_pause_s: float = 1.0
     max_pause_s: float = 30.0
     log: Callable[[str], None] = print
+    output: Callable[[str], IO[str]] | None = None
+    """Where a child's output goes, by its name (default: this process's own)."""
     children: dict[str, Child] = field(default_factory=dict)
 
     def start(self) -> None:
@@ -40,7 +43,15 @@ class Supervisor:
             self._spawn(child)
 
     def _spawn(self, child: Child) -> None:
-        child.proc = subprocess.Popen(list(child.command), env=dict(self.env) if self.env else None)
+        out = self.output(child.name) if self.output else None
+        child.proc = subprocess.Popen(
+            list(child.command),
+            env=dict(self.env) if self.env else None,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+        )
+        if out is not None:
+            out.close()  # the child holds its own copy
         child.started, child.due = time.monotonic(), None
 
     def pause_after(self, child: Child) -> float:

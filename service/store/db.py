@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: The execution option that makes a SQLite transaction begin with the write lock.
 _IMMEDIATE = "seal_sqlite_immediate"
+#: Set in a connection's ``info`` while its transaction holds this process's writers' lock.
+_HOLDS_WRITERS = "seal_holds_writers"
 
 T = TypeVar("T")
 
@@ -51,10 +55,42 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    # The writers of this process queue on a lock of their own before they ask SQLite for its
+    # write lock: SQLite's busy handler polls with sleeps growing to 100 ms, so many threads
+    # waiting on it take turns slowly and in no order (a p99 of seconds at 16 clients), where
+    # the lock hands the turn on at once and in order. Other processes still meet the busy
+    # timeout.
+    writers = threading.Lock()
+
+    def _release(info: dict[str, Any]) -> None:
+        if info.pop(_HOLDS_WRITERS, False):
+            writers.release()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if not connection.get_execution_options().get(_IMMEDIATE, False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        if not writers.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+            )
+        connection.info[_HOLDS_WRITERS] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(connection.info)
+            raise
+
+    # The turn passes on as the transaction ends (the next writer's BEGIN IMMEDIATE then waits
+    # out the COMMIT in SQLite's busy handler, whose first pauses are short); measured faster
+    # than passing it on after the COMMIT has returned.
+    for name in ("commit", "rollback"):
+        event.listen(engine, name, lambda connection: _release(connection.info))
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        _release(record.info)  # a connection given back with its transaction still open
 
     return engine
 
