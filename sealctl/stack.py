@@ -50,13 +50,16 @@ class Stack:
 
 
 def stack_env(data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAL_")}
+    """This process's environment (its ``SEAL_*`` settings included, such as the model), with
+    a data folder, a port and an admin key of the stack's own; the store is the embedded one
+    unless ``extra`` names another."""
+    own = ("SEAL_DATABASE_URL", "SEAL_BROKER_URL", "SEAL_ADAPTER_DIR", "SEAL_API_WORKERS")
+    env = {k: v for k, v in os.environ.items() if k not in own}
     return {
         **env,
         "SEAL_DATA_DIR": str(data_dir),
         "SEAL_ADMIN_KEY": "bench-admin-key-0123456789",
         "SEAL_PORT": str(free_port()),
-        **{k: v for k, v in os.environ.items() if k == "SEAL_MODEL_CACHE_DIR"},
         **extra,
     }
 
