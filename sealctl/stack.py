@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -98,6 +99,9 @@ def running_stack(
         log=lambda line: print(line, file=lines, flush=True),
         output=lambda name: (logs / f"{name}.log").open("a"),
     )
+    # A SIGTERM to the benchmark must stop the stack too (by default it would end this
+    # process at once, leaving its children running)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     supervisor.start()
     stop = threading.Event()
 
@@ -119,6 +123,11 @@ def running_stack(
         watcher.join()
         supervisor.stop()
         lines.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def create_tenant(stack: Stack, name: str) -> str:

@@ -34,8 +34,12 @@ def test_a_busy_store_is_a_503_to_retry_and_changes_nothing(
     _tenant, key = make_tenant(session)
     session.commit()
 
-    def locked(*_args: object, **_kwargs: object) -> None:
-        # what SQLite raises when a writer is in the way of a transaction that read first
+    create_document = document_repo.create_document
+
+    def locked(session: object, **kwargs: object) -> None:
+        # the row is written (flushed), then the store fails as SQLite does when a writer is in
+        # the way of a transaction that read first: the request's transaction must roll back
+        create_document(session, **kwargs)  # type: ignore[arg-type]
         raise OperationalError(
             "INSERT INTO documents ...", {}, sqlite3.OperationalError("database is locked")
         )
@@ -49,4 +53,4 @@ def test_a_busy_store_is_a_503_to_retry_and_changes_nothing(
     error = response.json()["error"]
     assert error["type"] == "service_unavailable" and "retry" in error["message"]
     monkeypatch.undo()
-    assert client.get("/v1/documents", headers=auth(key)).json()["total"] == 0
+    assert client.get("/v1/documents", headers=auth(key)).json()["total"] == 0, "not rolled back"
