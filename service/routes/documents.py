@@ -108,7 +108,7 @@ def create_document(
         if response.status_code == status.HTTP_200_OK:  # questions may make it learnable
             session.refresh(document, ["status", "error", "updated_at"])
     # built from what this request holds, not read back: a new document costs one lookup and
-    # its inserts (see docs/results/2026-12-02-api-under-load.md)
+    # its inserts (see docs/results/2026-12-02-concurrency-and-crash-safety.md)
     return DocumentDetail(
         **DocumentPublic.model_validate(document).model_dump(),
         questions=[ProbeQuestionPublic.model_validate(q) for q in questions],
