@@ -141,6 +141,7 @@ def bench_api(
     import httpx
 
     from sealctl.stack import (
+        create_tenant,
         finished,
         lost_documents,
         post_documents,
@@ -167,7 +168,7 @@ def bench_api(
         typer.echo(line, err=True)
 
     with running_stack(env, folder / "logs") as stack:
-        key = _create_tenant(stack.url, stack.admin)
+        key = create_tenant(stack, f"bench-{time.time_ns()}")
         headers = {"Authorization": f"Bearer {key}"}
         httpx.post(f"{stack.url}/v1/documents", json=PROBE_DOCUMENT, headers=headers, timeout=60)
         r = httpx.post(f"{stack.url}/v1/updates", json={"mode": "select"}, headers=headers)
@@ -193,10 +194,9 @@ def bench_api(
         figures["quiet"] = quiet.summary()
         say(f"quiet load: {quiet.requests / quiet.seconds:.1f} requests/s")
 
-    reference_env = {**env, "SEAL_PORT": env["SEAL_PORT"]}
     uvicorn = [sys.executable, "-m", "uvicorn", "sealctl.reference_app:create_reference_app"]
     command = [*uvicorn, "--factory", "--port", env["SEAL_PORT"], "--workers", str(api_workers)]
-    with running_stack(reference_env, folder / "logs-reference", commands={"api": command}) as ref:
+    with running_stack(env, folder / "logs-reference", commands={"api": command}) as ref:
         post_documents(ref.url, key, "reference-warm-up", total=100, clients=clients)
         reference = post_documents(ref.url, key, "reference", total=documents, clients=clients)
         figures["reference"] = reference.summary()
@@ -221,15 +221,6 @@ def _machine() -> str:
     except OSError:
         pass
     return f"{name}, {os.cpu_count()} cores"
-
-
-def _create_tenant(url: str, admin: dict[str, str]) -> str:
-    import httpx
-
-    name = f"bench-{time.time_ns()}"
-    r = httpx.post(f"{url}/v1/tenants", json={"name": name}, headers=admin, timeout=60)
-    r.raise_for_status()
-    return str(r.json()["api_key"])
 
 
 def _format_api(f: dict) -> str:

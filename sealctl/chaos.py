@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from sealctl.stack import create_tenant, finished, running_stack, stack_env
+from sealctl.stack import create_tenant, finished, running_stack, stack_env, wait_job
 
 #: A dead worker's job is found within seconds, so that a run of 20 kills takes minutes, not
 #: hours (the defaults: a heartbeat every 15 s, stale after 180 s, checked every 60 s).
@@ -72,22 +72,6 @@ class ChaosReport:
         }
 
 
-def _job(url: str, headers: dict[str, str], job_id: str) -> dict:
-    r = httpx.get(f"{url}/v1/jobs/{job_id}", headers=headers, timeout=60)
-    r.raise_for_status()
-    return dict(r.json())
-
-
-def _wait(
-    url: str, headers: dict[str, str], job_id: str, until: Callable[[dict], bool], timeout: float
-) -> dict:
-    """The job once ``until(job)`` holds, or as it is after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not until(job := _job(url, headers, job_id)) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return job
-
-
 def _ended_or_past(moment: float) -> Callable[[dict], bool]:
     return lambda job: finished(job) or time.monotonic() >= moment
 
@@ -116,6 +100,10 @@ def run_chaos(
     with running_stack(env, folder / "logs") as stack:
         key = create_tenant(stack, "chaos")
         headers = {"Authorization": f"Bearer {key}"}
+
+        def wait(job_id: str, until: Callable[[dict], bool], timeout: float) -> dict:
+            return wait_job(stack.url, key, job_id, until=until, timeout=timeout, every_s=0.25)
+
         for n in range(updates):
             document = {
                 "title": f"Depot {n}",
@@ -129,34 +117,20 @@ def run_chaos(
             r = httpx.post(f"{stack.url}/v1/updates", json={"seed": n}, headers=headers)
             r.raise_for_status()
             job_id = r.json()["job_id"]
-            job = _wait(
-                stack.url, headers, job_id, lambda j: j["status"] != "queued", job_timeout_s
-            )
+            job = wait(job_id, lambda j: j["status"] != "queued", job_timeout_s)
             assert job["status"] != "queued", f"job {job_id} never started"
             delay = rng.uniform(0, max_delay_s)
             kill_at = time.monotonic() + delay
-            job = _wait(
-                stack.url,
-                headers,
-                job_id,
-                _ended_or_past(kill_at),
-                delay + 5,
-            )
+            job = wait(job_id, _ended_or_past(kill_at), delay + 5)
             this = Round(job_id=job_id, killed_after_s=None)
             pid = stack.pid("worker")
             if not finished(job) and pid is not None:
                 os.kill(pid, signal.SIGKILL)
                 killed = time.monotonic()
                 this.killed_after_s = round(delay, 1)
-                job = _wait(
-                    stack.url,
-                    headers,
-                    job_id,
-                    _ended_or_running_again(job["attempts"]),
-                    job_timeout_s,
-                )
+                job = wait(job_id, _ended_or_running_again(job["attempts"]), job_timeout_s)
                 this.unblocked_after_s = round(time.monotonic() - killed, 1)
-            job = _wait(stack.url, headers, job_id, finished, job_timeout_s)
+            job = wait(job_id, finished, job_timeout_s)
             this.status, this.error, this.attempts = job["status"], job["error"], job["attempts"]
             report.rounds.append(this)
             say(

@@ -213,7 +213,7 @@ def post_documents(url: str, key: str, tag: str, *, total: int, clients: int) ->
 
 def lost_documents(url: str, key: str, accepted: dict[str, str]) -> list[str]:
     """The accepted documents that do not read back with their text (pages of the list)."""
-    found: dict[str, str] = {}
+    found: set[str] = set()
     headers = {"Authorization": f"Bearer {key}"}
     offset = 0
     with httpx.Client(timeout=120) as http:
@@ -223,8 +223,7 @@ def lost_documents(url: str, key: str, accepted: dict[str, str]) -> list[str]:
             )
             r.raise_for_status()
             page = r.json()
-            for item in page["items"]:
-                found[item["id"]] = item["id"]
+            found.update(item["id"] for item in page["items"])
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:
                 break
@@ -237,9 +236,16 @@ def lost_documents(url: str, key: str, accepted: dict[str, str]) -> list[str]:
 
 
 def wait_job(
-    url: str, key: str, job_id: str, *, until: Callable[[dict], bool], timeout: float
+    url: str,
+    key: str,
+    job_id: str,
+    *,
+    until: Callable[[dict], bool],
+    timeout: float,
+    every_s: float = 0.5,
 ) -> dict:
-    """Poll the job until ``until(job)`` holds; the job as it was then."""
+    """Poll the job every ``every_s`` until ``until(job)`` holds or ``timeout`` has passed;
+    the job as it was then."""
     headers = {"Authorization": f"Bearer {key}"}
     deadline = time.monotonic() + timeout
     while True:
@@ -248,7 +254,7 @@ def wait_job(
         job: dict = r.json()
         if until(job) or time.monotonic() > deadline:
             return job
-        time.sleep(0.5)
+        time.sleep(every_s)
 
 
 def finished(job: dict) -> bool:

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
+from sealctl.stack import free_port, wait_healthy
 from tests.conftest import ADMIN_KEY, ensure_pg_database, reset_pg_schema
 from tests.model_cache import CACHE, default_model_dir
 
 E2E_DATABASE = "seal_e2e"
 E2E_BROKER = "redis://127.0.0.1:6379/14"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -36,20 +28,6 @@ class LiveService:
 
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def _wait_healthy(url: str, procs: list[subprocess.Popen], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise RuntimeError("a service process exited during start-up")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not become healthy")
 
 
 def start_service(tmp: Path, extra_env: dict[str, str]) -> Iterator[LiveService]:
@@ -78,7 +56,7 @@ def start_service(tmp: Path, extra_env: dict[str, str]) -> Iterator[LiveService]
         procs.append(subprocess.Popen([*cli, "process", name], env=env, stdout=out, stderr=out))
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, procs)
+        wait_healthy(url, lambda: all(p.poll() is None for p in procs), timeout=120)
         yield LiveService(url=url, env=env, logs=logs)
     finally:
         stop_processes(procs)

@@ -19,12 +19,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from migrations import alembic_config
+from sealctl.stack import free_port
 from service.app import create_app
 from service.settings import Settings
 from service.store.db import in_transaction, make_engine, make_sessionmaker, session_scope
 from service.store.repositories import jobs as job_repo
 from tests.conftest import ADMIN_KEY
-from tests.e2e.conftest import free_port
 from tests.factories import auth, make_job, make_tenant
 
 

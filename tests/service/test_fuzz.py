@@ -27,8 +27,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from sealctl.stack import free_port, wait_healthy
 from tests.conftest import ADMIN_KEY
-from tests.e2e.conftest import _wait_healthy, free_port, stop_processes
+from tests.e2e.conftest import stop_processes
 from tests.model_cache import CACHE
 from tests.seal.conftest import tiny_model_dir as tiny_model_dir  # the fixture
 
@@ -79,7 +80,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Itera
     proc = subprocess.Popen([*cli, "process", "api"], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, [proc])
+        wait_healthy(url, lambda: proc.poll() is None)
         yield RunningApi(url=url, log=tmp / "api.log")
     finally:
         stop_processes([proc])

@@ -18,10 +18,11 @@ from alembic import command
 from sqlalchemy import select
 
 from migrations import alembic_config
+from sealctl.stack import free_port
 from service.enqueue import TEACHER_ROUND_TASK, CeleryTaskSender
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.models import Job, JobKind, JobStatus
-from tests.e2e.conftest import free_port, stop_processes
+from tests.e2e.conftest import stop_processes
 from tests.factories import make_job, make_tenant
 
 
