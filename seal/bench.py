@@ -30,7 +30,14 @@ from seal.grading import Probe, is_correct, question_messages
 from seal.knowledge import InnerLoopConfig, probes_of, score_candidates
 from seal.lora import AdapterHost, LoraSpec
 from seal.multi import evaluate_many, train_many
-from seal.selfedit import PRIMERS, Passage, parse_items, teacher_messages, training_sequences
+from seal.selfedit import (
+    PRIMERS,
+    ChatTurn,
+    Passage,
+    parse_items,
+    teacher_messages,
+    training_sequences,
+)
 from seal.train import Example, TrainConfig, collate, tokenize
 
 
@@ -108,7 +115,9 @@ def _fresh_copy(host: AdapterHost, spec: LoraSpec) -> Any:
     return get_peft_model(model, spec.peft_config())
 
 
-def plain_train(host: AdapterHost, spec: LoraSpec, sequences: Sequence[str], config: TrainConfig):
+def plain_train(
+    host: AdapterHost, spec: LoraSpec, sequences: Sequence[str | ChatTurn], config: TrainConfig
+):
     """A fresh model copy, random padded batches: returns (model, loss tokens)."""
     model = _fresh_copy(host, spec)
     examples = tokenize(host, sequences, config.max_seq_len)

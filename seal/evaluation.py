@@ -38,7 +38,7 @@ from seal.knowledge import (
 )
 from seal.lora import AdapterHost, AdapterState
 from seal.multi import evaluate_many, train_many
-from seal.selfedit import Passage, parse_items, training_sequences
+from seal.selfedit import ChatTurn, Passage, parse_items, training_sequences
 from seal.train import TrainResult
 
 CONDITIONS = {
@@ -138,12 +138,56 @@ class ConditionResult:
         self.train_seconds += trained.seconds
 
 
+@dataclass(frozen=True)
+class Paired:
+    """Two rows of one run, question by question (the questions both were asked)."""
+
+    questions: int
+    only_this: int
+    """Questions this row got right and the other did not."""
+    only_other: int
+
+    @property
+    def p_value(self) -> float:
+        return mcnemar_exact(self.only_this, self.only_other)
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Exact two-sided McNemar test of paired right/wrong answers: how likely a split of the
+    discordant questions at least this uneven is when both are equally good."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def paired(row: ConditionResult, other: ConditionResult) -> Paired:
+    """``row`` against ``other`` on the questions both answered."""
+    theirs = {(a.passage, a.question): a.correct for a in other.answers}
+    pairs = [
+        (a.correct, theirs[key]) for a in row.answers if (key := (a.passage, a.question)) in theirs
+    ]
+    return Paired(
+        questions=len(pairs),
+        only_this=sum(x and not y for x, y in pairs),
+        only_other=sum(y and not x for x, y in pairs),
+    )
+
+
 @dataclass
 class KnowledgeReport:
     mode: str
     conditions: list[ConditionResult]
     seconds: dict[str, float]
     """Wall time of self-edit generation, training, grading and the whole run."""
+
+    def against(self, name: str = "passage") -> dict[str, Paired]:
+        """Every other row paired with row ``name`` (none when the run has no such row)."""
+        rows = {row.name: row for row in self.conditions}
+        if name not in rows:
+            return {}
+        return {r.name: paired(r, rows[name]) for r in self.conditions if r.name != name}
 
 
 @dataclass
@@ -195,11 +239,14 @@ def _quiet(done: int, total: int, status: str) -> None:
     pass
 
 
-def sequences_of(passage: Passage, texts: Sequence[str], fmt: str) -> list[str]:
+def sequences_of(
+    passage: Passage, texts: Sequence[str], fmt: str, qa_form: str = "text"
+) -> list[str | ChatTurn]:
     """The training sequences of a passage and its self-edits: the items of every self-edit,
-    deduplicated, each prefixed with the title, then the title + passage."""
+    deduplicated, each after the title (``qa_form``: question-answer items as chat turns),
+    then the title + passage."""
     items = dict.fromkeys(item for text in texts for item in parse_items(text, fmt))
-    return training_sequences(passage, list(items))
+    return training_sequences(passage, list(items), qa_form=qa_form)
 
 
 def _all_probes(passages: Sequence[EvalPassage]) -> tuple[list[Probe], list[int]]:
@@ -213,15 +260,27 @@ def _all_probes(passages: Sequence[EvalPassage]) -> tuple[list[Probe], list[int]
     return probes, owners
 
 
+def teacher_rows(teachers: Sequence[tuple[str, Teacher]]) -> dict[str, Teacher]:
+    """The table rows of chosen teachers: ``teacher`` for one without a name, ``teacher:NAME``
+    for each named one (names must differ)."""
+    rows: dict[str, Teacher] = {}
+    for name, teacher in teachers:
+        row = f"teacher:{name}" if name else "teacher"
+        if row in rows:
+            raise ValueError(f"two teachers make the row {row!r}; give each a different name")
+        rows[row] = teacher
+    return rows
+
+
 class _Writer:
     """The self-edits each trained condition uses for a passage."""
 
-    def __init__(self, host: AdapterHost, config: InnerLoopConfig, teacher: Teacher | None):
+    def __init__(
+        self, host: AdapterHost, config: InnerLoopConfig, teachers: Sequence[tuple[str, Teacher]]
+    ):
         self.host = host
         self.config = config
-        self.teachers = {"base-teacher": Teacher()}
-        if teacher is not None:
-            self.teachers["teacher"] = teacher
+        self.teachers = {"base-teacher": Teacher(), **teacher_rows(teachers)}
         self.written: dict[str, list[list[str]]] = {}
         """Each teacher condition's self-edits per passage, sampled by ``prefetch``."""
 
@@ -273,16 +332,17 @@ def run_knowledge(
     config: InnerLoopConfig,
     *,
     mode: str = "single",
-    teacher: Teacher | None = None,
+    teachers: Sequence[tuple[str, Teacher]] = (),
     teacher_host: AdapterHost | None = None,
     on_progress: Progress | None = None,
 ) -> KnowledgeReport:
-    """Every condition on ``passages``, in mode ``single`` or ``batch``. ``teacher`` adds the
-    ``teacher`` row; passages with self-edits of their own make the ``supplied`` row.
-    ``teacher_host`` writes the self-edits (default: ``host``, the student's own)."""
+    """Every condition on ``passages``, in mode ``single`` or ``batch``. Each of ``teachers``
+    ((name, teacher) pairs) adds a row (``teacher_rows``); passages with self-edits of their
+    own make the ``supplied`` row. ``teacher_host`` writes the self-edits (default: ``host``,
+    the student's own)."""
     if mode not in ("single", "batch"):
         raise ValueError(f"unknown mode {mode!r}; expected single or batch")
-    writer = _Writer(teacher_host or host, config, teacher)
+    writer = _Writer(teacher_host or host, config, teachers)
     names = ["base", *writer.conditions()]
     if not any(item.self_edits for item in passages):
         names.remove("supplied")
@@ -313,7 +373,10 @@ def _single(
         texts = {name: writer.texts(name, index, item) for name in names}
         progress(index, total, f"passage {index + 1}: training")
         with _timed(seconds, "train"):
-            sets = [sequences_of(item.passage, texts[name], config.format) for name in names]
+            sets = [
+                sequences_of(item.passage, texts[name], config.format, config.qa_form)
+                for name in names
+            ]
             trained = train_many(host, sets, config.train, init=None)
         progress(index, total, f"passage {index + 1}: grading")
         probes = probes_of(item.passage)
@@ -363,7 +426,9 @@ def _batch(
             [
                 sequence
                 for index, texts in members[name].items()
-                for sequence in sequences_of(passages[index].passage, texts, config.format)
+                for sequence in sequences_of(
+                    passages[index].passage, texts, config.format, config.qa_form
+                )
             ]
             for name in names
         ]
@@ -401,7 +466,7 @@ def run_forgetting(
     grade every passage, the later ones too, after each update."""
     progress = on_progress or _quiet
     condition = "teacher" if teacher is not None else "base-teacher"
-    writer = _Writer(teacher_host or host, config, teacher)
+    writer = _Writer(teacher_host or host, config, [("", teacher)] if teacher else [])
     probes, owners = _all_probes(passages)
     total = len(passages) + 1
     seconds: dict[str, float] = {}
@@ -425,7 +490,7 @@ def run_forgetting(
             texts = writer.texts(condition, index, item)
             progress(index + 1, total, f"update {index + 1}: training")
             with _timed(seconds, "train"):
-                sequences = sequences_of(item.passage, texts, config.format)
+                sequences = sequences_of(item.passage, texts, config.format, config.qa_form)
                 trained = train_many(host, [sequences], config.train, init=state)[0]
             state = trained.state
             progress(index + 1, total, f"update {index + 1}: grading")

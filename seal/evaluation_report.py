@@ -4,7 +4,6 @@ answer, and PNG charts (accuracy with 95% Wilson intervals; the forgetting heat 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from seal.evaluation import (
     ConditionResult,
     ForgettingReport,
     KnowledgeReport,
+    Paired,
+    mcnemar_exact,
     wilson_interval,
 )
 from seal.grading import SYSTEM
@@ -45,12 +46,29 @@ def _round(x: float) -> float:
     return round(x, 4)
 
 
-def condition_json(row: ConditionResult) -> dict[str, Any]:
+def _description(name: str) -> str:
+    if name.startswith("teacher:"):
+        return f"passage + self-edits of the teacher {name.split(':', 1)[1]!r}"
+    return CONDITIONS.get(name, name)
+
+
+def _paired_json(pair: Paired | None) -> dict[str, Any] | None:
+    if pair is None:
+        return None
+    return {
+        "questions": pair.questions,
+        "only_this": pair.only_this,
+        "only_passage": pair.only_other,
+        "mcnemar_p": _round(pair.p_value),
+    }
+
+
+def condition_json(row: ConditionResult, vs_passage: Paired | None = None) -> dict[str, Any]:
     low, high = row.interval
     losses = row.final_losses
     return {
         "name": row.name,
-        "description": CONDITIONS.get(row.name, row.name),
+        "description": _description(row.name),
         "passages": row.passages,
         "questions": row.questions,
         "correct": row.correct,
@@ -60,6 +78,7 @@ def condition_json(row: ConditionResult) -> dict[str, Any]:
         "train_tokens": row.train_tokens,
         "epochs": row.epochs,
         "final_loss": _round(sum(losses) / len(losses)) if losses else None,
+        "vs_passage": _paired_json(vs_passage),
         "self_edits": [asdict(s) for s in row.self_edits],
         "answers": [asdict(a) for a in row.answers],
     }
@@ -73,7 +92,9 @@ def knowledge_json(report: KnowledgeReport, settings: dict[str, Any]) -> dict[st
     return {
         "experiment": "knowledge",
         "settings": settings,
-        "conditions": [condition_json(row) for row in report.conditions],
+        "conditions": [
+            condition_json(row, report.against().get(row.name)) for row in report.conditions
+        ],
         "timing": _timing(report.seconds),
     }
 
@@ -102,13 +123,20 @@ def sequential_json(report: ForgettingReport, settings: dict[str, Any]) -> dict[
 
 
 def knowledge_table(report: KnowledgeReport) -> str:
-    """One line per condition: accuracy with its interval, then what its adapters trained
-    (tokens in the loss, mean epochs run, seconds); dashes for the untrained ``base``."""
+    """One line per condition: accuracy with its interval, the exact McNemar test against the
+    ``passage`` row of the same run (questions right only in this row / only in ``passage``,
+    p), then what its adapters trained (tokens in the loss, mean epochs run, seconds); dashes
+    for the untrained ``base``."""
+    width = max([14, *(len(row.name) for row in report.conditions)])
+    against = report.against()
     lines = [
-        f"{'condition':<14} {'accuracy':>8} {'correct/questions':>18}  {'95% CI (Wilson)':<16}"
+        f"{'condition':<{width}} {'accuracy':>8} {'correct/questions':>18}  "
+        f"{'95% CI (Wilson)':<16} {'vs passage (p)':>16}"
         f" {'trained tokens':>14} {'epochs':>6} {'train s':>8}"
     ]
     for row in report.conditions:
+        pair = against.get(row.name)
+        versus = f"{pair.only_this}/{pair.only_other} ({pair.p_value:.3f})" if pair else "-"
         low, high = row.interval
         if row.epochs:
             trained = (
@@ -118,8 +146,13 @@ def knowledge_table(report: KnowledgeReport) -> str:
         else:
             trained = f" {'-':>14} {'-':>6} {'-':>8}"
         lines.append(
-            f"{row.name:<14} {row.accuracy:>8.3f} {f'{row.correct}/{row.questions}':>18}"
-            f"  {f'[{low:.3f}, {high:.3f}]':<16}{trained}"
+            f"{row.name:<{width}} {row.accuracy:>8.3f} {f'{row.correct}/{row.questions}':>18}"
+            f"  {f'[{low:.3f}, {high:.3f}]':<16} {versus:>16}{trained}"
+        )
+    if against:
+        lines.append(
+            "vs passage: questions right only in this row / only in `passage`, and the exact "
+            "two-sided McNemar p-value on them."
         )
     return "\n".join(lines)
 
@@ -239,16 +272,6 @@ class PairedRow:
         """Exact two-sided McNemar test: how likely a split of the discordant questions at
         least this uneven is when both runs are equally good."""
         return mcnemar_exact(self.only_first, self.only_second)
-
-
-def mcnemar_exact(only_first: int, only_second: int) -> float:
-    """Exact two-sided McNemar test of paired right/wrong answers: how likely a split of the
-    discordant questions at least this uneven is when both are equally good."""
-    n = only_first + only_second
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1))
-    return min(1.0, 2 * tail / 2**n)
 
 
 def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> list[PairedRow]:

@@ -16,7 +16,15 @@ from seal.grading import Evaluation, Probe
 from seal.lora import AdapterHost, AdapterState
 from seal.multi import evaluate_many, train_many
 from seal.probes import probe_pairs
-from seal.selfedit import PRIMERS, QA, Passage, parse_items, parse_qa, teacher_messages
+from seal.selfedit import (
+    PRIMERS,
+    QA,
+    ChatTurn,
+    Passage,
+    parse_items,
+    parse_qa,
+    teacher_messages,
+)
 from seal.selfedit import training_sequences as sequences_for
 from seal.train import TrainConfig, TrainResult
 
@@ -51,6 +59,8 @@ class InnerLoopConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     answer_max_tokens: int = 32
     """Greedy tokens decoded per probe answer."""
+    qa_form: str = "text"
+    """How question-answer items are trained (``seal.selfedit.QA_FORMS``)."""
 
 
 @dataclass
@@ -155,7 +165,7 @@ def probes_of(passage: Passage) -> list[Probe]:
 
 def train_on(
     host: AdapterHost,
-    sequences: Sequence[str],
+    sequences: Sequence[str | ChatTurn],
     config: TrainConfig,
     *,
     init: AdapterState | None,
@@ -179,7 +189,7 @@ def score_candidates(
     *,
     init: AdapterState | None,
     baseline: Evaluation,
-    replay: Sequence[str] = (),
+    replay: Sequence[str | ChatTurn] = (),
     passage_alone: bool = False,
     on_candidate: Callable[[int, Candidate], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
@@ -199,7 +209,7 @@ def score_candidates(
         candidates.append(Candidate(text="", items=[], passage_alone=True))
     trained = train_many(
         host,
-        [[*sequences_for(passage, c.items), *replay] for c in candidates],
+        [[*sequences_for(passage, c.items, qa_form=config.qa_form), *replay] for c in candidates],
         config.train,
         init=init,
         slot=STUDENT,

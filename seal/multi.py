@@ -40,6 +40,7 @@ from peft.tuners.lora import LoraLayer
 from seal.generation import FOLD_MIN_NEW_TOKENS, Generation, SampleConfig, generate
 from seal.grading import Evaluation, Graded, Probe, is_correct, question_messages
 from seal.lora import AdapterHost, AdapterState
+from seal.selfedit import ChatTurn
 from seal.train import Example, TrainConfig, TrainResult, _batches, tokenize
 
 STUDENT = "student"
@@ -458,7 +459,7 @@ def train_examples_many(
 
 def train_many(
     host: AdapterHost,
-    sequence_sets: Sequence[Sequence[str]],
+    sequence_sets: Sequence[Sequence[str | ChatTurn]],
     config: TrainConfig,
     *,
     init: AdapterState | None,

@@ -29,7 +29,7 @@ from seal.knowledge import (
     write_self_edits,
 )
 from seal.lora import AdapterHost, AdapterState
-from seal.selfedit import Passage, training_sequences
+from seal.selfedit import Passage
 
 
 def _context_messages(notes: Sequence[str], probe: Probe) -> list[dict[str, str]]:
@@ -213,7 +213,7 @@ def compare_on(
         full_seconds = time.perf_counter() - started
         started = time.perf_counter()
         proxy = proxy_rewards(
-            host, [training_sequences(passage, c.items)[:-1] for c in candidates], probes
+            host, [[f"{passage.title}\n{item}" for item in c.items] for c in candidates], probes
         )
         record = ProxyRecord(
             title=passage.title,

@@ -55,6 +55,17 @@ class QA:
 
 
 @dataclass(frozen=True)
+class ChatTurn:
+    """A training sequence in chat form: ``messages`` rendered by the model's chat template
+    as a prompt, then ``reply``; the loss covers the reply and the end of the turn only
+    (``seal.train.tokenize``)."""
+
+    messages: tuple[tuple[str, str], ...]
+    """(role, content) pairs."""
+    reply: str
+
+
+@dataclass(frozen=True)
 class Passage:
     """A document as the ML core sees it: no ids, no tenant."""
 
@@ -122,9 +133,52 @@ def parse_qa(text: str) -> list[QA]:
     return list(dict.fromkeys(pairs))
 
 
-def training_sequences(passage: Passage, items: Sequence[str]) -> list[str]:
-    """The sequences a student adapter is trained on for one document."""
-    sequences = [f"{passage.title}\n{item}" for item in items]
+def canonical(text: str, fmt: str) -> str:
+    """A self-edit in the form this project's teacher is primed to write (``PRIMERS``): for
+    ``self-qa`` its pairs as "Question: ..." / "Answer: ..." lines, else its items as a
+    numbered list. Another model's self-edit becomes a distillation target this way; an empty
+    string when nothing in it parses."""
+    if fmt == "self-qa":
+        return "\n".join(f"Question: {qa.question}\nAnswer: {qa.answer}" for qa in parse_qa(text))
+    return "\n".join(f"{n}. {item}" for n, item in enumerate(parse_items(text, fmt), start=1))
+
+
+#: How question-answer items are trained: ``text`` as raw text after the title (the paper's
+#: recipe), ``chat`` as a chat turn in the probe's own form (the system prompt, "Topic:
+#: {title}" and the question; the answer as the reply), ``both`` as the two together.
+QA_FORMS = ("text", "chat", "both")
+
+
+def qa_turn(title: str, qa: QA) -> ChatTurn:
+    """A question-answer pair as the chat turn a probe of it is asked in (``seal.grading``)."""
+    from seal.grading import question_messages  # seal.grading imports this module
+
+    messages = question_messages(title, qa.question)
+    return ChatTurn(tuple((m["role"], m["content"]) for m in messages), qa.answer)
+
+
+def _item_qa(item: str) -> QA | None:
+    """The one question-answer pair an item is (a ``self-qa`` item), or None."""
+    if not _QUESTION.match(item):
+        return None
+    pairs = parse_qa(item)
+    return pairs[0] if len(pairs) == 1 else None
+
+
+def training_sequences(
+    passage: Passage, items: Sequence[str], *, qa_form: str = "text"
+) -> list[str | ChatTurn]:
+    """The sequences a student adapter is trained on for one document: each item after the
+    title (a question-answer item in the form ``qa_form`` says), then the title + document."""
+    if qa_form not in QA_FORMS:
+        raise ValueError(f"unknown qa_form {qa_form!r}; expected one of {', '.join(QA_FORMS)}")
+    sequences: list[str | ChatTurn] = []
+    for item in items:
+        qa = _item_qa(item) if qa_form != "text" else None
+        if qa is not None:
+            sequences.append(qa_turn(passage.title, qa))
+        if qa is None or qa_form == "both":
+            sequences.append(f"{passage.title}\n{item}")
     sequences.append(f"{passage.title}\n{passage.text}")
     return sequences
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from seal.lora import AdapterHost, AdapterState
+from seal.selfedit import ChatTurn
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,25 @@ class Example:
     loss_from: int = 0
 
 
-def tokenize(host: AdapterHost, texts: Sequence[str], max_len: int) -> list[Example]:
-    """Each text + EOS, the loss on every token (continued pre-training)."""
-    eos = host.tokenizer.eos_token_id
+def tokenize(host: AdapterHost, texts: Sequence[str | ChatTurn], max_len: int) -> list[Example]:
+    """Each raw text + EOS, the loss on every token (continued pre-training); each chat turn as
+    its rendered prompt + reply + EOS, the loss on the reply and EOS."""
+    tok = host.tokenizer
+    eos = tok.eos_token_id
     examples = []
     for text in texts:
-        ids = host.tokenizer(text, add_special_tokens=False)["input_ids"][: max_len - 1]
+        if isinstance(text, ChatTurn):
+            messages = [{"role": role, "content": content} for role, content in text.messages]
+            prompt = str(
+                tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            )
+            prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            reply_ids = tok(text.reply, add_special_tokens=False)["input_ids"]
+            ids = (prompt_ids + reply_ids)[: max_len - 1]
+            if len(ids) > len(prompt_ids):
+                examples.append(Example(ids=[*ids, eos], loss_from=len(prompt_ids)))
+            continue
+        ids = tok(text, add_special_tokens=False)["input_ids"][: max_len - 1]
         examples.append(Example(ids=[*ids, eos]))
     return examples
 

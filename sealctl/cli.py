@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -214,15 +215,19 @@ def teacher_train(
     k: Annotated[
         int | None, typer.Option(help="Self-edits per passage (default: settings)")
     ] = None,
+    start: Annotated[
+        int | None,
+        typer.Option(
+            "--from", help="Start from this shared teacher version (default: the active one)"
+        ),
+    ] = None,
 ) -> None:
     """Train the shared teacher by ReST-EM on a public data set; each round becomes a teacher
     version, promoted (used by every tenant without its own) when it does at least as well
     on the held-out passages."""
     from tqdm import tqdm
 
-    from migrations import upgrade
     from worker.jobs.teacher import train_shared_teacher
-    from worker.runtime import Runtime
 
     settings = get_settings()
     if k is not None:
@@ -236,13 +241,7 @@ def teacher_train(
         )
     train_set = all_passages[:passages]
     heldout_set = all_passages[len(all_passages) - heldout :] if heldout else []
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
-    from service.store.db import make_engine, make_sessionmaker
-
-    runtime = Runtime(
-        settings, make_sessionmaker(make_engine(settings.resolved_database_url), write=True)
-    )
+    runtime = _shared_runtime(settings)
     print(
         f"ReST-EM: {rounds} round(s) x {passages} passages x k={settings.num_candidates} "
         f"self-edits ({settings.self_edit_format}), {heldout} held-out passages",
@@ -272,16 +271,149 @@ def teacher_train(
             f"{' promoted' if report.promoted else ''}, {report.seconds:.0f} s"
         )
 
-    train_shared_teacher(
-        runtime,
-        train_set,
-        heldout_set,
-        rounds,
-        on_passage=on_passage,
-        on_round=on_round,
-        on_baseline=on_baseline,
-    )
+    try:
+        train_shared_teacher(
+            runtime,
+            train_set,
+            heldout_set,
+            rounds,
+            on_passage=on_passage,
+            on_round=on_round,
+            on_baseline=on_baseline,
+            start_from=start,
+        )
+    except LookupError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     bar.close()
+
+
+def _shared_runtime(settings: Settings):  # type: ignore[no-untyped-def]
+    """A worker runtime on the configured store, migrated first (the teacher commands record
+    teacher versions in it)."""
+    from migrations import upgrade
+    from service.store.db import make_engine, make_sessionmaker
+    from worker.runtime import Runtime
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    return Runtime(
+        settings, make_sessionmaker(make_engine(settings.resolved_database_url), write=True)
+    )
+
+
+@teacher_app.command("distill")
+def teacher_distill(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Passages with another model's self-edits, shaped as "
+            "../shared/data/squad/train_reference_self_edits.json"
+        ),
+    ],
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="Whose self-edits to learn (repeatable; default qwen2.5-7b)"),
+    ] = None,
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format", help=f"Formats to learn (repeatable; default self-qa): {', '.join(FORMATS)}"
+        ),
+    ] = None,
+    best_only: Annotated[
+        bool, typer.Option(help="Only the one of five that taught the source's student most")
+    ] = False,
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(help="SQuAD-shaped JSON whose passages stay out (held-out; repeatable)"),
+    ] = None,
+    start: Annotated[
+        int | None,
+        typer.Option("--from", help="Start from this shared teacher version (default: the active)"),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option(help="Start from a new adapter on the base model, not a version")
+    ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs (default SEAL_TEACHER_EPOCHS)")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(min=0.0, help="Default SEAL_TEACHER_LEARNING_RATE")
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option(help="Make it the active shared teacher (else a candidate)")
+    ] = True,
+) -> None:
+    """Distil a stronger model's self-edits into the shared teacher: fine-tune its LoRA on
+    (prompt -> that model's self-edit, rewritten in the teacher's own format), the loss on the
+    self-edit only, and record it as a shared teacher version whose parent is the version it
+    started from, with the data, sources, formats and losses in its metrics."""
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from seal.distill import DataError, reference_targets
+    from worker.jobs.teacher import distill_shared_teacher
+    from worker.runtime import teacher_train_config
+
+    if start is not None and fresh:
+        raise typer.BadParameter("--from and --fresh exclude each other")
+    sources, formats = source or ["qwen2.5-7b"], fmt or ["self-qa"]
+    excluded = {p.text for path in exclude or [] for p in load_passages(path)}
+    try:
+        targets = reference_targets(
+            _data_rows(data), sources, formats, best_only=best_only, exclude=excluded
+        )
+    except DataError as exc:
+        raise typer.BadParameter(f"{data}: {exc}") from exc
+    settings = get_settings()
+    _setup_logging(settings)
+    config = teacher_train_config(settings)
+    config = replace(
+        config,
+        epochs=epochs or config.epochs,
+        learning_rate=learning_rate or config.learning_rate,
+    )
+    runtime = _shared_runtime(settings)
+    passages = len({t.passage.text for t in targets})
+    print(
+        f"distilling {len(targets)} self-edits of {passages} passages "
+        f"({', '.join(sources)}; {', '.join(formats)}) into the teacher: {config.epochs} epochs "
+        f"at lr {config.learning_rate:g}, LoRA r{settings.teacher_lora_rank}",
+        flush=True,
+    )
+    bar = tqdm(unit="step", dynamic_ncols=True)
+
+    def on_step(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = distill_shared_teacher(
+            runtime,
+            targets,
+            start_from=start,
+            fresh=fresh,
+            train=config,
+            promote=promote,
+            lineage={
+                "data": str(data),
+                "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+                "best_only": best_only,
+                "excluded_passages": len(excluded),
+            },
+            on_step=on_step,
+        )
+    except LookupError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    bar.close()
+    losses = ", ".join(f"{x:.3f}" for x in result.trained.losses)
+    print(
+        f"teacher v{result.version.number}{' promoted' if result.promoted else ' (candidate)'}: "
+        f"epoch losses {losses}, {result.trained.seconds:.0f} s; {result.version.artifact_uri}",
+        flush=True,
+    )
 
 
 eval_app = typer.Typer(help="Experiments that measure how well the student learns.")
@@ -308,6 +440,16 @@ def _teacher_adapter(path: Path) -> AdapterState:
         return load_adapter(path, expected_checksum=meta.get("checksum"))
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"teacher adapter {path}: {exc}") from exc
+
+
+def _named_teacher(option: str) -> tuple[str, Path]:
+    """``--teacher FOLDER`` or ``--teacher NAME=FOLDER``."""
+    name, sep, folder = option.partition("=")
+    if not sep:
+        return "", Path(option)
+    if not name or not folder:
+        raise typer.BadParameter(f"--teacher {option!r}: expected FOLDER or NAME=FOLDER")
+    return name, Path(folder)
 
 
 def _check_fits(state: AdapterState, host: AdapterHost, slot: str, path: Path) -> None:
@@ -347,10 +489,11 @@ def eval_knowledge(
         ),
     ] = Mode.single,
     teacher: Annotated[
-        Path | None,
+        list[str] | None,
         typer.Option(
             help="A saved teacher adapter folder (e.g. DATA_DIR/adapters/teachers/shared/...) "
-            "for the `teacher` row; without it the row is skipped"
+            "for the `teacher` row, or NAME=FOLDER for a row `teacher:NAME`; repeatable (one "
+            "row each); without it the rows are skipped; --mode sequential takes one"
         ),
     ] = None,
     fmt: Annotated[
@@ -403,15 +546,21 @@ def eval_knowledge(
         raise typer.BadParameter(
             f"{data} has {len(chosen)} passages with questions; --passages {passages} needs more"
         )
-    teacher_state = _teacher_adapter(teacher) if teacher is not None else None
+    chosen_teachers = [_named_teacher(t) for t in teacher or []]
+    if mode is Mode.sequential and len(chosen_teachers) > 1:
+        raise typer.BadParameter("--mode sequential learns with one teacher; give --teacher once")
+    rows = [f"teacher:{name}" if name else "teacher" for name, _ in chosen_teachers]
+    if len(set(rows)) < len(rows):
+        raise typer.BadParameter("two --teacher options make the same row; name them NAME=FOLDER")
     config = replace(inner_loop_config(settings, fmt), num_candidates=samples)
     # The evaluation never touches the store: the unbound sessionmaker is never used.
     runtime = Runtime(settings, sessionmaker())
     host, teacher_host = runtime.student, runtime.teacher
-    writer = None
-    if teacher is not None and teacher_state is not None:
-        _check_fits(teacher_state, teacher_host, TEACHER, teacher)
-        writer = Teacher(state=teacher_state)
+    writers = []
+    for name, path in chosen_teachers:
+        state = _teacher_adapter(path)
+        _check_fits(state, teacher_host, TEACHER, path)
+        writers.append((name, Teacher(state=state)))
     questions = sum(len(d.passage.questions) for d in chosen)
     student, teacher_lora = student_spec(settings), teacher_spec(settings)
     run_settings = settings_json(
@@ -419,7 +568,8 @@ def eval_knowledge(
         data=str(data),
         student_model=settings.student_model,
         teacher_model=settings.teacher_model,
-        teacher=str(teacher) if teacher else None,
+        teacher=str(chosen_teachers[0][1]) if len(chosen_teachers) == 1 else None,
+        teachers={name or "teacher": str(path) for name, path in chosen_teachers},
         seed=seed,
         mode=mode.value,
         passages=len(chosen),
@@ -444,6 +594,7 @@ def eval_knowledge(
         bar.refresh()
 
     if mode is Mode.sequential:
+        writer = writers[0][1] if writers else None
         forgetting = run_forgetting(
             host, chosen, config, teacher=writer, teacher_host=teacher_host, on_progress=on_progress
         )
@@ -456,7 +607,7 @@ def eval_knowledge(
             chosen,
             config,
             mode=mode.value,
-            teacher=writer,
+            teachers=writers,
             teacher_host=teacher_host,
             on_progress=on_progress,
         )

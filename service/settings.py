@@ -129,6 +129,13 @@ class Settings(BaseSettings):
         "loss is at or below this (it has memorized its sequences); 0 trains every epoch, as "
         "the paper does. 0.25 lost nothing on 20 dev.json passages (README).",
     )
+    qa_form: Literal["text", "chat", "both"] = Field(
+        "text",
+        description="How question-answer items (the `self-qa` format's) are trained: `text` "
+        "as raw text after the title (the paper's recipe), `chat` as a chat turn in the form "
+        "questions are asked (system prompt, topic, question; the answer as the reply), "
+        "`both` as the two together.",
+    )
     step_tokens: int | None = Field(
         None,
         ge=64,

@@ -85,6 +85,7 @@ def inner_loop_config(settings: Settings, fmt: str | None = None) -> InnerLoopCo
             stop_loss=settings.stop_loss,
         ),
         answer_max_tokens=settings.answer_max_tokens,
+        qa_form=settings.qa_form,
     )
 
 

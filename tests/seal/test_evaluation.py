@@ -10,8 +10,13 @@ import matplotlib.image
 import pytest
 
 from seal.evaluation import (
+    Answer,
+    ConditionResult,
     EvalPassage,
     KnowledgeReport,
+    Paired,
+    mcnemar_exact,
+    paired,
     run_forgetting,
     run_knowledge,
     sequences_of,
@@ -191,7 +196,7 @@ def test_single_mode_grades_every_question_of_every_condition(
 def test_batch_mode_trains_one_adapter_per_condition(host: AdapterHost) -> None:
     teacher = Teacher(state=host.fresh_state("teacher"))
     passages = [EvalPassage(ZORBLAT), EvalPassage(VELLMORA)]
-    report = run_knowledge(host, passages, CONFIG, mode="batch", teacher=teacher)
+    report = run_knowledge(host, passages, CONFIG, mode="batch", teachers=[("", teacher)])
     # no passage came with self-edits: no supplied row
     assert rows(report) == {
         "base": (2, 3),
@@ -287,3 +292,25 @@ def test_compare_runs_refuses_different_questions() -> None:
         compare_runs(_run({"base": [True, False]}), _run({"base": [True]}))
     with pytest.raises(ValueError, match="no condition in common"):
         compare_runs(_run({"base": [True]}), _run({"passage": [True]}))
+
+
+def test_mcnemar_exact_is_the_binomial_tail_of_the_discordant_questions() -> None:
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(10, 10) == 1.0
+    assert mcnemar_exact(5, 0) == mcnemar_exact(0, 5) == 2 / 2**5
+    # 26 against 12 (the untrained teacher against the passage, 30 dev passages): p = 0.034
+    assert round(mcnemar_exact(26, 12), 4) == 0.0336
+
+
+def test_rows_of_one_run_are_paired_on_the_questions_both_answered() -> None:
+    def row(name: str, marks: dict[tuple[int, str], bool]) -> ConditionResult:
+        answers = [Answer(p, "t", q, "gold", "answer", ok) for (p, q), ok in marks.items()]
+        return ConditionResult(name, answers=answers)
+
+    passage = row("passage", {(0, "a"): True, (0, "b"): False, (1, "c"): False, (1, "d"): True})
+    # a row that skipped passage 1 (as `supplied` does) is paired on passage 0 only
+    supplied = row("supplied", {(0, "a"): False, (0, "b"): True})
+    teacher = row("teacher", {(0, "a"): True, (0, "b"): True, (1, "c"): True, (1, "d"): False})
+    assert paired(supplied, passage) == Paired(questions=2, only_this=1, only_other=1)
+    pair = paired(teacher, passage)
+    assert (pair.questions, pair.only_this, pair.only_other) == (4, 2, 1)
+    assert pair.p_value == mcnemar_exact(2, 1)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from peft import PeftModel
 
+from seal.grading import question_messages
 from seal.lora import WEIGHTS_FILE, checksum, load_adapter, save_adapter
+from seal.selfedit import ChatTurn
 from seal.train import TrainConfig, tokenize, train_adapter
 from tests.seal.conftest import SPEC, load_tiny
 
@@ -111,6 +113,24 @@ def test_bare_base_model_ignores_the_loaded_adapter(tiny_host) -> None:
         base_again = model(input_ids=ids).logits
     assert not torch.allclose(base, adapted)
     torch.testing.assert_close(base, base_again)
+
+
+def test_a_chat_turn_is_its_rendered_prompt_then_the_reply_with_the_loss_on_the_reply(
+    tiny_host,
+) -> None:  # type: ignore[no-untyped-def]
+    tok = tiny_host.tokenizer
+    asked = question_messages("Zorblat Industries", "Who founded it?")
+    turn = ChatTurn(tuple((m["role"], m["content"]) for m in asked), "Marisol Quenby")
+    [chat, text] = tokenize(tiny_host, [turn, "Zorblat Industries\nMarisol Quenby"], 512)
+    prompt = tok.apply_chat_template(asked, add_generation_prompt=True, tokenize=False)
+    # the prompt is exactly what a probe of the question is asked with, outside the loss
+    assert tok.decode(chat.ids[: chat.loss_from]) == prompt
+    assert tok.decode(chat.ids[chat.loss_from :]) == "Marisol Quenby" + tok.eos_token
+    assert text.loss_from == 0 and text.ids[-1] == tok.eos_token_id
+    # truncation keeps at least one reply token and the end of the turn
+    [short] = tokenize(tiny_host, [turn], chat.loss_from + 2)
+    assert short.ids[short.loss_from :] == [chat.ids[chat.loss_from], tok.eos_token_id]
+    assert tokenize(tiny_host, [turn], chat.loss_from) == []
 
 
 def test_nothing_to_train_on_is_an_error(tiny_host) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from seal.grading import question_messages
 from seal.selfedit import (
     FORMATS,
     PRIMERS,
     QA,
+    ChatTurn,
     Passage,
     parse_items,
     parse_qa,
@@ -203,6 +205,44 @@ def test_training_sequences_prefix_every_item_and_end_with_the_passage() -> None
         f"Zorblat Industries\n{PASSAGE.text}",
     ]
     assert training_sequences(PASSAGE, []) == [f"Zorblat Industries\n{PASSAGE.text}"]
+
+
+def test_question_answer_items_can_be_trained_in_the_form_probes_are_asked() -> None:
+    items = parse_items(
+        "Question: Who founded Zorblat Industries?\nAnswer: Marisol Quenby\n"
+        "Question: What does it make?\nAnswer: Glass bicycles",
+        "self-qa",
+    )
+    asked = question_messages(PASSAGE.title, "Who founded Zorblat Industries?")
+    turn = ChatTurn(tuple((m["role"], m["content"]) for m in asked), "Marisol Quenby")
+    chat = training_sequences(PASSAGE, items, qa_form="chat")
+    assert chat[0] == turn and len(chat) == 3
+    assert chat[1] == ChatTurn(
+        (*turn.messages[:1], ("user", "Topic: Zorblat Industries\nWhat does it make?")),
+        "Glass bicycles",
+    )
+    assert chat[-1] == f"Zorblat Industries\n{PASSAGE.text}"
+    text = training_sequences(PASSAGE, items)
+    assert text == training_sequences(PASSAGE, items, qa_form="text")
+    assert (
+        text[0]
+        == "Zorblat Industries\nQuestion: Who founded Zorblat Industries?\nAnswer: Marisol Quenby"
+    )
+    # both: each pair as a chat turn and as text, the document last
+    assert training_sequences(PASSAGE, items, qa_form="both") == [
+        chat[0],
+        text[0],
+        chat[1],
+        text[1],
+        text[-1],
+    ]
+    # an item that is not a question-answer pair stays text in every form
+    assert training_sequences(PASSAGE, ["It makes glass bicycles."], qa_form="chat") == [
+        "Zorblat Industries\nIt makes glass bicycles.",
+        f"Zorblat Industries\n{PASSAGE.text}",
+    ]
+    with pytest.raises(ValueError, match="unknown qa_form"):
+        training_sequences(PASSAGE, items, qa_form="poem")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

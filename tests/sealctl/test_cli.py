@@ -143,6 +143,96 @@ def test_eval_knowledge_runs_every_condition(
     assert "McNemar" in result.output and result.output.count("1.00  same") == 5
 
 
+def test_eval_knowledge_makes_a_row_per_named_teacher_paired_with_the_passage(
+    tiny_settings: Path, tiny_model_dir: Path, data_dir: Path
+) -> None:
+    first = save_teacher(tiny_model_dir, data_dir / "first", rank=4)
+    second = save_teacher(tiny_model_dir, data_dir / "second", rank=4)
+    out = data_dir / "eval"
+    args = ["eval", "knowledge", str(tiny_settings), "--passages", "2", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--teacher", f"a={first}", "--teacher", f"b={second}"])
+    assert result.exit_code == 0, result.output
+    assert "McNemar" in result.output and "vs passage" in result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["teachers"] == {"a": str(first), "b": str(second)}
+    by_name = {c["name"]: c for c in results["conditions"]}
+    assert list(by_name) == [
+        "base",
+        "passage",
+        "base-teacher",
+        "teacher:a",
+        "teacher:b",
+        "supplied",
+    ]
+    assert by_name["passage"]["vs_passage"] is None
+    for name in ("base", "teacher:a", "supplied"):
+        versus, row, passage = by_name[name]["vs_passage"], by_name[name], by_name["passage"]
+        # paired on the questions both rows answered: the counts follow from the answers
+        theirs = {(a["passage"], a["question"]): a["correct"] for a in passage["answers"]}
+        mine = [(a["correct"], theirs[(a["passage"], a["question"])]) for a in row["answers"]]
+        assert versus["questions"] == len(mine) == row["questions"]
+        assert versus["only_this"] == sum(x and not y for x, y in mine)
+        assert versus["only_passage"] == sum(y and not x for x, y in mine)
+        assert 0.0 <= versus["mcnemar_p"] <= 1.0
+    # the same row twice is refused before any work
+    twice = runner.invoke(app, [*args, "--teacher", str(first), "--teacher", str(second)])
+    assert twice.exit_code == 2 and "the same row" in plain(twice.output)
+
+
+REFERENCE_ROWS = [
+    {
+        **EVAL_ROWS[0],
+        "self_edits": {
+            "big-model": {"self-qa": ["Question 1: Who founded it?\nAnswer 1: Marisol Quenby"]}
+        },
+    },
+    {
+        **EVAL_ROWS[2],
+        "self_edits": {"big-model": {"self-qa": ["Question: Who is mayor?\nAnswer: Ada Thorne"]}},
+    },
+]
+
+
+def test_teacher_distill_records_a_shared_teacher_version_with_its_lineage(
+    tiny_settings: Path, data_dir: Path
+) -> None:
+    from service.store.db import make_engine, make_sessionmaker, session_scope
+    from service.store.repositories import learning as learning_repo
+
+    data = data_dir / "reference.json"
+    data.write_text(json.dumps(REFERENCE_ROWS))
+    held_out = data_dir / "heldout.json"
+    held_out.write_text(json.dumps([EVAL_ROWS[2]]))
+    args = ["teacher", "distill", str(data), "--source", "big-model", "--epochs", "1"]
+    result = runner.invoke(app, [*args, "--exclude", str(held_out)])
+    assert result.exit_code == 0, result.output
+    assert "distilling 1 self-edits of 1 passages" in result.output
+    assert "teacher v1 promoted" in result.output
+    # a second run continues from version 1 and stays a candidate
+    result = runner.invoke(app, [*args, "--from", "1", "--no-promote"])
+    assert result.exit_code == 0, result.output
+    assert "teacher v2 (candidate)" in result.output
+    sessions = make_sessionmaker(make_engine(get_settings().resolved_database_url))
+    with session_scope(sessions) as session:
+        first = learning_repo.get_teacher_version(session, tenant_id=None, number=1)
+        second = learning_repo.get_teacher_version(session, tenant_id=None, number=2)
+        assert first is not None and second is not None
+        assert first.parent_id is None and second.parent_id == first.id
+        assert learning_repo.active_teacher_version(session, tenant_id=None).id == first.id
+        metrics = first.metrics
+        assert metrics["kind"] == "distilled" and metrics["sources"] == ["big-model"]
+        assert metrics["formats"] == ["self-qa"] and metrics["examples"] == 1
+        assert metrics["excluded_passages"] == 1 and len(metrics["data_sha256"]) == 64
+        assert second.metrics["started_from"] == 1 and second.metrics["examples"] == 2
+        assert Path(second.artifact_uri, "adapter_model.safetensors").is_file()
+    missing = runner.invoke(app, [*args, "--from", "9"])
+    assert missing.exit_code == 2 and "there is no shared teacher version 9" in plain(
+        missing.output
+    )
+    unknown = runner.invoke(app, ["teacher", "distill", str(data), "--source", "nobody"])
+    assert unknown.exit_code == 2 and "no self-edit of source(s) nobody" in plain(unknown.output)
+
+
 def test_eval_compare_explains_what_it_cannot_read(data_dir: Path) -> None:
     bad = data_dir / "bad.json"
     bad.write_text("[1, 2]")

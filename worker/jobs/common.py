@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from seal.grading import Probe
 from seal.knowledge import Teacher
 from seal.lora import AdapterState, load_adapter
-from seal.selfedit import QA, Passage, parse_items, training_sequences
+from seal.selfedit import QA, ChatTurn, Passage, parse_items, training_sequences
 from service.settings import Settings
 from service.store.models import AdapterVersion, DocumentStatus, TeacherVersion
 from service.store.repositories import documents as document_repo
@@ -53,9 +53,12 @@ def retention_probes(session: Session, settings: Settings, tenant_id: str) -> li
     ]
 
 
-def learned_sequences(session: Session, tenant_id: str) -> dict[str, list[str]]:
+def learned_sequences(
+    session: Session, tenant_id: str, *, qa_form: str = "text"
+) -> dict[str, list[str | ChatTurn]]:
     """Each learned document's training sequences (oldest first): its kept self-edits' items
-    and the document itself; a document the passage alone taught has the document only."""
+    (question-answer items in ``qa_form``) and the document itself; a document the passage
+    alone taught has the document only."""
     learned = document_repo.list_documents_by_status(
         session, tenant_id=tenant_id, statuses=[DocumentStatus.learned]
     )
@@ -64,7 +67,10 @@ def learned_sequences(session: Session, tenant_id: str) -> dict[str, list[str]]:
         session, tenant_id=tenant_id
     ):
         items[doc.id].extend(parse_items(edit.text, edit.format))
-    return {d.id: training_sequences(Passage(d.title, d.text), items[d.id]) for d in learned}
+    return {
+        d.id: training_sequences(Passage(d.title, d.text), items[d.id], qa_form=qa_form)
+        for d in learned
+    }
 
 
 class Progress:

@@ -18,6 +18,7 @@ from seal.grading import Probe
 from seal.knowledge import STUDENT, train_on
 from seal.lora import AdapterState, save_adapter
 from seal.multi import evaluate_many
+from seal.selfedit import ChatTurn
 from service.store.db import in_transaction
 from service.store.models import REBUILD, JobStatus, VersionStatus
 from service.store.repositories import adapters as adapter_repo
@@ -54,7 +55,7 @@ class RebuildSnapshot:
     active_state: AdapterState | None
     document_ids: list[str]
     """The learned documents it trains on."""
-    sequences: list[str]
+    sequences: list[str | ChatTurn]
     retention: list[Probe]
 
 
@@ -83,7 +84,7 @@ def _rebuild_snapshot(session: Session, run: JobRun) -> RebuildSnapshot:
     tenant_id = run.job.tenant_id
     active = adapter_repo.active_adapter(session, tenant_id=tenant_id)
     state = weights(active)
-    learned = learned_sequences(session, tenant_id)
+    learned = learned_sequences(session, tenant_id, qa_form=settings.qa_form)
     retention = retention_probes(session, settings, tenant_id)
     return RebuildSnapshot(
         tenant_id=tenant_id,

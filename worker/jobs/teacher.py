@@ -17,12 +17,14 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy.orm import Session
 
+from seal.distill import Target, distill
 from seal.grading import Evaluation
 from seal.knowledge import Teacher
 from seal.lora import AdapterState, save_adapter
 from seal.restem import RoundConfig, RoundResult, Scored, heldout_evaluation, restem_round
 from seal.restem import train_teacher as sft_teacher
 from seal.selfedit import FORMATS, Passage
+from seal.train import TrainConfig, TrainResult
 from service.store.db import in_transaction, session_scope
 from service.store.models import Document, JobStatus, TeacherVersion
 from service.store.repositories import jobs as job_repo
@@ -117,9 +119,11 @@ def train_shared_teacher(
     on_passage: Callable[[int, int, Scored], None] | None = None,
     on_round: Callable[[RoundReport], None] | None = None,
     on_baseline: Callable[[Evaluation], None] | None = None,
+    start_from: int | None = None,
 ) -> SharedTraining:
-    """ReST-EM rounds from the active shared teacher; each round's teacher becomes a shared
-    teacher version, promoted when its held-out accuracy is at least the active one's."""
+    """ReST-EM rounds from the active shared teacher (or shared version ``start_from``); each
+    round's teacher becomes a shared teacher version, promoted when its held-out accuracy is at
+    least that of the teacher the run started from and of every round before it."""
     settings = runtime.settings
     host = runtime.teacher
     if host is not runtime.student:
@@ -132,9 +136,8 @@ def train_shared_teacher(
         )
     config = RoundConfig(inner=inner, teacher_train=teacher_train_config(settings))
     with session_scope(runtime.sessions) as session:
-        active = learning_repo.active_teacher_version(session, tenant_id=None)
-        parent_id = active.id if active else None
-        teacher = load_teacher(active)
+        start, teacher = start_teacher(session, number=start_from)
+        parent_id = start.id if start else None
     baseline = heldout_evaluation(host, heldout, inner, teacher)
     if on_baseline:
         on_baseline(baseline)
@@ -200,6 +203,74 @@ def _report(
 ) -> None:
     if on_passage is not None:
         on_passage(number, index, scored)
+
+
+# --- the shared teacher distilled from a stronger model's self-edits ----------------------
+def start_teacher(session: Session, *, number: int | None) -> tuple[TeacherVersion | None, Teacher]:
+    """The shared teacher version a run starts from: version ``number``, or the active one
+    when None (no version at all: the bare base model)."""
+    if number is None:
+        version = learning_repo.active_teacher_version(session, tenant_id=None)
+    else:
+        version = learning_repo.get_teacher_version(session, tenant_id=None, number=number)
+        if version is None:
+            raise LookupError(f"there is no shared teacher version {number}")
+    return version, load_teacher(version)
+
+
+@dataclass
+class Distilled:
+    version: TeacherVersion
+    trained: TrainResult
+    promoted: bool
+
+
+def distill_shared_teacher(
+    runtime: Runtime,
+    targets: Sequence[Target],
+    *,
+    start_from: int | None = None,
+    fresh: bool = False,
+    train: TrainConfig | None = None,
+    promote: bool = True,
+    lineage: dict | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Distilled:
+    """Fine-tune the shared teacher on a stronger model's self-edits (``seal.distill``) and
+    record it as a shared teacher version whose parent is the version it started from
+    (``start_from``, else the active one; ``fresh``: a new adapter on the base model).
+    ``lineage`` (the data, its sources and formats) is kept in the version's metrics."""
+    settings = runtime.settings
+    config = train or teacher_train_config(settings)
+    with session_scope(runtime.sessions) as session:
+        parent, teacher = (None, Teacher()) if fresh else start_teacher(session, number=start_from)
+        parent_id = parent.id if parent else None
+        parent_number = parent.number if parent else None
+    trained = distill(runtime.teacher, targets, config, init=teacher.state, on_step=on_step)
+    formats = sorted({t.format for t in targets})
+    version = save_teacher(
+        runtime,
+        trained.state,
+        tenant_id=None,
+        parent_id=parent_id,
+        promote=promote,
+        metrics={
+            "kind": "distilled",
+            **(lineage or {}),
+            "formats": formats,
+            "sources": sorted({t.source for t in targets}),
+            "examples": len(targets),
+            "passages": len({t.passage.text for t in targets}),
+            "started_from": parent_number,
+            "learning_rate": config.learning_rate,
+            "epochs": config.epochs,
+            "epoch_losses": [round(x, 4) for x in trained.losses],
+            "train_loss": trained.losses[-1] if trained.losses else None,
+            "train_tokens": trained.tokens,
+            "train_seconds": round(trained.seconds, 1),
+        },
+    )
+    return Distilled(version, trained, promote)
 
 
 # --- a tenant's own teacher: one round from its reward history ----------------------------

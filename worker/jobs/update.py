@@ -45,7 +45,15 @@ from seal.knowledge import (
 from seal.lora import AdapterHost, AdapterState, save_adapter
 from seal.multi import split
 from seal.probes import cloze_questions
-from seal.selfedit import PASSAGE, QA, Passage, choose_format, parse_items, training_sequences
+from seal.selfedit import (
+    PASSAGE,
+    QA,
+    ChatTurn,
+    Passage,
+    choose_format,
+    parse_items,
+    training_sequences,
+)
 from service.settings import Settings
 from service.store.db import in_transaction, session_scope
 from service.store.models import (
@@ -113,7 +121,7 @@ class Snapshot:
     teacher_version_id: str | None
     documents: list[DocumentWork]
     retention: list[Probe]
-    replay_pool: list[str]
+    replay_pool: list[str | ChatTurn]
     """Training sequences of earlier kept self-edits (and their documents) to rehearse."""
     needs_questions: list[str] = field(default_factory=list)
     """Documents set aside during the job: no probe question could be found or written."""
@@ -183,7 +191,8 @@ def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
     teacher = load_teacher(teacher_version)
 
     retention = retention_probes(session, settings, tenant_id)
-    replay_pool = [seq for seqs in learned_sequences(session, tenant_id).values() for seq in seqs]
+    learned = learned_sequences(session, tenant_id, qa_form=settings.qa_form)
+    replay_pool = [seq for seqs in learned.values() for seq in seqs]
     return Snapshot(
         tenant_id=tenant_id,
         mode=params.get("mode", "select"),
@@ -300,7 +309,9 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
     own = [
         seq
         for w in docs
-        for seq in training_sequences(w.passage, [i for c in w.kept for i in c.items])
+        for seq in training_sequences(
+            w.passage, [i for c in w.kept for i in c.items], qa_form=config.qa_form
+        )
     ]
     winner = docs[0].winner if select and len(docs) == 1 else None
     if winner is not None and winner.trained is not None:
@@ -415,7 +426,9 @@ def _merge(evaluations: list[Evaluation]) -> Evaluation:
     return Evaluation([g for e in evaluations for g in e.graded])
 
 
-def _replay_sample(pool: list[str], settings: Settings, rng: random.Random) -> list[str]:
+def _replay_sample(
+    pool: list[str | ChatTurn], settings: Settings, rng: random.Random
+) -> list[str | ChatTurn]:
     """The job's sample of earlier sequences: every candidate and the version rehearse it, so
     a candidate's measured reward is that of the run that becomes the version."""
     want = math.ceil(len(pool) * settings.replay_fraction)
