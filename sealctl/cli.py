@@ -475,8 +475,16 @@ def eval_knowledge(
     ],
     out: Annotated[Path, typer.Option(help="Folder for results.json and the charts")],
     passages: Annotated[
-        int, typer.Option(min=1, help="The first N passages that have questions")
+        int, typer.Option(min=1, help="The first N passages that have questions (after --skip)")
     ] = 8,
+    skip: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Passages with questions to skip first: e.g. --skip 50 --passages 50 takes "
+            "passages 50-99 (select settings there, report on 0-49)",
+        ),
+    ] = 0,
     mode: Annotated[
         Mode,
         typer.Option(
@@ -541,10 +549,12 @@ def eval_knowledge(
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     settings = get_settings().model_copy(update={"seed": seed})
     _setup_logging(settings)
-    chosen = [d for d in load_eval_passages(data) if d.passage.questions][:passages]
+    with_questions = [d for d in load_eval_passages(data) if d.passage.questions]
+    chosen = with_questions[skip : skip + passages]
     if len(chosen) < passages:
         raise typer.BadParameter(
-            f"{data} has {len(chosen)} passages with questions; --passages {passages} needs more"
+            f"{data} has {len(with_questions)} passages with questions; --skip {skip} "
+            f"--passages {passages} needs more"
         )
     chosen_teachers = [_named_teacher(t) for t in teacher or []]
     if mode is Mode.sequential and len(chosen_teachers) > 1:
@@ -572,6 +582,7 @@ def eval_knowledge(
         teachers={name or "teacher": str(path) for name, path in chosen_teachers},
         seed=seed,
         mode=mode.value,
+        skip=skip,
         passages=len(chosen),
         questions=questions,
         lora={"rank": student.rank, "alpha": student.alpha, "dropout": student.dropout},

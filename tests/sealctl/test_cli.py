@@ -302,7 +302,21 @@ def test_eval_knowledge_needs_enough_passages(tiny_settings: Path, data_dir: Pat
     args = ["eval", "knowledge", str(tiny_settings), "--passages", "3", "--out", str(data_dir)]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
-    assert "has 2 passages with questions; --passages 3 needs more" in plain(result.output)
+    assert "has 2 passages with questions; --skip 0 --passages 3 needs more" in plain(result.output)
+    result = runner.invoke(app, [*args[:3], "--skip", "2", "--passages", "1", *args[5:]])
+    assert result.exit_code == 2 and "--skip 2 --passages 1 needs more" in plain(result.output)
+
+
+def test_eval_knowledge_skips_the_first_passages(tiny_settings: Path, data_dir: Path) -> None:
+    out = data_dir / "skipped"
+    args = ["eval", "knowledge", str(tiny_settings), "--skip", "1", "--passages", "1"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["skip"] == 1
+    # the second passage with questions, Vellmora, and only it
+    titles = {a["title"] for c in results["conditions"] for a in c["answers"]}
+    assert titles == {"Vellmora"}
 
 
 def test_eval_proxy_reports_agreement_and_time(tiny_settings: Path, data_dir: Path) -> None:
