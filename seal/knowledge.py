@@ -16,6 +16,7 @@ from seal.grading import Evaluation, Probe
 from seal.lora import AdapterHost, AdapterState
 from seal.multi import evaluate_many, train_many
 from seal.probes import probe_pairs
+from seal.remote import RemoteTeacher
 from seal.selfedit import (
     PRIMERS,
     QA,
@@ -34,10 +35,12 @@ TEACHER = "teacher"
 
 @dataclass(frozen=True)
 class Teacher:
-    """Which weights write self-edits: the bare base model, or a teacher adapter."""
+    """Who writes self-edits: the bare base model, a teacher adapter on it, or an external
+    OpenAI-compatible endpoint (``remote``; the host's weights are not used then)."""
 
     state: AdapterState | None = None
     slot: str = TEACHER
+    remote: RemoteTeacher | None = None
 
     @property
     def active_slot(self) -> str | None:
@@ -104,6 +107,15 @@ def write_self_edits_many(
     sampled together. ``on_batch(done, total)`` reports the passages written after each batch."""
     if not passages:
         return []
+    if teacher.remote is not None:
+
+        def on_done(index: int) -> None:
+            if on_batch is not None:
+                on_batch(index + 1, len(passages))
+
+        return teacher.remote.complete_many(
+            [teacher_messages(p, fmt) for p in passages], sample, k, on_done=on_done
+        )
     primer = PRIMERS[fmt]
 
     @contextmanager

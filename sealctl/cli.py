@@ -40,7 +40,10 @@ def _prepare(settings: Settings) -> str:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     key = settings.ensure_admin_key()
-    for name in dict.fromkeys([settings.student_model, settings.teacher_model]):
+    local = [settings.student_model] + (
+        [] if settings.external_teacher else [settings.teacher_model]
+    )
+    for name in dict.fromkeys(local):
         started = time.perf_counter()
         path = resolve_model_path(name, settings.resolved_model_cache_dir)
         log.info("model %s ready at %s (%.1f s)", name, path, time.perf_counter() - started)
@@ -230,6 +233,7 @@ def teacher_train(
     from worker.jobs.teacher import train_shared_teacher
 
     settings = get_settings()
+    _refuse_external(settings, "ReST-EM")
     if k is not None:
         settings = settings.model_copy(update={"num_candidates": k})
     _setup_logging(settings)
@@ -285,6 +289,15 @@ def teacher_train(
     except LookupError as exc:
         raise typer.BadParameter(str(exc)) from exc
     bar.close()
+
+
+def _refuse_external(settings: Settings, what: str) -> None:
+    from worker.runtime import ExternalTeacher, refuse_external_teacher
+
+    try:
+        refuse_external_teacher(settings, what)
+    except ExternalTeacher as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def _shared_runtime(settings: Settings):  # type: ignore[no-untyped-def]
@@ -358,6 +371,7 @@ def teacher_distill(
 
     if start is not None and fresh:
         raise typer.BadParameter("--from and --fresh exclude each other")
+    _refuse_external(get_settings(), "Distillation")
     sources, formats = source or ["qwen2.5-7b"], fmt or ["self-qa"]
     excluded = {p.text for path in exclude or [] for p in load_passages(path)}
     try:

@@ -83,7 +83,29 @@ class Settings(BaseSettings):
     teacher_model: str = Field(
         DEFAULT_MODEL,
         description="As student_model. When both name the same model, one copy of the "
-        "weights serves both.",
+        "weights serves both. With teacher_url: the model name sent to that endpoint.",
+    )
+    teacher_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible chat API (its base URL, up to `/v1`: vLLM, OpenAI, "
+        "another SEAL instance) that writes the self-edits and probe questions instead of "
+        "the bundled teacher; its model is teacher_model. ReST-EM cannot train it.",
+    )
+    teacher_api_key: SecretStr | None = Field(
+        None, description="Bearer key sent to teacher_url (none: no Authorization header)."
+    )
+    teacher_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="teacher_url: the most seconds one request may take."
+    )
+    teacher_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="teacher_url: tries after the first for a timeout, a dropped connection, "
+        "429 or 5xx, with pauses of 1, 2, 4... seconds; then the job fails with the reason.",
+    )
+    teacher_concurrency: int = Field(
+        4, ge=1, le=64, description="teacher_url: requests in flight at once."
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -273,6 +295,11 @@ class Settings(BaseSettings):
     @property
     def resolved_model_cache_dir(self) -> Path:
         return (self.model_cache_dir or self.data_dir / "models").resolve()
+
+    @property
+    def external_teacher(self) -> bool:
+        """Whether an external endpoint (teacher_url) is the teacher."""
+        return bool(self.teacher_url)
 
     @property
     def admin_key_file(self) -> Path:

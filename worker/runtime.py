@@ -14,6 +14,7 @@ from seal.generation import SampleConfig
 from seal.knowledge import STUDENT, TEACHER, InnerLoopConfig
 from seal.lora import AdapterHost, LoraSpec
 from seal.modeling import load_model
+from seal.remote import RemoteTeacher
 from seal.train import TrainConfig
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker
@@ -36,6 +37,35 @@ def teacher_spec(settings: Settings) -> LoraSpec:
         alpha=settings.teacher_lora_alpha,
         targets=tuple(settings.lora_targets),
     )
+
+
+def remote_teacher(settings: Settings) -> RemoteTeacher | None:
+    """The external teacher the settings name (``teacher_url``), or None."""
+    if not settings.teacher_url:
+        return None
+    key = settings.teacher_api_key
+    return RemoteTeacher(
+        url=settings.teacher_url,
+        model=settings.teacher_model,
+        api_key=key.get_secret_value() if key else None,
+        timeout_s=settings.teacher_timeout_s,
+        retries=settings.teacher_retries,
+        concurrency=settings.teacher_concurrency,
+    )
+
+
+def refuse_external_teacher(settings: Settings, what: str) -> None:
+    """ReST-EM and distillation train the bundled teacher's adapter: not an external one."""
+    if settings.external_teacher:
+        raise ExternalTeacher(
+            f"{what} trains the bundled teacher's LoRA adapter, but the teacher is the external "
+            f"endpoint SEAL_TEACHER_URL={settings.teacher_url}, whose weights this service "
+            "cannot train; unset SEAL_TEACHER_URL to train the bundled teacher"
+        )
+
+
+class ExternalTeacher(ValueError):
+    """Asked to train a teacher whose weights are not ours."""
 
 
 def teacher_train_config(settings: Settings) -> TrainConfig:
@@ -99,13 +129,16 @@ class Runtime:
         """The student model with its adapter slot, and the teacher's slot beside it when
         teacher and student are the same model (one copy of the base weights serves both)."""
         s = self.settings
-        return student_host(s, with_teacher=s.teacher_model == s.student_model)
+        return student_host(
+            s, with_teacher=not s.external_teacher and s.teacher_model == s.student_model
+        )
 
     @cached_property
     def teacher(self) -> AdapterHost:
-        """The teacher's host: the student's own when both name the same model."""
+        """The teacher's host: the student's own when both name the same model, or when an
+        external endpoint is the teacher (no teacher weights are loaded then)."""
         s = self.settings
-        if s.teacher_model == s.student_model:
+        if s.teacher_model == s.student_model or s.external_teacher:
             return self.student
         loaded = load_model(
             s.teacher_model, s.resolved_model_cache_dir, device=s.device, dtype=s.dtype

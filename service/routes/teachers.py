@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
-from service.deps import CurrentTenant, SessionDep
+from service.deps import CurrentTenant, SessionDep, SettingsDep
 from service.enqueue import TEACHER_ROUND_TASK, enqueue_after_commit
-from service.errors import COMMON_ERRORS, error_responses
+from service.errors import COMMON_ERRORS, Conflict, error_responses
 from service.schemas import TeacherListItem, TeacherPublic, TeacherRoundAccepted
 from service.store.models import JobKind, TeacherVersion
 from service.store.repositories import jobs as job_repo
@@ -34,11 +34,22 @@ def teacher_public(
 
 
 @router.post(
-    "/teacher/rounds", response_model=TeacherRoundAccepted, status_code=status.HTTP_202_ACCEPTED
+    "/teacher/rounds",
+    response_model=TeacherRoundAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(409),
 )
-def request_teacher_round(session: SessionDep, tenant: CurrentTenant) -> TeacherRoundAccepted:
+def request_teacher_round(
+    session: SessionDep, tenant: CurrentTenant, settings: SettingsDep
+) -> TeacherRoundAccepted:
     """Train the tenant's own teacher on the self-edits that earned it the best rewards. A
-    round already queued or running is returned instead of a second one."""
+    round already queued or running is returned instead of a second one. 409 when the
+    teacher is an external endpoint (SEAL_TEACHER_URL): its weights cannot be trained."""
+    if settings.external_teacher:
+        raise Conflict(
+            "the teacher is an external endpoint (SEAL_TEACHER_URL); ReST-EM trains the "
+            "bundled teacher's adapter and cannot train it"
+        )
     job = job_repo.get_open_job(session, tenant_id=tenant.id, kind=JobKind.teacher_train)
     if job is None:
         job = job_repo.create_job(

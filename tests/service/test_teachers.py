@@ -34,6 +34,17 @@ def test_teacher_round_creates_a_job_and_enqueues_it_after_commit(
     )
 
 
+def test_a_teacher_round_is_refused_when_the_teacher_is_external(
+    client: TestClient, session: Session, broker: redis.Redis
+) -> None:
+    _tenant, key = make_tenant(session)
+    client.app.state.settings.teacher_url = "http://teacher.example/v1"  # type: ignore[attr-defined]
+    response = client.post("/v1/teacher/rounds", headers=auth(key))
+    assert response.status_code == 409, response.text
+    assert "external endpoint (SEAL_TEACHER_URL)" in response.json()["error"]["message"]
+    assert queued_tasks(broker) == []
+
+
 def test_open_teacher_round_is_returned_instead_of_a_second(
     client: TestClient, session: Session, broker: redis.Redis
 ) -> None:

@@ -32,7 +32,13 @@ from service.store.repositories import learning as learning_repo
 from worker.jobs.common import load_teacher
 from worker.jobs.lifecycle import JobRun, artifact_folder, run_job
 from worker.jobs.update import PASSAGE_GAIN_METRIC
-from worker.runtime import Runtime, inner_loop_config, teacher_spec, teacher_train_config
+from worker.runtime import (
+    Runtime,
+    inner_loop_config,
+    refuse_external_teacher,
+    teacher_spec,
+    teacher_train_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +131,7 @@ def train_shared_teacher(
     round's teacher becomes a shared teacher version, promoted when its held-out accuracy is at
     least that of the teacher the run started from and of every round before it."""
     settings = runtime.settings
+    refuse_external_teacher(settings, "ReST-EM")
     host = runtime.teacher
     if host is not runtime.student:
         raise ValueError("ReST-EM needs the teacher and the student on one model")
@@ -241,6 +248,7 @@ def distill_shared_teacher(
     (``start_from``, else the active one; ``fresh``: a new adapter on the base model).
     ``lineage`` (the data, its sources and formats) is kept in the version's metrics."""
     settings = runtime.settings
+    refuse_external_teacher(settings, "Distillation")
     config = train or teacher_train_config(settings)
     with session_scope(runtime.sessions) as session:
         parent, teacher = (None, Teacher()) if fresh else start_teacher(session, number=start_from)
@@ -305,6 +313,7 @@ def run_teacher_round(runtime: Runtime, job_id: str) -> None:
 
 
 def _teacher_round(runtime: Runtime, run: JobRun) -> None:
+    refuse_external_teacher(runtime.settings, "A teacher round (ReST-EM)")
     tenant_id = run.job.tenant_id
 
     def read(session: Session) -> tuple[list, TeacherVersion | None]:

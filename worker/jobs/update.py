@@ -79,7 +79,7 @@ from worker.jobs.common import (
 )
 from worker.jobs.lifecycle import JobInfo, JobRun, run_job
 from worker.jobs.rebuild import run_rebuild
-from worker.runtime import Runtime, inner_loop_config, student_spec
+from worker.runtime import Runtime, inner_loop_config, remote_teacher, student_spec
 
 #: The reward of a candidate self-edit: the probe accuracy its own inner loop gained.
 CANDIDATE_METRIC = "probe_accuracy_gain"
@@ -187,8 +187,12 @@ def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
         )
         fmt = choose_format(rewards, random.Random(seed), explore=settings.auto_explore)
 
-    teacher_version = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
-    teacher = load_teacher(teacher_version)
+    remote = remote_teacher(settings)
+    if remote is not None:  # an external endpoint writes every tenant's self-edits
+        teacher_version, teacher = None, Teacher(remote=remote)
+    else:
+        teacher_version = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+        teacher = load_teacher(teacher_version)
 
     retention = retention_probes(session, settings, tenant_id)
     learned = learned_sequences(session, tenant_id, qa_form=settings.qa_form)
