@@ -22,12 +22,16 @@ interval.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 from seal.grading import Evaluation, Probe
 from seal.knowledge import (
@@ -326,6 +330,114 @@ class _Writer:
         return self.written[name][index]
 
 
+@dataclass
+class PassageRow:
+    """What one condition gave on one passage: its answers, the self-edits it trained on and
+    what its adapter's training cost (None for the untrained ``base``)."""
+
+    answers: list[Answer]
+    self_edits: SelfEdits | None = None
+    losses: list[float] | None = None
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answers": [asdict(a) for a in self.answers],
+            "self_edits": asdict(self.self_edits) if self.self_edits else None,
+            "losses": self.losses,
+            "tokens": self.tokens,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PassageRow:
+        edits = data.get("self_edits")
+        return cls(
+            answers=[Answer(**a) for a in data["answers"]],
+            self_edits=SelfEdits(**edits) if edits else None,
+            losses=data.get("losses"),
+            tokens=int(data.get("tokens", 0)),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
+    def add_to(self, row: ConditionResult) -> None:
+        row.answers.extend(self.answers)
+        row.passages += 1
+        if self.self_edits is not None:
+            row.self_edits.append(self.self_edits)
+        if self.losses is not None:
+            row.final_losses.extend(self.losses[-1:])
+            row.epochs.append(len(self.losses))
+            row.train_tokens += self.tokens
+            row.train_seconds += self.seconds
+
+
+class Journal:
+    """A single-mode run's finished work, appended to a JSON-lines file as it happens: the
+    run's settings, the self-edits it sampled, then one line per finished passage. A run
+    started with ``resume`` over a journal of the same settings keeps what it holds and goes
+    on after the last finished passage, so a stopped run (Ctrl+C, a restart) loses at most
+    the passage it was on; without ``resume`` the journal starts afresh."""
+
+    def __init__(self, path: Path, settings: dict[str, Any], *, resume: bool = False):
+        settings = json.loads(json.dumps(settings))  # compared as it reads back
+        self.path = path
+        self.written: dict[str, list[list[str]]] | None = None
+        self.done: dict[int, dict[str, PassageRow]] = {}
+        if resume and path.is_file():
+            self._read(settings)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w") as out:
+                out.write(json.dumps({"settings": settings}) + "\n")
+
+    def _read(self, settings: dict[str, Any]) -> None:
+        lines = self.path.read_text().splitlines()
+        try:
+            entries = [json.loads(line) for line in lines if line.strip()]
+        except ValueError:  # a line cut short by the stop: drop it and what follows
+            entries = []
+            for line in lines:
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    break
+        if not entries or "settings" not in entries[0]:
+            raise ValueError(f"{self.path} is not a journal of `seal eval knowledge`")
+        theirs = entries[0]["settings"]
+        changed = sorted(k for k in {*theirs, *settings} if theirs.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(
+                f"{self.path} was written by a run with other settings ({', '.join(changed)}); "
+                "resume it with the same command, or start afresh without --resume"
+            )
+        for entry in entries[1:]:
+            if "written" in entry:
+                self.written = entry["written"]
+            elif "passage" in entry:
+                rows = {name: PassageRow.from_json(r) for name, r in entry["rows"].items()}
+                self.done[int(entry["passage"])] = rows
+        # what survived is written back whole, so a cut-off last line is gone before appending
+        with self.path.open("w") as out:
+            for entry in entries:
+                out.write(json.dumps(entry) + "\n")
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with self.path.open("a") as out:
+            out.write(json.dumps(entry) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    def record_written(self, written: dict[str, list[list[str]]]) -> None:
+        self.written = written
+        self._append({"written": written})
+
+    def record_passage(self, index: int, rows: dict[str, PassageRow]) -> None:
+        self.done[index] = rows
+        self._append({"passage": index, "rows": {n: r.to_json() for n, r in rows.items()}})
+
+
 def run_knowledge(
     host: AdapterHost,
     passages: Sequence[EvalPassage],
@@ -335,22 +447,30 @@ def run_knowledge(
     teachers: Sequence[tuple[str, Teacher]] = (),
     teacher_host: AdapterHost | None = None,
     on_progress: Progress | None = None,
+    journal: Journal | None = None,
 ) -> KnowledgeReport:
     """Every condition on ``passages``, in mode ``single`` or ``batch``. Each of ``teachers``
     ((name, teacher) pairs) adds a row (``teacher_rows``); passages with self-edits of their
     own make the ``supplied`` row. ``teacher_host`` writes the self-edits (default: ``host``,
-    the student's own)."""
+    the student's own). A ``journal`` (single mode) records each finished passage and skips
+    those it already holds."""
     if mode not in ("single", "batch"):
         raise ValueError(f"unknown mode {mode!r}; expected single or batch")
+    if journal is not None and mode != "single":
+        raise ValueError("only a single-mode run keeps a journal")
     writer = _Writer(teacher_host or host, config, teachers)
     names = ["base", *writer.conditions()]
     if not any(item.self_edits for item in passages):
         names.remove("supplied")
     results = {name: ConditionResult(name) for name in names}
     seconds: dict[str, float] = {}
-    run = _single if mode == "single" else _batch
     with _timed(seconds, "total"):
-        run(host, passages, config, writer, results, seconds, on_progress or _quiet)
+        if mode == "single":
+            _single(
+                host, passages, config, writer, results, seconds, on_progress or _quiet, journal
+            )
+        else:
+            _batch(host, passages, config, writer, results, seconds, on_progress or _quiet)
     return KnowledgeReport(mode, list(results.values()), seconds)
 
 
@@ -362,13 +482,24 @@ def _single(
     results: dict[str, ConditionResult],
     seconds: dict[str, float],
     progress: Progress,
+    journal: Journal | None = None,
 ) -> None:
     """Per passage: a fresh adapter per condition, all trained in one call, then graded with
     the base model in one call on the passage's questions."""
     total = len(passages)
-    with _timed(seconds, "generate"):
-        writer.prefetch(passages, lambda status: progress(0, total, status))
+    if journal is not None and journal.written is not None:
+        writer.written = journal.written
+    else:
+        with _timed(seconds, "generate"):
+            writer.prefetch(passages, lambda status: progress(0, total, status))
+        if journal is not None:
+            journal.record_written(writer.written)
     for index, item in enumerate(passages):
+        if journal is not None and index in journal.done:
+            for name, passage_row in journal.done[index].items():
+                passage_row.add_to(results[name])
+            progress(index + 1, total, "")
+            continue
         names = writer.conditions(item)
         texts = {name: writer.texts(name, index, item) for name in names}
         progress(index, total, f"passage {index + 1}: training")
@@ -384,14 +515,21 @@ def _single(
             states: list[AdapterState | None] = [None, *(t.state for t in trained)]
             evaluations = evaluate_many(host, states, probes, config.answer_max_tokens)
         owners = [index] * len(probes)
-        for name, evaluation in zip(["base", *names], evaluations, strict=True):
-            row = results[name]
-            row.answers.extend(_answers(evaluation, owners))
-            row.passages += 1
-            if texts.get(name):
-                row.self_edits.append(SelfEdits(index, item.passage.title, texts[name]))
+        done = {
+            name: PassageRow(
+                _answers(evaluation, owners),
+                SelfEdits(index, item.passage.title, texts[name]) if texts.get(name) else None,
+            )
+            for name, evaluation in zip(["base", *names], evaluations, strict=True)
+        }
         for name, result in zip(names, trained, strict=True):
-            results[name].add_trained(result)
+            done[name].losses = list(result.losses)
+            done[name].tokens = result.tokens
+            done[name].seconds = result.seconds
+        for name, passage_row in done.items():
+            passage_row.add_to(results[name])
+        if journal is not None:
+            journal.record_passage(index, done)
         progress(index + 1, total, "")
 
 

@@ -536,6 +536,13 @@ def eval_knowledge(
         ),
     ] = 1,
     seed: Annotated[int, typer.Option(help="Seeds sampling, LoRA init and training")] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Go on with the stopped run of the same command in OUT (--mode single): the "
+            "passages its OUT/journal.jsonl holds are not run again"
+        ),
+    ] = False,
 ) -> None:
     """No-context question answering after training on each passage (the SEAL paper's
     knowledge-incorporation experiment): rows base, passage, base-teacher, teacher (with
@@ -548,7 +555,7 @@ def eval_knowledge(
     from sqlalchemy.orm import sessionmaker
     from tqdm import tqdm
 
-    from seal.evaluation import run_forgetting, run_knowledge
+    from seal.evaluation import Journal, run_forgetting, run_knowledge
     from seal.evaluation_report import (
         forgetting_table,
         knowledge_table,
@@ -561,6 +568,8 @@ def eval_knowledge(
 
     if fmt is not None and fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if resume and mode is not Mode.single:
+        raise typer.BadParameter("--resume goes on with a --mode single run")
     settings = get_settings().model_copy(update={"seed": seed})
     _setup_logging(settings)
     with_questions = [d for d in load_eval_passages(data) if d.passage.questions]
@@ -605,6 +614,14 @@ def eval_knowledge(
         device=str(host.device),
         dtype=str(next(host.model.parameters()).dtype).replace("torch.", ""),
     )
+    journal = None
+    if mode is Mode.single:
+        try:
+            journal = Journal(out / "journal.jsonl", run_settings, resume=resume)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        if journal.done:
+            print(f"resuming: {len(journal.done)} of {len(chosen)} passages done", flush=True)
     print(
         f"knowledge incorporation ({mode.value}): {len(chosen)} passages, {questions} questions, "
         f"{config.format} x{samples}, seed {seed}, model {settings.student_model}",
@@ -635,6 +652,7 @@ def eval_knowledge(
             teachers=writers,
             teacher_host=teacher_host,
             on_progress=on_progress,
+            journal=journal,
         )
         bar.close()
         written = write_knowledge(report, out, run_settings)

@@ -9,10 +9,12 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+from seal import evaluation as evaluation_module
 from seal.evaluation import (
     Answer,
     ConditionResult,
     EvalPassage,
+    Journal,
     KnowledgeReport,
     Paired,
     mcnemar_exact,
@@ -218,6 +220,56 @@ def test_a_run_is_repeatable(host: AdapterHost) -> None:
     assert [(r.self_edits, r.answers, r.final_losses) for r in first.conditions] == [
         (r.self_edits, r.answers, r.final_losses) for r in second.conditions
     ]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_stopped_run_resumes_after_its_last_finished_passage(
+    host: AdapterHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passages = [EvalPassage(ZORBLAT, SUPPLIED), EvalPassage(VELLMORA)]
+    settings = {"data": "two passages", "seed": 0}
+    whole = run_knowledge(host, passages, CONFIG, journal=Journal(tmp_path / "a.jsonl", settings))
+
+    def stop_after_the_first(done: int, total: int, status: str) -> None:
+        if done == 1:
+            raise Stop
+
+    path = tmp_path / "b.jsonl"
+    with pytest.raises(Stop):
+        run_knowledge(
+            host,
+            passages,
+            CONFIG,
+            journal=Journal(path, settings),
+            on_progress=stop_after_the_first,
+        )
+    # a cut-off line at the end (the process died while writing it) is dropped
+    path.write_text(path.read_text() + '{"passage": 1, "rows": {"ba')
+    trained: list[int] = []
+    real = evaluation_module.train_many
+
+    def counting(host, sets, *args, **kwargs):  # type: ignore[no-untyped-def]
+        trained.append(len(sets))
+        return real(host, sets, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation_module, "train_many", counting)
+    monkeypatch.setattr(evaluation_module, "write_self_edits_many", None)  # nothing resampled
+    journal = Journal(path, settings, resume=True)
+    assert sorted(journal.done) == [0] and journal.written is not None
+    resumed = run_knowledge(host, passages, CONFIG, journal=journal)
+    assert trained == [2]  # only the second passage's passage and base-teacher adapters
+    assert [
+        (r.name, r.answers, r.self_edits, r.final_losses, r.epochs) for r in resumed.conditions
+    ] == [(r.name, r.answers, r.self_edits, r.final_losses, r.epochs) for r in whole.conditions]
+    # the journal now holds both passages, and a resume with other settings is refused
+    assert sorted(Journal(path, settings, resume=True).done) == [0, 1]
+    with pytest.raises(ValueError, match=r"other settings \(seed\)"):
+        Journal(path, {**settings, "seed": 1}, resume=True)
+    # without resume the journal starts afresh
+    assert Journal(path, {**settings, "seed": 1}).done == {}
 
 
 def test_an_unknown_mode_is_refused(host: AdapterHost) -> None:

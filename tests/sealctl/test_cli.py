@@ -317,6 +317,22 @@ def test_eval_knowledge_skips_the_first_passages(tiny_settings: Path, data_dir: 
     # the second passage with questions, Vellmora, and only it
     titles = {a["title"] for c in results["conditions"] for a in c["answers"]}
     assert titles == {"Vellmora"}
+    # --resume goes on from the journal: here nothing is left to run, the results are the same
+    again = runner.invoke(app, [*args, "--out", str(out), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "resuming: 1 of 1 passages done" in again.output
+    resumed = json.loads((out / "results.json").read_text())
+    assert [c["answers"] for c in resumed["conditions"]] == [
+        c["answers"] for c in results["conditions"]
+    ]
+    other = runner.invoke(app, [*args, "--out", str(out), "--resume", "--seed", "5"])
+    assert other.exit_code == 2 and "was written by a run with other settings" in plain(
+        other.output
+    )
+    batch = runner.invoke(app, [*args, "--out", str(out), "--resume", "--mode", "batch"])
+    assert batch.exit_code == 2 and "--resume goes on with a --mode single run" in plain(
+        batch.output
+    )
 
 
 def test_eval_proxy_reports_agreement_and_time(tiny_settings: Path, data_dir: Path) -> None:
