@@ -17,7 +17,7 @@ from seal.knowledge import TEACHER
 from seal.lora import AdapterHost, AdapterState
 from seal.restem import train_teacher
 from seal.selfedit import FORMATS, QA, Passage, canonical
-from seal.train import TrainConfig, TrainResult
+from seal.train import Checkpoint, TrainConfig, TrainResult
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,12 @@ def distill(
     init: AdapterState | None,
     slot: str = TEACHER,
     on_step: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Fine-tune the teacher ``slot`` from ``init`` (a fresh adapter when None) to write each
     target's self-edit when prompted for its passage; ``losses`` are the epochs' mean token
-    losses on the self-edits."""
+    losses on the self-edits. A ``checkpoint`` makes it resumable."""
     pairs = [(t.passage, t.format, t.text) for t in targets]
-    return train_teacher(host, pairs, config, init=init, slot=slot, on_step=on_step)
+    return train_teacher(
+        host, pairs, config, init=init, slot=slot, on_step=on_step, checkpoint=checkpoint
+    )

@@ -26,7 +26,7 @@ from seal.knowledge import (
 )
 from seal.lora import AdapterHost, AdapterState, LoraSpec
 from seal.selfedit import Passage, teacher_messages
-from seal.train import Example, TrainConfig, TrainResult, train_adapter
+from seal.train import Checkpoint, Example, TrainConfig, TrainResult, train_adapter
 
 #: The paper's teacher adapter: LoRA r64 / alpha 128 on all projections.
 TEACHER_LORA = LoraSpec(rank=64, alpha=128)
@@ -138,10 +138,13 @@ def train_teacher(
     init: AdapterState | None,
     slot: str = TEACHER,
     on_step: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Supervised fine-tuning of the teacher slot on (prompt -> self-edit) pairs."""
     examples = teacher_examples(host, pairs, config.max_seq_len)
-    return train_adapter(host, slot, examples, config, init=init, on_step=on_step)
+    return train_adapter(
+        host, slot, examples, config, init=init, on_step=on_step, checkpoint=checkpoint
+    )
 
 
 def heldout_evaluation(

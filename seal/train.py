@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -115,6 +118,43 @@ def collate(batch: list[Example], pad_id: int, device: torch.device) -> dict[str
     }
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where ``train_adapter`` keeps its progress: the adapter, the optimizer, the batch
+    order's random state and the epoch's sums, saved every ``every`` steps and at each epoch's
+    end (written whole, then renamed into place). With ``resume``, training goes on from the
+    saved step, exactly as it would have gone on unstopped; ``key`` (what is being trained:
+    the data and the settings) must match the saved one."""
+
+    path: Path
+    key: str
+    every: int = 25
+    resume: bool = False
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint saved by the training of other data or settings."""
+
+
+def _save_checkpoint(checkpoint: Checkpoint, payload: dict[str, Any]) -> None:
+    checkpoint.path.parent.mkdir(parents=True, exist_ok=True)
+    partial = checkpoint.path.with_name(checkpoint.path.name + ".partial")
+    torch.save(payload, partial)
+    os.replace(partial, checkpoint.path)
+
+
+def _load_checkpoint(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None or not checkpoint.resume or not checkpoint.path.is_file():
+        return None
+    saved = torch.load(checkpoint.path, weights_only=False)
+    if saved.get("key") != checkpoint.key:
+        raise CheckpointMismatch(
+            f"{checkpoint.path} holds the training of other data or settings; resume with the "
+            "same command, or start afresh without resuming"
+        )
+    return saved
+
+
 def train_adapter(
     host: AdapterHost,
     slot: str,
@@ -123,27 +163,67 @@ def train_adapter(
     *,
     init: AdapterState | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Fine-tune ``slot`` starting from ``init`` (a fresh adapter when None); the base model
-    and every other slot stay unchanged. ``on_step(done, total)`` reports progress."""
+    and every other slot stay unchanged. ``on_step(done, total)`` reports progress; a
+    ``checkpoint`` makes a long training resumable."""
     if not examples:
         raise ValueError("nothing to train on")
-    host.load_state(slot, init)
+    saved = _load_checkpoint(checkpoint)
+    host.load_state(slot, saved["state"] if saved else init)
     params = host.trainable_parameters(slot)
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     pad_id = host.tokenizer.pad_token_id
-    total = config.epochs * math.ceil(len(examples) / config.batch_size)
+    per_epoch = math.ceil(len(examples) / config.batch_size)
+    total = config.epochs * per_epoch
     result = TrainResult(state={})
-    started = time.perf_counter()
-    done = 0
+    first_epoch, first_step, sums = 0, 0, (0.0, 0)
+    if saved:
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        result.losses, result.tokens = list(saved["losses"]), int(saved["tokens"])
+        first_epoch, first_step, sums = saved["epoch"], saved["step"], tuple(saved["sums"])
+    started = time.perf_counter() - (saved["seconds"] if saved else 0.0)
+    done = first_epoch * per_epoch + first_step
+    stopped = bool(result.losses) and config.memorized(result.losses[-1]) and first_step == 0
+
+    def save(epoch: int, step: int, epoch_rng: object, epoch_sums: tuple[float, int]) -> None:
+        if checkpoint is None:
+            return
+        _save_checkpoint(
+            checkpoint,
+            {
+                "key": checkpoint.key,
+                "state": host.state(slot),
+                "optimizer": optimizer.state_dict(),
+                "rng": epoch_rng,
+                "torch_rng": torch.get_rng_state(),
+                "losses": result.losses,
+                "tokens": result.tokens,
+                "epoch": epoch,
+                "step": step,
+                "sums": list(epoch_sums),
+                "seconds": time.perf_counter() - started,
+            },
+        )
+
     with host.use(slot) as model:
         model.train()
         try:
-            for _ in range(config.epochs):
-                epoch_loss, epoch_tokens = 0.0, 0
-                for batch in _batches(list(examples), config.batch_size, rng):
+            for epoch in range(first_epoch, config.epochs):
+                if stopped:
+                    break
+                epoch_rng = rng.getstate()  # the epoch's batch order is drawn from it
+                epoch_loss, epoch_tokens = sums if epoch == first_epoch else (0.0, 0)
+                batches = _batches(list(examples), config.batch_size, rng)
+                start = first_step if epoch == first_epoch else 0
+                for step, batch in enumerate(batches):
+                    if step < start:
+                        continue
                     inputs = collate(batch, pad_id, host.device)
                     loss = model(**inputs).loss
                     loss.backward()
@@ -155,8 +235,11 @@ def train_adapter(
                     done += 1
                     if on_step:
                         on_step(done, total)
+                    if checkpoint is not None and (step + 1) % checkpoint.every == 0:
+                        save(epoch, step + 1, epoch_rng, (epoch_loss, epoch_tokens))
                 result.losses.append(epoch_loss / max(epoch_tokens, 1))
                 result.tokens += epoch_tokens
+                save(epoch + 1, 0, rng.getstate(), (0.0, 0))
                 if config.memorized(result.losses[-1]):
                     if on_step:
                         on_step(done, done)  # the remaining epochs are skipped

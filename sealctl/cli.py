@@ -356,6 +356,13 @@ def teacher_distill(
     promote: Annotated[
         bool, typer.Option(help="Make it the active shared teacher (else a candidate)")
     ] = True,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Go on with the stopped run of the same command from its checkpoint "
+            "(DATA_DIR/checkpoints/distill.pt, saved every 25 steps and each epoch)"
+        ),
+    ] = False,
 ) -> None:
     """Distil a stronger model's self-edits into the shared teacher: fine-tune its LoRA on
     (prompt -> that model's self-edit, rewritten in the teacher's own format), the loss on the
@@ -366,6 +373,7 @@ def teacher_distill(
     from tqdm import tqdm
 
     from seal.distill import DataError, reference_targets
+    from seal.train import CheckpointMismatch
     from worker.jobs.teacher import distill_shared_teacher
     from worker.runtime import teacher_train_config
 
@@ -418,8 +426,10 @@ def teacher_distill(
                 "excluded_passages": len(excluded),
             },
             on_step=on_step,
+            checkpoint=settings.data_dir / "checkpoints" / "distill.pt",
+            resume=resume,
         )
-    except LookupError as exc:
+    except (LookupError, CheckpointMismatch) as exc:
         raise typer.BadParameter(str(exc)) from exc
     bar.close()
     losses = ", ".join(f"{x:.3f}" for x in result.trained.losses)

@@ -11,7 +11,7 @@ from peft import PeftModel
 from seal.grading import question_messages
 from seal.lora import WEIGHTS_FILE, checksum, load_adapter, save_adapter
 from seal.selfedit import ChatTurn
-from seal.train import TrainConfig, tokenize, train_adapter
+from seal.train import Checkpoint, CheckpointMismatch, TrainConfig, tokenize, train_adapter
 from tests.seal.conftest import SPEC, load_tiny
 
 TEXTS = [
@@ -131,6 +131,48 @@ def test_a_chat_turn_is_its_rendered_prompt_then_the_reply_with_the_loss_on_the_
     [short] = tokenize(tiny_host, [turn], chat.loss_from + 2)
     assert short.ids[short.loss_from :] == [chat.ids[chat.loss_from], tok.eos_token_id]
     assert tokenize(tiny_host, [turn], chat.loss_from) == []
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_at", [3, 4, 5])
+def test_a_stopped_training_resumes_to_the_same_adapter(tiny_host, tmp_path, stop_at) -> None:  # type: ignore[no-untyped-def]
+    config = TrainConfig(learning_rate=3e-2, epochs=3, batch_size=1, seed=0)  # 3 steps/epoch
+    examples = tokenize(tiny_host, TEXTS, 128)
+    whole = train_adapter(tiny_host, "student", examples, config)
+
+    def stop(done: int, total: int) -> None:
+        if done == stop_at:
+            raise Stop
+
+    saver = Checkpoint(tmp_path / "run.pt", key="these texts", every=2)
+    with pytest.raises(Stop):
+        train_adapter(tiny_host, "student", examples, config, on_step=stop, checkpoint=saver)
+    assert saver.path.is_file()
+    steps: list[int] = []
+    resumed = train_adapter(
+        tiny_host,
+        "student",
+        examples,
+        config,
+        on_step=lambda done, total: steps.append(done),
+        checkpoint=Checkpoint(saver.path, key="these texts", every=2, resume=True),
+    )
+    # checkpoints after steps 2 and 3 (every 2nd step and each epoch's end), 5, 6, ...: the
+    # step that was stopped had not been saved, so it goes on from the last one before it
+    assert steps[0] == {3: 3, 4: 4, 5: 4}[stop_at] and steps[-1] == 9
+    assert checksum(resumed.state) == checksum(whole.state)
+    assert resumed.losses == pytest.approx(whole.losses) and resumed.tokens == whole.tokens
+    with pytest.raises(CheckpointMismatch, match="other data or settings"):
+        train_adapter(
+            tiny_host,
+            "student",
+            examples,
+            config,
+            checkpoint=Checkpoint(saver.path, "other", resume=True),
+        )
 
 
 def test_nothing_to_train_on_is_an_error(tiny_host) -> None:

@@ -9,11 +9,14 @@ every query here is filtered by the tenant, and the shared teacher learns from p
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -24,7 +27,7 @@ from seal.lora import AdapterState, save_adapter
 from seal.restem import RoundConfig, RoundResult, Scored, heldout_evaluation, restem_round
 from seal.restem import train_teacher as sft_teacher
 from seal.selfedit import FORMATS, Passage
-from seal.train import TrainConfig, TrainResult
+from seal.train import Checkpoint, TrainConfig, TrainResult
 from service.store.db import in_transaction, session_scope
 from service.store.models import Document, JobStatus, TeacherVersion
 from service.store.repositories import jobs as job_repo
@@ -242,11 +245,16 @@ def distill_shared_teacher(
     promote: bool = True,
     lineage: dict | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> Distilled:
     """Fine-tune the shared teacher on a stronger model's self-edits (``seal.distill``) and
     record it as a shared teacher version whose parent is the version it started from
     (``start_from``, else the active one; ``fresh``: a new adapter on the base model).
-    ``lineage`` (the data, its sources and formats) is kept in the version's metrics."""
+    ``lineage`` (the data, its sources and formats) is kept in the version's metrics. With a
+    ``checkpoint`` file the training saves its progress there, and ``resume`` goes on from it
+    (the same targets, settings and starting version); it is removed once the version is
+    recorded."""
     settings = runtime.settings
     refuse_external_teacher(settings, "Distillation")
     config = train or teacher_train_config(settings)
@@ -254,7 +262,22 @@ def distill_shared_teacher(
         parent, teacher = (None, Teacher()) if fresh else start_teacher(session, number=start_from)
         parent_id = parent.id if parent else None
         parent_number = parent.number if parent else None
-    trained = distill(runtime.teacher, targets, config, init=teacher.state, on_step=on_step)
+    saver = None
+    if checkpoint is not None:
+        key = hashlib.sha256(
+            json.dumps(
+                [
+                    [(t.passage.title, t.passage.text, t.format, t.text) for t in targets],
+                    asdict(config),
+                    parent_id,
+                    teacher_spec(settings).rank,
+                ]
+            ).encode()
+        ).hexdigest()
+        saver = Checkpoint(checkpoint, key, resume=resume)
+    trained = distill(
+        runtime.teacher, targets, config, init=teacher.state, on_step=on_step, checkpoint=saver
+    )
     formats = sorted({t.format for t in targets})
     version = save_teacher(
         runtime,
@@ -278,6 +301,8 @@ def distill_shared_teacher(
             "train_seconds": round(trained.seconds, 1),
         },
     )
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return Distilled(version, trained, promote)
 
 
