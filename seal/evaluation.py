@@ -280,18 +280,35 @@ class _Writer:
     """The self-edits each trained condition uses for a passage."""
 
     def __init__(
-        self, host: AdapterHost, config: InnerLoopConfig, teachers: Sequence[tuple[str, Teacher]]
+        self,
+        host: AdapterHost,
+        config: InnerLoopConfig,
+        teachers: Sequence[tuple[str, Teacher]],
+        qa_forms: Sequence[str] = (),
     ):
         self.host = host
         self.config = config
         self.teachers = {"base-teacher": Teacher(), **teacher_rows(teachers)}
         self.written: dict[str, list[list[str]]] = {}
         """Each teacher condition's self-edits per passage, sampled by ``prefetch``."""
+        self.qa_forms = list(dict.fromkeys(qa_forms)) or [config.qa_form]
+        self.rows: dict[str, tuple[str, str]] = {}
+        """Each trained row: the self-edits it trains on (a teacher, ``supplied`` or none)
+        and how their question-answer items are trained; with several ``qa_forms`` a row
+        per form, named ``SOURCE/FORM``."""
+        for source in ["passage", *self.teachers, "supplied"]:
+            forms = [config.qa_form] if source == "passage" else self.qa_forms
+            for form in forms:
+                named = source if len(forms) == 1 else f"{source}/{form}"
+                self.rows[named] = (source, form)
 
     def conditions(self, item: EvalPassage | None = None) -> list[str]:
-        """The trained conditions, in table order (those that apply to ``item`` if given)."""
-        names = ["passage", *self.teachers]
-        return [*names, "supplied"] if item is None or item.self_edits else names
+        """The trained rows, in table order (those that apply to ``item`` if given)."""
+        supplied = item is None or bool(item.self_edits)
+        return [n for n, (source, _) in self.rows.items() if supplied or source != "supplied"]
+
+    def qa_form(self, name: str) -> str:
+        return self.rows[name][1]
 
     def prefetch(
         self, passages: Sequence[EvalPassage], report: Callable[[str], None], only: str = ""
@@ -320,9 +337,10 @@ class _Writer:
             self.written[name] = written
 
     def texts(self, name: str, index: int, item: EvalPassage) -> list[str]:
-        """The self-edits condition ``name`` trains on for passage ``index`` (after
+        """The self-edits row ``name`` trains on for passage ``index`` (after
         ``prefetch``)."""
         c = self.config
+        name = self.rows[name][0] if name in self.rows else name
         if name == "passage":
             return []
         if name == "supplied":
@@ -448,20 +466,22 @@ def run_knowledge(
     teacher_host: AdapterHost | None = None,
     on_progress: Progress | None = None,
     journal: Journal | None = None,
+    qa_forms: Sequence[str] = (),
 ) -> KnowledgeReport:
     """Every condition on ``passages``, in mode ``single`` or ``batch``. Each of ``teachers``
     ((name, teacher) pairs) adds a row (``teacher_rows``); passages with self-edits of their
     own make the ``supplied`` row. ``teacher_host`` writes the self-edits (default: ``host``,
     the student's own). A ``journal`` (single mode) records each finished passage and skips
-    those it already holds."""
+    those it already holds. Several ``qa_forms`` make a row per form of each row with
+    self-edits (``SOURCE/FORM``), trained on the same self-edits (default: the config's)."""
     if mode not in ("single", "batch"):
         raise ValueError(f"unknown mode {mode!r}; expected single or batch")
     if journal is not None and mode != "single":
         raise ValueError("only a single-mode run keeps a journal")
-    writer = _Writer(teacher_host or host, config, teachers)
+    writer = _Writer(teacher_host or host, config, teachers, qa_forms)
     names = ["base", *writer.conditions()]
     if not any(item.self_edits for item in passages):
-        names.remove("supplied")
+        names = [n for n in names if not n.startswith("supplied")]
     results = {name: ConditionResult(name) for name in names}
     seconds: dict[str, float] = {}
     with _timed(seconds, "total"):
@@ -505,7 +525,7 @@ def _single(
         progress(index, total, f"passage {index + 1}: training")
         with _timed(seconds, "train"):
             sets = [
-                sequences_of(item.passage, texts[name], config.format, config.qa_form)
+                sequences_of(item.passage, texts[name], config.format, writer.qa_form(name))
                 for name in names
             ]
             trained = train_many(host, sets, config.train, init=None)
@@ -565,7 +585,7 @@ def _batch(
                 sequence
                 for index, texts in members[name].items()
                 for sequence in sequences_of(
-                    passages[index].passage, texts, config.format, config.qa_form
+                    passages[index].passage, texts, config.format, writer.qa_form(name)
                 )
             ]
             for name in names

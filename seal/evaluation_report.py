@@ -36,6 +36,7 @@ def settings_json(config: InnerLoopConfig, **extra: Any) -> dict[str, Any]:
         "sample": asdict(config.sample),
         "train": asdict(config.train),
         "answer_max_tokens": config.answer_max_tokens,
+        "qa_form": config.qa_form,
         "answer_system_prompt": SYSTEM,
         "grader": GRADER,
         "interval": INTERVAL,
@@ -47,9 +48,12 @@ def _round(x: float) -> float:
 
 
 def _description(name: str) -> str:
-    if name.startswith("teacher:"):
-        return f"passage + self-edits of the teacher {name.split(':', 1)[1]!r}"
-    return CONDITIONS.get(name, name)
+    source, _, form = name.partition("/")
+    if source.startswith("teacher:"):
+        text = f"passage + self-edits of the teacher {source.split(':', 1)[1]!r}"
+    else:
+        text = CONDITIONS.get(source, source)
+    return f"{text}; question-answer items trained as {form}" if form else text
 
 
 def _paired_json(pair: Paired | None) -> dict[str, Any] | None:

@@ -546,6 +546,14 @@ def eval_knowledge(
         ),
     ] = 1,
     seed: Annotated[int, typer.Option(help="Seeds sampling, LoRA init and training")] = 0,
+    qa_form: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="How question-answer items are trained: text, chat or both (default "
+            "SEAL_QA_FORM); given more than once, each row with self-edits is trained in each "
+            "form on the same self-edits (rows SOURCE/FORM)"
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -580,6 +588,15 @@ def eval_knowledge(
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if resume and mode is not Mode.single:
         raise typer.BadParameter("--resume goes on with a --mode single run")
+    from seal.selfedit import QA_FORMS
+
+    wrong = [f for f in qa_form or [] if f not in QA_FORMS]
+    if wrong:
+        raise typer.BadParameter(
+            f"--qa-form must be one of {', '.join(QA_FORMS)}, not {wrong[0]!r}"
+        )
+    if mode is Mode.sequential and len(qa_form or []) > 1:
+        raise typer.BadParameter("--mode sequential learns in one --qa-form")
     settings = get_settings().model_copy(update={"seed": seed})
     _setup_logging(settings)
     with_questions = [d for d in load_eval_passages(data) if d.passage.questions]
@@ -596,6 +613,8 @@ def eval_knowledge(
     if len(set(rows)) < len(rows):
         raise typer.BadParameter("two --teacher options make the same row; name them NAME=FOLDER")
     config = replace(inner_loop_config(settings, fmt), num_candidates=samples)
+    if qa_form:
+        config = replace(config, qa_form=qa_form[0])
     # The evaluation never touches the store: the unbound sessionmaker is never used.
     runtime = Runtime(settings, sessionmaker())
     host, teacher_host = runtime.student, runtime.teacher
@@ -615,6 +634,7 @@ def eval_knowledge(
         teachers={name or "teacher": str(path) for name, path in chosen_teachers},
         seed=seed,
         mode=mode.value,
+        qa_forms=list(dict.fromkeys(qa_form or [config.qa_form])),
         skip=skip,
         passages=len(chosen),
         questions=questions,
@@ -663,6 +683,7 @@ def eval_knowledge(
             teacher_host=teacher_host,
             on_progress=on_progress,
             journal=journal,
+            qa_forms=qa_form or [],
         )
         bar.close()
         written = write_knowledge(report, out, run_settings)

@@ -226,6 +226,27 @@ class Stop(Exception):
     pass
 
 
+def test_each_qa_form_is_a_row_trained_on_the_same_self_edits(host: AdapterHost) -> None:
+    qa = replace(CONFIG, format="self-qa")
+    supplied = ("Question: Who founded Zorblat Industries?\nAnswer: Marisol Quenby",)
+    passages = [EvalPassage(ZORBLAT, supplied)]
+    report = run_knowledge(host, passages, qa, qa_forms=["chat", "text"])
+    by_name = {r.name: r for r in report.conditions}
+    assert list(by_name) == [
+        "base",
+        "passage",
+        "base-teacher/chat",
+        "base-teacher/text",
+        "supplied/chat",
+        "supplied/text",
+    ]
+    chat, text = by_name["supplied/chat"], by_name["supplied/text"]
+    assert chat.self_edits == text.self_edits
+    # the chat turn's loss covers the answer only: fewer trained tokens than the raw text
+    assert 0 < chat.train_tokens < text.train_tokens
+    assert by_name["base-teacher/chat"].self_edits == by_name["base-teacher/text"].self_edits
+
+
 def test_a_stopped_run_resumes_after_its_last_finished_passage(
     host: AdapterHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
