@@ -24,12 +24,10 @@ from seal.knowledge import (
     score_candidates,
     write_self_edits_many,
 )
-from seal.lora import AdapterHost, AdapterState, LoraSpec
+from seal.lora import AdapterHost, AdapterState
 from seal.selfedit import Passage, teacher_messages
 from seal.train import Checkpoint, Example, TrainConfig, TrainResult, train_adapter
 
-#: The paper's teacher adapter: LoRA r64 / alpha 128 on all projections.
-TEACHER_LORA = LoraSpec(rank=64, alpha=128)
 #: The paper's teacher fine-tuning: lr 3e-4, 2 epochs.
 TEACHER_TRAIN = TrainConfig(learning_rate=3e-4, epochs=2, batch_size=4)
 

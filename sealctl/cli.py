@@ -40,6 +40,14 @@ def _prepare(settings: Settings) -> str:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     key = settings.ensure_admin_key()
+    from service.store.db import make_engine, make_sessionmaker
+    from worker.bundled import register_bundled_teacher
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        register_bundled_teacher(settings, make_sessionmaker(engine, write=True))
+    finally:
+        engine.dispose()
     local = [settings.student_model] + (
         [] if settings.external_teacher else [settings.teacher_model]
     )
@@ -289,6 +297,45 @@ def teacher_train(
     except LookupError as exc:
         raise typer.BadParameter(str(exc)) from exc
     bar.close()
+
+
+@teacher_app.command("export")
+def teacher_export(
+    version: Annotated[int, typer.Argument(help="The shared teacher version to export")],
+    out: Annotated[Path, typer.Argument(help="A new folder (e.g. seal/teachers/default)")],
+    dtype: Annotated[str, typer.Option(help="bfloat16 (half the size) or float32")] = "bfloat16",
+) -> None:
+    """Write a shared teacher version as a self-contained adapter folder: its weights in
+    DTYPE, and seal.json with their checksum, the base model, the LoRA and the version's
+    metrics, as the shipped teacher (seal/teachers/default/) is made."""
+    from service.store.db import make_engine, make_sessionmaker, session_scope
+    from service.store.repositories import learning as learning_repo
+    from worker.bundled import DTYPES, write_bundle
+    from worker.jobs.common import load_teacher
+
+    if dtype not in DTYPES:
+        raise typer.BadParameter(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    settings = get_settings()
+    sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with session_scope(sessions) as session:
+        found = learning_repo.get_teacher_version(session, tenant_id=None, number=version)
+        if found is None or not found.artifact_uri:
+            raise typer.BadParameter(f"there is no shared teacher version {version} with weights")
+        state = load_teacher(found).state or {}
+        metrics = dict(found.metrics or {})
+    try:
+        digest = write_bundle(
+            state,
+            settings,
+            out,
+            dtype=dtype,
+            metrics=metrics,
+            source=f"shared teacher version {version}",
+        )
+    except FileExistsError as exc:
+        raise typer.BadParameter(f"{out} exists already; export into a new folder") from exc
+    size = sum(p.stat().st_size for p in out.iterdir())
+    print(f"wrote {out} ({size / 2**20:.1f} MiB, checksum {digest})", flush=True)
 
 
 def _refuse_external(settings: Settings, what: str) -> None:

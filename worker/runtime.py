@@ -157,4 +157,10 @@ def get_runtime() -> Runtime:
             settings = get_settings()
             engine = make_engine(settings.resolved_database_url)
             _runtime = Runtime(settings=settings, sessions=make_sessionmaker(engine, write=True))
+            from worker.bundled import register_bundled_teacher
+
+            try:
+                register_bundled_teacher(settings, _runtime.sessions)
+            except Exception:  # the worker still serves: its jobs use the store's teachers
+                log.exception("could not register the shipped teacher")
         return _runtime

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
-from seal.lora import AdapterHost, LoraSpec, save_adapter
+from seal.lora import AdapterHost, LoraSpec, load_adapter, save_adapter
 from sealctl.cli import app, load_passages
 from service.settings import get_settings
 from tests.seal.conftest import load_tiny
@@ -225,6 +225,17 @@ def test_teacher_distill_records_a_shared_teacher_version_with_its_lineage(
         assert metrics["excluded_passages"] == 1 and len(metrics["data_sha256"]) == 64
         assert second.metrics["started_from"] == 1 and second.metrics["examples"] == 2
         assert Path(second.artifact_uri, "adapter_model.safetensors").is_file()
+    # the export is a self-contained bf16 folder whose weights match its checksum
+    exported = data_dir / "exported"
+    result = runner.invoke(app, ["teacher", "export", "1", str(exported)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((exported / "seal.json").read_text())
+    assert meta["dtype"] == "bfloat16" and meta["lora"]["rank"] == 4
+    assert meta["metrics"]["kind"] == "distilled" and meta["exported_from"].endswith("version 1")
+    state = load_adapter(exported, expected_checksum=meta["checksum"])
+    assert {str(v.dtype) for v in state.values()} == {"torch.bfloat16"}
+    again = runner.invoke(app, ["teacher", "export", "1", str(exported)])
+    assert again.exit_code == 2 and "exists already" in plain(again.output)
     missing = runner.invoke(app, [*args, "--from", "9"])
     assert missing.exit_code == 2 and "there is no shared teacher version 9" in plain(
         missing.output

@@ -32,6 +32,7 @@ from service.store.db import in_transaction, session_scope
 from service.store.models import Document, JobStatus, TeacherVersion
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
+from worker.bundled import usable
 from worker.jobs.common import load_teacher
 from worker.jobs.lifecycle import JobRun, artifact_folder, run_job
 from worker.jobs.update import PASSAGE_GAIN_METRIC
@@ -343,7 +344,8 @@ def _teacher_round(runtime: Runtime, run: JobRun) -> None:
 
     def read(session: Session) -> tuple[list, TeacherVersion | None]:
         pairs = tenant_teacher_pairs(session, tenant_id=tenant_id)
-        return pairs, learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+        current = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+        return pairs, usable(runtime.settings, current)
 
     pairs, current = in_transaction(runtime.sessions, read)
     if not pairs:

@@ -68,6 +68,7 @@ from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
+from worker.bundled import usable
 from worker.jobs.common import (
     Progress,
     job_seed,
@@ -191,7 +192,9 @@ def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
     if remote is not None:  # an external endpoint writes every tenant's self-edits
         teacher_version, teacher = None, Teacher(remote=remote)
     else:
-        teacher_version = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+        teacher_version = usable(
+            settings, learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+        )
         teacher = load_teacher(teacher_version)
 
     retention = retention_probes(session, settings, tenant_id)

@@ -240,6 +240,12 @@ def get_teacher_version_by_id(session: Session, *, version_id: str) -> TeacherVe
     return session.get(TeacherVersion, version_id)
 
 
+def shared_teacher_versions(session: Session) -> list[TeacherVersion]:
+    """Every version of the shared teacher, oldest first."""
+    stmt = select(TeacherVersion).where(TeacherVersion.tenant_id.is_(None))
+    return list(session.scalars(stmt.order_by(TeacherVersion.number)))
+
+
 def list_teacher_versions(
     session: Session, *, tenant_id: str
 ) -> list[tuple[TeacherVersion, int | None]]:
