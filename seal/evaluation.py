@@ -22,9 +22,7 @@ interval.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +32,7 @@ from statistics import NormalDist
 from typing import Any
 
 from seal.grading import Evaluation, Probe
+from seal.journal import Journal as JsonlJournal
 from seal.knowledge import (
     InnerLoopConfig,
     Teacher,
@@ -391,69 +390,29 @@ class PassageRow:
             row.train_seconds += self.seconds
 
 
-class Journal:
-    """A single-mode run's finished work, appended to a JSON-lines file as it happens: the
-    run's settings, the self-edits it sampled, then one line per finished passage. A run
-    started with ``resume`` over a journal of the same settings keeps what it holds and goes
-    on after the last finished passage, so a stopped run (Ctrl+C, a restart) loses at most
-    the passage it was on; without ``resume`` the journal starts afresh."""
+class Journal(JsonlJournal):
+    """A single-mode run's journal (``seal.journal``): the self-edits it sampled, then one
+    line per finished passage; a resumed run keeps them and goes on after the last finished
+    passage, so a stopped run loses at most the passage it was on."""
 
     def __init__(self, path: Path, settings: dict[str, Any], *, resume: bool = False):
-        settings = json.loads(json.dumps(settings))  # compared as it reads back
-        self.path = path
+        super().__init__(path, settings, resume=resume)
         self.written: dict[str, list[list[str]]] | None = None
         self.done: dict[int, dict[str, PassageRow]] = {}
-        if resume and path.is_file():
-            self._read(settings)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w") as out:
-                out.write(json.dumps({"settings": settings}) + "\n")
-
-    def _read(self, settings: dict[str, Any]) -> None:
-        lines = self.path.read_text().splitlines()
-        try:
-            entries = [json.loads(line) for line in lines if line.strip()]
-        except ValueError:  # a line cut short by the stop: drop it and what follows
-            entries = []
-            for line in lines:
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    break
-        if not entries or "settings" not in entries[0]:
-            raise ValueError(f"{self.path} is not a journal of `seal eval knowledge`")
-        theirs = entries[0]["settings"]
-        changed = sorted(k for k in {*theirs, *settings} if theirs.get(k) != settings.get(k))
-        if changed:
-            raise ValueError(
-                f"{self.path} was written by a run with other settings ({', '.join(changed)}); "
-                "resume it with the same command, or start afresh without --resume"
-            )
-        for entry in entries[1:]:
+        for entry in self.entries:
             if "written" in entry:
                 self.written = entry["written"]
             elif "passage" in entry:
                 rows = {name: PassageRow.from_json(r) for name, r in entry["rows"].items()}
                 self.done[int(entry["passage"])] = rows
-        # what survived is written back whole, so a cut-off last line is gone before appending
-        with self.path.open("w") as out:
-            for entry in entries:
-                out.write(json.dumps(entry) + "\n")
-
-    def _append(self, entry: dict[str, Any]) -> None:
-        with self.path.open("a") as out:
-            out.write(json.dumps(entry) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
 
     def record_written(self, written: dict[str, list[list[str]]]) -> None:
         self.written = written
-        self._append({"written": written})
+        self.append({"written": written})
 
     def record_passage(self, index: int, rows: dict[str, PassageRow]) -> None:
         self.done[index] = rows
-        self._append({"passage": index, "rows": {n: r.to_json() for n, r in rows.items()}})
+        self.append({"passage": index, "rows": {n: r.to_json() for n, r in rows.items()}})
 
 
 def run_knowledge(

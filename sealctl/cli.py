@@ -628,6 +628,7 @@ def eval_knowledge(
         write_forgetting,
         write_knowledge,
     )
+    from seal.journal import JournalMismatch
     from seal.knowledge import TEACHER, Teacher
     from worker.runtime import Runtime, inner_loop_config, student_spec, teacher_spec
 
@@ -695,7 +696,7 @@ def eval_knowledge(
     if mode is Mode.single:
         try:
             journal = Journal(out / "journal.jsonl", run_settings, resume=resume)
-        except ValueError as exc:
+        except JournalMismatch as exc:
             raise typer.BadParameter(str(exc)) from exc
         if journal.done:
             print(f"resuming: {len(journal.done)} of {len(chosen)} passages done", flush=True)
