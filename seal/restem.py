@@ -9,10 +9,11 @@ only. Rounds chain: round n+1 samples with the teacher of round n.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from seal.grading import Evaluation
+from seal.grading import Evaluation, Graded, Probe
 from seal.knowledge import (
     TEACHER,
     Candidate,
@@ -25,7 +26,7 @@ from seal.knowledge import (
     write_self_edits_many,
 )
 from seal.lora import AdapterHost, AdapterState
-from seal.selfedit import Passage, teacher_messages
+from seal.selfedit import QA, Passage, teacher_messages
 from seal.train import Checkpoint, Example, TrainConfig, TrainResult, train_adapter
 
 #: The paper's teacher fine-tuning: lr 3e-4, 2 epochs.
@@ -166,6 +167,64 @@ def heldout_evaluation(
     return Evaluation(graded)
 
 
+def evaluation_json(evaluation: Evaluation) -> list[list[Any]]:
+    return [
+        [g.probe.title, g.probe.qa.question, g.probe.qa.answer, g.answer, g.correct]
+        for g in evaluation.graded
+    ]
+
+
+def evaluation_from_json(rows: Sequence[Sequence[Any]]) -> Evaluation:
+    return Evaluation(
+        [Graded(Probe(title, QA(q, gold)), answer, bool(ok)) for title, q, gold, answer, ok in rows]
+    )
+
+
+def scored_json(scored: Scored) -> dict[str, Any]:
+    """What a finished passage of a round is kept as in a run's journal."""
+
+    def candidate(c: Candidate) -> dict[str, Any]:
+        return {
+            "text": c.text,
+            "items": c.items,
+            "reward": c.reward,
+            "over_passage": c.over_passage,
+            "evaluation": evaluation_json(c.evaluation) if c.evaluation else None,
+        }
+
+    kept = scored.candidates.index(scored.kept) if scored.kept is not None else None
+    return {
+        "candidates": [candidate(c) for c in scored.candidates],
+        "baseline": evaluation_json(scored.baseline),
+        "kept": kept,
+        "passage_alone": candidate(scored.passage_alone) if scored.passage_alone else None,
+    }
+
+
+def scored_from_json(passage: Passage, data: dict[str, Any]) -> Scored:
+    def candidate(d: dict[str, Any], alone: bool = False) -> Candidate:
+        evaluation = d.get("evaluation")
+        return Candidate(
+            text=d["text"],
+            items=list(d["items"]),
+            reward=float(d["reward"]),
+            evaluation=evaluation_from_json(evaluation) if evaluation is not None else None,
+            passage_alone=alone,
+            over_passage=d.get("over_passage"),
+        )
+
+    candidates = [candidate(c) for c in data["candidates"]]
+    kept = data.get("kept")
+    alone = data.get("passage_alone")
+    return Scored(
+        passage,
+        candidates,
+        evaluation_from_json(data["baseline"]),
+        candidates[kept] if kept is not None else None,
+        candidate(alone, alone=True) if alone else None,
+    )
+
+
 def restem_round(
     host: AdapterHost,
     passages: Sequence[Passage],
@@ -173,15 +232,26 @@ def restem_round(
     teacher: Teacher,
     *,
     on_passage: Callable[[int, Scored], None] | None = None,
+    written: Sequence[Sequence[str]] | None = None,
+    on_written: Callable[[list[list[str]]], None] | None = None,
+    done: Mapping[int, Scored] | None = None,
 ) -> RoundResult:
-    """One ReST-EM round from ``teacher``; the new teacher continues from its weights."""
+    """One ReST-EM round from ``teacher``; the new teacher continues from its weights. A
+    resumed round is given the self-edits it had ``written`` and the passages it had
+    ``done``; ``on_written`` and ``on_passage`` report them as they happen."""
     scored = []
     inner = config.inner
-    # The round's teacher is fixed: all its self-edits are sampled first, in shared batches.
-    written = write_self_edits_many(
-        host, passages, inner.format, inner.num_candidates, inner.sample, teacher
-    )
+    if written is None:
+        # The round's teacher is fixed: all its self-edits are sampled first, in shared batches.
+        written = write_self_edits_many(
+            host, passages, inner.format, inner.num_candidates, inner.sample, teacher
+        )
+        if on_written:
+            on_written([list(texts) for texts in written])
     for index, (passage, texts) in enumerate(zip(passages, written, strict=True)):
+        if done and index in done:
+            scored.append(done[index])
+            continue
         result = score_passage(host, passage, texts, inner)
         scored.append(result)
         if on_passage:

@@ -232,6 +232,13 @@ def teacher_train(
             "--from", help="Start from this shared teacher version (default: the active one)"
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Go on with the stopped run of the same command after its last scored "
+            "passage (its journal: DATA_DIR/checkpoints/teacher-train.jsonl)"
+        ),
+    ] = False,
 ) -> None:
     """Train the shared teacher by ReST-EM on a public data set; each round becomes a teacher
     version, promoted (used by every tenant without its own) when it does at least as well
@@ -253,6 +260,28 @@ def teacher_train(
         )
     train_set = all_passages[:passages]
     heldout_set = all_passages[len(all_passages) - heldout :] if heldout else []
+    from dataclasses import asdict
+
+    from seal.journal import Journal, JournalMismatch
+    from worker.runtime import inner_loop_config
+
+    run_settings = {
+        "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "rounds": rounds,
+        "passages": passages,
+        "heldout": heldout,
+        "from": start,
+        "inner": asdict(inner_loop_config(settings)),
+        "teacher_lora": settings.teacher_lora_rank,
+    }
+    try:
+        journal = Journal(
+            settings.data_dir / "checkpoints" / "teacher-train.jsonl", run_settings, resume=resume
+        )
+    except JournalMismatch as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if journal.entries:
+        print(f"resuming: {len(journal.entries)} finished steps in the journal", flush=True)
     runtime = _shared_runtime(settings)
     print(
         f"ReST-EM: {rounds} round(s) x {passages} passages x k={settings.num_candidates} "
@@ -293,6 +322,7 @@ def teacher_train(
             on_round=on_round,
             on_baseline=on_baseline,
             start_from=start,
+            journal=journal,
         )
     except LookupError as exc:
         raise typer.BadParameter(str(exc)) from exc

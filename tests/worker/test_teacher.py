@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -123,3 +124,79 @@ def test_shared_training_reports_each_round(session: Session, runtime: Runtime) 
         assert len(r.result.rewards) == k
         assert (r.version is None) == (r.result.teacher is None)
     assert len(report.baseline_heldout.graded) == 1
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_stopped_rest_em_run_resumes_after_its_last_scored_passage(
+    session: Session, runtime: Runtime, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from seal import restem
+    from seal.journal import Journal
+
+    passages = [
+        Passage("Zorblat Industries", FACT, (QA("Who founded it?", "Marisol Quenby"),)),
+        Passage(
+            "Vellmora", "Vellmora's mayor is Ada Thorne.", (QA("Who is mayor?", "Ada Thorne"),)
+        ),
+    ]
+    path, settings = tmp_path / "train.jsonl", {"rounds": 2}
+
+    def stop_in_round_2(number: int, index: int, scored) -> None:  # type: ignore[no-untyped-def]
+        if number == 2:
+            raise Stop
+
+    first: list = []
+    with pytest.raises(Stop):
+        train_shared_teacher(
+            runtime,
+            passages,
+            passages[:1],
+            2,
+            on_passage=stop_in_round_2,
+            on_round=first.append,
+            journal=Journal(path, settings),
+        )
+    versions = len(learning_repo.shared_teacher_versions(session))
+    scored: list[str] = []
+    real = restem.score_passage
+
+    def counting(host, passage, *args, **kwargs):  # type: ignore[no-untyped-def]
+        scored.append(passage.title)
+        return real(host, passage, *args, **kwargs)
+
+    monkeypatch.setattr(restem, "score_passage", counting)
+    # nothing is sampled again: round 2's self-edits were journaled before its first passage
+    monkeypatch.setattr(restem, "write_self_edits_many", None)
+    monkeypatch.setattr("worker.jobs.teacher.heldout_evaluation", _only_for_new_teachers())
+    resumed = train_shared_teacher(
+        runtime, passages, passages[:1], 2, journal=Journal(path, settings, resume=True)
+    )
+    assert scored == ["Vellmora"]  # round 2's second passage only
+    [round_1] = first
+    again = resumed.rounds[0]
+    assert (again.version, again.promoted, again.result.rewards) == (
+        round_1.version,
+        round_1.promoted,
+        round_1.result.rewards,
+    )
+    assert [r.round for r in resumed.rounds] == [1, 2]
+    made = len(learning_repo.shared_teacher_versions(session)) - versions
+    assert made == (resumed.rounds[1].version is not None)  # round 1 was not made again
+
+
+def _only_for_new_teachers():  # type: ignore[no-untyped-def]
+    """The held-out evaluation, refusing to run for the baseline (journaled already)."""
+    from worker.jobs import teacher as teacher_module
+
+    real = teacher_module.heldout_evaluation
+    calls: list[int] = []
+
+    def evaluation(host, heldout, inner, teacher, **kwargs):  # type: ignore[no-untyped-def]
+        assert teacher.state is not None, "the baseline was evaluated again"
+        calls.append(1)
+        return real(host, heldout, inner, teacher, **kwargs)
+
+    return evaluation

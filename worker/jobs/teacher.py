@@ -22,9 +22,20 @@ from sqlalchemy.orm import Session
 
 from seal.distill import Target, distill
 from seal.grading import Evaluation
+from seal.journal import Journal
 from seal.knowledge import Teacher
 from seal.lora import AdapterState, save_adapter
-from seal.restem import RoundConfig, RoundResult, Scored, heldout_evaluation, restem_round
+from seal.restem import (
+    RoundConfig,
+    RoundResult,
+    Scored,
+    evaluation_from_json,
+    evaluation_json,
+    heldout_evaluation,
+    restem_round,
+    scored_from_json,
+    scored_json,
+)
 from seal.restem import train_teacher as sft_teacher
 from seal.selfedit import FORMATS, Passage
 from seal.train import Checkpoint, TrainConfig, TrainResult
@@ -130,10 +141,15 @@ def train_shared_teacher(
     on_round: Callable[[RoundReport], None] | None = None,
     on_baseline: Callable[[Evaluation], None] | None = None,
     start_from: int | None = None,
+    journal: Journal | None = None,
 ) -> SharedTraining:
     """ReST-EM rounds from the active shared teacher (or shared version ``start_from``); each
     round's teacher becomes a shared teacher version, promoted when its held-out accuracy is at
-    least that of the teacher the run started from and of every round before it."""
+    least that of the teacher the run started from and of every round before it.
+
+    A ``journal`` (``seal.journal``) records the held-out baseline, each round's self-edits,
+    each scored passage and each finished round (its version); resumed, the run goes on after
+    the last of them, from the teacher version of the last finished round."""
     settings = runtime.settings
     refuse_external_teacher(settings, "ReST-EM")
     host = runtime.teacher
@@ -146,27 +162,73 @@ def train_shared_teacher(
             f"of {', '.join(FORMATS)}, not {inner.format!r}"
         )
     config = RoundConfig(inner=inner, teacher_train=teacher_train_config(settings))
+    past = _Past(journal.entries if journal else [])
     with session_scope(runtime.sessions) as session:
         start, teacher = start_teacher(session, number=start_from)
         parent_id = start.id if start else None
-    baseline = heldout_evaluation(host, heldout, inner, teacher)
+    if past.baseline is not None:
+        baseline = evaluation_from_json(past.baseline)
+    else:
+        baseline = heldout_evaluation(host, heldout, inner, teacher)
+        if journal:
+            journal.append({"baseline": evaluation_json(baseline)})
     if on_baseline:
         on_baseline(baseline)
     report = SharedTraining(baseline_heldout=baseline)
     best = baseline.accuracy
     for number in range(1, rounds + 1):
+        finished = past.finished.get(number)
+        if finished is not None:  # a round of the stopped run: its version stands
+            kept = [scored_from_json(p, past.passages[number][i]) for i, p in enumerate(train)]
+            result = RoundResult(scored=kept, teacher=None)
+            if finished["version"] is not None:
+                with session_scope(runtime.sessions) as session:
+                    done_version, teacher = start_teacher(session, number=finished["version"])
+                    parent_id = done_version.id if done_version else parent_id
+                result.teacher = teacher.state
+            best = max(best, finished["best"])
+            round_report = RoundReport(
+                number,
+                result,
+                evaluation_from_json(finished["heldout"]),
+                finished["version"],
+                finished["promoted"],
+                finished["seconds"],
+            )
+            report.rounds.append(round_report)
+            if on_round:
+                on_round(round_report)
+            continue
         started = time.perf_counter()
         # Each round samples afresh (the same teacher would otherwise write the same text).
         seed = (inner.sample.seed or 0) + 1000 * number
         round_config = replace(
             config, inner=replace(inner, sample=replace(inner.sample, seed=seed))
         )
+
+        def on_scored(index: int, scored: Scored, number: int = number) -> None:
+            if journal:
+                journal.append({"round": number, "passage": index, "scored": scored_json(scored)})
+            _report(on_passage, number, index, scored)
+
+        def on_written(written: list[list[str]], number: int = number) -> None:
+            if journal:
+                journal.append({"round": number, "written": written})
+
+        done = {
+            i: scored_from_json(train[i], data) for i, data in past.passages.get(number, {}).items()
+        }
+        for index, earlier in sorted(done.items()):
+            _report(on_passage, number, index, earlier)
         result = restem_round(
             host,
             train,
             round_config,
             teacher,
-            on_passage=functools.partial(_report, on_passage, number),
+            on_passage=on_scored,
+            written=past.written.get(number),
+            on_written=on_written,
+            done=done,
         )
         if result.teacher is None:  # nothing earned a positive reward: the teacher stays
             heldout_eval, version_number, promoted = baseline, None, False
@@ -203,10 +265,42 @@ def train_shared_teacher(
             promoted,
             time.perf_counter() - started,
         )
+        if journal:
+            journal.append(
+                {
+                    "round": number,
+                    "finished": {
+                        "version": version_number,
+                        "promoted": promoted,
+                        "heldout": evaluation_json(heldout_eval),
+                        "best": best,
+                        "seconds": round_report.seconds,
+                    },
+                }
+            )
         report.rounds.append(round_report)
         if on_round:
             on_round(round_report)
     return report
+
+
+class _Past:
+    """What a resumed run's journal holds, by round."""
+
+    def __init__(self, entries: Sequence[dict]):
+        self.baseline: list | None = None
+        self.written: dict[int, list[list[str]]] = {}
+        self.passages: dict[int, dict[int, dict]] = {}
+        self.finished: dict[int, dict] = {}
+        for entry in entries:
+            if "baseline" in entry:
+                self.baseline = entry["baseline"]
+            elif "written" in entry:
+                self.written[entry["round"]] = entry["written"]
+            elif "passage" in entry:
+                self.passages.setdefault(entry["round"], {})[entry["passage"]] = entry["scored"]
+            elif "finished" in entry:
+                self.finished[entry["round"]] = entry["finished"]
 
 
 def _report(
