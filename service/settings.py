@@ -120,7 +120,13 @@ class Settings(BaseSettings):
     )
 
     # --- the update (defaults fit a CPU; the paper's values in the descriptions) -------------
-    self_edit_format: SelfEditFormat = "implications"
+    self_edit_format: SelfEditFormat = Field(
+        "self-qa",
+        description="The shipped teacher was distilled to write `self-qa`, and its self-qa "
+        "self-edits taught more than the passage alone on dev.json passages 50-99 "
+        "(docs/results/2026-12-02-self-edits-that-teach.md); the paper's default is "
+        "`implications`.",
+    )
     num_candidates: int = Field(3, ge=1, le=16, description="k self-edits per document (paper: 5).")
     teacher_temperature: float = Field(1.0, gt=0, le=2.0, description="Paper: 1.0.")
     teacher_top_p: float = Field(0.95, gt=0, le=1.0, description="Paper: 0.95.")

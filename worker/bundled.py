@@ -131,7 +131,12 @@ def register_bundled_teacher(
             parent_id=None,
             artifact_uri=str(target),
             checksum=digest,
-            metrics={"kind": BUNDLED, **meta.get("metrics", {})},
+            metrics={
+                **meta.get("metrics", {}),
+                "kind": BUNDLED,
+                "trained_as": meta.get("metrics", {}).get("kind"),
+                "exported_from": meta.get("exported_from"),
+            },
         )
         learning_repo.promote_teacher_version(session, version=version)
         log.info("the shipped teacher is shared teacher version %d", version.number)

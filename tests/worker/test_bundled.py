@@ -9,11 +9,13 @@ import pytest
 from sqlalchemy.orm import Session
 
 from seal.lora import WEIGHTS_FILE, checksum, load_adapter
+from service.settings import Settings
 from service.store.models import VersionStatus
 from service.store.repositories import learning as learning_repo
 from tests.factories import make_teacher_version, make_tenant
 from worker.bundled import (
     BUNDLED,
+    BUNDLED_TEACHER_DIR,
     bundled_meta,
     fits,
     register_bundled_teacher,
@@ -40,7 +42,12 @@ def test_a_new_store_gets_the_shipped_teacher_as_shared_version_1(
     version = register_bundled_teacher(runtime.settings, runtime.sessions, bundle)
     assert version is not None and version.number == 1 and version.status == VersionStatus.active
     assert version.tenant_id is None and version.checksum == meta["checksum"]
-    assert version.metrics == {"kind": BUNDLED, "heldout": 0.5}
+    assert version.metrics == {
+        "kind": BUNDLED,
+        "heldout": 0.5,
+        "trained_as": None,
+        "exported_from": "a test",
+    }
     # its own copy beside the other teachers, the same weights
     copy = Path(version.artifact_uri or "")
     assert copy.parent == runtime.settings.resolved_adapter_dir / "teachers" / "shared"
@@ -92,3 +99,15 @@ def test_a_teacher_of_another_shape_is_not_registered(runtime: Runtime, bundle: 
     elsewhere = runtime.settings.model_copy(update={"teacher_model": "another-model"})
     assert "it was trained on" in (fits(elsewhere, meta) or "")
     assert bundled_meta(bundle.parent / "nothing-here") is None
+
+
+def test_the_shipped_teacher_matches_its_checksum_and_fits_the_defaults() -> None:
+    meta = bundled_meta(BUNDLED_TEACHER_DIR)
+    assert meta is not None, f"{BUNDLED_TEACHER_DIR} holds no shipped teacher"
+    state = load_adapter(BUNDLED_TEACHER_DIR, expected_checksum=meta["checksum"])
+    assert {str(v.dtype) for v in state.values()} == {"torch.bfloat16"}
+    assert sum(f.stat().st_size for f in BUNDLED_TEACHER_DIR.iterdir()) <= 25 * 10**6
+    assert fits(Settings(_env_file=None), meta) is None  # type: ignore[call-arg]
+    assert meta["metrics"]["kind"] == "distilled" and meta["metrics"]["sources"]
+    card = (BUNDLED_TEACHER_DIR / "CARD.md").read_text()
+    assert meta["checksum"] in card and "seal teacher distill" in card

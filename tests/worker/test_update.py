@@ -62,7 +62,8 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
     k = runtime.settings.num_candidates
     edits = session.scalars(select(SelfEdit).where(SelfEdit.document_id == doc.id)).all()
     assert len(edits) == k
-    assert all(e.job_id == job.id and e.format == "implications" for e in edits)
+    fmt = runtime.settings.self_edit_format
+    assert all(e.job_id == job.id and e.format == fmt for e in edits)
     rewards = session.scalars(select(Reward).where(Reward.document_id == doc.id)).all()
     assert {r.self_edit_id for r in rewards} == {e.id for e in edits}
     assert all(r.baseline is not None for r in rewards)
