@@ -122,9 +122,10 @@ class Settings(BaseSettings):
     # --- the update (defaults fit a CPU; the paper's values in the descriptions) -------------
     self_edit_format: SelfEditFormat = Field(
         "self-qa",
-        description="The shipped teacher was distilled to write `self-qa`, and its self-qa "
-        "self-edits taught more than the passage alone on dev.json passages 50-99 "
-        "(docs/results/2026-12-02-self-edits-that-teach.md); the paper's default is "
+        description="The shipped teacher was distilled to write `self-qa`; its self-qa "
+        "self-edits taught more than the untrained teacher's on dev.json passages 0-49 and "
+        "50-99, though not more than the passage alone "
+        "(docs/results/2026-12-02-self-edits-that-teach.md). The paper's default is "
         "`implications`.",
     )
     num_candidates: int = Field(3, ge=1, le=16, description="k self-edits per document (paper: 5).")
