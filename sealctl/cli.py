@@ -223,6 +223,14 @@ def teacher_train(
     heldout: Annotated[
         int, typer.Option(min=0, help="Held-out passages (from the file's end)")
     ] = 4,
+    heldout_skip: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Take the held-out passages after the first N passages with questions instead "
+            "of from the file's end (e.g. to keep them out of a distilled teacher's data)",
+        ),
+    ] = None,
     k: Annotated[
         int | None, typer.Option(help="Self-edits per passage (default: settings)")
     ] = None,
@@ -259,7 +267,14 @@ def teacher_train(
             f"--passages {passages} + --heldout {heldout} needs more"
         )
     train_set = all_passages[:passages]
-    heldout_set = all_passages[len(all_passages) - heldout :] if heldout else []
+    first = len(all_passages) - heldout if heldout_skip is None else heldout_skip
+    if first < passages or first + heldout > len(all_passages):
+        raise typer.BadParameter(
+            f"--heldout-skip {heldout_skip}: the held-out passages {first}..{first + heldout - 1} "
+            f"must come after the {passages} training passages and within the file's "
+            f"{len(all_passages)} passages with questions"
+        )
+    heldout_set = all_passages[first : first + heldout]
     from dataclasses import asdict
 
     from seal.journal import Journal, JournalMismatch
@@ -270,6 +285,7 @@ def teacher_train(
         "rounds": rounds,
         "passages": passages,
         "heldout": heldout,
+        "heldout_skip": first,
         "from": start,
         "inner": asdict(inner_loop_config(settings)),
         "teacher_lora": settings.teacher_lora_rank,
@@ -282,7 +298,7 @@ def teacher_train(
         raise typer.BadParameter(str(exc)) from exc
     if journal.entries:
         print(f"resuming: {len(journal.entries)} finished steps in the journal", flush=True)
-    runtime = _shared_runtime(settings)
+    runtime = _shared_runtime(settings, bundled=True)
     print(
         f"ReST-EM: {rounds} round(s) x {passages} passages x k={settings.num_candidates} "
         f"self-edits ({settings.self_edit_format}), {heldout} held-out passages",
@@ -377,18 +393,22 @@ def _refuse_external(settings: Settings, what: str) -> None:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _shared_runtime(settings: Settings):  # type: ignore[no-untyped-def]
+def _shared_runtime(settings: Settings, *, bundled: bool = False):  # type: ignore[no-untyped-def]
     """A worker runtime on the configured store, migrated first (the teacher commands record
-    teacher versions in it)."""
+    teacher versions in it). With ``bundled``, a store with no shared teacher gets the shipped
+    one as version 1, as the service's own start does (ReST-EM starts from it); distillation
+    does not, as it starts from whichever version it is told."""
     from migrations import upgrade
     from service.store.db import make_engine, make_sessionmaker
+    from worker.bundled import register_bundled_teacher
     from worker.runtime import Runtime
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
-    return Runtime(
-        settings, make_sessionmaker(make_engine(settings.resolved_database_url), write=True)
-    )
+    sessions = make_sessionmaker(make_engine(settings.resolved_database_url), write=True)
+    if bundled:
+        register_bundled_teacher(settings, sessions)
+    return Runtime(settings, sessions)
 
 
 @teacher_app.command("distill")

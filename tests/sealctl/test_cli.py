@@ -64,6 +64,32 @@ def test_teacher_train_needs_enough_passages(data_dir: Path) -> None:
     assert "has 1 passages with questions" in plain(result.output)
 
 
+def test_teacher_train_heldout_skip_must_follow_the_training_passages(data_dir: Path) -> None:
+    rows = [
+        {"title": f"T{i}", "context": "C.", "questions": [{"question": "Q?", "answer": "A"}]}
+        for i in range(5)
+    ]
+    small = data_dir / "five.json"
+    small.write_text(json.dumps(rows))
+    for skip in ("1", "4"):  # inside the training passages; past the file's end
+        result = runner.invoke(
+            app,
+            [
+                "teacher",
+                "train",
+                str(small),
+                "--passages",
+                "2",
+                "--heldout",
+                "2",
+                "--heldout-skip",
+                skip,
+            ],
+        )
+        assert result.exit_code == 2
+        assert "must come after the 2 training passages" in plain(result.output)
+
+
 def test_squad_passages_load_with_their_questions() -> None:
     path = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "squad" / "dev.json"
     passages = load_passages(path)
@@ -402,3 +428,22 @@ def test_bench_update_needs_enough_documents(tiny_settings: Path) -> None:
     )
     assert result.exit_code == 2
     assert "passages with questions" in plain(result.output)
+
+
+def test_the_rest_em_command_starts_from_the_shipped_teacher_on_a_new_store(
+    data_dir: Path,
+) -> None:
+    from sealctl.cli import _shared_runtime
+    from service.store.repositories import learning as learning_repo
+    from worker.bundled import bundled_meta
+
+    settings = get_settings()
+    meta = bundled_meta()
+    assert meta is not None
+    runtime = _shared_runtime(settings)  # as distillation opens it: no teacher registered
+    with runtime.sessions() as session:
+        assert learning_repo.shared_teacher_versions(session) == []
+    runtime = _shared_runtime(settings, bundled=True)  # as `seal teacher train` opens it
+    with runtime.sessions() as session:
+        (version,) = learning_repo.shared_teacher_versions(session)
+        assert version.number == 1 and version.checksum == meta["checksum"]
