@@ -6,7 +6,29 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pytest
+
+from seal import knowledge
+from seal.grading import Evaluation, Graded
 from service.inference import ChatRequest, ChatResult
+
+
+def grade_probes(
+    monkeypatch: pytest.MonkeyPatch, *, before: bool, self_edits: bool, passage: bool
+) -> None:
+    """Decide the probes' verdicts instead of the model: the baseline (one state graded
+    alone), every self-edit candidate, and the passage-alone candidate (graded last beside
+    them) answer all their probes right or all wrong. Everything else (sampling, training,
+    the bookkeeping) runs for real."""
+
+    def grade(host, states, probes, max_new_tokens, *, slot=None):  # type: ignore[no-untyped-def]
+        verdicts = [before] if len(states) == 1 else [self_edits] * (len(states) - 1) + [passage]
+        return [
+            Evaluation([Graded(p, p.qa.answer if ok else "I do not know", ok) for p in probes])
+            for ok in verdicts
+        ]
+
+    monkeypatch.setattr(knowledge, "evaluate_many", grade)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from seal.restem import (
 )
 from seal.selfedit import QA, Passage
 from seal.train import TrainConfig
+from tests.doubles import grade_probes
 from tests.seal.conftest import SPEC, load_tiny
 
 PASSAGE = Passage(
@@ -62,12 +63,20 @@ def test_training_the_teacher_leaves_the_student_slot_alone(tiny_model_dir) -> N
     assert checksum(trained.state) != checksum(h.fresh_state(TEACHER))
 
 
-def test_a_round_keeps_only_positive_rewards(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("self_edits", "passage", "kept"),
+    [(True, False, True), (True, True, False), (False, False, False)],
+    ids=["a self-edit beats the passage", "ties with the passage", "earns nothing"],
+)
+def test_a_round_keeps_a_self_edit_only_for_a_positive_reward_above_the_passage(  # type: ignore[no-untyped-def]
+    tiny_model_dir, monkeypatch: pytest.MonkeyPatch, self_edits: bool, passage: bool, kept: bool
+) -> None:
+    grade_probes(monkeypatch, before=False, self_edits=self_edits, passage=passage)
     h = host(tiny_model_dir)
     result = restem_round(h, [PASSAGE], RoundConfig(inner=FAST), Teacher())
     [scored] = result.scored
     assert len(scored.candidates) == 2
-    assert result.rewards == [c.reward for c in scored.candidates]
+    assert result.rewards == [c.reward for c in scored.candidates] == [float(self_edits)] * 2
     assert result.mean_reward == sum(result.rewards) / 2
     # the passage alone trained beside the self-edits, each self-edit measured against it
     plain = scored.passage_alone
@@ -75,12 +84,14 @@ def test_a_round_keeps_only_positive_rewards(tiny_model_dir) -> None:  # type: i
     assert plain.trained is not None and plain.evaluation is not None
     for c in scored.candidates:
         assert c.over_passage == pytest.approx(c.accuracy - plain.accuracy)
-    if scored.kept is None:  # a random tiny student learns nothing: the teacher stays
-        assert result.teacher is None and result.kept == []
-        assert all(c.reward <= 0 or (c.over_passage or 0) <= 0 for c in scored.candidates)
-    else:
+    if kept:
+        assert scored.kept is not None and scored.kept in scored.candidates
         assert scored.kept.reward > 0 and (scored.kept.over_passage or 0) > 0
-        assert result.teacher is not None
+        assert result.kept == [scored] and result.teacher is not None
+        assert result.trained is not None and result.trained.losses
+        assert checksum(result.teacher) != checksum(h.fresh_state(TEACHER))
+    else:  # the teacher stays as it was
+        assert scored.kept is None and result.kept == [] and result.teacher is None
 
 
 def test_heldout_evaluation_grades_every_question_of_every_sample(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]

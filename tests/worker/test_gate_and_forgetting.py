@@ -15,7 +15,6 @@ from service.store.models import (
     JobStatus,
     Reward,
     SelfEdit,
-    VersionStatus,
 )
 from service.store.repositories import jobs as job_repo
 from tests.factories import make_document, make_job, make_self_edit, make_tenant
@@ -169,4 +168,8 @@ def test_the_tenant_format_is_used(session: Session, runtime: Runtime, fmt: str)
     assert edits and {e.format for e in edits} == {expected}
     version = session.scalars(select(AdapterVersion)).one()
     assert version.metrics["format"] == expected
-    assert version.status in (VersionStatus.active, VersionStatus.rejected)
+    session.expire_all()
+    job = session.get(Job, job.id)
+    assert job is not None and job.result is not None
+    assert job.result["metrics"]["format"] == expected
+    assert session.get(type(tenant), tenant.id).self_edit_format == fmt, "auto stays auto"

@@ -27,6 +27,7 @@ from service.store.models import (
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
+from tests.doubles import grade_probes
 from tests.factories import make_document, make_job, make_tenant
 from worker.jobs import update as update_module
 from worker.jobs.update import run_update
@@ -41,8 +42,9 @@ def _reload(session: Session, row):  # type: ignore[no-untyped-def]
 
 
 def test_update_records_self_edits_rewards_and_an_atomic_version(
-    session: Session, runtime: Runtime
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    grade_probes(monkeypatch, before=False, self_edits=True, passage=False)
     tenant, _ = make_tenant(session)
     doc = make_document(
         session,
@@ -84,11 +86,9 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
     assert job.result is not None and job.result["adapter_version"] == version.number == 1
     assert version.job_id == job.id and version.parent_id is None
     assert {"probe_accuracy_before", "probe_accuracy", "train_loss"} <= version.metrics.keys()
-    # the passage-alone candidate trained beside the self-edits; a self-edit is selected
-    # only when one beat it
-    won_by_passage = version.metrics["documents_won_by_passage_alone"]
-    assert won_by_passage in (0, 1)
-    assert sum(e.selected for e in edits) == 1 - won_by_passage
+    # the passage-alone candidate trained beside the self-edits; here a self-edit beat it
+    assert version.metrics["documents_won_by_passage_alone"] == 0
+    assert sum(e.selected for e in edits) == 1
     folder = Path(version.artifact_uri or "")
     assert {p.name for p in folder.iterdir()} >= {
         "adapter_config.json",
@@ -97,10 +97,48 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
     assert checksum(load_adapter(folder)) == version.checksum
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "temp folder left"
 
+    # a first version (no retention set) that answers more of its probes is promoted
+    assert (version.metrics["probe_accuracy_before"], version.metrics["probe_accuracy"]) == (0, 1)
+    assert job.result["promoted"] is True and version.status == VersionStatus.active
     doc = _reload(session, doc)
-    # a first version (no retention set) is promoted unless it answers its probes worse
-    promoted = version.metrics["probe_accuracy"] >= version.metrics["probe_accuracy_before"]
-    assert job.result["promoted"] is promoted
+    assert doc.status == DocumentStatus.learned and doc.learned_version_id == version.id
+
+
+@pytest.mark.parametrize(
+    ("before", "passage", "promoted"),
+    [(False, True, True), (True, False, False)],
+    ids=["the passage alone wins", "answers fewer than before"],
+)
+def test_a_first_version_is_promoted_unless_it_answers_fewer_probes(
+    session: Session,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    before: bool,
+    passage: bool,
+    promoted: bool,
+) -> None:
+    grade_probes(monkeypatch, before=before, self_edits=False, passage=passage)
+    tenant, _ = make_tenant(session)
+    doc = make_document(
+        session,
+        tenant,
+        title="Zorblat Industries",
+        text=FACT,
+        questions=[("Who founded Zorblat Industries?", "Marisol Quenby")],
+    )
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    job, doc = _reload(session, job), _reload(session, doc)
+    assert job.status == JobStatus.succeeded, job.error
+    version = session.scalars(select(AdapterVersion)).one()
+    assert job.result is not None and job.result["promoted"] is promoted
+    edits = session.scalars(select(SelfEdit).where(SelfEdit.document_id == doc.id)).all()
+    if passage:  # the passage alone beat every self-edit: none is selected, the version is its
+        assert version.metrics["documents_won_by_passage_alone"] == 1
+        assert not any(e.selected for e in edits)
     if promoted:
         assert version.status == VersionStatus.active
         assert doc.status == DocumentStatus.learned and doc.learned_version_id == version.id
