@@ -47,7 +47,7 @@ def bench_update(
 
     from seal.bench import format_report, run_bench
     from seal.multi import pass_tokens
-    from sealctl.cli import load_passages
+    from sealctl.data import load_passages
     from service.settings import get_settings
     from worker.runtime import inner_loop_config, student_host, student_spec
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from seal.selfedit import FORMATS
+from sealctl.data import data_rows, load_eval_passages, load_passages
 from sealctl.supervise import Supervisor
 from service.settings import Settings, get_settings
 
@@ -157,58 +158,6 @@ def process(name: Annotated[str, typer.Argument(help="api, worker or beat")]) ->
 
 teacher_app = typer.Typer(help="The shared teacher: ReST-EM training and its versions.")
 app.add_typer(teacher_app, name="teacher")
-
-
-_EXPECTED = "expected a JSON list of {title, context, questions: [{question, answer}]}"
-
-
-def _data_rows(path: Path) -> list:
-    try:
-        rows = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"{path}: {_EXPECTED} ({exc})") from exc
-    if not isinstance(rows, list):
-        raise typer.BadParameter(f"{path}: {_EXPECTED} (the file holds a {type(rows).__name__})")
-    return rows
-
-
-def load_passages(path: Path) -> list:  # list[Passage]
-    """Passages of a SQuAD-shaped JSON file: [{"title", "context", "questions": [...]}]."""
-    return _passages(_data_rows(path), path)
-
-
-def _passages(rows: list, path: Path) -> list:  # list[Passage]
-    from seal.selfedit import QA, Passage
-
-    try:
-        return [
-            Passage(
-                row["title"],
-                row["context"],
-                tuple(QA(q["question"], q["answer"]) for q in row.get("questions", [])),
-            )
-            for row in rows
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise typer.BadParameter(f"{path}: {_EXPECTED} ({exc})") from exc
-
-
-def load_eval_passages(path: Path) -> list:  # list[EvalPassage]
-    """As ``load_passages``, with each passage's optional ``"self_edits"``: a list of
-    self-edit texts (e.g. written by another model), each one whole self-edit."""
-    from seal.evaluation import EvalPassage
-
-    rows = _data_rows(path)
-    documents = []
-    for index, (row, passage) in enumerate(zip(rows, _passages(rows, path), strict=True)):
-        edits = row.get("self_edits", [])
-        if not isinstance(edits, list) or not all(isinstance(e, str) and e.strip() for e in edits):
-            raise typer.BadParameter(
-                f'{path}: passage {index} ({passage.title!r}): "self_edits" must be a list of '
-                f"non-empty strings, each one whole self-edit; got {json.dumps(edits)[:80]}"
-            )
-        documents.append(EvalPassage(passage, tuple(edits)))
-    return documents
 
 
 @teacher_app.command("train")
@@ -481,7 +430,7 @@ def teacher_distill(
     excluded = {p.text for path in exclude or [] for p in load_passages(path)}
     try:
         targets = reference_targets(
-            _data_rows(data), sources, formats, best_only=best_only, exclude=excluded
+            data_rows(data), sources, formats, best_only=best_only, exclude=excluded
         )
     except DataError as exc:
         raise typer.BadParameter(f"{data}: {exc}") from exc

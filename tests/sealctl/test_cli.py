@@ -10,7 +10,8 @@ from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from seal.lora import AdapterHost, LoraSpec, load_adapter, save_adapter
-from sealctl.cli import app, load_passages
+from sealctl.cli import app
+from sealctl.data import load_passages
 from service.settings import get_settings
 from tests.seal.conftest import load_tiny
 from tests.seal.conftest import tiny_model_dir as tiny_model_dir  # the fixture

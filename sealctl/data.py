@@ -1,0 +1,65 @@
+"""The data files the commands read: SQuAD-shaped passages with their questions, and
+optionally another model's self-edits, with errors that say what the file should hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from seal.evaluation import EvalPassage
+    from seal.selfedit import Passage
+
+_EXPECTED = "expected a JSON list of {title, context, questions: [{question, answer}]}"
+
+
+def data_rows(path: Path) -> list:
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"{path}: {_EXPECTED} ({exc})") from exc
+    if not isinstance(rows, list):
+        raise typer.BadParameter(f"{path}: {_EXPECTED} (the file holds a {type(rows).__name__})")
+    return rows
+
+
+def load_passages(path: Path) -> list[Passage]:
+    """Passages of a SQuAD-shaped JSON file: [{"title", "context", "questions": [...]}]."""
+    return _passages(data_rows(path), path)
+
+
+def _passages(rows: list, path: Path) -> list[Passage]:
+    from seal.selfedit import QA, Passage
+
+    try:
+        return [
+            Passage(
+                row["title"],
+                row["context"],
+                tuple(QA(q["question"], q["answer"]) for q in row.get("questions", [])),
+            )
+            for row in rows
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise typer.BadParameter(f"{path}: {_EXPECTED} ({exc})") from exc
+
+
+def load_eval_passages(path: Path) -> list[EvalPassage]:
+    """As ``load_passages``, with each passage's optional ``"self_edits"``: a list of
+    self-edit texts (e.g. written by another model), each one whole self-edit."""
+    from seal.evaluation import EvalPassage
+
+    rows = data_rows(path)
+    documents = []
+    for index, (row, passage) in enumerate(zip(rows, _passages(rows, path), strict=True)):
+        edits = row.get("self_edits", [])
+        if not isinstance(edits, list) or not all(isinstance(e, str) and e.strip() for e in edits):
+            raise typer.BadParameter(
+                f'{path}: passage {index} ({passage.title!r}): "self_edits" must be a list of '
+                f"non-empty strings, each one whole self-edit; got {json.dumps(edits)[:80]}"
+            )
+        documents.append(EvalPassage(passage, tuple(edits)))
+    return documents
