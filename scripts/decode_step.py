@@ -19,8 +19,7 @@ import time
 import torch
 
 from seal.generation import narrow_head
-from seal.knowledge import STUDENT, TEACHER
-from seal.lora import AdapterHost
+from seal.lora import STUDENT, TEACHER, AdapterHost
 from seal.modeling import load_model
 from service.settings import Settings
 from worker.runtime import student_spec, teacher_spec

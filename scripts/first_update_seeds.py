@@ -18,7 +18,6 @@ from dataclasses import replace
 
 from seal.generation import SampleConfig, generate
 from seal.knowledge import (
-    STUDENT,
     Teacher,
     best_candidate,
     evaluate_state,
@@ -26,6 +25,7 @@ from seal.knowledge import (
     score_candidates,
     write_self_edits,
 )
+from seal.lora import STUDENT
 from seal.selfedit import QA, Passage
 from service.settings import Settings
 from worker.runtime import inner_loop_config, student_host

@@ -38,13 +38,12 @@ def main() -> None:
 
     from migrations import upgrade
     from seal.grading import Probe
-    from seal.knowledge import STUDENT
-    from seal.lora import load_adapter
+    from seal.lora import STUDENT, load_adapter
     from seal.multi import evaluate_many
     from seal.selfedit import QA
     from service.settings import Settings
     from service.store.db import make_engine, make_sessionmaker, session_scope
-    from service.store.models import REBUILD, DocumentStatus, Job, ProbeSource
+    from service.store.models import DocumentStatus, Job, ProbeSource, UpdateMode
     from service.store.repositories import adapters as adapter_repo
     from service.store.repositories import documents as document_repo
     from service.store.repositories import jobs as job_repo
@@ -143,7 +142,7 @@ def main() -> None:
                 assert document_repo.delete_document(
                     session, tenant_id=tenant_id, document_id=doc_id
                 )
-        rebuild = run(tenant_id, {"mode": REBUILD, "seed": args.seed})
+        rebuild = run(tenant_id, {"mode": UpdateMode.rebuild, "seed": args.seed})
         print(f"rebuild: {rebuild['message']} ({rebuild['seconds']} s)", flush=True)
         after = active_state(tenant_id)
 

@@ -54,8 +54,7 @@ def main() -> None:
 
     from migrations import upgrade
     from seal.grading import Probe
-    from seal.knowledge import STUDENT
-    from seal.lora import load_adapter
+    from seal.lora import STUDENT, load_adapter
     from seal.multi import evaluate_many
     from seal.proxy import answer_logprobs
     from seal.selfedit import QA

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from seal.knowledge import STUDENT
-from seal.lora import AdapterHost
+from seal.lora import STUDENT, AdapterHost
 from seal.modeling import load_model
 from seal.multi import train_many
 from seal.train import TrainConfig

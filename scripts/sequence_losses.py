@@ -40,7 +40,7 @@ def main() -> None:
 
     import seal.multi as multi
     from seal.bench import sample_self_edits
-    from seal.selfedit import parse_items, training_sequences
+    from seal.selfedit import training_sequences
     from sealctl.cli import load_passages
     from service.settings import Settings
     from worker.runtime import inner_loop_config, student_host
@@ -75,7 +75,7 @@ def main() -> None:
     candidates: list[dict[str, Any]] = []
     for d, doc in enumerate(docs):
         (texts,), _ = sample_self_edits(host, [doc], config, args.k, together=True)
-        sets = [training_sequences(doc, parse_items(t, config.format)) for t in texts]
+        sets = [training_sequences(doc, [(config.format, t)]) for t in texts]
         losses.clear()
         owner_tokens.clear()
         started = time.perf_counter()

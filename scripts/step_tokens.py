@@ -19,7 +19,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" 
 def measure(step_tokens: int) -> None:
     from seal.bench import measured
     from seal.multi import train_many
-    from seal.selfedit import training_sequences
+    from seal.selfedit import item_sequences
     from sealctl.cli import load_passages
     from service.settings import Settings
     from worker.runtime import inner_loop_config, student_host
@@ -28,7 +28,7 @@ def measure(step_tokens: int) -> None:
     host = student_host(settings)
     doc = load_passages(DATA)[0]
     sentences = [s.strip() + "." for s in doc.text.split(". ") if s.strip()]
-    sets = [training_sequences(doc, sentences[i:] + sentences[:i]) for i in range(5)]
+    sets = [item_sequences(doc, sentences[i:] + sentences[:i]) for i in range(5)]
     config = replace(
         inner_loop_config(settings).train, epochs=3, stop_loss=0.0, step_tokens=step_tokens
     )

@@ -99,7 +99,7 @@ def main() -> None:
             parser.error(f"unknown variant {variant!r}: default, compiled or pack=W (W a number)")
 
     from seal.multi import train_many
-    from seal.selfedit import training_sequences
+    from seal.selfedit import item_sequences
     from sealctl.cli import load_passages
     from service.settings import Settings
     from worker.runtime import inner_loop_config, student_host
@@ -110,7 +110,7 @@ def main() -> None:
         raise SystemExit("the compiled variant patches the Llama modules; this model is not one")
     doc = load_passages(DATA)[0]
     sentences = [s.strip() + "." for s in doc.text.split(". ") if s.strip()]
-    sets = [training_sequences(doc, sentences[i:] + sentences[:i]) for i in range(5)]
+    sets = [item_sequences(doc, sentences[i:] + sentences[:i]) for i in range(5)]
     base = replace(inner_loop_config(settings).train, epochs=2, stop_loss=0.0)
 
     def run(variant: str) -> tuple[float, list[Any]]:

@@ -34,7 +34,6 @@ from seal.selfedit import (
     PRIMERS,
     ChatTurn,
     Passage,
-    parse_items,
     teacher_messages,
     training_sequences,
 )
@@ -272,7 +271,7 @@ def _nightly_sequences(docs: Sequence[Passage], texts: Sequence[Sequence[str]], 
     return [
         seq
         for doc, own in zip(docs, texts, strict=True)
-        for seq in training_sequences(doc, [i for t in own for i in parse_items(t, fmt)])
+        for seq in training_sequences(doc, [(fmt, t) for t in own])
     ]
 
 
@@ -319,7 +318,7 @@ def run_bench(
     on_phase(f"ours: {k} self-edits in one batched call")
     with measured(device) as our_sample:
         (texts,), our_sample.tokens = sample_self_edits(host, [doc], config, k, together=True)
-    sets = [training_sequences(doc, parse_items(t, fmt)) for t in texts]
+    sets = [training_sequences(doc, [(fmt, t)]) for t in texts]
     on_phase("ours: the inner loop of one self-edit")
     with measured(device) as our_one:
         trained = train_many(host, sets[:1], config.train, init=None)

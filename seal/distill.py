@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from seal.knowledge import TEACHER
-from seal.lora import AdapterHost, AdapterState
+from seal.lora import TEACHER, AdapterHost, AdapterState
 from seal.restem import train_teacher
 from seal.selfedit import FORMATS, QA, Passage, canonical
 from seal.train import Checkpoint, TrainConfig, TrainResult

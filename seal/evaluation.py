@@ -41,7 +41,7 @@ from seal.knowledge import (
 )
 from seal.lora import AdapterHost, AdapterState
 from seal.multi import evaluate_many, train_many
-from seal.selfedit import ChatTurn, Passage, parse_items, training_sequences
+from seal.selfedit import ChatTurn, Passage, training_sequences
 from seal.train import TrainResult
 
 CONDITIONS = {
@@ -245,11 +245,9 @@ def _quiet(done: int, total: int, status: str) -> None:
 def sequences_of(
     passage: Passage, texts: Sequence[str], fmt: str, qa_form: str = "text"
 ) -> list[str | ChatTurn]:
-    """The training sequences of a passage and its self-edits: the items of every self-edit,
-    deduplicated, each after the title (``qa_form``: question-answer items as chat turns),
-    then the title + passage."""
-    items = dict.fromkeys(item for text in texts for item in parse_items(text, fmt))
-    return training_sequences(passage, list(items), qa_form=qa_form)
+    """The training sequences of a passage and its self-edits of format ``fmt``, as the service
+    builds them (:func:`seal.selfedit.training_sequences`)."""
+    return training_sequences(passage, [(fmt, text) for text in texts], qa_form=qa_form)
 
 
 def _all_probes(passages: Sequence[EvalPassage]) -> tuple[list[Probe], list[int]]:

@@ -22,7 +22,7 @@ Messages = list[dict[str, str]]
 FOLD_MIN_NEW_TOKENS = 16
 """An adapter is folded into the weights (``AdapterHost.merged``) only for replies that may run
 this long: folding costs about 0.3 s on a 2-core CPU, what its PEFT slot costs in roughly 15
-decoding steps (README, "A trained adapter decodes at the bare model's speed")."""
+decoding steps (docs/results/2026-11-23-folded-adapter-decoding.md)."""
 
 NARROW_ROWS = 64
 """A decoding step of at most this many rows computes the vocabulary head as ``W x^T`` on a
@@ -34,7 +34,7 @@ def narrow_head(model: nn.Module) -> Iterator[None]:
     """While decoding on a CPU in float32, the output head's product for a few rows is computed
     with the operands' roles swapped, ``(W x^T)^T``: on a 2-core AVX2 CPU, ``F.linear`` of 5 rows
     by the 49152 x 576 weight took 18.9 ms against 7.6 for one row, the swapped product 6.5 ms
-    (README, "The vocabulary head of a few rows"). With gradients, for more rows, and on other
+    (docs/results/2026-11-24-narrow-vocabulary-head.md). With gradients, for more rows, and on other
     devices or dtypes the layer runs ``F.linear``."""
     get_head = getattr(model, "get_output_embeddings", None)
     head = get_head() if callable(get_head) else None
@@ -195,7 +195,7 @@ def _generate_from_one_prefill(
     model, the key/value cache is repeated ``copies`` times, and ``generate`` goes on from it
     (the last token, then the copies' samples). The samples draw the same random numbers as
     ``num_return_sequences`` would; a 260-token self-edit prompt prefilled for k=5 copies took
-    5x as long as for one (README, "One prefill for the k samples of a prompt")."""
+    5x as long as for one (docs/results/2026-11-24-one-prefill-per-prompt.md)."""
     ids, mask = enc["input_ids"], enc["attention_mask"]  # prompts of two tokens or more
     # left padding: positions count the prompt's own tokens, as ``generate`` computes them
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)

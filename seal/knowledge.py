@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from seal.generation import SampleConfig, generate
 from seal.grading import Evaluation, Probe
-from seal.lora import AdapterHost, AdapterState
+from seal.lora import STUDENT, TEACHER, AdapterHost, AdapterState
 from seal.multi import evaluate_many, train_many
 from seal.probes import probe_pairs
 from seal.remote import RemoteTeacher
@@ -25,12 +25,9 @@ from seal.selfedit import (
     parse_items,
     parse_qa,
     teacher_messages,
+    training_sequences,
 )
-from seal.selfedit import training_sequences as sequences_for
 from seal.train import TrainConfig, TrainResult
-
-STUDENT = "student"
-TEACHER = "teacher"
 
 
 @dataclass(frozen=True)
@@ -82,6 +79,11 @@ class Candidate:
     @property
     def accuracy(self) -> float:
         return self.evaluation.accuracy if self.evaluation else 0.0
+
+    def self_edits(self, fmt: str) -> list[tuple[str, str]]:
+        """The candidate as :func:`seal.selfedit.training_sequences` takes it: its self-edit in
+        format ``fmt``, or none for the passage alone."""
+        return [] if self.passage_alone else [(fmt, self.text)]
 
 
 def write_self_edits(
@@ -221,7 +223,13 @@ def score_candidates(
         candidates.append(Candidate(text="", items=[], passage_alone=True))
     trained = train_many(
         host,
-        [[*sequences_for(passage, c.items, qa_form=config.qa_form), *replay] for c in candidates],
+        [
+            [
+                *training_sequences(passage, c.self_edits(config.format), qa_form=config.qa_form),
+                *replay,
+            ]
+            for c in candidates
+        ],
         config.train,
         init=init,
         slot=STUDENT,

@@ -32,6 +32,9 @@ AdapterState = dict[str, torch.Tensor]
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+#: The slot names of an :class:`AdapterHost`: the tenant's student adapter and the teacher's.
+STUDENT = "student"
+TEACHER = "teacher"
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

@@ -39,11 +39,10 @@ from peft.tuners.lora import LoraLayer
 
 from seal.generation import FOLD_MIN_NEW_TOKENS, Generation, SampleConfig, generate
 from seal.grading import Evaluation, Graded, Probe, is_correct, question_messages
-from seal.lora import AdapterHost, AdapterState
+from seal.lora import STUDENT, AdapterHost, AdapterState
 from seal.selfedit import ChatTurn
 from seal.train import Example, TrainConfig, TrainResult, _batches, tokenize
 
-STUDENT = "student"
 NO_ADAPTER = -1
 """The owner of tokens that run through the bare base model."""
 
@@ -252,7 +251,8 @@ GPU_STEP_TOKENS = 2048
 def default_step_tokens(device: torch.device) -> int:
     """Tokens per forward/backward pass when ``TrainConfig.step_tokens`` is None. On a CPU,
     passes of 512 tokens trained as fast as passes of 1024 and faster than 2048, with the
-    least memory (README, "What an update costs"); a GPU wants larger passes to stay busy."""
+    least memory (docs/results/2026-11-23-training-pass-size.md); a GPU wants larger passes
+    to stay busy."""
     return CPU_STEP_TOKENS if device.type == "cpu" else GPU_STEP_TOKENS
 
 

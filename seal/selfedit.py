@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-FORMATS = ("implications", "implications-long", "rewrite", "self-qa")
+#: The self-edit formats the teacher can write (the SEAL paper's knowledge-incorporation prompts).
+Format = Literal["implications", "implications-long", "rewrite", "self-qa"]
+FORMATS: tuple[Format, ...] = get_args(Format)
 #: Not a self-edit format: the document alone is trained on (plain fine-tuning, the baseline).
 PASSAGE = "passage"
 
@@ -166,10 +169,23 @@ def _item_qa(item: str) -> QA | None:
 
 
 def training_sequences(
+    passage: Passage, self_edits: Iterable[tuple[str, str]], *, qa_form: str = "text"
+) -> list[str | ChatTurn]:
+    """The sequences a student adapter is trained on for one document and its self-edits, each
+    a ``(format, text)`` pair: the items of every self-edit in order, each after the title (a
+    question-answer item in the form ``qa_form`` says), then the title + document. An item that
+    two self-edits both wrote is trained twice, as they wrote it (one self-edit's own repeats
+    are dropped by :func:`parse_items`). The one way the service, the evaluation harness and
+    the benchmark turn self-edits into training data; no self-edits is the passage alone."""
+    items = [item for fmt, text in self_edits for item in parse_items(text, fmt)]
+    return item_sequences(passage, items, qa_form=qa_form)
+
+
+def item_sequences(
     passage: Passage, items: Sequence[str], *, qa_form: str = "text"
 ) -> list[str | ChatTurn]:
-    """The sequences a student adapter is trained on for one document: each item after the
-    title (a question-answer item in the form ``qa_form`` says), then the title + document."""
+    """The training sequences of already parsed items (:func:`training_sequences` parses
+    self-edits into them): each item after the title, then the title + document."""
     if qa_form not in QA_FORMS:
         raise ValueError(f"unknown qa_form {qa_form!r}; expected one of {', '.join(QA_FORMS)}")
     sequences: list[str | ChatTurn] = []

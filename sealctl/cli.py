@@ -628,7 +628,8 @@ def eval_knowledge(
         write_knowledge,
     )
     from seal.journal import JournalMismatch
-    from seal.knowledge import TEACHER, Teacher
+    from seal.knowledge import Teacher
+    from seal.lora import TEACHER
     from worker.runtime import Runtime, inner_loop_config, student_spec, teacher_spec
 
     if fmt is not None and fmt not in FORMATS:

@@ -31,17 +31,6 @@ STALE = "docs/configuration.md is stale: run `make docs`"
 
 #: Words for the few fields whose ``Field`` has no description yet. Better in
 #: service/settings.py; a description there replaces the one here.
-_UNDESCRIBED = {
-    "log_level": "Log level of the api, the worker, the beat and the CLI.",
-    "device": "Where the models run; `auto`: a CUDA GPU when there is one, else the CPU.",
-    "self_edit_max_tokens": "Most tokens of one self-edit.",
-    "max_seq_len": "Most tokens of one training sequence.",
-    "answer_max_tokens": "Greedy tokens decoded per probe answer.",
-    "seed": "Seed of sampling and training.",
-    "update_time_limit_s": "Soft time limit of an update or teacher-round task, in seconds; "
-    "the hard limit is 300 s more.",
-}
-
 _PREAMBLE = """\
 # Configuration
 
@@ -186,7 +175,7 @@ def _row(name: str, field: FieldInfo) -> str:
     bounds = _bounds(field)
     if bounds:
         kind = f"{kind}, {bounds}"
-    description = field.description or _UNDESCRIBED.get(name, "")
+    description = field.description or ""
     return f"| {env} | {_cell(kind)} | {_cell(_default(field))} | {_cell(description)} |"
 
 

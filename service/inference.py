@@ -80,8 +80,7 @@ class ModelChatBackend:
         with self._lock:
             if self._engine is None:
                 # Imported here: the API starts (and serves everything else) without torch loaded.
-                from seal.knowledge import STUDENT
-                from seal.lora import AdapterHost, LoraSpec
+                from seal.lora import STUDENT, AdapterHost, LoraSpec
                 from seal.modeling import load_model
                 from seal.serving import ChatEngine
 

@@ -8,7 +8,14 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.settings import TenantSelfEditFormat
-from service.store.models import DocumentStatus, JobKind, JobStatus, ProbeSource, VersionStatus
+from service.store.models import (
+    DocumentStatus,
+    JobKind,
+    JobStatus,
+    ProbeSource,
+    UpdateMode,
+    VersionStatus,
+)
 
 T = TypeVar("T")
 
@@ -219,8 +226,8 @@ class FeedbackPublic(_Public):
 
 # --- jobs -----------------------------------------------------------------------------------
 class UpdateCreate(_Create):
-    mode: Literal["select", "batch", "rebuild"] = Field(
-        "select",
+    mode: UpdateMode = Field(
+        UpdateMode.select,
         description="`select`: k self-edits per document, each rewarded by its own inner loop, "
         "the best kept (earns rewards for the teacher). `batch`: the teacher's self-edits of all "
         "pending documents in one training run (what the nightly schedule does). `rebuild`: no "

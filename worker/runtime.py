@@ -11,8 +11,8 @@ from functools import cached_property
 from sqlalchemy.orm import Session, sessionmaker
 
 from seal.generation import SampleConfig
-from seal.knowledge import STUDENT, TEACHER, InnerLoopConfig
-from seal.lora import AdapterHost, LoraSpec
+from seal.knowledge import InnerLoopConfig
+from seal.lora import STUDENT, TEACHER, AdapterHost, LoraSpec
 from seal.modeling import load_model
 from seal.remote import RemoteTeacher
 from seal.train import TrainConfig

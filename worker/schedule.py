@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from service.enqueue import UPDATE_TASK, task_for
 from service.store.base import utcnow
 from service.store.db import session_scope
-from service.store.models import DocumentStatus, Job, JobKind, JobStatus
+from service.store.models import DocumentStatus, Job, JobKind, JobStatus, UpdateMode
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import tenants as tenant_repo
@@ -73,7 +73,9 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
             if not document_repo.count_documents(session, tenant_id=tenant.id):
                 continue
             job, created = job_repo.create_update_job(
-                session, tenant_id=tenant.id, params={"mode": "batch", "scheduled": True}
+                session,
+                tenant_id=tenant.id,
+                params={"mode": UpdateMode.batch.value, "scheduled": True},
             )
             if created:
                 report.started.append(job.id)

@@ -23,12 +23,12 @@ from service.schemas import (
     ProbeQuestionPublic,
 )
 from service.store.models import (
-    REBUILD,
     AdapterVersion,
     Document,
     DocumentStatus,
     ProbeQuestion,
     ProbeSource,
+    UpdateMode,
 )
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
@@ -216,5 +216,5 @@ def delete_document(
         )
     if forget and learned:
         # after the delete: a rebuild that is running sees the document gone when it commits
-        deleted.rebuild_job_id = open_rebuild(session, tenant.id, {"mode": REBUILD}).id
+        deleted.rebuild_job_id = open_rebuild(session, tenant.id, {"mode": UpdateMode.rebuild}).id
     return deleted

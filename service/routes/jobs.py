@@ -11,7 +11,7 @@ from service.deps import CurrentTenant, SessionDep
 from service.enqueue import UPDATE_TASK, enqueue_after_commit
 from service.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
 from service.schemas import MAX_NUMBER, JobPublic, Page, UpdateAccepted, UpdateCreate
-from service.store.models import FINISHED_JOB_STATUSES, REBUILD, DocumentStatus, Job
+from service.store.models import FINISHED_JOB_STATUSES, DocumentStatus, Job, UpdateMode
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
@@ -31,8 +31,8 @@ def request_update(
     """Start an update of the tenant's adapter on its pending documents now (mode
     ``rebuild``: again from the base model on its learned documents). An update already
     queued or running is returned instead of a second one (for a rebuild, only a rebuild)."""
-    params = (body or UpdateCreate()).model_dump(exclude_none=True)
-    if params["mode"] == REBUILD:
+    params = (body or UpdateCreate()).model_dump(mode="json", exclude_none=True)
+    if params["mode"] == UpdateMode.rebuild:
         learned = document_repo.count_documents(
             session, tenant_id=tenant.id, status=DocumentStatus.learned
         )
@@ -56,8 +56,8 @@ def open_rebuild(session: Session, tenant_id: str, params: dict[str, Any]) -> Jo
     another mode is open: it trains from the active version, which still holds what the
     rebuild is to remove."""
     job, created = job_repo.create_update_job(session, tenant_id=tenant_id, params=params)
-    mode = (job.params or {}).get("mode", "select")
-    if not created and mode != REBUILD:
+    mode = (job.params or {}).get("mode", UpdateMode.select)
+    if not created and mode != UpdateMode.rebuild:
         raise Conflict(
             f"update job {job.id} ({mode}) is {job.status}; request the rebuild once it has "
             f"ended (or cancel it: POST /v1/jobs/{job.id}/cancel)"

@@ -56,9 +56,15 @@ class JobKind(StrEnum):
     teacher_train = "teacher_train"
 
 
-#: An update job's mode (its ``params["mode"]``) that trains the tenant's adapter again from
-#: the base model on its learned documents (the others: ``select``, ``batch``).
-REBUILD = "rebuild"
+class UpdateMode(StrEnum):
+    """An update job's mode (its ``params["mode"]``; the API's ``POST /v1/updates``)."""
+
+    #: k self-edits per document, each rewarded by its own inner loop, the best kept
+    select = "select"
+    #: the teacher's self-edits of all pending documents in one training run (the schedule's)
+    batch = "batch"
+    #: no new documents: the adapter trained again from the base model on the learned ones
+    rebuild = "rebuild"
 
 
 class JobStatus(StrEnum):

@@ -8,8 +8,8 @@ import pytest
 
 from seal.distill import DataError, Target, distill, reference_targets
 from seal.generation import SampleConfig
-from seal.knowledge import STUDENT, TEACHER, Teacher, write_self_edits
-from seal.lora import AdapterHost, LoraSpec
+from seal.knowledge import Teacher, write_self_edits
+from seal.lora import STUDENT, TEACHER, AdapterHost, LoraSpec
 from seal.selfedit import Passage, canonical, parse_qa
 from seal.train import TrainConfig
 from tests.seal.conftest import SPEC, load_tiny

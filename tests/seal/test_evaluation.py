@@ -106,10 +106,11 @@ def test_wilson_interval_edges() -> None:
         wilson_interval(6, 5)
 
 
-def test_self_edits_are_pooled_with_the_passage() -> None:
+def test_self_edits_are_pooled_with_the_passage_as_the_service_pools_them() -> None:
     texts = ["1. Alpha is a letter.\n2. Beta is a letter.", "1. Beta is a letter."]
     assert sequences_of(ZORBLAT, texts, "implications") == [
         f"{ZORBLAT.title}\nAlpha is a letter.",
+        f"{ZORBLAT.title}\nBeta is a letter.",
         f"{ZORBLAT.title}\nBeta is a letter.",
         f"{ZORBLAT.title}\n{ZORBLAT.text}",
     ]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from seal.generation import SampleConfig
-from seal.knowledge import STUDENT, TEACHER, InnerLoopConfig, Teacher
-from seal.lora import AdapterHost, LoraSpec, checksum
+from seal.knowledge import InnerLoopConfig, Teacher
+from seal.lora import STUDENT, TEACHER, AdapterHost, LoraSpec, checksum
 from seal.restem import (
     RoundConfig,
     heldout_evaluation,

@@ -11,6 +11,7 @@ from seal.selfedit import (
     QA,
     ChatTurn,
     Passage,
+    item_sequences,
     parse_items,
     parse_qa,
     teacher_messages,
@@ -197,14 +198,14 @@ def test_parse_qa_finds_nothing_in_junk(junk: str) -> None:
     assert parse_qa(junk) == []
 
 
-def test_training_sequences_prefix_every_item_and_end_with_the_passage() -> None:
+def test_item_sequences_prefix_every_item_and_end_with_the_passage() -> None:
     items = ["Marisol Quenby founded it.", "It makes glass bicycles."]
-    assert training_sequences(PASSAGE, items) == [
+    assert item_sequences(PASSAGE, items) == [
         "Zorblat Industries\nMarisol Quenby founded it.",
         "Zorblat Industries\nIt makes glass bicycles.",
         f"Zorblat Industries\n{PASSAGE.text}",
     ]
-    assert training_sequences(PASSAGE, []) == [f"Zorblat Industries\n{PASSAGE.text}"]
+    assert item_sequences(PASSAGE, []) == [f"Zorblat Industries\n{PASSAGE.text}"]
 
 
 def test_question_answer_items_can_be_trained_in_the_form_probes_are_asked() -> None:
@@ -215,21 +216,21 @@ def test_question_answer_items_can_be_trained_in_the_form_probes_are_asked() -> 
     )
     asked = question_messages(PASSAGE.title, "Who founded Zorblat Industries?")
     turn = ChatTurn(tuple((m["role"], m["content"]) for m in asked), "Marisol Quenby")
-    chat = training_sequences(PASSAGE, items, qa_form="chat")
+    chat = item_sequences(PASSAGE, items, qa_form="chat")
     assert chat[0] == turn and len(chat) == 3
     assert chat[1] == ChatTurn(
         (*turn.messages[:1], ("user", "Topic: Zorblat Industries\nWhat does it make?")),
         "Glass bicycles",
     )
     assert chat[-1] == f"Zorblat Industries\n{PASSAGE.text}"
-    text = training_sequences(PASSAGE, items)
-    assert text == training_sequences(PASSAGE, items, qa_form="text")
+    text = item_sequences(PASSAGE, items)
+    assert text == item_sequences(PASSAGE, items, qa_form="text")
     assert (
         text[0]
         == "Zorblat Industries\nQuestion: Who founded Zorblat Industries?\nAnswer: Marisol Quenby"
     )
     # both: each pair as a chat turn and as text, the document last
-    assert training_sequences(PASSAGE, items, qa_form="both") == [
+    assert item_sequences(PASSAGE, items, qa_form="both") == [
         chat[0],
         text[0],
         chat[1],
@@ -237,12 +238,33 @@ def test_question_answer_items_can_be_trained_in_the_form_probes_are_asked() -> 
         text[-1],
     ]
     # an item that is not a question-answer pair stays text in every form
-    assert training_sequences(PASSAGE, ["It makes glass bicycles."], qa_form="chat") == [
+    assert item_sequences(PASSAGE, ["It makes glass bicycles."], qa_form="chat") == [
         "Zorblat Industries\nIt makes glass bicycles.",
         f"Zorblat Industries\n{PASSAGE.text}",
     ]
     with pytest.raises(ValueError, match="unknown qa_form"):
-        training_sequences(PASSAGE, items, qa_form="poem")
+        item_sequences(PASSAGE, items, qa_form="poem")
+
+
+def test_training_sequences_parse_each_self_edit_in_its_format_and_keep_repeats_across_them() -> (
+    None
+):
+    edits = [
+        ("implications", "1. Marisol Quenby founded it.\n2. It makes glass bicycles."),
+        ("self-qa", "Question: Who founded it?\nAnswer: Marisol Quenby"),
+        ("implications", "1. It makes glass bicycles.\n2. It makes glass bicycles."),
+    ]
+    assert training_sequences(PASSAGE, edits) == [
+        "Zorblat Industries\nMarisol Quenby founded it.",
+        "Zorblat Industries\nIt makes glass bicycles.",
+        "Zorblat Industries\nQuestion: Who founded it?\nAnswer: Marisol Quenby",
+        # written again by another self-edit: trained again; repeated within one: once
+        "Zorblat Industries\nIt makes glass bicycles.",
+        f"Zorblat Industries\n{PASSAGE.text}",
+    ]
+    assert training_sequences(PASSAGE, []) == [f"Zorblat Industries\n{PASSAGE.text}"]
+    chat = training_sequences(PASSAGE, edits[1:2], qa_form="chat")
+    assert isinstance(chat[0], ChatTurn) and chat[0].reply == "Marisol Quenby"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 
 from seal.lora import save_adapter
 from service.store.models import (
-    REBUILD,
     AdapterVersion,
     Document,
     DocumentStatus,
     Job,
     JobStatus,
     Tenant,
+    UpdateMode,
     VersionStatus,
 )
 from service.store.repositories import adapters as adapter_repo
@@ -75,7 +75,7 @@ def _one_learned(
     tenant, _ = make_tenant(session)
     v1 = _active_version(session, tenant, runtime, tmp_path / "v1")
     doc = _learned(session, tenant, "Zorblat", KEPT, "Zorblat was founded in 1987.")
-    job = make_job(session, tenant, params={"mode": REBUILD})
+    job = make_job(session, tenant, params={"mode": UpdateMode.rebuild})
     session.commit()
     return tenant, v1, doc, job
 
@@ -114,7 +114,7 @@ def test_a_rebuild_trains_from_the_base_model_on_the_learned_documents_only(
     kept.learned_version_id = gone.learned_version_id = v1.id
     pending = make_document(session, tenant, title="Pending", text="Not learned yet.")
     document_repo.delete_document(session, tenant_id=tenant.id, document_id=gone.id)
-    job = make_job(session, tenant, params={"mode": REBUILD, "seed": 3})
+    job = make_job(session, tenant, params={"mode": UpdateMode.rebuild, "seed": 3})
     session.commit()
 
     run_update(runtime, job.id)
@@ -131,7 +131,7 @@ def test_a_rebuild_trains_from_the_base_model_on_the_learned_documents_only(
     v2 = adapter_repo.active_adapter(session, tenant_id=tenant.id)
     assert v2 is not None and v2.number == 2 and v2.parent_id is None and v2.job_id == job.id
     assert _reload(session, v1).status == VersionStatus.retired
-    assert v2.metrics["mode"] == REBUILD and v2.metrics["documents"] == 1
+    assert v2.metrics["mode"] == UpdateMode.rebuild and v2.metrics["documents"] == 1
     assert v2.metrics["seed"] == 3 and v2.metrics["attempts"] == 1
     assert v2.metrics["train_sequences"] == 2 and v2.metrics["train_tokens"] > 0
     assert Path(v2.artifact_uri or "").is_dir()
@@ -154,7 +154,7 @@ def test_a_document_deleted_while_a_rebuild_trains_starts_it_again_without_it(
     _active_version(session, tenant, runtime, tmp_path / "v1")
     _learned(session, tenant, "Zorblat", KEPT, "Zorblat was founded in 1987.")
     gone = _learned(session, tenant, "Vexmoor", FORGOTTEN, "Vexmoor keeps maps.")
-    job = make_job(session, tenant, params={"mode": REBUILD})
+    job = make_job(session, tenant, params={"mode": UpdateMode.rebuild})
     session.commit()
 
     seen: list[float] = []
@@ -199,7 +199,7 @@ def test_a_rebuild_with_no_learned_documents_left_serves_the_base_model(
     tenant, _ = make_tenant(session)
     v1 = _active_version(session, tenant, runtime, tmp_path / "v1")
     make_document(session, tenant, text="Pending, not learned.")
-    job = make_job(session, tenant, params={"mode": REBUILD})
+    job = make_job(session, tenant, params={"mode": UpdateMode.rebuild})
     session.commit()
 
     run_update(runtime, job.id)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from service.store.base import utcnow
-from service.store.models import REBUILD, DocumentStatus, Job, JobKind, JobStatus
+from service.store.models import DocumentStatus, Job, JobKind, JobStatus, UpdateMode
 from service.store.repositories import jobs as job_repo
 from tests.factories import make_adapter_version, make_document, make_job, make_tenant
 from worker.runtime import Runtime
@@ -54,7 +54,9 @@ def test_a_rebuild_does_not_take_the_place_of_the_nightly_batch(
 ) -> None:
     tenant, _ = make_tenant(session)
     make_document(session, tenant)
-    rebuild = make_job(session, tenant, status=JobStatus.running, params={"mode": REBUILD})
+    rebuild = make_job(
+        session, tenant, status=JobStatus.running, params={"mode": UpdateMode.rebuild}
+    )
     session.commit()
 
     # while the rebuild is open, no batch can start (one open update per tenant)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from seal.grading import Probe
 from seal.knowledge import Teacher
 from seal.lora import AdapterState, load_adapter
-from seal.selfedit import QA, ChatTurn, Passage, parse_items, training_sequences
+from seal.selfedit import QA, ChatTurn, Passage, training_sequences
 from service.settings import Settings
 from service.store.models import AdapterVersion, DocumentStatus, TeacherVersion
 from service.store.repositories import documents as document_repo
@@ -62,13 +62,13 @@ def learned_sequences(
     learned = document_repo.list_documents_by_status(
         session, tenant_id=tenant_id, statuses=[DocumentStatus.learned]
     )
-    items: dict[str, list[str]] = {d.id: [] for d in learned}
+    edits: dict[str, list[tuple[str, str]]] = {d.id: [] for d in learned}
     for edit, doc in learning_repo.kept_self_edits_of_learned_documents(
         session, tenant_id=tenant_id
     ):
-        items[doc.id].extend(parse_items(edit.text, edit.format))
+        edits[doc.id].append((edit.format, edit.text))
     return {
-        d.id: training_sequences(Passage(d.title, d.text), items[d.id], qa_form=qa_form)
+        d.id: training_sequences(Passage(d.title, d.text), edits[d.id], qa_form=qa_form)
         for d in learned
     }
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from seal.grading import Probe
-from seal.knowledge import STUDENT, train_on
-from seal.lora import AdapterState, save_adapter
+from seal.knowledge import train_on
+from seal.lora import STUDENT, AdapterState, save_adapter
 from seal.multi import evaluate_many
 from seal.selfedit import ChatTurn
 from service.store.db import in_transaction
-from service.store.models import REBUILD, JobStatus, VersionStatus
+from service.store.models import JobStatus, UpdateMode, VersionStatus
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
@@ -129,7 +129,7 @@ def _rebuild(run: JobRun, snap: RebuildSnapshot, attempt: int, progress: Progres
     )
     progress.step("evaluated the rebuilt version")
     metrics = {
-        "mode": REBUILD,
+        "mode": UpdateMode.rebuild,
         "seed": snap.seed,
         "documents": len(snap.document_ids),
         "attempts": attempt,
@@ -150,7 +150,7 @@ def _rebuild(run: JobRun, snap: RebuildSnapshot, attempt: int, progress: Progres
         student_spec(runtime.settings),
         target,
         base_model=runtime.settings.student_model,
-        extra={"tenant_id": snap.tenant_id, "job_id": job_id, "mode": REBUILD},
+        extra={"tenant_id": snap.tenant_id, "job_id": job_id, "mode": UpdateMode.rebuild},
     )
     try:
         _commit_rebuild(run, snap, (target, digest), metrics)

@@ -57,10 +57,10 @@ from seal.selfedit import (
 from service.settings import Settings
 from service.store.db import in_transaction, session_scope
 from service.store.models import (
-    REBUILD,
     DocumentStatus,
     JobStatus,
     ProbeSource,
+    UpdateMode,
     VersionStatus,
 )
 from service.store.repositories import adapters as adapter_repo
@@ -113,7 +113,7 @@ class Snapshot:
     """What the job read from the store when it started (plain data, no ORM objects)."""
 
     tenant_id: str
-    mode: str
+    mode: UpdateMode
     seed: int
     fmt: str
     parent_id: str | None
@@ -134,7 +134,7 @@ def run_update(runtime: Runtime, job_id: str) -> None:
     claimed: list[Snapshot] = []
 
     def body(run: JobRun) -> None:
-        if run.job.params.get("mode") == REBUILD:
+        if run.job.params.get("mode") == UpdateMode.rebuild:
             run_rebuild(run)
             return
         snapshot = in_transaction(runtime.sessions, lambda s: _snapshot(s, runtime, run.job))
@@ -202,7 +202,7 @@ def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
     replay_pool = [seq for seqs in learned.values() for seq in seqs]
     return Snapshot(
         tenant_id=tenant_id,
-        mode=params.get("mode", "select"),
+        mode=UpdateMode(params.get("mode", UpdateMode.select)),
         seed=seed,
         fmt=fmt,
         parent_id=active.id if active else None,
@@ -222,7 +222,7 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
     rng = random.Random(snap.seed)
     config = replace(config, sample=replace(config.sample, seed=rng.randrange(2**31)))
     host, teacher_host = runtime.student, runtime.teacher
-    select = snap.mode == "select"
+    select = snap.mode == UpdateMode.select
     # format ``passage``: the documents alone, no self-edits (the tenant's own baseline)
     k = 0 if snap.fmt == PASSAGE else config.num_candidates if select else settings.batch_self_edits
     docs = snap.documents
@@ -317,7 +317,9 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
         seq
         for w in docs
         for seq in training_sequences(
-            w.passage, [i for c in w.kept for i in c.items], qa_form=config.qa_form
+            w.passage,
+            [s for c in w.kept for s in c.self_edits(config.format)],
+            qa_form=config.qa_form,
         )
     ]
     winner = docs[0].winner if select and len(docs) == 1 else None
@@ -639,7 +641,7 @@ def _record_version(
         baseline=gate.before.accuracy,
         adapter_version_id=version.id,
     )
-    if snap.mode != "select":  # batch: each self-edit earns its document's gain
+    if snap.mode != UpdateMode.select:  # batch: each self-edit earns its document's gain
         for work in snap.documents:
             base = work.baseline.accuracy if work.baseline else 0.0
             gain = (work.after.accuracy if work.after else 0.0) - base

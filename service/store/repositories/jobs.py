@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.store.base import utcnow
-from service.store.models import FINISHED_JOB_STATUSES, REBUILD, Job, JobKind, JobStatus
+from service.store.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, UpdateMode
 
 OPEN_STATUSES = (JobStatus.queued, JobStatus.running)
 
@@ -281,7 +281,7 @@ def learning_update_since(session: Session, *, tenant_id: str, since: datetime) 
     stmt = select(Job.params).where(
         Job.tenant_id == tenant_id, Job.kind == JobKind.update, Job.created_at >= since
     )
-    return any((params or {}).get("mode") != REBUILD for params in session.scalars(stmt))
+    return any((params or {}).get("mode") != UpdateMode.rebuild for params in session.scalars(stmt))
 
 
 def list_lost_queued_jobs(session: Session, *, before: datetime) -> list[Job]:
