@@ -45,7 +45,7 @@ def bench_update(
 
     import torch
 
-    from seal.bench import format_report, run_bench
+    from research.bench import format_report, run_bench
     from seal.multi import pass_tokens
     from sealctl.data import load_passages
     from service.settings import get_settings

@@ -491,7 +491,7 @@ app.add_typer(eval_app, name="eval")
 
 
 class Mode(StrEnum):
-    """The modes of ``seal eval knowledge`` (seal.evaluation.MODES)."""
+    """The modes of ``seal eval knowledge`` (research.evaluation.MODES)."""
 
     single = "single"
     batch = "batch"
@@ -531,6 +531,18 @@ def _check_fits(state: AdapterState, host: AdapterHost, slot: str, path: Path) -
         raise typer.BadParameter(
             f"teacher adapter {path} does not fit the configured teacher model and its LoRA "
             f"(SEAL_TEACHER_MODEL, SEAL_TEACHER_LORA_RANK, SEAL_LORA_TARGETS): e.g. {wrong}"
+        )
+
+
+def _require_research_extra() -> None:
+    """Stop with what to install when the research extra (its charts need matplotlib) is
+    missing, before hours of work that could not be written out."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise typer.BadParameter(
+            "`seal eval knowledge` draws its charts with matplotlib, which comes with the research "
+            "extra: pip install -e '.[research]' (make install includes it)"
         )
 
 
@@ -619,8 +631,9 @@ def eval_knowledge(
     from sqlalchemy.orm import sessionmaker
     from tqdm import tqdm
 
-    from seal.evaluation import Journal, run_forgetting, run_knowledge
-    from seal.evaluation_report import (
+    _require_research_extra()
+    from research.evaluation import Journal, run_forgetting, run_knowledge
+    from research.report import (
         forgetting_table,
         knowledge_table,
         settings_json,
@@ -748,7 +761,7 @@ def eval_compare(
     """Two runs of `seal eval knowledge` on the same questions (e.g. two settings), condition
     by condition and question by question: each run's correct answers, the questions only one
     of them got right, and the exact McNemar test of that split."""
-    from seal.evaluation_report import compare_runs, comparison_table
+    from research.report import compare_runs, comparison_table
 
     runs = []
     for path in (first, second):
@@ -785,7 +798,7 @@ def eval_proxy(
     from sqlalchemy.orm import sessionmaker
     from tqdm import tqdm
 
-    from seal.proxy import ProxyRecord, agreement, compare_on
+    from research.proxy import ProxyRecord, agreement, compare_on
     from worker.runtime import Runtime, inner_loop_config
 
     settings = get_settings().model_copy(update={"seed": seed})

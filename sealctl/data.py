@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from seal.evaluation import EvalPassage
+    from research.evaluation import EvalPassage
     from seal.selfedit import Passage
 
 _EXPECTED = "expected a JSON list of {title, context, questions: [{question, answer}]}"
@@ -50,7 +50,7 @@ def _passages(rows: list, path: Path) -> list[Passage]:
 def load_eval_passages(path: Path) -> list[EvalPassage]:
     """As ``load_passages``, with each passage's optional ``"self_edits"``: a list of
     self-edit texts (e.g. written by another model), each one whole self-edit."""
-    from seal.evaluation import EvalPassage
+    from research.evaluation import EvalPassage
 
     rows = data_rows(path)
     documents = []

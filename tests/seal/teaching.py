@@ -10,7 +10,7 @@ import torch
 from seal.generation import Messages
 from seal.lora import AdapterHost, AdapterState
 from seal.train import Example, TrainConfig, train_adapter
-from tests.seal.conftest import SPEC, load_tiny
+from tests.tiny import SPEC, load_tiny
 
 
 def speaking_host(model_dir: Path, slots: Sequence[str] = ("student",)) -> AdapterHost:

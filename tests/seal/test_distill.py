@@ -12,7 +12,7 @@ from seal.knowledge import Teacher, write_self_edits
 from seal.lora import STUDENT, TEACHER, AdapterHost, LoraSpec
 from seal.selfedit import Passage, canonical, parse_qa
 from seal.train import TrainConfig
-from tests.seal.conftest import SPEC, load_tiny
+from tests.tiny import SPEC, load_tiny
 
 ROW = {
     "title": "Zorblat Industries",

@@ -12,7 +12,7 @@ from seal.grading import question_messages
 from seal.lora import WEIGHTS_FILE, checksum, load_adapter, save_adapter
 from seal.selfedit import ChatTurn
 from seal.train import Checkpoint, CheckpointMismatch, TrainConfig, tokenize, train_adapter
-from tests.seal.conftest import SPEC, load_tiny
+from tests.tiny import SPEC, load_tiny
 
 TEXTS = [
     "Zorblat Industries\nZorblat Industries was founded by Marisol Quenby in 1987.",

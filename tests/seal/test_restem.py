@@ -18,7 +18,7 @@ from seal.restem import (
 from seal.selfedit import QA, Passage
 from seal.train import TrainConfig
 from tests.doubles import grade_probes
-from tests.seal.conftest import SPEC, load_tiny
+from tests.tiny import SPEC, load_tiny
 
 PASSAGE = Passage(
     "Zorblat Industries",

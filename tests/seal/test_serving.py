@@ -15,8 +15,8 @@ from seal.generation import Generation, SampleConfig, _safe_length, generate
 from seal.grading import question_messages
 from seal.lora import AdapterHost, AdapterState, save_adapter
 from seal.serving import ChatEngine
-from tests.seal.conftest import SPEC
 from tests.seal.teaching import speaking_host, teach
+from tests.tiny import SPEC
 
 CHAT = question_messages("Zorblat Industries", "Who founded Zorblat Industries?")
 REPLY = "Marisol Quenby founded it."

@@ -13,8 +13,8 @@ from seal.lora import AdapterHost, LoraSpec, load_adapter, save_adapter
 from sealctl.cli import app
 from sealctl.data import load_passages
 from service.settings import get_settings
-from tests.seal.conftest import load_tiny
-from tests.seal.conftest import tiny_model_dir as tiny_model_dir  # the fixture
+from tests.tiny import load_tiny
+from tests.tiny import tiny_model_dir as tiny_model_dir  # the fixture
 
 runner = CliRunner()
 
@@ -390,9 +390,9 @@ def test_eval_proxy_reports_agreement_and_time(tiny_settings: Path, data_dir: Pa
 def test_eval_proxy_keeps_the_passages_done_when_a_run_is_cut_short(
     tiny_settings: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import seal.proxy
+    import research.proxy
 
-    real = seal.proxy.write_self_edits
+    real = research.proxy.write_self_edits
     calls: list[int] = []
 
     def fails_on_the_second(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -401,7 +401,7 @@ def test_eval_proxy_keeps_the_passages_done_when_a_run_is_cut_short(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(seal.proxy, "write_self_edits", fails_on_the_second)
+    monkeypatch.setattr(research.proxy, "write_self_edits", fails_on_the_second)
     out = data_dir / "proxy.json"
     args = ["eval", "proxy", str(tiny_settings), "--passages", "2", "--k", "2", "--out", str(out)]
     result = runner.invoke(app, args)

@@ -31,7 +31,7 @@ from sealctl.stack import free_port, wait_healthy
 from tests.conftest import ADMIN_KEY
 from tests.e2e.conftest import stop_processes
 from tests.model_cache import CACHE
-from tests.seal.conftest import tiny_model_dir as tiny_model_dir  # the fixture
+from tests.tiny import tiny_model_dir as tiny_model_dir  # the fixture
 
 pytestmark = pytest.mark.slow
 

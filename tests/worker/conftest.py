@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
-from tests.seal.conftest import tiny_model_dir  # noqa: F401  (a session fixture)
+from tests.tiny import tiny_model_dir  # noqa: F401  (a session fixture)
 from worker.runtime import Runtime
 
 

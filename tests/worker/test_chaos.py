@@ -11,7 +11,7 @@ import pytest
 
 from sealctl.chaos import format_chaos, run_chaos
 from tests.model_cache import CACHE
-from tests.seal.conftest import tiny_model_dir as tiny_model_dir  # the fixture
+from tests.tiny import tiny_model_dir as tiny_model_dir  # the fixture
 
 pytestmark = pytest.mark.slow
 

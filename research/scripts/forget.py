@@ -9,7 +9,7 @@ asked (without the passage, as the gate asks them) of the base model, the versio
 before the deletion and the rebuilt version. A forgotten passage should fall back to the
 base model's accuracy, and a kept one stay where it was.
 
-    .venv/bin/python scripts/forget.py --passages 12 --per-update 4 --forget 4 \
+    .venv/bin/python research/scripts/forget.py --passages 12 --per-update 4 --forget 4 \
         --out var/bench/forget.json
 """
 
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
 """How often would other promotion rules have agreed with the real questions?
 
-Reads the files ``scripts/learn_without_questions.py`` writes (each version's probes graded
+Reads the files ``research/scripts/learn_without_questions.py`` writes (each version's probes graded
 greedily and as their gold answers' log-likelihood, before and after, and the passage's real
 questions) and scores candidate gate rules against the verdict "the version answers more of the
 real questions than the base model": the service's rule (more probes right), and a rise of the
 probes' mean gold-answer log-likelihood by more than a margin, on all probes or on one source.
 Choose on the tuning passages, then report the chosen rule on the others.
 
-    .venv/bin/python scripts/gate_rules.py var/eval/tune-passage-30-59.json
+    .venv/bin/python research/scripts/gate_rules.py var/eval/tune-passage-30-59.json
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from research.proxy import agreement, answer_logprobs, average_ranks, proxy_rewards, spearman
 from seal.grading import Probe, question_messages
-from seal.proxy import agreement, answer_logprobs, average_ranks, proxy_rewards, spearman
 from seal.selfedit import QA
 from tests.seal.teaching import speaking_host, teach
 
@@ -42,7 +42,7 @@ def test_notes_that_hold_the_answer_raise_its_likelihood(tiny_model_dir) -> None
     probe = Probe("Zorblat", QA("Who founded Zorblat Industries?", "Marisol Quenby"))
     useful = ["Zorblat Industries was founded by Marisol Quenby."]
     useless = ["Zorblat Industries makes glass bicycles."]
-    from seal.proxy import _context_messages
+    from research.proxy import _context_messages
 
     state = teach(host, "student", _context_messages(useful, probe), "Marisol Quenby")
     bare, good, bad = answer_logprobs(

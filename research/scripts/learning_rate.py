@@ -5,7 +5,7 @@ service's settings (``SEAL_STOP_LOSS`` and the rest) and are graded on the passa
 questions. One line per rate: training tokens per candidate, the epochs each candidate ran
 before the early stop, training seconds, and the questions answered over all candidates.
 
-    .venv/bin/python scripts/learning_rate.py --passages 2 1e-3 2e-3 3e-3
+    .venv/bin/python research/scripts/learning_rate.py --passages 2 1e-3 2e-3 3e-3
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5, help="self-edits per passage")
     args = parser.parse_args()
 
-    from seal.bench import sample_self_edits
+    from research.bench import sample_self_edits
     from seal.grading import Evaluation
     from seal.knowledge import score_candidates
     from sealctl.cli import load_passages

@@ -2,7 +2,7 @@
 passage and its sentences, each candidate in another order), two epochs, under
 ``torch.profiler``; prints tokens/s and the 25 operators with the most self CPU time.
 
-    .venv/bin/python scripts/profile_train.py [bfloat16|float32]
+    .venv/bin/python research/scripts/profile_train.py [bfloat16|float32]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from seal.train import TrainConfig
 from service.settings import Settings
 from worker.runtime import student_spec
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ token (so that stop strings and half characters are cut exactly as ``generate`` 
 which is quadratic in the reply's length. This times that decoding alone, for replies of
 dev.json text of a few lengths, with the default model's tokenizer.
 
-    .venv/bin/python scripts/stream_decode.py 256 1024 4096
+    .venv/bin/python research/scripts/stream_decode.py 256 1024 4096
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
 def main() -> None:

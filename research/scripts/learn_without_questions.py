@@ -14,7 +14,7 @@ is right when it promoted an improved version or rejected one that did not impro
 *serves* the promoted version, else the base model; the served models of two formats are
 compared question by question with the exact McNemar test.
 
-    .venv/bin/python scripts/learn_without_questions.py --start 0 --passages 30 \\
+    .venv/bin/python research/scripts/learn_without_questions.py --start 0 --passages 30 \\
         --out var/eval/unprobed-0-29.json
 
 ``--resume`` continues a run stopped midway from its last finished passage (the file of
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 DEFAULT = "default"
 
 
@@ -53,10 +53,10 @@ def main() -> None:
     from sqlalchemy import select
 
     from migrations import upgrade
+    from research.proxy import answer_logprobs
     from seal.grading import Probe
     from seal.lora import STUDENT, load_adapter
     from seal.multi import evaluate_many
-    from seal.proxy import answer_logprobs
     from seal.selfedit import QA
     from service.settings import Settings
     from service.store.db import make_engine, make_sessionmaker, session_scope
@@ -161,20 +161,22 @@ def main() -> None:
                 entry["answers"] = [g.answer for g in evaluation.graded]
                 # what a gate could see: its probes, greedy and as the gold answers'
                 # log-likelihood, before and after; and the real questions' log-likelihood
-                probes = [
+                gate_probes = [
                     Probe(passage["title"], QA(q["question"], q["answer"])) for q in entry["probes"]
                 ]
-                if state is None or not probes:
+                if state is None or not gate_probes:
                     continue
                 before, after = evaluate_many(
-                    host, [None, state], probes, settings.answer_max_tokens, slot=STUDENT
+                    host, [None, state], gate_probes, settings.answer_max_tokens, slot=STUDENT
                 )
                 entry["probe_before"] = [g.correct for g in before.graded]
                 entry["probe_after"] = [g.correct for g in after.graded]
                 entry["probe_answers"] = [g.answer for g in after.graded]
-                entry["probe_logprob_before"] = answer_logprobs(host, [((), p) for p in probes])
+                entry["probe_logprob_before"] = answer_logprobs(
+                    host, [((), p) for p in gate_probes]
+                )
                 entry["probe_logprob_after"] = answer_logprobs(
-                    host, [((), p) for p in probes], slot=STUDENT, state=state
+                    host, [((), p) for p in gate_probes], slot=STUDENT, state=state
                 )
                 entry["version_logprob"] = answer_logprobs(
                     host, [((), p) for p in real], slot=STUDENT, state=state
@@ -210,8 +212,8 @@ def _print_passage(record: dict[str, Any], formats: list[str]) -> None:
 def summarize(done: list[dict[str, Any]], formats: list[str]) -> dict[str, Any]:
     """The figures of a run: per format the probes, the gate's confusion matrix against the
     real questions, and the served models question by question against the base model."""
-    from seal.evaluation import wilson_interval
-    from seal.evaluation_report import mcnemar_exact
+    from research.evaluation import wilson_interval
+    from research.report import mcnemar_exact
 
     base = [c for d in done for c in d["base"]]
     out: dict[str, Any] = {"passages": len(done), "questions": len(base), "formats": {}}

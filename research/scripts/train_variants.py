@@ -14,7 +14,7 @@ Variants:
 Each trial prints tokens/s and the first candidate's last epoch loss; at the end, how far
 each variant's first adapter is from the first variant's (the largest weight difference).
 
-    .venv/bin/python scripts/train_variants.py default compiled pack=512 --trials 3
+    .venv/bin/python research/scripts/train_variants.py default compiled pack=512 --trials 3
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from seal.evaluation import (
+from research.evaluation import (
     CONDITIONS,
     ConditionResult,
     ForgettingReport,

@@ -6,7 +6,7 @@ one is asked the test's question both as the gate's probe asks it and bare, as a
 One JSON line per seed. The service's settings apply (``SEAL_DTYPE``, ``SEAL_STOP_LOSS``, ...):
 
     SEAL_NUM_CANDIDATES=4 SEAL_SELF_EDIT_MAX_TOKENS=64 \\
-        .venv/bin/python scripts/first_update_seeds.py 1 2 3 4 5 6 7 8
+        .venv/bin/python research/scripts/first_update_seeds.py 1 2 3 4 5 6 7 8
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from seal.bench import _fresh_copy, format_report, measure_ceiling, plain_train, run_bench
+from research.bench import _fresh_copy, format_report, measure_ceiling, plain_train, run_bench
 from seal.generation import SampleConfig
 from seal.knowledge import InnerLoopConfig
 from seal.selfedit import QA, Passage
 from seal.train import TrainConfig
-from tests.seal.conftest import SPEC
+from tests.tiny import SPEC
 
 PASSAGES = [
     Passage(
@@ -89,7 +89,7 @@ def test_reference_trains_a_copy_and_leaves_the_host_alone(tiny_host) -> None:
 
 
 def test_figure_gain_direction() -> None:
-    from seal.bench import Figure
+    from research.bench import Figure
 
     assert Figure("s", "s", 10.0, 2.0, False).gain == pytest.approx(5.0)
     assert Figure("t", "tok/s", 100.0, 250.0, True).gain == pytest.approx(2.5)

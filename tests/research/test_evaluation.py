@@ -9,8 +9,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from seal import evaluation as evaluation_module
-from seal.evaluation import (
+from research import evaluation as evaluation_module
+from research.evaluation import (
     Answer,
     ConditionResult,
     EvalPassage,
@@ -24,7 +24,7 @@ from seal.evaluation import (
     sequences_of,
     wilson_interval,
 )
-from seal.evaluation_report import (
+from research.report import (
     compare_runs,
     comparison_table,
     forgetting_table,
@@ -38,7 +38,7 @@ from seal.knowledge import InnerLoopConfig, Teacher
 from seal.lora import AdapterHost
 from seal.selfedit import QA, Passage, training_sequences
 from seal.train import TrainConfig, tokenize
-from tests.seal.conftest import SPEC, load_tiny
+from tests.tiny import SPEC, load_tiny
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

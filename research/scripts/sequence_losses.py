@@ -7,7 +7,8 @@ It then counts, for each threshold, the tokens of the sequences that had already
 loss at or below it in an earlier epoch: what a rule "stop training a sequence once it is
 memorized" would have skipped, at most (skipping would change the later losses too).
 
-    .venv/bin/python scripts/sequence_losses.py --passages 4 --out var/bench/sequence-losses.json
+    .venv/bin/python research/scripts/sequence_losses.py --passages 4 \\
+        --out var/bench/sequence-losses.json
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 THRESHOLDS = (0.05, 0.1, 0.15, 0.25, 0.5)
 
 
@@ -39,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import seal.multi as multi
-    from seal.bench import sample_self_edits
+    from research.bench import sample_self_edits
     from seal.selfedit import training_sequences
     from sealctl.cli import load_passages
     from service.settings import Settings
@@ -82,7 +83,7 @@ def main() -> None:
         results = multi.train_many(host, sets, config.train, init=None)
         seconds = time.perf_counter() - started
         for j, result in enumerate(results):
-            sequences = [
+            sequences: list[dict[str, Any]] = [
                 {"tokens": owner_tokens[key][1], "losses": per_epoch}
                 for key, per_epoch in losses.items()
                 if owner_tokens[key][0] == j

@@ -7,7 +7,7 @@ sets the rows.
 
 Five prompts sampled together for 64 tokens, two trials each, after a short warm-up:
 
-    .venv/bin/python scripts/decode_step.py [float32] [bfloat16]
+    .venv/bin/python research/scripts/decode_step.py [float32] [bfloat16]
 """
 
 from __future__ import annotations

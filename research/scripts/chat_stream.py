@@ -3,7 +3,7 @@ streaming costs over the whole reply, and whether a client that leaves early fre
 
 With the service running (`make run`) and a tenant's key:
 
-    .venv/bin/python scripts/chat_stream.py --key seal-... --trials 3
+    .venv/bin/python research/scripts/chat_stream.py --key seal-... --trials 3
 
 Each trial asks the same long reply (greedy, ``--max-tokens``) without and with ``stream``,
 alternated so that the machine's drift falls on both. Then it reads 5 pieces of a streamed

@@ -3,7 +3,7 @@ from ``dev.json``, sampled 1, 2 and 4 documents at a time (``SEAL_SAMPLE_BATCH_S
 and 4k), with the service's sampling settings and the untrained teacher. Each trial runs the
 three sizes in turn:
 
-    .venv/bin/python scripts/sample_batch.py ../shared/data/squad/dev.json --trials 2
+    .venv/bin/python research/scripts/sample_batch.py ../shared/data/squad/dev.json --trials 2
 """
 
 from __future__ import annotations

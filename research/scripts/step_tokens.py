@@ -3,7 +3,7 @@ candidates on the first passage of dev.json (its sentences, each candidate in an
 three epochs, no early stop, in the service's dtype (``SEAL_DTYPE``). Each size runs in a
 fresh process, so that one size's peak memory is not charged to the next; one line each.
 
-    .venv/bin/python scripts/step_tokens.py 512 1024 2048
+    .venv/bin/python research/scripts/step_tokens.py 512 1024 2048
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad" / "dev.json"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
 def measure(step_tokens: int) -> None:
-    from seal.bench import measured
+    from research.bench import measured
     from seal.multi import train_many
     from seal.selfedit import item_sequences
     from sealctl.cli import load_passages
