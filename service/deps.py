@@ -10,10 +10,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.domain.errors import Unauthorized
 from service.enqueue import TaskSender, discard_pending, get_task_sender, send_pending
-from service.errors import Unauthorized
 from service.inference import ChatBackend, get_chat_backend
 from service.settings import Settings
+from service.store.hooks import run_after_commit, run_after_rollback
 from service.store.models import Tenant
 from service.store.repositories import tenants as tenant_repo
 
@@ -35,8 +36,9 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def get_session(request: Request, sender: TaskSenderDep) -> Generator[Session, None, None]:
     """The request's session: the one commit point of a request. Tasks enqueued during the
-    request are sent after the commit and dropped on a rollback. A request that may write
-    gets a writer's session (on SQLite it waits for the write lock up front, see
+    request are sent after the commit and dropped on a rollback, and so are the other hooks
+    (:mod:`service.store.hooks`: folders deleted, or put back on a rollback). A request that
+    may write gets a writer's session (on SQLite it waits for the write lock up front, see
     :mod:`service.store.db`); a GET reads without waiting."""
     state = request.app.state
     factory = state.read_sessionmaker if request.method in _SAFE_METHODS else state.sessionmaker
@@ -47,12 +49,23 @@ def get_session(request: Request, sender: TaskSenderDep) -> Generator[Session, N
         except BaseException:
             session.rollback()
             discard_pending(session)
+            run_after_rollback(session)
             raise
         send_pending(session, sender)
+        run_after_commit(session)
+
+
+def get_read_session(request: Request) -> Generator[Session, None, None]:
+    """A session that only reads, whatever the method (it never commits and never waits for
+    SQLite's write lock): for a request that writes in units of work of its own, as a chat
+    records its completion once the reply is written."""
+    with request.app.state.read_sessionmaker() as session:
+        yield session
 
 
 # scope="function": commit before the response is sent, so a failed commit is the response.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -62,12 +75,21 @@ def _bearer_key(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-def get_current_tenant(session: SessionDep, credentials: Credentials) -> Tenant:
+def _tenant(session: Session, credentials: HTTPAuthorizationCredentials | None) -> Tenant:
     key = _bearer_key(credentials)
     tenant = tenant_repo.tenant_for_api_key(session, key=key)
     if tenant is None:
         raise Unauthorized("invalid or revoked API key")
     return tenant
+
+
+def get_current_tenant(session: SessionDep, credentials: Credentials) -> Tenant:
+    return _tenant(session, credentials)
+
+
+def get_reading_tenant(session: ReadSessionDep, credentials: Credentials) -> Tenant:
+    """The key's tenant, read through :func:`get_read_session`."""
+    return _tenant(session, credentials)
 
 
 def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
@@ -77,5 +99,6 @@ def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
 
 
 CurrentTenant = Annotated[Tenant, Depends(get_current_tenant)]
+ReadingTenant = Annotated[Tenant, Depends(get_reading_tenant)]
 AdminDep = Annotated[None, Depends(require_admin)]
 ChatBackendDep = Annotated[ChatBackend, Depends(get_chat_backend)]

@@ -1,5 +1,6 @@
-"""Domain exceptions (each carries its HTTP status) and the handlers that render every error
-as ``{"error": {"type": ..., "message": ...}}`` (the shape OpenAI clients understand)."""
+"""The handlers that render every error as ``{"error": {"type": ..., "message": ...}}`` (the
+shape OpenAI clients understand): the domain's own (:mod:`service.domain.errors`, re-exported
+here for the routes), validation errors, HTTP errors and a busy store."""
 
 from __future__ import annotations
 
@@ -14,40 +15,30 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.domain.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+)
+
+__all__ = [
+    "COMMON_ERRORS",
+    "Conflict",
+    "ErrorBody",
+    "ErrorDetail",
+    "InvalidRequest",
+    "NotFound",
+    "ServiceError",
+    "Unauthorized",
+    "error_response",
+    "error_responses",
+    "install_error_handlers",
+    "validation_message",
+]
+
 log = logging.getLogger(__name__)
-
-
-class ServiceError(Exception):
-    status_code = 400
-    type = "bad_request"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.headers = headers
-
-
-class Unauthorized(ServiceError):
-    status_code = 401
-    type = "unauthorized"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
-
-
-class NotFound(ServiceError):
-    status_code = 404
-    type = "not_found"
-
-
-class Conflict(ServiceError):
-    status_code = 409
-    type = "conflict"
-
-
-class InvalidRequest(ServiceError):
-    status_code = 422
-    type = "invalid_request"
 
 
 _HTTP_TYPES = {

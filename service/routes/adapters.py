@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep
 from service.errors import COMMON_ERRORS, NotFound, error_responses
+from service.presenters import adapter_public
 from service.schemas import (
     MAX_NUMBER,
     AdapterPublic,
@@ -19,29 +20,11 @@ from service.schemas import (
     RewardSummary,
     SelfEditPublic,
 )
-from service.store.models import AdapterVersion
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import learning as learning_repo
 
 router = APIRouter(prefix="/v1", tags=["learning"], responses=error_responses(*COMMON_ERRORS))
-
-
-def adapter_public(
-    session: Session, version: AdapterVersion, parent_number: int | None = None
-) -> AdapterPublic:
-    if parent_number is None and version.parent_id is not None:
-        parent = adapter_repo.get_adapter_version_by_id(session, version_id=version.parent_id)
-        parent_number = parent.number if parent else None
-    return AdapterPublic(
-        version=version.number,
-        status=version.status,
-        parent=parent_number,
-        metrics=version.metrics or {},
-        created_at=version.created_at,
-        promoted_at=version.promoted_at,
-        checksum=version.checksum,
-    )
 
 
 def _check_document(session: Session, tenant_id: str, document_id: str | None) -> None:

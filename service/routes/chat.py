@@ -13,7 +13,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import ChatBackendDep, CurrentTenant, SessionDep, SettingsDep
+from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
+from service.domain import completions
 from service.errors import COMMON_ERRORS, error_responses
 from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
 from service.schemas import (
@@ -28,7 +29,6 @@ from service.schemas import (
 )
 from service.store.models import new_completion_id
 from service.store.repositories import adapters as adapter_repo
-from service.store.repositories import feedback as feedback_repo
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["chat"], responses=error_responses(*COMMON_ERRORS))
@@ -63,14 +63,15 @@ def _usage(result: ChatResult) -> Usage:
 def create_chat_completion(
     body: ChatCompletionCreate,
     request: Request,
-    session: SessionDep,
-    tenant: CurrentTenant,
+    session: ReadSessionDep,
+    tenant: ReadingTenant,
     backend: ChatBackendDep,
     settings: SettingsDep,
 ) -> Any:
     """``model: "base"`` answers with the base model; any other name with the tenant's
     active adapter (the base model while it has none). ``temperature`` 0, the default, is
-    greedy decoding. Runs in the threadpool, as the backend blocks."""
+    greedy decoding. Runs in the threadpool, as the backend blocks. The request only reads;
+    its completion is recorded, once the reply is written, in a transaction of its own."""
     version = None
     if body.model != BASE_MODEL:
         version = adapter_repo.active_adapter(session, tenant_id=tenant.id)
@@ -98,24 +99,18 @@ def create_chat_completion(
         adapter_version_id=version.id if version else None,
         messages=messages,
     )
-    # What the reply needs is read: end the transaction (on SQLite a writer's, holding the
-    # write lock) before decoding, so no lock is held while the model writes; the completion
-    # is recorded in a transaction of its own.
-    session.commit()
+    # What the reply needs is read: end the read transaction, so that none stays open while
+    # the model writes (nothing to commit: the completion is recorded by record_completion)
+    session.close()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _stream(request, backend.stream(chat), record, include_usage)
 
     result = backend.complete(chat)
-    completion = feedback_repo.create_completion(
-        session,
-        **record,
-        output=result.text,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-    )
+    completion_id = new_completion_id()
+    completions.record_completion(request.app.state.sessionmaker, record, result, completion_id)
     return ChatCompletionPublic(
-        id=completion.id,
+        id=completion_id,
         created=int(time.time()),
         model=body.model,
         choices=[
@@ -162,16 +157,7 @@ def _stream(
         )
 
     def save(result: ChatResult) -> None:
-        with request.app.state.sessionmaker() as session:
-            feedback_repo.create_completion(
-                session,
-                **record,
-                output=result.text,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                completion_id=completion_id,
-            )
-            session.commit()
+        completions.record_completion(request.app.state.sessionmaker, record, result, completion_id)
 
     try:
         first = next(pieces)

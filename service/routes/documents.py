@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep
-from service.errors import COMMON_ERRORS, Conflict, NotFound, error_responses
-from service.routes.jobs import open_rebuild
+from service.domain import documents as document_domain
+from service.errors import COMMON_ERRORS, NotFound, error_responses
 from service.schemas import (
     MAX_NUMBER,
     DocumentCreate,
@@ -23,16 +20,10 @@ from service.schemas import (
     ProbeQuestionPublic,
 )
 from service.store.models import (
-    AdapterVersion,
     Document,
     DocumentStatus,
-    ProbeQuestion,
-    ProbeSource,
-    UpdateMode,
 )
 from service.store.repositories import documents as document_repo
-from service.store.repositories import jobs as job_repo
-from service.store.repositories import learning as learning_repo
 
 router = APIRouter(
     prefix="/v1/documents", tags=["documents"], responses=error_responses(*COMMON_ERRORS)
@@ -64,67 +55,21 @@ def create_document(
 ) -> DocumentDetail:
     """Add a document; sending the same title and text again returns the existing one (200),
     with any new questions added to it."""
-    digest = document_repo.content_hash(title=body.title, text=body.text)
-    document = document_repo.get_document_by_hash(session, tenant_id=tenant.id, content_hash=digest)
-    questions: list[ProbeQuestion] = []
-    if document is None:
-        try:
-            # SQLite's writer holds the write lock since its BEGIN: no one can insert the same
-            # content between the lookup and the insert, so it needs no SAVEPOINT around it
-            with nullcontext() if _is_sqlite(session) else session.begin_nested():
-                document = document_repo.create_document(
-                    session, tenant_id=tenant.id, title=body.title, text=body.text
-                )
-        except IntegrityError:  # the same content arrived in a concurrent request
-            document = document_repo.get_document_by_hash(
-                session, tenant_id=tenant.id, content_hash=digest
-            )
-            if document is None:
-                raise
-            response.status_code = status.HTTP_200_OK
-            questions = _questions_of(session, document.id)
-    else:
+    added = document_domain.add_document(
+        session,
+        tenant,
+        title=body.title,
+        text=body.text,
+        questions=[(qa.question, qa.answer) for qa in body.questions],
+    )
+    if not added.created:
         response.status_code = status.HTTP_200_OK
-        questions = _questions_of(session, document.id)
-    known = {(q.question, q.answer) for q in questions}
-    added = 0
-    for qa in body.questions:
-        if (qa.question, qa.answer) in known:
-            continue
-        known.add((qa.question, qa.answer))
-        questions.append(
-            document_repo.add_probe_question(
-                session,
-                tenant_id=tenant.id,
-                document_id=document.id,
-                question=qa.question,
-                answer=qa.answer,
-                source=ProbeSource.document,
-            )
-        )
-        added += 1
-    if added:
-        session.flush()  # the questions' ids and times
-        if response.status_code == status.HTTP_200_OK:  # questions may make it learnable
-            session.refresh(document, ["status", "error", "updated_at"])
     # built from what this request holds, not read back: a new document costs one lookup and
     # its inserts (see docs/results/2026-12-02-concurrency-and-crash-safety.md)
     return DocumentDetail(
-        **DocumentPublic.model_validate(document).model_dump(),
-        questions=[ProbeQuestionPublic.model_validate(q) for q in questions],
-        text=document.text,
-    )
-
-
-def _is_sqlite(session: Session) -> bool:
-    return session.get_bind().dialect.name == "sqlite"
-
-
-def _questions_of(session: Session, document_id: str) -> list[ProbeQuestion]:
-    return list(
-        document_repo.probe_questions_for_documents(session, document_ids=[document_id])[
-            document_id
-        ]
+        **DocumentPublic.model_validate(added.document).model_dump(),
+        questions=[ProbeQuestionPublic.model_validate(q) for q in added.questions],
+        text=added.document.text,
     )
 
 
@@ -184,37 +129,10 @@ def delete_document(
     no longer rehearse it. A document being learned answers 409 until its update ends. What an
     adapter version already learned from it stays in that version's weights, unless
     ``forget`` rebuilds the adapter without it."""
-    document = document_repo.get_document(session, tenant_id=tenant.id, document_id=document_id)
-    if document is None:
-        raise NotFound(f"document {document_id} not found")
-    learned = document.status == DocumentStatus.learned
-    edits = learning_repo.list_self_edits(
-        session, tenant_id=tenant.id, document_id=document.id, limit=None
+    deletion = document_domain.delete_document(session, tenant, document_id, forget=forget)
+    return DocumentDeleted(
+        **DocumentPublic.model_validate(deletion.document).model_dump(),
+        learned_version=deletion.learned_version,
+        teacher_versions=deletion.teacher_versions,
+        rebuild_job_id=deletion.rebuild_job_id,
     )
-    teachers = learning_repo.teacher_versions_trained_on(
-        session, tenant_id=tenant.id, self_edit_ids=[e.id for e, _ in edits]
-    )
-    version = (
-        session.get(AdapterVersion, document.learned_version_id)
-        if document.learned_version_id
-        else None
-    )
-    deleted = DocumentDeleted(
-        **DocumentPublic.model_validate(document).model_dump(),
-        learned_version=version.number if version else None,
-        teacher_versions=[t.number for t in teachers],
-    )
-    if not document_repo.delete_document(session, tenant_id=tenant.id, document_id=document_id):
-        if document_repo.document_status(session, document_id=document_id) is None:
-            raise NotFound(f"document {document_id} not found")  # deleted meanwhile
-        job = job_repo.get_open_update_job(session, tenant_id=tenant.id)
-        by = f"update job {job.id}" if job else "an update"
-        cancel = f" (or cancel it: POST /v1/jobs/{job.id}/cancel)" if job else ""
-        raise Conflict(
-            f"document {document_id} is being learned by {by}; delete it when the job "
-            f"has ended{cancel}"
-        )
-    if forget and learned:
-        # after the delete: a rebuild that is running sees the document gone when it commits
-        deleted.rebuild_job_id = open_rebuild(session, tenant.id, {"mode": UpdateMode.rebuild}).id
-    return deleted

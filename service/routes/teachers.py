@@ -4,33 +4,15 @@ teacher rounds that train the tenant's own teacher on its reward history."""
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep, SettingsDep
-from service.enqueue import TEACHER_ROUND_TASK, enqueue_after_commit
-from service.errors import COMMON_ERRORS, Conflict, error_responses
-from service.schemas import TeacherListItem, TeacherPublic, TeacherRoundAccepted
-from service.store.models import JobKind, TeacherVersion
-from service.store.repositories import jobs as job_repo
+from service.domain import teachers as teacher_domain
+from service.errors import COMMON_ERRORS, error_responses
+from service.presenters import teacher_public
+from service.schemas import TeacherListItem, TeacherRoundAccepted
 from service.store.repositories import learning as learning_repo
 
 router = APIRouter(prefix="/v1", tags=["teachers"], responses=error_responses(*COMMON_ERRORS))
-
-
-def teacher_public(
-    session: Session, version: TeacherVersion, parent_number: int | None = None
-) -> TeacherPublic:
-    if parent_number is None and version.parent_id is not None:
-        parent = learning_repo.get_teacher_version_by_id(session, version_id=version.parent_id)
-        parent_number = parent.number if parent else None
-    return TeacherPublic(
-        version=version.number,
-        scope="shared" if version.tenant_id is None else "tenant",
-        status=version.status,
-        parent=parent_number,
-        metrics=version.metrics or {},
-        created_at=version.created_at,
-    )
 
 
 @router.post(
@@ -45,17 +27,7 @@ def request_teacher_round(
     """Train the tenant's own teacher on the self-edits that earned it the best rewards. A
     round already queued or running is returned instead of a second one. 409 when the
     teacher is an external endpoint (SEAL_TEACHER_URL): its weights cannot be trained."""
-    if settings.external_teacher:
-        raise Conflict(
-            "the teacher is an external endpoint (SEAL_TEACHER_URL); ReST-EM trains the "
-            "bundled teacher's adapter and cannot train it"
-        )
-    job = job_repo.get_open_job(session, tenant_id=tenant.id, kind=JobKind.teacher_train)
-    if job is None:
-        job = job_repo.create_job(
-            session, tenant_id=tenant.id, kind=JobKind.teacher_train, params={}
-        )
-        enqueue_after_commit(session, TEACHER_ROUND_TASK, job_id=job.id)
+    job = teacher_domain.request_round(session, settings, tenant)
     return TeacherRoundAccepted(job_id=job.id, status=job.status)
 
 

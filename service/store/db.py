@@ -25,6 +25,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.store.hooks import run_after_commit, run_after_rollback
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -104,14 +106,17 @@ def make_sessionmaker(engine: Engine, *, write: bool = False) -> sessionmaker[Se
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits when the block succeeds and rolls back when it raises."""
+    """A session that commits when the block succeeds and rolls back when it raises, then runs
+    the session's hooks for that end (:mod:`service.store.hooks`)."""
     with factory() as session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
+            run_after_rollback(session)
             raise
+        run_after_commit(session)
 
 
 def is_busy(exc: BaseException) -> bool:

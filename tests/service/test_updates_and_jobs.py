@@ -7,6 +7,7 @@ from sqlalchemy import Engine, delete, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.domain.errors import JobFinished
 from service.enqueue import UPDATE_TASK, enqueue_after_commit
 from service.store.db import make_sessionmaker, session_scope
 from service.store.models import DocumentStatus, Job, JobKind, JobStatus, Tenant, VersionStatus
@@ -255,7 +256,7 @@ def test_a_job_being_finished_is_finished_or_cancelled_never_both(engine: Engine
             try:
                 job_repo.cancel_job(session, job=job)
                 return "cancelled"
-            except ValueError as exc:
+            except JobFinished as exc:
                 return str(exc)
 
     def hold(worker: Session) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from service.domain.errors import VersionIsActive
 from service.store.base import utcnow
 from service.store.models import AdapterVersion, VersionStatus
 
@@ -126,7 +127,7 @@ def promote_version(
 def drop_weights(session: Session, *, version: AdapterVersion) -> str | None:
     """Forget where a version's weights are (and their checksum), unless it is active; returns
     the folder they were in, for the caller to remove once this is committed. One conditional
-    UPDATE, so a version made active meanwhile keeps its weights."""
+    UPDATE, so a version made active meanwhile keeps its weights (:class:`VersionIsActive`)."""
     folder = version.artifact_uri
     result = session.execute(
         update(AdapterVersion)
@@ -135,5 +136,8 @@ def drop_weights(session: Session, *, version: AdapterVersion) -> str | None:
         .execution_options(synchronize_session="fetch")
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        raise ValueError(f"version {version.number} is active")
+        raise VersionIsActive(
+            f"version {version.number} is active: make another version active first "
+            "(rollback, or a rebuild)"
+        )
     return folder

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.domain.errors import JobFinished
 from service.store.base import utcnow
 from service.store.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, UpdateMode
 
@@ -245,7 +246,7 @@ def cancel_job(session: Session, *, job: Job) -> Job:
     """Cancel a queued or running job (the worker sees it through :func:`is_cancelled`).
 
     One conditional UPDATE: a job whose worker is recording its end (it holds the row, see
-    :func:`hold_running_job`) is waited for, and once finished stays finished (ValueError)
+    :func:`hold_running_job`) is waited for, and once finished stays finished (:class:`JobFinished`)
     instead of being marked cancelled after the fact. (On SQLite only as the transaction's
     first statement: after a read, a writer in the way makes it fail with "database is
     locked" instead of waiting.)"""
@@ -257,7 +258,7 @@ def cancel_job(session: Session, *, job: Job) -> Job:
     )
     session.refresh(job)
     if not result.rowcount:  # type: ignore[attr-defined]
-        raise ValueError(f"job {job.id} is already {job.status}")
+        raise JobFinished(f"job {job.id} is already {job.status}")
     return job
 
 

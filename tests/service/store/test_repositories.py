@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.domain.errors import JobFinished
 from service.store.models import DocumentStatus, Job, JobStatus, ProbeSource, VersionStatus
 from service.store.repositories import adapters, documents, jobs, learning
 from tests.factories import (
@@ -50,7 +51,7 @@ def test_cancellation_is_seen_by_the_worker(session: Session) -> None:
     assert not jobs.is_cancelled(session, job_id=job.id)
     jobs.cancel_job(session, job=job)
     assert jobs.is_cancelled(session, job_id=job.id)
-    with pytest.raises(ValueError):
+    with pytest.raises(JobFinished, match="is already cancelled"):
         jobs.cancel_job(session, job=job)
     # a job that is gone (its tenant was deleted) stops its worker too
     assert jobs.is_cancelled(session, job_id="no-such-job")

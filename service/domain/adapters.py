@@ -1,0 +1,64 @@
+"""A tenant's adapter versions: rollback, and deleting the weights of one not in use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from service.domain.errors import Conflict, NotFound
+from service.domain.files import remove_after_commit
+from service.settings import Settings
+from service.store.models import AdapterVersion, Tenant, VersionStatus
+from service.store.repositories import adapters as adapter_repo
+
+
+def get_version(session: Session, tenant: Tenant, number: int) -> AdapterVersion:
+    version = adapter_repo.get_adapter_version(session, tenant_id=tenant.id, number=number)
+    if version is None:
+        raise NotFound(f"tenant {tenant.name!r} has no adapter version {number}")
+    return version
+
+
+def rollback(
+    session: Session, tenant: Tenant, number: int
+) -> tuple[AdapterVersion | None, AdapterVersion | None]:
+    """Make version ``number`` active at once (0: the base model); the new active version and
+    the one it replaced. A rejected version, or one whose weights were deleted, cannot be."""
+    target = None
+    if number != 0:
+        target = get_version(session, tenant, number)
+        if target.status == VersionStatus.rejected:
+            raise Conflict(f"version {number} was rejected and cannot be made active")
+        if not target.artifact_uri:
+            raise Conflict(f"version {number} has no artifact")
+    previous = adapter_repo.promote_version(session, tenant_id=tenant.id, version=target)
+    return target, previous
+
+
+@dataclass
+class WeightsDeletion:
+    version: AdapterVersion
+    folder_removed: str | None
+    folder_left: str | None
+
+
+def delete_weights(
+    session: Session, settings: Settings, tenant: Tenant, number: int
+) -> WeightsDeletion:
+    """Delete the weights of a version that is not active (:class:`VersionIsActive`
+    otherwise); the version stays, its checksum null. Its folder goes once the change is
+    committed, if it lies in the adapter folder (one elsewhere is left, and named)."""
+    version = get_version(session, tenant, number)
+    folder = adapter_repo.drop_weights(session, version=version)
+    session.flush()
+    session.refresh(version)
+    removed = left = None
+    if folder is not None and Path(folder).exists():
+        inside = Path(folder).resolve().is_relative_to(settings.resolved_adapter_dir)
+        if inside and remove_after_commit(session, Path(folder)):
+            removed = folder
+        else:
+            left = folder
+    return WeightsDeletion(version, removed, left)

@@ -1,0 +1,51 @@
+"""The errors the domain raises, typed end to end: a repository or a domain function raises
+one of these, the HTTP layer (:mod:`service.errors`) renders it as ``{"error": {"type",
+"message"}}`` with its status. Nothing here knows HTTP beyond that number; a plain
+``ValueError`` from anywhere is a bug (500), never a conflict."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A request the service refuses, with a message for the person who sent it."""
+
+    status_code = 400
+    type = "bad_request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    type = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    type = "not_found"
+
+
+class Conflict(ServiceError):
+    """The request conflicts with the current state; the message says what to do."""
+
+    status_code = 409
+    type = "conflict"
+
+
+class InvalidRequest(ServiceError):
+    status_code = 422
+    type = "invalid_request"
+
+
+class VersionIsActive(Conflict):
+    """An adapter version that is active cannot lose its weights."""
+
+
+class JobFinished(Conflict):
+    """A job that has finished cannot be cancelled (it may have finished meanwhile)."""

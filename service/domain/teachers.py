@@ -1,0 +1,58 @@
+"""Teacher versions: a tenant's round of ReST-EM, and rollback (a tenant's own or the
+shared teacher)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from service.domain.errors import Conflict, NotFound
+from service.enqueue import TEACHER_ROUND_TASK, enqueue_after_commit
+from service.settings import Settings
+from service.store.models import Job, JobKind, TeacherVersion, Tenant, VersionStatus
+from service.store.repositories import jobs as job_repo
+from service.store.repositories import learning as learning_repo
+from service.store.repositories import tenants as tenant_repo
+
+
+def request_round(session: Session, settings: Settings, tenant: Tenant) -> Job:
+    """The tenant's teacher round: a new job, or the one already queued or running. An
+    external teacher (SEAL_TEACHER_URL) cannot be trained."""
+    if settings.external_teacher:
+        raise Conflict(
+            "the teacher is an external endpoint (SEAL_TEACHER_URL); ReST-EM trains the "
+            "bundled teacher's adapter and cannot train it"
+        )
+    job = job_repo.get_open_job(session, tenant_id=tenant.id, kind=JobKind.teacher_train)
+    if job is None:
+        job = job_repo.create_job(
+            session, tenant_id=tenant.id, kind=JobKind.teacher_train, params={}
+        )
+        enqueue_after_commit(session, TEACHER_ROUND_TASK, job_id=job.id)
+    return job
+
+
+def rollback(
+    session: Session, tenant_id: str | None, number: int
+) -> tuple[TeacherVersion | None, TeacherVersion | None]:
+    """Make teacher version ``number`` of a tenant (or of the shared teacher, ``tenant_id``
+    None) active at once; 0 retires the active one. The new active version and the one it
+    replaced."""
+    owner = "the shared teacher"
+    if tenant_id is not None:
+        tenant = tenant_repo.get_tenant(session, tenant_id=tenant_id)
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        owner = f"tenant {tenant.name!r}"
+    target = None
+    if number != 0:
+        target = learning_repo.get_teacher_version(session, tenant_id=tenant_id, number=number)
+        if target is None:
+            raise NotFound(f"{owner} has no teacher version {number}")
+        if target.status == VersionStatus.rejected:
+            raise Conflict(f"teacher version {number} was rejected and cannot be made active")
+        if not target.artifact_uri:
+            raise Conflict(f"teacher version {number} of {owner} has no artifact")
+    previous = learning_repo.set_active_teacher_version(
+        session, tenant_id=tenant_id, version=target
+    )
+    return target, previous
