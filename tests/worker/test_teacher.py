@@ -126,6 +126,36 @@ def test_shared_training_reports_each_round(session: Session, runtime: Runtime) 
     assert len(report.baseline_heldout.graded) == 1
 
 
+def test_a_round_without_a_new_teacher_reports_the_teacher_it_kept(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 2 trains no teacher: its held-out figure is round 1's teacher's, not the
+    baseline's (the teacher it kept is round 1's)."""
+    from seal.grading import Evaluation, Graded, Probe
+    from seal.restem import RoundResult
+    from worker.jobs import teacher as teacher_module
+
+    probe = Probe("Zorblat Industries", QA("Who founded it?", "Marisol Quenby"))
+    graded = {True: Evaluation([Graded(probe, "Marisol Quenby", True)])}
+    graded[False] = Evaluation([Graded(probe, "nobody", False)])
+    trained = iter([runtime.teacher.fresh_state("teacher"), None])
+
+    def one_round(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return RoundResult(scored=[], teacher=next(trained))
+
+    def heldout(host, passages, inner, teacher):  # type: ignore[no-untyped-def]
+        return graded[teacher.state is not None]  # the baseline misses, round 1's answers
+
+    monkeypatch.setattr(teacher_module, "restem_round", one_round)
+    monkeypatch.setattr(teacher_module, "heldout_evaluation", heldout)
+    passage = Passage("Zorblat Industries", FACT, (probe.qa,))
+    report = train_shared_teacher(runtime, [passage], [passage], 2)
+    assert report.baseline_heldout.accuracy == 0.0
+    first, second = report.rounds
+    assert first.version is not None and first.heldout.accuracy == 1.0
+    assert second.version is None and second.heldout.accuracy == 1.0
+
+
 class Stop(Exception):
     pass
 

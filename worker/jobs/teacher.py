@@ -176,6 +176,7 @@ def train_shared_teacher(
         on_baseline(baseline)
     report = SharedTraining(baseline_heldout=baseline)
     best = baseline.accuracy
+    current = baseline  # the held-out evaluation of the teacher the next round starts from
     for number in range(1, rounds + 1):
         finished = past.finished.get(number)
         if finished is not None:  # a round of the stopped run: its version stands
@@ -186,6 +187,7 @@ def train_shared_teacher(
                     done_version, teacher = start_teacher(session, number=finished["version"])
                     parent_id = done_version.id if done_version else parent_id
                 result.teacher = teacher.state
+                current = evaluation_from_json(finished["heldout"])
             best = max(best, finished["best"])
             round_report = RoundReport(
                 number,
@@ -231,10 +233,10 @@ def train_shared_teacher(
             done=done,
         )
         if result.teacher is None:  # nothing earned a positive reward: the teacher stays
-            heldout_eval, version_number, promoted = baseline, None, False
+            heldout_eval, version_number, promoted = current, None, False
         else:
             teacher = Teacher(state=result.teacher)
-            heldout_eval = heldout_evaluation(host, heldout, inner, teacher)
+            heldout_eval = current = heldout_evaluation(host, heldout, inner, teacher)
             promoted = heldout_eval.accuracy >= best
             best = max(best, heldout_eval.accuracy)
             version = save_teacher(
