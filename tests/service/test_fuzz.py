@@ -6,8 +6,6 @@ status the operation declares, and a body that matches the schema declared for t
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +25,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from sealctl.stack import free_port, wait_healthy
 from tests.conftest import ADMIN_KEY
-from tests.e2e.conftest import stop_processes
-from tests.model_cache import CACHE
+from tests.servers import RunningApi, embedded_api
 from tests.tiny import tiny_model_dir as tiny_model_dir  # the fixture
 
 pytestmark = pytest.mark.slow
@@ -48,42 +44,10 @@ EXAMPLES = int(os.environ.get("SEAL_FUZZ_EXAMPLES", "20"))
 WRONG_KEY_EXAMPLES = max(1, EXAMPLES // 4)
 
 
-@dataclass
-class RunningApi:
-    url: str
-    log: Path
-
-    def errors(self) -> str:
-        """The tracebacks the API process logged."""
-        blocks = self.log.read_text().split("Traceback")[1:]
-        return "\n".join("Traceback" + b.split("\nINFO:")[0][-3000:] for b in blocks[:3])
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[RunningApi]:
-    tmp = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    env = {
-        **os.environ,
-        "SEAL_DATA_DIR": str(tmp / "data"),
-        "SEAL_MODEL_CACHE_DIR": str(CACHE),
-        "SEAL_STUDENT_MODEL": str(tiny_model_dir),
-        "SEAL_TEACHER_MODEL": str(tiny_model_dir),
-        "SEAL_ADMIN_KEY": ADMIN_KEY,
-        "SEAL_PORT": str(port),
-    }
-    for name in ("SEAL_DATABASE_URL", "SEAL_BROKER_URL"):
-        env.pop(name, None)  # the embedded default
-    cli = [sys.executable, "-m", "sealctl.cli"]
-    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
-    log = (tmp / "api.log").open("w")
-    proc = subprocess.Popen([*cli, "process", "api"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, lambda: proc.poll() is None)
-        yield RunningApi(url=url, log=tmp / "api.log")
-    finally:
-        stop_processes([proc])
+    with embedded_api(tmp_path_factory.mktemp("fuzz"), tiny_model_dir) as running:
+        yield running
 
 
 def _tenant_key(url: str) -> str:

@@ -3,9 +3,6 @@ uvicorn process of its own (the tiny model, the embedded store), writes the self
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +16,11 @@ from seal.generation import SampleConfig
 from seal.knowledge import Teacher, write_probe_questions_many, write_self_edits_many
 from seal.remote import RemoteTeacher, TeacherUnavailable
 from seal.selfedit import Passage
-from sealctl.stack import free_port, wait_healthy
+from sealctl.stack import free_port
 from service.store.models import DocumentStatus, JobKind, JobStatus, SelfEdit
 from tests.conftest import ADMIN_KEY
-from tests.e2e.conftest import stop_processes
 from tests.factories import make_document, make_job, make_tenant
-from tests.model_cache import CACHE
+from tests.servers import RunningApi, embedded_api
 from worker.jobs.teacher import run_teacher_round
 from worker.jobs.update import run_update
 from worker.runtime import Runtime
@@ -42,42 +38,20 @@ SAMPLE = SampleConfig(max_new_tokens=12, temperature=1.0, top_p=0.95, seed=7)
 class Server:
     url: str
     key: str
-    log: Path
+    api: RunningApi
 
     def chat_requests(self) -> int:
         """Chat completions the server has answered so far (its access log)."""
-        return self.log.read_text().count("POST /v1/chat/completions")
+        return self.api.requests("POST /v1/chat/completions")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("teacher-server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "SEAL_DATA_DIR": str(tmp / "data"),
-        "SEAL_MODEL_CACHE_DIR": str(CACHE),
-        "SEAL_STUDENT_MODEL": str(tiny_model_dir),
-        "SEAL_TEACHER_MODEL": str(tiny_model_dir),
-        "SEAL_ADMIN_KEY": ADMIN_KEY,
-        "SEAL_PORT": str(port),
-    }
-    for name in ("SEAL_DATABASE_URL", "SEAL_BROKER_URL", "SEAL_TEACHER_URL"):
-        env.pop(name, None)
-    cli = [sys.executable, "-m", "sealctl.cli"]
-    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
-    log = tmp / "api.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([*cli, "process", "api"], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, lambda: proc.poll() is None)
+    with embedded_api(tmp_path_factory.mktemp("teacher-server"), tiny_model_dir) as api:
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        r = httpx.post(f"{url}/v1/tenants", json={"name": "teacher"}, headers=admin)
+        r = httpx.post(f"{api.url}/v1/tenants", json={"name": "teacher"}, headers=admin)
         assert r.status_code == 201, r.text
-        yield Server(url=f"{url}/v1", key=r.json()["api_key"], log=log)
-    finally:
-        stop_processes([proc])
+        yield Server(url=f"{api.url}/v1", key=r.json()["api_key"], api=api)
 
 
 def remote(server: Server, **changes: object) -> RemoteTeacher:
