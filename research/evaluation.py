@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import Any, TypeVar
 
 from seal.grading import Evaluation, Probe
 from seal.journal import Journal as JsonlJournal
@@ -261,14 +261,20 @@ def _all_probes(passages: Sequence[EvalPassage]) -> tuple[list[Probe], list[int]
     return probes, owners
 
 
-def teacher_rows(teachers: Sequence[tuple[str, Teacher]]) -> dict[str, Teacher]:
-    """The table rows of chosen teachers: ``teacher`` for one without a name, ``teacher:NAME``
-    for each named one (names must differ)."""
-    rows: dict[str, Teacher] = {}
+_T = TypeVar("_T")
+
+
+def teacher_rows(teachers: Sequence[tuple[str, _T]]) -> dict[str, _T]:
+    """The table rows of chosen teachers (or of what stands for them, e.g. their folders
+    before they are loaded): ``teacher`` for one without a name, ``teacher:NAME`` for each
+    named one. Two that make the same row are refused."""
+    rows: dict[str, _T] = {}
     for name, teacher in teachers:
         row = f"teacher:{name}" if name else "teacher"
         if row in rows:
-            raise ValueError(f"two teachers make the row {row!r}; give each a different name")
+            raise ValueError(
+                f"two teachers make the same row {row!r}; give each a different name (NAME=FOLDER)"
+            )
         rows[row] = teacher
     return rows
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -92,6 +93,19 @@ def _commands(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+def _api_env(settings: Settings) -> dict[str, str]:
+    """What the API processes' environment adds: with several, one PROMETHEUS_MULTIPROC_DIR
+    for their metrics (``service.metrics``), emptied first (files of an earlier run would be
+    added to this one's)."""
+    if settings.api_workers < 2:
+        return {}
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.data_dir / "metrics")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+
+
 @app.command()
 def run() -> None:
     """Start the api, a worker and the beat (embedded default: no servers needed); a process
@@ -99,7 +113,7 @@ def run() -> None:
     settings = get_settings()
     _setup_logging(settings)
     key = _prepare(settings)
-    env = {**os.environ, "SEAL_ADMIN_KEY": key}
+    env = {**os.environ, **_api_env(settings), "SEAL_ADMIN_KEY": key}
     supervisor = Supervisor(_commands(settings), env=env, log=lambda line: print(line, flush=True))
     supervisor.start()
     url = f"http://{settings.host}:{settings.port}"
@@ -150,9 +164,12 @@ def prepare() -> None:
 @app.command()
 def process(name: Annotated[str, typer.Argument(help="api, worker or beat")]) -> None:
     """Run one process in the foreground (as the production images do)."""
-    commands = _commands(get_settings())
+    settings = get_settings()
+    commands = _commands(settings)
     if name not in commands:
         raise typer.BadParameter(f"expected one of {', '.join(commands)}, got {name!r}")
+    if name == "api":
+        os.environ.update(_api_env(settings))
     os.execv(commands[name][0], commands[name])
 
 
@@ -632,7 +649,7 @@ def eval_knowledge(
     from tqdm import tqdm
 
     _require_research_extra()
-    from research.evaluation import Journal, run_forgetting, run_knowledge
+    from research.evaluation import Journal, run_forgetting, run_knowledge, teacher_rows
     from research.report import (
         forgetting_table,
         knowledge_table,
@@ -643,6 +660,7 @@ def eval_knowledge(
     from seal.journal import JournalMismatch
     from seal.knowledge import Teacher
     from seal.lora import TEACHER
+    from seal.modeling import pick_device, pick_dtype
     from worker.runtime import Runtime, inner_loop_config, student_spec, teacher_spec
 
     if fmt is not None and fmt not in FORMATS:
@@ -670,22 +688,16 @@ def eval_knowledge(
     chosen_teachers = [_named_teacher(t) for t in teacher or []]
     if mode is Mode.sequential and len(chosen_teachers) > 1:
         raise typer.BadParameter("--mode sequential learns with one teacher; give --teacher once")
-    rows = [f"teacher:{name}" if name else "teacher" for name, _ in chosen_teachers]
-    if len(set(rows)) < len(rows):
-        raise typer.BadParameter("two --teacher options make the same row; name them NAME=FOLDER")
+    try:
+        teacher_rows(chosen_teachers)  # before any work
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     config = replace(inner_loop_config(settings, fmt), num_candidates=samples)
     if qa_form:
         config = replace(config, qa_form=qa_form[0])
-    # The evaluation never touches the store: the unbound sessionmaker is never used.
-    runtime = Runtime(settings, sessionmaker())
-    host, teacher_host = runtime.student, runtime.teacher
-    writers = []
-    for name, path in chosen_teachers:
-        state = _teacher_adapter(path)
-        _check_fits(state, teacher_host, TEACHER, path)
-        writers.append((name, Teacher(state=state)))
     questions = sum(len(d.passage.questions) for d in chosen)
     student, teacher_lora = student_spec(settings), teacher_spec(settings)
+    device = pick_device(settings.device)
     run_settings = settings_json(
         config,
         data=str(data),
@@ -702,8 +714,8 @@ def eval_knowledge(
         lora={"rank": student.rank, "alpha": student.alpha, "dropout": student.dropout},
         teacher_lora={"rank": teacher_lora.rank, "alpha": teacher_lora.alpha},
         lora_targets=list(student.targets),
-        device=str(host.device),
-        dtype=str(next(host.model.parameters()).dtype).replace("torch.", ""),
+        device=str(device),
+        dtype=str(pick_dtype(settings.dtype, device)).replace("torch.", ""),
     )
     journal = None
     if mode is Mode.single:
@@ -713,6 +725,15 @@ def eval_knowledge(
             raise typer.BadParameter(str(exc)) from exc
         if journal.done:
             print(f"resuming: {len(journal.done)} of {len(chosen)} passages done", flush=True)
+    # The models load once the journal agrees with this run (a mismatch fails in a second).
+    # The evaluation never touches the store: the unbound sessionmaker is never used.
+    runtime = Runtime(settings, sessionmaker())
+    host, teacher_host = runtime.student, runtime.teacher
+    writers = []
+    for name, path in chosen_teachers:
+        state = _teacher_adapter(path)
+        _check_fits(state, teacher_host, TEACHER, path)
+        writers.append((name, Teacher(state=state)))
     print(
         f"knowledge incorporation ({mode.value}): {len(chosen)} passages, {questions} questions, "
         f"{config.format} x{samples}, seed {seed}, model {settings.student_model}",

@@ -131,6 +131,18 @@ class SharedTraining:
     rounds: list[RoundReport] = field(default_factory=list)
 
 
+def start_teacher(session: Session, *, number: int | None) -> tuple[TeacherVersion | None, Teacher]:
+    """The shared teacher version a run starts from: version ``number``, or the active one
+    when None (no version at all: the bare base model)."""
+    if number is None:
+        version = learning_repo.active_teacher_version(session, tenant_id=None)
+    else:
+        version = learning_repo.get_teacher_version(session, tenant_id=None, number=number)
+        if version is None:
+            raise LookupError(f"there is no shared teacher version {number}")
+    return version, load_teacher(version)
+
+
 def train_shared_teacher(
     runtime: Runtime,
     train: Sequence[Passage],
@@ -313,18 +325,6 @@ def _report(
 
 
 # --- the shared teacher distilled from a stronger model's self-edits ----------------------
-def start_teacher(session: Session, *, number: int | None) -> tuple[TeacherVersion | None, Teacher]:
-    """The shared teacher version a run starts from: version ``number``, or the active one
-    when None (no version at all: the bare base model)."""
-    if number is None:
-        version = learning_repo.active_teacher_version(session, tenant_id=None)
-    else:
-        version = learning_repo.get_teacher_version(session, tenant_id=None, number=number)
-        if version is None:
-            raise LookupError(f"there is no shared teacher version {number}")
-    return version, load_teacher(version)
-
-
 @dataclass
 class Distilled:
     version: TeacherVersion
