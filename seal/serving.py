@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from seal.generation import Generation, Messages, ReplyStream, SampleConfig, generate
@@ -19,23 +20,43 @@ class ChatEngine:
     model's adapter slot is shared.
     """
 
-    def __init__(self, host: AdapterHost, slot: str, *, cache_size: int = 8):
+    def __init__(
+        self,
+        host: AdapterHost,
+        slot: str,
+        *,
+        cache_size: int = 8,
+        on_adapter: Callable[[bool, float], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ):
+        """``on_adapter(hit, seconds)`` hears of every adapter lookup (whether it was cached;
+        the seconds its weights took to load when not), ``on_batch(size)`` of every
+        generation's batch: what a service's metrics count."""
         self.host = host
         self.slot = slot
         self.cache_size = cache_size
+        self.on_adapter = on_adapter
+        self.on_batch = on_batch
         self._cache: OrderedDict[str, AdapterState] = OrderedDict()
         self._lock = threading.Lock()
 
     def _adapter(self, uri: str, checksum: str) -> AdapterState:
         key = checksum or uri
         state = self._cache.get(key)
+        hit, started = state is not None, time.perf_counter()
         if state is None:
             state = load_adapter(Path(uri), expected_checksum=checksum or None)
             self._cache[key] = state
+        if self.on_adapter is not None:
+            self.on_adapter(hit, time.perf_counter() - started)
         self._cache.move_to_end(key)
         while len(self._cache) > max(self.cache_size, 0):
             self._cache.popitem(last=False)
         return state
+
+    def _batch(self, size: int) -> None:
+        if self.on_batch is not None:
+            self.on_batch(size)
 
     def _slot(self, adapter: tuple[str, str] | None) -> tuple[str | None, AdapterState | None]:
         """The slot and weights that serve ``adapter`` (none for the base model); hold the
@@ -60,6 +81,7 @@ class ChatEngine:
         )
         with self._lock:
             slot, state = self._slot(adapter)
+            self._batch(1)  # one request at a time: generation holds the lock
             return generate(self.host, [messages], config, slot=slot, state=state, stop=stop)[0]
 
     def stream(
@@ -81,6 +103,7 @@ class ChatEngine:
         )
         with self._lock:
             slot, state = self._slot(adapter)
+        self._batch(1)
         return ReplyStream(
             self.host, messages, config, slot=slot, state=state, stop=stop, lock=self._lock
         )

@@ -9,7 +9,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.errors import install_error_handlers
-from service.routes import adapters, admin, chat, documents, feedback, health, jobs, teachers
+from service.metrics import MetricsMiddleware
+from service.routes import (
+    adapters,
+    admin,
+    chat,
+    documents,
+    feedback,
+    health,
+    jobs,
+    metrics,
+    teachers,
+)
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker
 
@@ -41,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_sessionmaker = make_sessionmaker(engine)
     app.state.task_sender = None  # made on first use from settings.resolved_broker_url
     install_error_handlers(app)
-    for module in (health, admin, documents, feedback, jobs, adapters, teachers, chat):
+    for module in (health, metrics, admin, documents, feedback, jobs, adapters, teachers, chat):
         app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware)
     return app

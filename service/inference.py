@@ -90,7 +90,15 @@ class ModelChatBackend:
                 )
                 spec = LoraSpec(s.lora_rank, s.lora_alpha, s.lora_dropout, tuple(s.lora_targets))
                 host = AdapterHost(loaded, {STUDENT: spec}, seed=s.seed)
-                self._engine = ChatEngine(host, STUDENT, cache_size=s.adapter_cache_size)
+                from service.metrics import observe_adapter, observe_batch
+
+                self._engine = ChatEngine(
+                    host,
+                    STUDENT,
+                    cache_size=s.adapter_cache_size,
+                    on_adapter=observe_adapter,
+                    on_batch=observe_batch,
+                )
             return self._engine
 
     def _engine_call(self, request: ChatRequest) -> tuple[ChatEngine, dict[str, Any]]:

@@ -46,7 +46,14 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="API processes behind the one port (uvicorn --workers); each keeps its own "
-        "chat engine and model copy.",
+        "chat engine and model copy. With more than one, `seal process api` keeps their "
+        "metrics in one PROMETHEUS_MULTIPROC_DIR (DATA_DIR/metrics unless set), so that a "
+        "scrape of /metrics adds up every process.",
+    )
+    metrics_public: bool = Field(
+        False,
+        description="Serve GET /metrics without a key (behind a firewall, to a Prometheus that "
+        "sends none); otherwise it needs the admin key as a bearer token.",
     )
     admin_key: SecretStr | None = Field(
         None,

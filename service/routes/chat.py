@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from service import metrics
 from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
 from service.domain import completions
 from service.errors import COMMON_ERRORS, error_responses
@@ -104,9 +105,13 @@ def create_chat_completion(
     session.close()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _stream(request, backend.stream(chat), record, include_usage)
+        started = time.perf_counter()
+        pieces = backend.stream(chat)
+        return _stream(request, pieces, record, include_usage, chat.adapter is not None, started)
 
+    started = time.perf_counter()
     result = backend.complete(chat)
+    _observe(chat, result, time.perf_counter() - started)
     completion_id = new_completion_id()
     completions.record_completion(request.app.state.sessionmaker, record, result, completion_id)
     return ChatCompletionPublic(
@@ -124,6 +129,12 @@ def create_chat_completion(
     )
 
 
+def _observe(chat: ChatRequest, result: ChatResult, seconds: float) -> None:
+    model = metrics.chat_model(chat.adapter is not None)
+    metrics.CHAT_TOKENS.labels(model).inc(result.completion_tokens)
+    metrics.CHAT_DECODE_SECONDS.labels(model).inc(seconds)
+
+
 def _event(data: BaseModel | str) -> str:
     """One server-sent event: a model as JSON without its null fields, or a plain string."""
     text = data.model_dump_json(exclude_none=True) if isinstance(data, BaseModel) else data
@@ -135,6 +146,8 @@ def _stream(
     pieces: ChatStream,
     record: dict[str, Any],
     include_usage: bool,
+    request_adapter: bool,
+    started: float,
 ) -> StreamingResponse:
     """The reply as server-sent events, as OpenAI sends them: a chunk with the role, a chunk
     per piece of text, one with the finish reason, optionally one with the usage, then
@@ -161,6 +174,9 @@ def _stream(
 
     try:
         first = next(pieces)
+        metrics.CHAT_FIRST_TOKEN.labels(metrics.chat_model(request_adapter)).observe(
+            time.perf_counter() - started
+        )
     except BaseException:
         pieces.close()
         raise
@@ -174,6 +190,12 @@ def _stream(
                 item = await run_in_threadpool(next, pieces, None)
             if item is None:
                 raise RuntimeError("the reply ended without its result")
+            metrics.CHAT_TOKENS.labels(metrics.chat_model(request_adapter)).inc(
+                item.completion_tokens
+            )
+            metrics.CHAT_DECODE_SECONDS.labels(metrics.chat_model(request_adapter)).inc(
+                time.perf_counter() - started
+            )
             await run_in_threadpool(save, item)
             yield _event(chunk(ChunkDelta(), _finish_reason(item)))
             if include_usage:

@@ -86,6 +86,26 @@ def test_recently_used_adapters_stay_cached(tiny_host, tmp_path: Path) -> None:
     assert list(engine._cache) == [c[1], b[1]]
 
 
+def test_the_engine_reports_cache_hits_misses_and_batches(tiny_host, tmp_path: Path) -> None:
+    lookups: list[tuple[bool, float]] = []
+    batches: list[int] = []
+    engine = ChatEngine(
+        tiny_host,
+        "student",
+        cache_size=1,
+        on_adapter=lambda hit, seconds: lookups.append((hit, seconds)),
+        on_batch=batches.append,
+    )
+    a, b = (saved(noisy(tiny_host, i), tmp_path / name) for i, name in enumerate("ab"))
+    for adapter in (a, a, b, a, None):
+        engine.complete(CHAT, adapter=adapter, max_tokens=2)
+    list(engine.stream(CHAT, adapter=b, max_tokens=2))
+    # a loaded, a cached, b loaded (a evicted), a loaded again; the base model looks up none
+    assert [hit for hit, _ in lookups] == [False, True, False, False, False]
+    assert all(seconds >= 0 for _, seconds in lookups)
+    assert batches == [1] * 6  # one request per generation: the engine serializes them
+
+
 def test_a_wrong_checksum_is_refused(tiny_host, tmp_path: Path) -> None:
     engine = ChatEngine(tiny_host, "student")
     uri, digest = saved(noisy(tiny_host, 0), tmp_path / "a")
