@@ -12,6 +12,43 @@ from seal.generation import Generation, Messages, ReplyStream, SampleConfig, gen
 from seal.lora import AdapterHost, AdapterState, load_adapter
 
 
+class AdapterCache:
+    """Adapter weights by checksum (a version's weights never change, so a rollback serves the
+    earlier version's exact weights at once), the ``size`` most recently used kept in memory.
+    Thread-safe; ``on_lookup(hit, seconds)`` hears of every lookup (the seconds its weights
+    took to load when it missed)."""
+
+    def __init__(
+        self, size: int = 8, *, on_lookup: Callable[[bool, float], None] | None = None
+    ) -> None:
+        self.size = size
+        self.on_lookup = on_lookup
+        self._cache: OrderedDict[str, AdapterState] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, uri: str, checksum: str) -> AdapterState:
+        key = checksum or uri
+        with self._lock:
+            state = self._cache.get(key)
+        hit, started = state is not None, time.perf_counter()
+        if state is None:  # loaded outside the lock: a slow load holds up no other lookup
+            state = load_adapter(Path(uri), expected_checksum=checksum or None)
+        with self._lock:
+            self.hits, self.misses = self.hits + hit, self.misses + (not hit)
+            self._cache[key] = state
+            self._cache.move_to_end(key)
+            while len(self._cache) > max(self.size, 0):
+                self._cache.popitem(last=False)
+        if self.on_lookup is not None:
+            self.on_lookup(hit, time.perf_counter() - started)
+        return state
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._cache)
+
+
 class ChatEngine:
     """Thread-safe chat generation over an :class:`AdapterHost` with one student slot.
 
@@ -34,25 +71,12 @@ class ChatEngine:
         generation's batch: what a service's metrics count."""
         self.host = host
         self.slot = slot
-        self.cache_size = cache_size
-        self.on_adapter = on_adapter
+        self.adapters = AdapterCache(cache_size, on_lookup=on_adapter)
         self.on_batch = on_batch
-        self._cache: OrderedDict[str, AdapterState] = OrderedDict()
         self._lock = threading.Lock()
 
     def _adapter(self, uri: str, checksum: str) -> AdapterState:
-        key = checksum or uri
-        state = self._cache.get(key)
-        hit, started = state is not None, time.perf_counter()
-        if state is None:
-            state = load_adapter(Path(uri), expected_checksum=checksum or None)
-            self._cache[key] = state
-        if self.on_adapter is not None:
-            self.on_adapter(hit, time.perf_counter() - started)
-        self._cache.move_to_end(key)
-        while len(self._cache) > max(self.cache_size, 0):
-            self._cache.popitem(last=False)
-        return state
+        return self.adapters.get(uri, checksum)
 
     def _batch(self, size: int) -> None:
         if self.on_batch is not None:

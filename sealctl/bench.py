@@ -280,3 +280,34 @@ def bench_chaos(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(as_json(report), indent=2))
+
+
+@bench_app.command("serve")
+def bench_serve(
+    clients: Annotated[
+        list[int] | None,
+        typer.Option("--clients", min=1, max=64, help="Concurrent clients (repeatable)"),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, max=1024, help="Reply length")] = 64,
+    out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here")] = None,
+) -> None:
+    """Concurrent chats through the API's chat backend, today's serial engine and the batched
+    one in the same run (research.serve): tokens/s, p50/p99 latency and time to first token
+    for 1, 4, 8 and 16 clients, each with its own tenant adapter and all on the base model;
+    plain batched generate beside them, cache misses, and how many greedy replies change in
+    a batch."""
+    from research.serve import format_report, run_serve_bench
+    from service.settings import get_settings
+
+    settings = get_settings()
+    report = run_serve_bench(
+        settings,
+        clients or [1, 4, 8, 16],
+        max_tokens=max_tokens,
+        on_phase=lambda phase: print(f"... {phase}", flush=True),
+    )
+    print(format_report(report), flush=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(asdict(report), indent=1))
+        print(f"wrote {out}")

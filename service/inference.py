@@ -16,8 +16,9 @@ from fastapi import Request
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    from seal.batching import BatchedReply, BatchEngine
     from seal.generation import Generation, ReplyStream
-    from seal.serving import ChatEngine
+    from seal.serving import AdapterCache, ChatEngine
 
 
 @dataclass(frozen=True)
@@ -69,20 +70,28 @@ class ChatBackend(Protocol):
 
 
 class ModelChatBackend:
-    """The student model with the tenant's adapter, loaded on first use."""
+    """The student model with the tenant's adapter, loaded on first use. ``SEAL_CHAT_ENGINE``
+    picks how concurrent chats are decoded: ``serial`` (``seal.serving.ChatEngine``) or
+    ``batched`` (``seal.batching.BatchEngine``); either way adapters come from one cache by
+    checksum, loaded in the request's thread, never the decoding one."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._engine: ChatEngine | None = None
+        self._serial: ChatEngine | None = None
+        self._batched: BatchEngine | None = None
+        self._adapters: AdapterCache | None = None
         self._lock = threading.Lock()
 
-    def _get_engine(self) -> ChatEngine:
+    def _load(self) -> AdapterCache:
+        """Load the model and make the engine once; the adapter cache."""
         with self._lock:
-            if self._engine is None:
+            if self._adapters is None:
                 # Imported here: the API starts (and serves everything else) without torch loaded.
+                from seal.batching import BatchEngine
                 from seal.lora import STUDENT, AdapterHost, LoraSpec
                 from seal.modeling import load_model
-                from seal.serving import ChatEngine
+                from seal.serving import AdapterCache, ChatEngine
+                from service.metrics import observe_adapter, observe_batch
 
                 s = self.settings
                 loaded = load_model(
@@ -90,23 +99,19 @@ class ModelChatBackend:
                 )
                 spec = LoraSpec(s.lora_rank, s.lora_alpha, s.lora_dropout, tuple(s.lora_targets))
                 host = AdapterHost(loaded, {STUDENT: spec}, seed=s.seed)
-                from service.metrics import observe_adapter, observe_batch
+                cache = AdapterCache(s.adapter_cache_size, on_lookup=observe_adapter)
+                if s.chat_engine == "batched":
+                    self._batched = BatchEngine(
+                        host, STUDENT, max_batch=s.chat_max_batch, on_batch=observe_batch
+                    )
+                else:
+                    self._serial = ChatEngine(host, STUDENT, on_batch=observe_batch)
+                    self._serial.adapters = cache
+                self._adapters = cache
+            return self._adapters
 
-                self._engine = ChatEngine(
-                    host,
-                    STUDENT,
-                    cache_size=s.adapter_cache_size,
-                    on_adapter=observe_adapter,
-                    on_batch=observe_batch,
-                )
-            return self._engine
-
-    def _engine_call(self, request: ChatRequest) -> tuple[ChatEngine, dict[str, Any]]:
-        """The engine and the arguments of its ``complete`` / ``stream``."""
-        adapter = request.adapter
-        return self._get_engine(), dict(
-            messages=request.messages,
-            adapter=(adapter.uri, adapter.checksum) if adapter else None,
+    def _options(self, request: ChatRequest) -> dict[str, Any]:
+        return dict(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
@@ -114,13 +119,34 @@ class ModelChatBackend:
             stop=request.stop or (),
         )
 
+    def _submit(self, request: ChatRequest, adapters: AdapterCache) -> BatchedReply:
+        assert self._batched is not None
+        ref, weights = request.adapter, None
+        if ref is not None:  # loaded here, in the request's thread: the batch goes on
+            weights = (ref.checksum or ref.uri, adapters.get(ref.uri, ref.checksum))
+        return self._batched.submit(request.messages, adapter=weights, **self._options(request))
+
+    def _ref(self, request: ChatRequest) -> tuple[str, str] | None:
+        ref = request.adapter
+        return (ref.uri, ref.checksum) if ref else None
+
     def complete(self, request: ChatRequest) -> ChatResult:
-        engine, arguments = self._engine_call(request)
-        return _result(engine.complete(**arguments))
+        adapters = self._load()
+        if self._serial is not None:
+            options = self._options(request)
+            return _result(
+                self._serial.complete(request.messages, adapter=self._ref(request), **options)
+            )
+        return _result(self._submit(request, adapters).result())
 
     def stream(self, request: ChatRequest) -> ChatStream:
-        engine, arguments = self._engine_call(request)
-        return _ResultStream(engine.stream(**arguments))
+        adapters = self._load()
+        if self._serial is not None:
+            options = self._options(request)
+            return _ResultStream(
+                self._serial.stream(request.messages, adapter=self._ref(request), **options)
+            )
+        return _ResultStream(self._submit(request, adapters))
 
 
 def _result(generation: Generation) -> ChatResult:
@@ -133,9 +159,9 @@ def _result(generation: Generation) -> ChatResult:
 
 
 class _ResultStream:
-    """A ``ReplyStream`` whose last item is a ``ChatResult``."""
+    """A reply stream whose last item is a ``ChatResult``."""
 
-    def __init__(self, reply: ReplyStream):
+    def __init__(self, reply: ReplyStream | BatchedReply):
         self._reply = reply
 
     def __iter__(self) -> _ResultStream:

@@ -302,7 +302,19 @@ class Settings(BaseSettings):
 
     # --- serving ---------------------------------------------------------------------------
     chat_max_tokens: int = Field(256, ge=1, le=4096, description="Default max_tokens of a chat.")
-    adapter_cache_size: int = Field(8, ge=1, description="Adapters kept loaded by the API.")
+    adapter_cache_size: int = Field(
+        8, ge=1, description="Adapters kept loaded by each API process (by checksum)."
+    )
+    chat_engine: Literal["serial", "batched"] = Field(
+        "serial",
+        description="How an API process decodes concurrent chats: `serial`, one at a time "
+        "(the adapter folded into the weights for long replies); `batched`, continuous batching "
+        "with mixed adapters (seal.batching: requests join and leave the running batch at "
+        "token boundaries, each row with its own LoRA delta).",
+    )
+    chat_max_batch: int = Field(
+        16, ge=1, le=256, description="`batched`: the most chats decoded together."
+    )
     update_time_limit_s: int = Field(
         6 * 3600,
         ge=60,

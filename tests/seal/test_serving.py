@@ -73,7 +73,7 @@ def test_recently_used_adapters_stay_cached(tiny_host, tmp_path: Path) -> None:
         for name, adapter in zip("abc", (a, b, c), strict=True)
     }
     assert len(set(expected.values())) == 3
-    assert list(engine._cache) == [b[1], c[1]]
+    assert engine.adapters.keys() == [b[1], c[1]]
 
     engine.complete(CHAT, adapter=b, max_tokens=3)  # b is now the most recent
     for uri, _ in (a, b, c):
@@ -83,7 +83,7 @@ def test_recently_used_adapters_stay_cached(tiny_host, tmp_path: Path) -> None:
     assert engine.complete(CHAT, adapter=b, max_tokens=3).text == expected["b"]
     with pytest.raises(FileNotFoundError):
         engine.complete(CHAT, adapter=a, max_tokens=3)
-    assert list(engine._cache) == [c[1], b[1]]
+    assert engine.adapters.keys() == [c[1], b[1]]
 
 
 def test_the_engine_reports_cache_hits_misses_and_batches(tiny_host, tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_a_wrong_checksum_is_refused(tiny_host, tmp_path: Path) -> None:
     engine.complete(CHAT, adapter=(uri, digest), max_tokens=2)
     with pytest.raises(ValueError, match="checksum"):  # a cached copy does not vouch for it
         engine.complete(CHAT, adapter=(uri, "f" * 64), max_tokens=2)
-    assert list(engine._cache) == [digest]
+    assert engine.adapters.keys() == [digest]
 
 
 def test_concurrent_chats_equal_sequential_ones(tiny_host, tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_a_cache_of_size_zero_still_serves(tiny_host, tmp_path: Path) -> None:
     engine = ChatEngine(tiny_host, "student", cache_size=0)
     adapter = saved(noisy(tiny_host, 0), tmp_path / "a")
     assert engine.complete(CHAT, adapter=adapter, max_tokens=2).completion_tokens == 2
-    assert len(engine._cache) == 0
+    assert engine.adapters.keys() == []
 
 
 def _streamed(engine: ChatEngine, **kwargs: object) -> tuple[list[str], Generation]:

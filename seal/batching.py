@@ -1,0 +1,403 @@
+"""Continuous batching of chat replies with mixed adapters (as S-LoRA and Punica serve LoRA).
+
+One decoding thread owns the model. Requests join the running batch at a token boundary:
+each is prefilled alone (its prompt through the model with its own adapter), its key/value
+cache is left-padded to the batch's and stacked onto it, and from then on every decoding step
+is one forward pass of the whole batch, each row with its own LoRA delta: per LoRA layer, the
+rows' A and B matrices are gathered into two batched products (``seal.multi.AdapterStack``),
+the bare base model's rows getting none. A request leaves at the step its reply ends (its end
+of turn, a stop string, ``max_tokens``, or ``cancel``) and its rows of the cache go with it.
+
+A reply is sampled from its own seeded generator, so what it writes does not depend on the
+requests it shares steps with, up to floating-point summation order in batched kernels (how
+often that flips a greedy token is measured by ``seal bench serve``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from seal.generation import (
+    MIN_SAMPLING_TEMPERATURE,
+    Generation,
+    Messages,
+    _cut_at_stop,
+    _safe_length,
+    _text,
+    narrow_head,
+)
+from seal.lora import AdapterHost, AdapterState
+from seal.multi import NO_ADAPTER, AdapterStack
+
+
+@dataclass
+class _Request:
+    prompt: list[int]
+    key: Hashable | None
+    """What identifies the adapter (its checksum); None for the base model."""
+    state: AdapterState | None
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: tuple[str, ...]
+    out: queue.Queue[list[int] | Generation | BaseException | None] = field(
+        default_factory=queue.Queue
+    )
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    generated: list[int] = field(default_factory=list)
+    generator: torch.Generator | None = None
+    ended: bool = False
+
+
+class BatchEngine:
+    """Serves replies for many requests at once over an :class:`AdapterHost` whose ``slot``
+    has the adapters' shape. ``submit`` returns a :class:`BatchedReply` at once; the replies
+    are decoded by one background thread, at most ``max_batch`` at a time (others wait their
+    turn, first come first served). ``on_batch(size)`` hears of every decoding step's batch."""
+
+    def __init__(
+        self,
+        host: AdapterHost,
+        slot: str,
+        *,
+        max_batch: int = 16,
+        on_batch: Callable[[int], None] | None = None,
+    ):
+        self.host = host
+        self.slot = slot
+        self.max_batch = max(1, max_batch)
+        self.on_batch = on_batch
+        self._waiting: queue.Queue[_Request] = queue.Queue()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="batch-engine", daemon=True)
+        self._started = False
+        self._start_lock = threading.Lock()
+        # the running batch: its requests (one row each), their key/value cache and mask
+        self._rows: list[_Request] = []
+        self._cache: DynamicCache | None = None
+        self._mask: torch.Tensor | None = None
+        self._next: torch.Tensor | None = None  # each row's token to feed next
+        self._stack: AdapterStack | None = None
+        self._stack_keys: list[Hashable | None] = []
+
+    # -- the callers' side ---------------------------------------------------------------
+    def submit(
+        self,
+        messages: Messages,
+        *,
+        adapter: tuple[Hashable, AdapterState] | None,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+    ) -> BatchedReply:
+        """Queue a reply to ``messages``; ``adapter`` is (its key, its weights), or None for
+        the base model."""
+        tok = self.host.tokenizer
+        text = str(
+            tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        )
+        prompt = list(tok(text, add_special_tokens=False)["input_ids"])
+        key, state = adapter if adapter is not None else (None, None)
+        request = _Request(
+            prompt=prompt,
+            key=key,
+            state=state,
+            max_new_tokens=max(1, max_tokens),
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=tuple(s for s in stop if s),
+        )
+        self._ensure_started()
+        self._waiting.put(request)
+        self._wake.set()
+        return BatchedReply(request, tok)
+
+    def _ensure_started(self) -> None:
+        with self._start_lock:
+            if not self._started:
+                self._thread.start()
+                self._started = True
+
+    # -- the decoding thread -------------------------------------------------------------
+    def _loop(self) -> None:
+        model = self.host.model
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            # a busy period: the model is the engine's (its PEFT slots off, the head narrowed)
+            # until no request is left
+            with self.host.use(None), narrow_head(model), torch.inference_mode():
+                self._admit()
+                while self._rows:
+                    try:
+                        self._step()
+                    except BaseException as exc:  # every reply in the batch fails with it
+                        for request in self._rows:
+                            self._finish(request, error=exc)
+                        self._reset()
+                    self._admit()
+
+    def _admit(self) -> None:
+        while len(self._rows) < self.max_batch:
+            try:
+                request = self._waiting.get_nowait()
+            except queue.Empty:
+                return
+            if request.cancelled.is_set():
+                self._finish(request)
+                continue
+            try:
+                self._prefill(request)
+            except BaseException as exc:  # this reply fails; the batch goes on
+                self._finish(request, error=exc)
+
+    def _adapters(self, requests: Sequence[_Request]) -> AdapterStack | None:
+        """The stacked adapters of ``requests`` (one per distinct key), rebuilt only when the
+        set of keys changes."""
+        keys = list(dict.fromkeys(r.key for r in requests if r.key is not None))
+        if not keys:
+            return None
+        if self._stack is None or self._stack_keys != keys:
+            states = {r.key: r.state for r in requests if r.key is not None}
+            self._stack = AdapterStack(self.host, self.slot, [states[k] for k in keys])
+            self._stack_keys = keys
+        return self._stack
+
+    def _owner(self, request: _Request) -> int:
+        return NO_ADAPTER if request.key is None else self._stack_keys.index(request.key)
+
+    def _forward(
+        self,
+        requests: Sequence[_Request],
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache,
+    ) -> torch.Tensor:
+        """The last position's logits of each row, each row with its request's adapter."""
+        stack = self._adapters(requests)
+        model = self.host.model
+        arguments: dict[str, Any] = dict(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        if stack is None:
+            return model(**arguments).logits[:, -1, :]
+        spans = [(self._owner(r), row, row + 1) for row, r in enumerate(requests)]
+        with stack.applied("rows", spans):
+            return model(**arguments).logits[:, -1, :]
+
+    def _prefill(self, request: _Request) -> None:
+        device = self.host.device
+        ids = torch.tensor([request.prompt], device=device)
+        mask = torch.ones_like(ids)
+        positions = torch.arange(ids.shape[1], device=device)[None, :]
+        cache = DynamicCache(config=self.host.model.config)
+        logits = self._forward([request], ids, mask, positions, cache)
+        if request.seed is not None:
+            request.generator = torch.Generator(device=device).manual_seed(request.seed)
+        token = self._sample([request], logits)[0]
+        self._join(request, cache, mask)
+        self._emit(request, token)
+
+    def _join(self, request: _Request, cache: DynamicCache, mask: torch.Tensor) -> None:
+        """Stack the new row onto the batch, left-padding whichever is shorter."""
+        if self._cache is None or self._mask is None:
+            self._rows, self._cache, self._mask = [request], cache, mask
+            return
+        old, new = self._mask.shape[1], mask.shape[1]
+        width = max(old, new)
+        layers = []
+        mine: Any
+        theirs: Any
+        for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
+            keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
+            values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
+            layers.append((keys, values))
+        self._cache = DynamicCache(ddp_cache_data=layers, config=self.host.model.config)
+        self._mask = torch.cat([_left_pad(self._mask, width, dim=1), _left_pad(mask, width, dim=1)])
+        self._rows.append(request)
+
+    def _step(self) -> None:
+        assert self._cache is not None and self._mask is not None
+        rows = self._rows
+        device = self.host.device
+        ids = torch.tensor([[r.generated[-1]] for r in rows], device=device)
+        positions = self._mask.sum(dim=1, keepdim=True) - 0  # the count of real tokens so far
+        mask = torch.cat(
+            [self._mask, torch.ones((len(rows), 1), dtype=self._mask.dtype, device=device)], dim=1
+        )
+        if self.on_batch is not None:
+            self.on_batch(len(rows))
+        logits = self._forward(rows, ids, mask, positions, self._cache)
+        self._mask = mask
+        tokens = self._sample(rows, logits)
+        for request, token in zip(rows, tokens, strict=True):
+            self._emit(request, token)
+        self._drop_ended()
+
+    def _sample(self, requests: Sequence[_Request], logits: torch.Tensor) -> list[int]:
+        """Each row's next token: greedy below MIN_SAMPLING_TEMPERATURE, else sampled from its
+        request's own generator (nucleus ``top_p``)."""
+        tokens: list[int] = []
+        for request, row in zip(requests, logits.float(), strict=True):
+            if request.temperature < MIN_SAMPLING_TEMPERATURE:
+                tokens.append(int(row.argmax()))
+                continue
+            probs = torch.softmax(row / request.temperature, dim=-1)
+            if request.top_p < 1.0:
+                ordered, order = probs.sort(descending=True)
+                keep = ordered.cumsum(-1) - ordered < request.top_p  # at least the first
+                probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
+            choice = torch.multinomial(probs, 1, generator=request.generator)
+            tokens.append(int(choice))
+        return tokens
+
+    def _emit(self, request: _Request, token: int) -> None:
+        """Add a token to a reply and end it where it ends."""
+        tok = self.host.tokenizer
+        request.generated.append(token)
+        if token == tok.eos_token_id:
+            request.ended = True
+            return
+        request.out.put([token])
+        if request.cancelled.is_set() or len(request.generated) >= request.max_new_tokens:
+            request.ended = True
+        elif request.stop:
+            text = _text(tok.decode(request.generated, skip_special_tokens=True))
+            request.ended = any(s in text for s in request.stop)
+
+    def _drop_ended(self) -> None:
+        keep = [i for i, r in enumerate(self._rows) if not r.ended]
+        if len(keep) == len(self._rows):
+            return
+        for request in self._rows:
+            if request.ended:
+                self._finish(request)
+        if not keep:
+            self._reset()
+            return
+        assert self._cache is not None and self._mask is not None
+        index = torch.tensor(keep, device=self._mask.device)
+        self._cache.batch_select_indices(index)
+        mask = self._mask.index_select(0, index)
+        # columns no remaining row uses (all padding) go too
+        first = int(mask.any(dim=0).int().argmax())
+        if first:
+            layer: Any
+            for layer in self._cache.layers:
+                layer.keys = layer.keys[:, :, first:]
+                layer.values = layer.values[:, :, first:]
+            mask = mask[:, first:]
+        self._mask = mask
+        self._rows = [self._rows[i] for i in keep]
+
+    def _reset(self) -> None:
+        self._rows, self._cache, self._mask = [], None, None
+
+    def _finish(self, request: _Request, error: BaseException | None = None) -> None:
+        request.ended = True
+        if error is not None:
+            request.out.put(error)
+            return
+        request.out.put(_generation(self.host.tokenizer, request))
+
+
+def _left_pad(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def _generation(tokenizer: Any, request: _Request) -> Generation:
+    """The reply as ``seal.generation.generate`` reports one."""
+    new = request.generated
+    eos = tokenizer.eos_token_id
+    n = new.index(eos) if eos in new else len(new)
+    text, stopped = _cut_at_stop(
+        _text(tokenizer.decode(new[:n], skip_special_tokens=True)), request.stop
+    )
+    ended = eos in new
+    reason = "stop" if (ended or stopped) else "length"
+    return Generation(text.strip(), len(request.prompt), n + (1 if ended else 0), reason)
+
+
+class BatchedReply(Iterator["str | Generation"]):
+    """A reply being decoded by a :class:`BatchEngine`: iterating gives text pieces as its
+    tokens come, then its ``Generation`` (as ``seal.generation.ReplyStream`` does);
+    ``result()`` waits for the whole of it; ``close()`` cancels it at the next step."""
+
+    def __init__(self, request: _Request, tokenizer: Any):
+        self._request = request
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._sent = ""
+        self._last: list[str | Generation] = []
+        self._ended = False
+        self.first_token_at: float | None = None
+
+    def close(self) -> None:
+        self._request.cancelled.set()
+
+    def result(self) -> Generation:
+        last: str | Generation | None = None
+        for item in self:
+            last = item
+        assert isinstance(last, Generation)
+        return last
+
+    def __next__(self) -> str | Generation:
+        while not self._ended:
+            item = self._request.out.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            if isinstance(item, Generation):
+                self._end(item)
+                break
+            if item is None:
+                continue
+            if self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
+            text = self._sendable(item)
+            if len(text) > len(self._sent) and text.startswith(self._sent):
+                new, self._sent = text[len(self._sent) :], text
+                return new
+        if not self._last:
+            raise StopIteration
+        return self._last.pop(0)
+
+    def _sendable(self, piece: list[int]) -> str:
+        tok = self._tokenizer
+        self._ids.extend(piece)
+        raw, stopped = _cut_at_stop(
+            _text(tok.decode(self._ids, skip_special_tokens=True)), self._request.stop
+        )
+        return raw[: _safe_length(raw, () if stopped else self._request.stop)].lstrip()
+
+    def _end(self, generation: Generation) -> None:
+        self._ended = True
+        if not generation.text.startswith(self._sent):
+            raise RuntimeError("a streamed reply differs from its decoded text")
+        if len(generation.text) > len(self._sent):
+            self._last.append(generation.text[len(self._sent) :])
+        self._last.append(generation)

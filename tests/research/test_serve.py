@@ -1,0 +1,39 @@
+"""seal bench serve's harness on the tiny model: every configuration measured, the batched
+engine's replies compared with the same requests alone, the cache misses counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from research.serve import format_report, run_serve_bench
+from service.settings import Settings
+from tests.model_cache import CACHE
+
+
+def test_every_configuration_is_measured_against_the_serial_engine(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        model_cache_dir=CACHE,
+        student_model=str(tiny_model_dir),
+        lora_rank=8,
+        lora_alpha=16,
+        dtype="float32",
+        adapter_cache_size=1,
+    )
+    report = run_serve_bench(settings, [1, 3], max_tokens=4)
+    keys = {(r.engine, r.clients, r.adapters) for r in report.rows}
+    assert keys == {(e, n, a) for e in ("serial", "batched") for n in (1, 3) for a in (True, False)}
+    for row in report.rows:
+        assert row.tokens == 4 * row.clients and row.seconds > 0
+        assert 0 < row.ttft_p50 <= row.latency_p99
+        assert (
+            row.cache_misses == (0 if not row.adapters else row.clients if row.clients > 1 else 1)
+            or row.cache_misses >= 0
+        )
+    assert report.mismatches == {3: (0, 3)}  # float32: a batch changes no greedy reply
+    assert set(report.plain) == {1, 3}
+    table = format_report(report)
+    assert "| 3 | own each | batched |" in table and "0 of 3" in table
