@@ -14,6 +14,7 @@ from service.routes import (
     adapters,
     admin,
     chat,
+    dashboard,
     documents,
     feedback,
     health,
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_sessionmaker = make_sessionmaker(engine)
     app.state.task_sender = None  # made on first use from settings.resolved_broker_url
     install_error_handlers(app)
-    for module in (health, metrics, admin, documents, feedback, jobs, adapters, teachers, chat):
+    routers = (health, metrics, admin, documents, feedback, jobs, adapters, teachers, chat)
+    for module in (*routers, dashboard):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -1,0 +1,269 @@
+"""``/admin``: the operators' dashboard, served by the API with no build step (one HTML page,
+one script, one style sheet under ``service/static``). Tenants; each tenant's adapter versions
+with their metrics and status; its jobs with live progress; its reward history as a chart by
+format and teacher version; a rollback button that calls the same rule as the admin API.
+
+Signed in with the admin key (``service.dashboard``: an HttpOnly, SameSite=Strict session
+cookie; a CSRF token on every action). It shows no document's text: counts only."""
+
+from __future__ import annotations
+
+import hmac
+import html
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Cookie, Form, Header, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from service import dashboard
+from service.deps import ReadSessionDep, SessionDep, SettingsDep
+from service.domain import adapters as adapter_domain
+from service.domain import tenants as tenant_domain
+from service.domain.errors import ServiceError
+from service.presenters import adapter_public
+from service.schemas import MAX_NUMBER, AdapterPublic
+from service.settings import Settings
+from service.store.models import Document, Job
+from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import jobs as job_repo
+from service.store.repositories import learning as learning_repo
+from service.store.repositories import tenants as tenant_repo
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+#: No script, style or frame from anywhere else, no inline script: what the page needs only.
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    type = "forbidden"
+
+
+class SignedOut(ServiceError):
+    status_code = 401
+    type = "unauthorized"
+
+
+def _page(body: str, *, status: int = 200, csrf: str = "") -> HTMLResponse:
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>SEAL admin</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="csrf-token" content="{html.escape(csrf)}">
+<link rel="stylesheet" href="/admin/static/admin.css"></head>
+<body>{body}</body></html>"""
+    return HTMLResponse(document, status_code=status, headers=_HEADERS)
+
+
+def _sign_in_page(token: str, error: str = "", status: int = 200) -> HTMLResponse:
+    message = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    response = _page(
+        f"""<main class="sign-in"><h1>SEAL admin</h1>{message}
+<form method="post" action="/admin/login">
+<input type="hidden" name="csrf" value="{html.escape(token)}">
+<label>Admin key <input type="password" name="key" autocomplete="current-password" required
+autofocus></label><button type="submit">Sign in</button></form></main>""",
+        status=status,
+    )
+    response.set_cookie(
+        dashboard.LOGIN_COOKIE, token, httponly=True, samesite="strict", path=dashboard.COOKIE_PATH
+    )
+    return response
+
+
+def _session(settings: Settings, request: Request) -> dashboard.Session | None:
+    return dashboard.read_session(settings, request.cookies.get(dashboard.SESSION_COOKIE))
+
+
+@router.get("", response_class=HTMLResponse)
+def page(request: Request, settings: SettingsDep) -> HTMLResponse:
+    session = _session(settings, request)
+    if session is None:
+        return _sign_in_page(dashboard.new_login_token())
+    token = dashboard.csrf_token(settings, session)
+    return _page(
+        """<header><h1>SEAL admin</h1>
+<form id="sign-out" method="post" action="/admin/logout">
+<input type="hidden" name="csrf" value="{csrf}"><button type="submit">Sign out</button>
+</form></header>
+<main><section id="tenants"><h2>Tenants</h2><table id="tenant-table"><thead><tr>
+<th>name</th><th>format</th><th>active version</th><th>documents</th><th>open jobs</th>
+</tr></thead><tbody></tbody></table></section>
+<section id="tenant" hidden><h2 id="tenant-name"></h2>
+<h3>Adapter versions</h3><p id="rollback-status" role="status"></p>
+<table id="version-table"><thead><tr><th>version</th><th>status</th><th>parent</th>
+<th>probe accuracy</th><th>metrics</th><th>created</th><th></th></tr></thead><tbody></tbody>
+</table><button id="rollback-base" class="rollback" data-version="0">Serve the base model
+</button>
+<h3>Jobs</h3><table id="job-table"><thead><tr><th>kind</th><th>status</th><th>progress</th>
+<th>message</th><th>created</th></tr></thead><tbody></tbody></table>
+<h3>Reward history</h3><div id="reward-chart"></div></section></main>
+<script src="/admin/static/admin.js"></script>""".replace("{csrf}", html.escape(token)),
+        csrf=token,
+    )
+
+
+@router.post("/login")
+def login(
+    settings: SettingsDep,
+    key: Annotated[str, Form(max_length=1000)],
+    csrf: Annotated[str, Form(max_length=200)],
+    login_cookie: Annotated[str | None, Cookie(alias=dashboard.LOGIN_COOKIE)] = None,
+) -> Response:
+    if not login_cookie or not hmac.compare_digest(csrf, login_cookie):
+        return _sign_in_page(
+            dashboard.new_login_token(), "The form expired; sign in again.", status=403
+        )
+    if not dashboard.key_is_admin(settings, key):
+        return _sign_in_page(dashboard.new_login_token(), "That is not the admin key.", status=401)
+    response = RedirectResponse("/admin", status_code=303)
+    response.set_cookie(
+        dashboard.SESSION_COOKIE,
+        dashboard.new_session(settings),
+        max_age=dashboard.SESSION_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=settings.environment == "production",
+        path=dashboard.COOKIE_PATH,
+    )
+    response.delete_cookie(dashboard.LOGIN_COOKIE, path=dashboard.COOKIE_PATH)
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request, settings: SettingsDep, csrf: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    """Sign out: the form carries the session's CSRF token."""
+    session = _session(settings, request)
+    if session is not None and not dashboard.csrf_ok(settings, session, csrf):
+        raise Forbidden("missing or wrong CSRF token: reload /admin")
+    response = RedirectResponse("/admin", status_code=303)
+    response.delete_cookie(dashboard.SESSION_COOKIE, path=dashboard.COOKIE_PATH)
+    return response
+
+
+@router.get("/static/{name}")
+def static(name: str) -> FileResponse:
+    files = {"admin.js": "text/javascript", "admin.css": "text/css"}
+    if name not in files:
+        raise Forbidden(f"no such file: {name}")
+    return FileResponse(STATIC / name, media_type=files[name], headers=_HEADERS)
+
+
+# --- the page's data, signed-in only ---------------------------------------------------------
+def _signed_in(request: Request, settings: SettingsDep) -> dashboard.Session:
+    session = _session(settings, request)
+    if session is None:
+        raise SignedOut("sign in at /admin")
+    return session
+
+
+def _checked(
+    request: Request,
+    settings: SettingsDep,
+    token: Annotated[str | None, Header(alias="X-CSRF-Token")] = None,
+) -> dashboard.Session:
+    session = _signed_in(request, settings)
+    if not dashboard.csrf_ok(settings, session, token):
+        raise Forbidden("missing or wrong CSRF token: reload /admin")
+    return session
+
+
+@router.get("/api/tenants")
+def tenants(
+    request: Request, session: ReadSessionDep, settings: SettingsDep
+) -> list[dict[str, Any]]:
+    _signed_in(request, settings)
+    documents = dict(
+        session.execute(select(Document.tenant_id, func.count()).group_by(Document.tenant_id)).all()
+    )
+    out = []
+    for tenant in tenant_repo.list_tenants(session):
+        active = adapter_repo.active_adapter(session, tenant_id=tenant.id)
+        out.append(
+            {
+                "id": tenant.id,
+                "name": tenant.name,
+                "format": tenant.self_edit_format,
+                "active_version": active.number if active else None,
+                "documents": documents.get(tenant.id, 0),
+                "open_jobs": len(job_repo.list_open_jobs(session, tenant_id=tenant.id)),
+            }
+        )
+    return out
+
+
+@router.get("/api/tenants/{tenant_id}")
+def tenant_detail(
+    tenant_id: str, request: Request, session: ReadSessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Versions, recent jobs and rewards of one tenant: numbers only, no document's text."""
+    _signed_in(request, settings)
+    tenant = tenant_domain.get_tenant(session, tenant_id)
+    versions = [
+        adapter_public(session, v, parent).model_dump(mode="json")
+        for v, parent in adapter_repo.list_adapter_versions(session, tenant_id=tenant.id)
+    ]
+    jobs, _total = job_repo.list_jobs(session, tenant_id=tenant.id, limit=20, offset=0)
+    rewards = learning_repo.list_rewards(session, tenant_id=tenant.id, limit=2000)
+    return {
+        "id": tenant.id,
+        "name": tenant.name,
+        "versions": versions,
+        "jobs": [_job(j) for j in jobs],
+        "rewards": [
+            {
+                "at": row.reward.created_at.isoformat(),
+                "metric": row.reward.metric,
+                "value": row.reward.value,
+                "format": row.format or "passage",
+                "teacher_version": row.teacher_version or 0,
+            }
+            for row in rewards
+        ],
+    }
+
+
+def _job(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": str(job.kind),
+        "status": str(job.status),
+        "progress": job.progress,
+        "message": job.message,
+        "created_at": job.created_at.isoformat(),
+    }
+
+
+class DashboardRollback(BaseModel):
+    version: int = Field(ge=0, le=MAX_NUMBER)
+
+
+@router.post("/api/tenants/{tenant_id}/rollback")
+def rollback(
+    tenant_id: str,
+    body: DashboardRollback,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Header(alias="X-CSRF-Token")] = None,
+) -> dict[str, AdapterPublic | None]:
+    """What ``POST /v1/admin/tenants/{id}/rollback`` does, from the page."""
+    _checked(request, settings, token)
+    tenant = tenant_domain.get_tenant(session, tenant_id)
+    target, previous = adapter_domain.rollback(session, tenant, body.version)
+    return {
+        "active": adapter_public(session, target) if target else None,
+        "previous": adapter_public(session, previous) if previous else None,
+    }
