@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,8 @@ class BatchEngine:
         self._next: torch.Tensor | None = None  # each row's token to feed next
         self._stack: AdapterStack | None = None
         self._stack_keys: list[Hashable | None] = []
+        self._held: ExitStack | None = None
+        self._held_for: tuple[Hashable | None, ...] | None = None
 
     # -- the callers' side ---------------------------------------------------------------
     def submit(
@@ -148,6 +151,7 @@ class BatchEngine:
                             self._finish(request, error=exc)
                         self._reset()
                     self._admit()
+                self._release()
 
     def _admit(self) -> None:
         while len(self._rows) < self.max_batch:
@@ -178,30 +182,41 @@ class BatchEngine:
     def _owner(self, request: _Request) -> int:
         return NO_ADAPTER if request.key is None else self._stack_keys.index(request.key)
 
-    def _forward(
-        self,
-        requests: Sequence[_Request],
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        positions: torch.Tensor,
-        cache: DynamicCache,
-    ) -> torch.Tensor:
-        """The last position's logits of each row, each row with its request's adapter."""
+    def _hold(self, requests: Sequence[_Request]) -> None:
+        """Keep the batch's adapters applied (their hooks registered, their weights gathered
+        per row) for as long as its rows stay the same: a step then costs no re-stacking."""
+        keys = tuple(dict.fromkeys(r.key for r in requests if r.key is not None))
+        owners = tuple(r.key for r in requests)
+        if self._held_for == owners:
+            return
+        self._release()
+        self._held_for = owners
+        if not keys:
+            return
         stack = self._adapters(requests)
-        model = self.host.model
-        arguments: dict[str, Any] = dict(
+        assert stack is not None
+        spans = [(self._owner(r), row, row + 1) for row, r in enumerate(requests)]
+        held = ExitStack()
+        held.enter_context(stack.applied("rows", spans))
+        self._held = held
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.close()
+        self._held, self._held_for = None, None
+
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """The last position's logits of each row, with whatever adapters are applied."""
+        return self.host.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
-        )
-        if stack is None:
-            return model(**arguments).logits[:, -1, :]
-        spans = [(self._owner(r), row, row + 1) for row, r in enumerate(requests)]
-        with stack.applied("rows", spans):
-            return model(**arguments).logits[:, -1, :]
+        ).logits[:, -1, :]
 
     def _prefill(self, request: _Request) -> None:
         device = self.host.device
@@ -209,7 +224,13 @@ class BatchEngine:
         mask = torch.ones_like(ids)
         positions = torch.arange(ids.shape[1], device=device)[None, :]
         cache = DynamicCache(config=self.host.model.config)
-        logits = self._forward([request], ids, mask, positions, cache)
+        self._release()  # the batch's adapters are not this prompt's
+        if request.key is None:
+            logits = self._forward(ids, mask, positions, cache)
+        else:
+            own = AdapterStack(self.host, self.slot, [request.state])
+            with own.applied("rows", [(0, 0, 1)]):
+                logits = self._forward(ids, mask, positions, cache)
         if request.seed is not None:
             request.generator = torch.Generator(device=device).manual_seed(request.seed)
         token = self._sample([request], logits)[0]
@@ -245,7 +266,8 @@ class BatchEngine:
         )
         if self.on_batch is not None:
             self.on_batch(len(rows))
-        logits = self._forward(rows, ids, mask, positions, self._cache)
+        self._hold(rows)
+        logits = self._forward(ids, mask, positions, self._cache)
         self._mask = mask
         tokens = self._sample(rows, logits)
         for request, token in zip(rows, tokens, strict=True):
@@ -309,6 +331,7 @@ class BatchEngine:
         self._rows = [self._rows[i] for i in keep]
 
     def _reset(self) -> None:
+        self._release()
         self._rows, self._cache, self._mask = [], None, None
 
     def _finish(self, request: _Request, error: BaseException | None = None) -> None:
