@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -30,8 +29,8 @@ from seal.generation import (
     MIN_SAMPLING_TEMPERATURE,
     Generation,
     Messages,
+    ReplyText,
     _cut_at_stop,
-    _safe_length,
     _text,
     narrow_head,
 )
@@ -371,12 +370,8 @@ class BatchedReply(Iterator["str | Generation"]):
 
     def __init__(self, request: _Request, tokenizer: Any):
         self._request = request
-        self._tokenizer = tokenizer
-        self._ids: list[int] = []
-        self._sent = ""
-        self._last: list[str | Generation] = []
+        self._text = ReplyText(tokenizer, request.stop)
         self._ended = False
-        self.first_token_at: float | None = None
 
     def close(self) -> None:
         self._request.cancelled.set()
@@ -395,32 +390,12 @@ class BatchedReply(Iterator["str | Generation"]):
                 self._ended = True
                 raise item
             if isinstance(item, Generation):
-                self._end(item)
+                self._ended = True
+                self._text.end(item)
                 break
             if item is None:
                 continue
-            if self.first_token_at is None:
-                self.first_token_at = time.perf_counter()
-            text = self._sendable(item)
-            if len(text) > len(self._sent) and text.startswith(self._sent):
-                new, self._sent = text[len(self._sent) :], text
+            new = self._text.add(item)
+            if new is not None:
                 return new
-        if not self._last:
-            raise StopIteration
-        return self._last.pop(0)
-
-    def _sendable(self, piece: list[int]) -> str:
-        tok = self._tokenizer
-        self._ids.extend(piece)
-        raw, stopped = _cut_at_stop(
-            _text(tok.decode(self._ids, skip_special_tokens=True)), self._request.stop
-        )
-        return raw[: _safe_length(raw, () if stopped else self._request.stop)].lstrip()
-
-    def _end(self, generation: Generation) -> None:
-        self._ended = True
-        if not generation.text.startswith(self._sent):
-            raise RuntimeError("a streamed reply differs from its decoded text")
-        if len(generation.text) > len(self._sent):
-            self._last.append(generation.text[len(self._sent) :])
-        self._last.append(generation)
+        return self._text.next_left()

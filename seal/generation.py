@@ -278,6 +278,49 @@ def _safe_length(text: str, stop: Sequence[str]) -> int:
     return len(text[:end].rstrip())
 
 
+class ReplyText:
+    """What of a reply being decoded can be sent so far: token pieces go in, text comes out
+    once it can no longer change (no stop string can still start in it), and at the end the
+    rest of the decoded text and the ``Generation``. The streams of both chat engines use it,
+    so the pieces always add up to the ``Generation``'s text."""
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str]):
+        self._tokenizer = tokenizer
+        self._stop = tuple(stop)
+        self._ids: list[int] = []
+        self._sent = ""
+        self._last: list[str | Generation] = []
+
+    def add(self, piece: list[int]) -> str | None:
+        """The text that ``piece`` lets through, if any."""
+        tok = self._tokenizer
+        self._ids.extend(piece)
+        if tok.eos_token_id in self._ids:
+            self._ids = self._ids[: self._ids.index(tok.eos_token_id)]
+        # cut as ``generate`` cuts it (its decoding ends at this token)
+        raw, stopped = _cut_at_stop(
+            _text(tok.decode(self._ids, skip_special_tokens=True)), self._stop
+        )
+        text = raw[: _safe_length(raw, () if stopped else self._stop)].lstrip()
+        if len(text) > len(self._sent) and text.startswith(self._sent):
+            new, self._sent = text[len(self._sent) :], text
+            return new
+        return None
+
+    def end(self, generation: Generation) -> None:
+        """The reply is decoded: what is left to give is the rest of its text, then it."""
+        if not generation.text.startswith(self._sent):
+            raise RuntimeError("a streamed reply differs from its decoded text")
+        if len(generation.text) > len(self._sent):
+            self._last.append(generation.text[len(self._sent) :])
+        self._last.append(generation)
+
+    def next_left(self) -> str | Generation:
+        if not self._last:
+            raise StopIteration
+        return self._last.pop(0)
+
+
 class ReplyStream(Iterator["str | Generation"]):
     """One reply decoded in a background thread: iterating gives text pieces as the tokens
     come, then the reply's ``Generation``. The pieces add up to the ``Generation``'s text,
@@ -297,14 +340,10 @@ class ReplyStream(Iterator["str | Generation"]):
         stop: Sequence[str] = (),
         lock: threading.Lock | None = None,
     ):
-        self._tokenizer = host.tokenizer
-        self._stop = tuple(stop)
+        self._text = ReplyText(host.tokenizer, stop)
         self._tokens = _TokenQueue()
         self._halt = threading.Event()
         self._outcome: dict[str, Any] = {}
-        self._ids: list[int] = []
-        self._sent = ""
-        self._last: list[str | Generation] = []  # what is left to give once decoding ended
         self._ended = False
 
         def decode() -> None:
@@ -331,34 +370,14 @@ class ReplyStream(Iterator["str | Generation"]):
             if piece is None:
                 self._end()
                 break
-            text = self._sendable(piece)
-            if len(text) > len(self._sent) and text.startswith(self._sent):
-                new, self._sent = text[len(self._sent) :], text
+            new = self._text.add(piece)
+            if new is not None:
                 return new
-        if not self._last:
-            raise StopIteration
-        return self._last.pop(0)
-
-    def _sendable(self, piece: list[int]) -> str:
-        """The reply so far, as much of it as can be sent."""
-        tok = self._tokenizer
-        self._ids.extend(piece)
-        if tok.eos_token_id in self._ids:
-            self._ids = self._ids[: self._ids.index(tok.eos_token_id)]
-        # cut as ``generate`` cuts it (its decoding ends at this token)
-        raw, stopped = _cut_at_stop(
-            _text(tok.decode(self._ids, skip_special_tokens=True)), self._stop
-        )
-        return raw[: _safe_length(raw, () if stopped else self._stop)].lstrip()
+        return self._text.next_left()
 
     def _end(self) -> None:
         self._ended = True
         self._thread.join()
         if "error" in self._outcome:
             raise self._outcome["error"]
-        generation: Generation = self._outcome["generation"]
-        if not generation.text.startswith(self._sent):
-            raise RuntimeError("a streamed reply differs from its decoded text")
-        if len(generation.text) > len(self._sent):
-            self._last.append(generation.text[len(self._sent) :])
-        self._last.append(generation)
+        self._text.end(self._outcome["generation"])

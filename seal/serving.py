@@ -65,13 +65,15 @@ class ChatEngine:
         cache_size: int = 8,
         on_adapter: Callable[[bool, float], None] | None = None,
         on_batch: Callable[[int], None] | None = None,
+        adapters: AdapterCache | None = None,
     ):
         """``on_adapter(hit, seconds)`` hears of every adapter lookup (whether it was cached;
         the seconds its weights took to load when not), ``on_batch(size)`` of every
-        generation's batch: what a service's metrics count."""
+        generation's batch: what a service's metrics count. ``adapters``: a cache to share
+        (else one of ``cache_size``)."""
         self.host = host
         self.slot = slot
-        self.adapters = AdapterCache(cache_size, on_lookup=on_adapter)
+        self.adapters = adapters or AdapterCache(cache_size, on_lookup=on_adapter)
         self.on_batch = on_batch
         self._lock = threading.Lock()
 

@@ -105,8 +105,7 @@ class ModelChatBackend:
                         host, STUDENT, max_batch=s.chat_max_batch, on_batch=observe_batch
                     )
                 else:
-                    self._serial = ChatEngine(host, STUDENT, on_batch=observe_batch)
-                    self._serial.adapters = cache
+                    self._serial = ChatEngine(host, STUDENT, on_batch=observe_batch, adapters=cache)
                 self._adapters = cache
             return self._adapters
 

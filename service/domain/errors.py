@@ -26,6 +26,13 @@ class Unauthorized(ServiceError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
+class Forbidden(ServiceError):
+    """Signed in, but the request lacks what it must carry (e.g. its CSRF token)."""
+
+    status_code = 403
+    type = "forbidden"
+
+
 class NotFound(ServiceError):
     status_code = 404
     type = "not_found"

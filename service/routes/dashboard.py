@@ -22,7 +22,7 @@ from service import dashboard
 from service.deps import ReadSessionDep, SessionDep, SettingsDep
 from service.domain import adapters as adapter_domain
 from service.domain import tenants as tenant_domain
-from service.domain.errors import ServiceError
+from service.domain.errors import Forbidden, ServiceError
 from service.presenters import adapter_public
 from service.schemas import MAX_NUMBER, AdapterPublic
 from service.settings import Settings
@@ -45,12 +45,9 @@ _HEADERS = {
 }
 
 
-class Forbidden(ServiceError):
-    status_code = 403
-    type = "forbidden"
-
-
 class SignedOut(ServiceError):
+    """No dashboard session (a cookie, not a bearer key: no WWW-Authenticate challenge)."""
+
     status_code = 401
     type = "unauthorized"
 
