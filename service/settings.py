@@ -271,6 +271,25 @@ class Settings(BaseSettings):
     teacher_learning_rate: float = Field(3e-4, gt=0, description="Paper: 3e-4.")
     teacher_epochs: int = Field(2, ge=1, le=100, description="Paper: 2.")
 
+    # --- few-shot skills ---------------------------------------------------------------------
+    skill_configs: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="Training configurations the teacher writes per skill job, each scored by "
+        "its own test-time training on held-out examples (the paper's self-edits of its "
+        "few-shot domain).",
+    )
+    skill_scale: Literal["cpu", "paper"] = Field(
+        "cpu",
+        description="`cpu`: test-time training scaled to two CPU cores (24 generated examples, "
+        "at most 48 steps), a skill job in minutes; `paper`: the paper's scale (250 examples, "
+        "375 steps), for a GPU.",
+    )
+    skill_teacher_temperature: float = Field(
+        0.8, gt=0, le=2, description="Sampling temperature of the configurations (paper: 0.8)."
+    )
+
     # --- schedule ----------------------------------------------------------------------------
     update_schedule: str = Field(
         "0 2 * * *",
