@@ -5,8 +5,10 @@ each is prefilled alone (its prompt through the model with its own adapter), its
 cache is left-padded to the batch's and stacked onto it, and from then on every decoding step
 is one forward pass of the whole batch, each row with its own LoRA delta: per LoRA layer, the
 rows' A and B matrices are gathered into two batched products (``seal.multi.AdapterStack``),
-the bare base model's rows getting none. A request leaves at the step its reply ends (its end
-of turn, a stop string, ``max_tokens``, or ``cancel``) and its rows of the cache go with it.
+the bare base model's rows getting none. A batch whose rows all have the same adapter (a
+single chat, above all) runs with that adapter folded into the weights instead. A request
+leaves at the step its reply ends (its end of turn, a stop string, ``max_tokens``, or
+``cancel``) and its rows of the cache go with it.
 
 A reply is sampled from its own seeded generator, so what it writes does not depend on the
 requests it shares steps with, up to floating-point summation order in batched kernels (how
@@ -182,8 +184,9 @@ class BatchEngine:
         return NO_ADAPTER if request.key is None else self._stack_keys.index(request.key)
 
     def _hold(self, requests: Sequence[_Request]) -> None:
-        """Keep the batch's adapters applied (their hooks registered, their weights gathered
-        per row) for as long as its rows stay the same: a step then costs no re-stacking."""
+        """Keep the batch's adapters applied for as long as its rows stay the same, so that a
+        step costs no re-stacking: folded into the weights when every row has the same one,
+        else their hooks registered and their weights gathered per row."""
         keys = tuple(dict.fromkeys(r.key for r in requests if r.key is not None))
         owners = tuple(r.key for r in requests)
         if self._held_for == owners:
@@ -191,6 +194,13 @@ class BatchEngine:
         self._release()
         self._held_for = owners
         if not keys:
+            return
+        if len(keys) == 1 and None not in owners:
+            # one adapter for every row (a single chat, above all): folded into the weights,
+            # a step costs what the bare model's does instead of a product beside every layer
+            held = ExitStack()
+            held.enter_context(self.host.folded(self.slot, requests[0].state))
+            self._held = held
             return
         stack = self._adapters(requests)
         assert stack is not None

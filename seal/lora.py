@@ -124,10 +124,17 @@ class AdapterHost:
     @contextmanager
     def merged(self, slot: str, state: AdapterState | None = None) -> Iterator[PeftModel]:
         """Run the model, for inference only, with ``state`` (None: what ``slot`` holds) folded
-        into the base weights: each target layer's weight is swapped for ``W + scale * B A``
-        and the slot is off, so a decoding step costs what the bare model's does instead of
-        running the adapter beside every layer. The original weight tensors are put back,
-        untouched, on exit; the slot's own weights are not changed."""
+        into the base weights (:meth:`folded`) and every slot off, so a decoding step costs
+        what the bare model's does instead of running the adapter beside every layer."""
+        with self.folded(slot, state), self.model.disable_adapter():
+            yield self.model
+
+    @contextmanager
+    def folded(self, slot: str, state: AdapterState | None = None) -> Iterator[None]:
+        """Swap each target layer's weight for ``W + scale * B A`` of ``state`` (None: what
+        ``slot`` holds) while inside, whatever the slots' switches are (a caller that has them
+        off already, such as a decoding loop, keeps them off). The original weight tensors are
+        put back, untouched, on exit; the slot's own weights are not changed."""
         adapter = state if state is not None else self.state(slot)
         swapped: list[tuple[torch.nn.Module, torch.nn.Parameter]] = []
         try:
@@ -150,8 +157,7 @@ class AdapterHost:
                     folded = folded.to(weight.dtype)
                     swapped.append((base, weight))
                     base.weight = torch.nn.Parameter(folded, requires_grad=False)
-            with self.model.disable_adapter():
-                yield self.model
+            yield
         finally:
             for base, weight in swapped:
                 base.weight = weight

@@ -157,7 +157,12 @@ class AdapterStack:
         rows (``unit="rows"``) or flattened tokens (``unit="tokens"``)."""
         self.layout = (unit, list(spans))
         if not torch.is_grad_enabled():
+            # bf16 batched products of a few rows are 3x slower than float32 on a CPU (34 us
+            # against 10 us for 8 rows of one site, docs/results/2026-12-03-serving.md): there
+            # the adapters' small products run in float32 and only their sum is cast back
             dtype = next(self.host.model.parameters()).dtype
+            if self.host.device.type == "cpu":
+                dtype = torch.float32
             order = [j for j, _, _ in spans]
             sizes = {end - start for _, start, end in spans}
             if unit == "rows" and len(sizes) == 1 and any(j != NO_ADAPTER for j in order):
