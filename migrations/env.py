@@ -1,7 +1,10 @@
 """Alembic environment: metadata from the models, the URL from the settings.
 
 Tests and code can hand over a URL (``config.attributes["url"]``) or an open connection
-(``config.attributes["connection"]``) instead. SQLite runs in batch mode so ALTERs work.
+(``config.attributes["connection"]``) instead. SQLite runs in batch mode so ALTERs work: a
+table is copied, dropped and renamed, and so its foreign keys are not enforced meanwhile (with
+them on, dropping ``jobs`` would set the ``job_id`` of every row pointing to it to NULL); they
+are checked once the migrations have run.
 """
 
 from __future__ import annotations
@@ -55,6 +58,20 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    """Switch SQLite's enforcement of foreign keys, on the driver's connection: the pragma
+    does nothing inside a transaction, and SQLAlchemy would begin one for its own statement."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migrations left rows that refer to nothing: {broken[:10]}")
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
@@ -63,7 +80,17 @@ def run_migrations_online() -> None:
     engine = make_engine(_url())
     try:
         with engine.connect() as connection:
-            _configure(connection)
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=False)
+            try:
+                _configure(connection)
+                if sqlite:
+                    _check_foreign_keys(connection)
+            finally:
+                if sqlite:
+                    connection.rollback()  # the check's read
+                    _sqlite_foreign_keys(connection, on=True)
     finally:
         engine.dispose()
 

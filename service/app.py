@@ -20,6 +20,7 @@ from service.routes import (
     health,
     jobs,
     metrics,
+    skills,
     teachers,
 )
 from service.settings import Settings, get_settings
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_sessionmaker = make_sessionmaker(engine)
     app.state.task_sender = None  # made on first use from settings.resolved_broker_url
     install_error_handlers(app)
-    routers = (health, metrics, admin, documents, feedback, jobs, adapters, teachers, chat)
+    routers = (health, metrics, admin, documents, feedback, jobs, adapters, teachers, skills, chat)
     for module in (*routers, dashboard):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware)

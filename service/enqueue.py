@@ -23,13 +23,19 @@ log = logging.getLogger(__name__)
 UPDATE_TASK = "seal.update"
 #: The task that runs a tenant's teacher round (job kind ``teacher_train``).
 TEACHER_ROUND_TASK = "seal.teacher_round"
+#: The task that learns a new version of a skill (job kind ``skill``).
+SKILL_TASK = "seal.skill"
 
 _PENDING_KEY = "seal_pending_tasks"
 
 
 def task_for(kind: JobKind) -> str:
     """The task that runs a job of ``kind``."""
-    tasks = {JobKind.update: UPDATE_TASK, JobKind.teacher_train: TEACHER_ROUND_TASK}
+    tasks = {
+        JobKind.update: UPDATE_TASK,
+        JobKind.teacher_train: TEACHER_ROUND_TASK,
+        JobKind.skill: SKILL_TASK,
+    }
     if kind not in tasks:
         raise ValueError(f"no task runs jobs of kind {kind!r}")
     return tasks[kind]

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from seal.skills.tasks import grid_text
 from service.settings import TenantSelfEditFormat
 from service.store.models import (
     DocumentStatus,
     JobKind,
     JobStatus,
     ProbeSource,
+    TeacherDomain,
     UpdateMode,
     VersionStatus,
 )
@@ -23,6 +33,14 @@ MAX_TITLE_CHARS = 500
 MAX_TEXT_CHARS = 100_000
 MAX_QUESTIONS = 100
 MAX_QA_CHARS = 10_000
+SKILL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+MAX_SKILL_DESCRIPTION_CHARS = 2000
+#: Examples of one request that creates a skill (at least two: one to learn from while the
+#: other is held out) or adds to one; a skill has at most ``domain.skills.MAX_SKILL_EXAMPLES``.
+MIN_NEW_SKILL_EXAMPLES = 2
+MAX_REQUEST_EXAMPLES = 64
+MAX_EXAMPLE_CHARS = 4000
+MAX_GRID_SIDE = 30
 #: The largest number a path, query or body field may carry to the store: the end of a 32-bit
 #: integer column (a larger one would be a server error there, not a 404 or an empty page).
 MAX_NUMBER = 2**31 - 1
@@ -269,6 +287,7 @@ class JobPublic(_Public):
         description="The running job's last heartbeat from its worker (a queued job: when it "
         "was last sent to the broker)."
     )
+    skill_id: str | None = Field(None, description="The skill a `skill` job learns.")
 
 
 # --- adapters, self-edits, rewards ------------------------------------------------------------
@@ -375,6 +394,11 @@ class TeacherRollbackRequest(_Create):
     tenant_id: str | None = Field(
         None, max_length=36, description="The tenant's own teacher; null: the shared teacher."
     )
+    domain: TeacherDomain = Field(
+        TeacherDomain.documents,
+        description="`documents`: the teacher of the updates' self-edits; `skills`: the teacher "
+        "of the skills' training configurations (a lineage of its own).",
+    )
 
 
 class TeacherRollbackResult(BaseModel):
@@ -388,6 +412,131 @@ class TeacherRollbackResult(BaseModel):
 class RewardList(BaseModel):
     items: list[RewardPublic]
     summary: RewardSummary
+
+
+# --- skills -------------------------------------------------------------------------------
+def _grid_as_text(value: Any) -> Any:
+    """A grid (a list of rows of integers 0-9) as its text, one line of digits per row; a
+    string is left to the string's own checks."""
+    if not isinstance(value, list):
+        return value
+    if not all(isinstance(row, list) for row in value):
+        raise ValueError("a grid is a list of rows, each a list of integers 0-9")
+    if len(value) > MAX_GRID_SIDE or any(len(row) > MAX_GRID_SIDE for row in value):
+        raise ValueError(f"a grid has at most {MAX_GRID_SIDE} rows of {MAX_GRID_SIDE} cells")
+    return grid_text(value)
+
+
+_GRID_SCHEMA = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": MAX_GRID_SIDE,
+    "items": {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_GRID_SIDE,
+        "items": {"type": "integer", "minimum": 0, "maximum": 9},
+    },
+}
+ExampleText = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_EXAMPLE_CHARS),
+    BeforeValidator(_grid_as_text),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_EXAMPLE_CHARS},
+                _GRID_SCHEMA,
+            ],
+            "description": "Text, or a grid: rows of integers 0-9, all the same length (at "
+            f"most {MAX_GRID_SIDE}x{MAX_GRID_SIDE}), kept as one line of digits per row.",
+        },
+        mode="validation",
+    ),
+]
+
+
+class SkillExampleIn(_Create):
+    input: ExampleText
+    output: ExampleText
+
+
+class SkillCreate(_Create):
+    name: str = Field(
+        pattern=SKILL_NAME_PATTERN,
+        description='Lower case letters, digits and "_.-", at most 64; chat with it as '
+        '`"model": "skill:<name>"`.',
+    )
+    description: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SKILL_DESCRIPTION_CHARS,
+        description="What the skill does, in a sentence; it goes into every prompt.",
+    )
+    examples: list[SkillExampleIn] = Field(
+        min_length=MIN_NEW_SKILL_EXAMPLES,
+        max_length=MAX_REQUEST_EXAMPLES,
+        description="Input -> output demonstrations (at least 2 different ones).",
+    )
+
+
+class SkillExamplesCreate(_Create):
+    examples: list[SkillExampleIn] = Field(min_length=1, max_length=MAX_REQUEST_EXAMPLES)
+
+
+class SkillExamplePublic(_Public):
+    id: str
+    input: str
+    output: str
+    created_at: datetime
+
+
+class SkillVersionPublic(BaseModel):
+    version: int
+    status: VersionStatus
+    parent: int | None
+    metrics: dict[str, Any]
+    config: dict[str, Any] | None = Field(
+        description="The training configuration its adapter was trained with."
+    )
+    created_at: datetime
+    promoted_at: datetime | None
+    checksum: str | None
+
+
+class SkillPublic(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    examples: int = Field(description="How many examples it has.")
+    active_version: int | None = Field(
+        description="The version that answers its chats; null: none yet (chats answer 409)."
+    )
+    job: JobPublic | None = Field(description="Its queued or running job, if any.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SkillDetail(SkillPublic):
+    versions: list[SkillVersionPublic] = Field(description="Newest first.")
+
+
+class SkillLearning(BaseModel):
+    skill: SkillPublic
+    job: JobPublic = Field(description="The job that learns the skill's next version.")
+
+
+class SkillRollbackRequest(_Create):
+    version: int = Field(
+        ge=0,
+        le=MAX_NUMBER,
+        description="The skill version to make active; 0: none (its chats answer 409).",
+    )
+
+
+class SkillRollbackResult(BaseModel):
+    active: SkillVersionPublic | None = Field(description="The active version now; null: none.")
+    previous: SkillVersionPublic | None = Field(description="The version that was active before.")
 
 
 # --- chat -----------------------------------------------------------------------------------
@@ -428,7 +577,8 @@ class ChatCompletionCreate(BaseModel):
     model: str = Field(
         min_length=1,
         max_length=200,
-        description='"base": the base model; anything else: the tenant\'s active adapter.',
+        description='"base": the base model; "skill:<name>": the skill\'s active version alone, '
+        "the last user message its input; anything else: the tenant's active adapter.",
     )
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(None, ge=1, le=4096)

@@ -26,11 +26,13 @@ from service.store.models import (
     ProbeSource,
     Reward,
     SelfEdit,
+    Skill,
+    SkillVersion,
     TeacherVersion,
     Tenant,
     VersionStatus,
 )
-from service.store.repositories import adapters, documents, learning, tenants
+from service.store.repositories import adapters, documents, learning, skills, tenants
 
 _counter = itertools.count(1)
 
@@ -181,6 +183,53 @@ def make_reward(
         value=value,
         baseline=0.0,
     )
+
+
+def make_skill(
+    session: Session,
+    tenant: Tenant,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    examples: list[tuple[str, str]] | None = None,
+) -> Skill:
+    """A skill with its examples (by default two word reversals), and no job."""
+    skill = skills.create_skill(
+        session,
+        tenant_id=tenant.id,
+        name=name or f"skill-{next(_counter)}",
+        description=description,
+    )
+    pairs = examples if examples is not None else [("one two", "two one"), ("a b c", "c b a")]
+    skills.add_examples(session, skill=skill, examples=pairs)
+    return skill
+
+
+def make_skill_version(
+    session: Session,
+    skill: Skill,
+    *,
+    parent: SkillVersion | None = None,
+    status: VersionStatus = VersionStatus.candidate,
+    artifact_uri: str | None = "/adapters/skill",
+    config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> SkillVersion:
+    """A version of ``skill`` as a skill job would record it; ``status=active`` promotes it."""
+    version = skills.create_skill_version(
+        session,
+        skill=skill,
+        parent_id=parent.id if parent else None,
+        artifact_uri=artifact_uri,
+        checksum="sha256:skill" if artifact_uri else None,
+        metrics=metrics or {"loo_accuracy": 0.5},
+        config=config or {"training": {"learning_rate": 1e-4}},
+    )
+    if status == VersionStatus.active:
+        skills.promote_skill_version(session, skill_id=skill.id, version=version)
+    elif status != VersionStatus.candidate:
+        skills.set_skill_version_status(session, version=version, status=status)
+    return version
 
 
 def queued_tasks(broker: redis.Redis) -> list[tuple[str, dict[str, Any]]]:

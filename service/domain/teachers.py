@@ -8,7 +8,14 @@ from sqlalchemy.orm import Session
 from service.domain.errors import Conflict, NotFound
 from service.enqueue import TEACHER_ROUND_TASK, enqueue_after_commit
 from service.settings import Settings
-from service.store.models import Job, JobKind, TeacherVersion, Tenant, VersionStatus
+from service.store.models import (
+    Job,
+    JobKind,
+    TeacherDomain,
+    TeacherVersion,
+    Tenant,
+    VersionStatus,
+)
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
@@ -32,11 +39,14 @@ def request_round(session: Session, settings: Settings, tenant: Tenant) -> Job:
 
 
 def rollback(
-    session: Session, tenant_id: str | None, number: int
+    session: Session,
+    tenant_id: str | None,
+    number: int,
+    domain: TeacherDomain = TeacherDomain.documents,
 ) -> tuple[TeacherVersion | None, TeacherVersion | None]:
     """Make teacher version ``number`` of a tenant (or of the shared teacher, ``tenant_id``
-    None) active at once; 0 retires the active one. The new active version and the one it
-    replaced."""
+    None) in ``domain`` active at once; 0 retires the active one. The new active version and
+    the one it replaced."""
     owner = "the shared teacher"
     if tenant_id is not None:
         tenant = tenant_repo.get_tenant(session, tenant_id=tenant_id)
@@ -45,14 +55,16 @@ def rollback(
         owner = f"tenant {tenant.name!r}"
     target = None
     if number != 0:
-        target = learning_repo.get_teacher_version(session, tenant_id=tenant_id, number=number)
+        target = learning_repo.get_teacher_version(
+            session, tenant_id=tenant_id, number=number, domain=domain
+        )
         if target is None:
-            raise NotFound(f"{owner} has no teacher version {number}")
+            raise NotFound(f"{owner} has no teacher version {number} of {domain}")
         if target.status == VersionStatus.rejected:
             raise Conflict(f"teacher version {number} was rejected and cannot be made active")
         if not target.artifact_uri:
             raise Conflict(f"teacher version {number} of {owner} has no artifact")
     previous = learning_repo.set_active_teacher_version(
-        session, tenant_id=tenant_id, version=target
+        session, tenant_id=tenant_id, version=target, domain=domain
     )
     return target, previous

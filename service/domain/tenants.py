@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.domain.errors import Conflict, NotFound
 from service.domain.files import remove_after_commit
+from service.domain.skills import skill_folder
 from service.settings import Settings
 from service.store.models import ApiKey, Tenant
 from service.store.repositories import jobs as job_repo
@@ -57,14 +58,15 @@ class TenantDeletion:
 
 def delete_tenant(session: Session, settings: Settings, tenant: Tenant) -> TenantDeletion:
     """Delete a tenant with its keys, documents, jobs, self-edits, rewards, chats, feedback,
-    and its adapter and teacher versions; their folders go once the rows are committed. Its
-    open jobs go too: a worker running one stops at its next check."""
+    skills, and its adapter, skill and teacher versions; their folders go once the rows are
+    committed. Its open jobs go too: a worker running one stops at its next check."""
     tenant_id, name = tenant.id, tenant.name
     stopped = [job.id for job in job_repo.list_open_jobs(session, tenant_id=tenant_id)]
     artifacts = tenant_repo.tenant_artifacts(session, tenant_id=tenant_id)
     deleted = tenant_repo.delete_tenant(session, tenant_id=tenant_id)
     root = settings.resolved_adapter_dir
-    folders = dict.fromkeys([*artifacts, str(root / tenant_id), str(root / "teachers" / tenant_id)])
+    own = [root / tenant_id, root / "teachers" / tenant_id, skill_folder(settings, tenant_id)]
+    folders = dict.fromkeys([*artifacts, *map(str, own)])
     removed: list[str] = []
     left: list[str] = []
     moved: list[Path] = []

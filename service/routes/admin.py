@@ -1,5 +1,5 @@
-"""Admin endpoints (the admin key): tenants, their keys and settings, adapter and teacher
-rollback, and deleting an old adapter version's weights."""
+"""Admin endpoints (the admin key): tenants, their keys and settings, adapter, skill and
+teacher rollback, and deleting an old adapter version's weights."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from fastapi import Path as PathParam
 
 from service.deps import AdminDep, SessionDep, SettingsDep
 from service.domain import adapters as adapter_domain
+from service.domain import skills as skill_domain
 from service.domain import teachers as teacher_domain
 from service.domain import tenants as tenant_domain
 from service.errors import COMMON_ERRORS, error_responses
-from service.presenters import adapter_public, teacher_public
+from service.presenters import adapter_public, skill_version_public, teacher_public
 from service.schemas import (
     MAX_NUMBER,
     AdapterPurged,
@@ -21,6 +22,8 @@ from service.schemas import (
     ApiKeyPublic,
     RollbackRequest,
     RollbackResult,
+    SkillRollbackRequest,
+    SkillRollbackResult,
     TeacherRollbackRequest,
     TeacherRollbackResult,
     TenantCreate,
@@ -174,6 +177,25 @@ def delete_adapter_weights(
 
 
 @router.post(
+    "/admin/tenants/{tenant_id}/skills/{skill_id}/rollback",
+    response_model=SkillRollbackResult,
+    responses=error_responses(404, 409),
+)
+def rollback_skill(
+    tenant_id: str, skill_id: str, body: SkillRollbackRequest, session: SessionDep, _admin: AdminDep
+) -> SkillRollbackResult:
+    """Make an earlier version of a tenant's skill active at once (``version: 0``: none, so
+    chats with the skill answer 409 until a job promotes a version); the rules of the adapter
+    rollback."""
+    tenant = tenant_domain.get_tenant(session, tenant_id)
+    target, previous = skill_domain.rollback(session, tenant, skill_id, body.version)
+    return SkillRollbackResult(
+        active=skill_version_public(session, target) if target else None,
+        previous=skill_version_public(session, previous) if previous else None,
+    )
+
+
+@router.post(
     "/admin/teachers/rollback",
     response_model=TeacherRollbackResult,
     responses=error_responses(404, 409),
@@ -182,9 +204,9 @@ def rollback_teacher(
     body: TeacherRollbackRequest, session: SessionDep, _admin: AdminDep
 ) -> TeacherRollbackResult:
     """Make a teacher version active at once: a tenant's own (``tenant_id``) or the shared
-    one (``tenant_id: null``); ``version: 0`` retires the active one (the base teacher, or
-    for a tenant the shared teacher)."""
-    target, previous = teacher_domain.rollback(session, body.tenant_id, body.version)
+    one (``tenant_id: null``), of documents or of skills (``domain``); ``version: 0`` retires
+    the active one (the base teacher, or for a tenant the shared teacher)."""
+    target, previous = teacher_domain.rollback(session, body.tenant_id, body.version, body.domain)
     return TeacherRollbackResult(
         active=teacher_public(session, target) if target else None,
         previous=teacher_public(session, previous) if previous else None,

@@ -1,4 +1,4 @@
-"""OpenAI-compatible chat completions, served by the tenant's active adapter."""
+"""OpenAI-compatible chat completions, served by the tenant's active adapter (or a skill's)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service import metrics
 from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
 from service.domain import completions
-from service.errors import COMMON_ERRORS, error_responses
+from service.domain import skills as skill_domain
+from service.errors import COMMON_ERRORS, InvalidRequest, error_responses
 from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
 from service.schemas import (
     AssistantMessage,
@@ -28,7 +30,8 @@ from service.schemas import (
     ChunkDelta,
     Usage,
 )
-from service.store.models import new_completion_id
+from service.settings import Settings
+from service.store.models import Tenant, new_completion_id
 from service.store.repositories import adapters as adapter_repo
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ router = APIRouter(prefix="/v1", tags=["chat"], responses=error_responses(*COMMO
 
 #: The model name that asks for the base model, without the tenant's adapter.
 BASE_MODEL = "base"
+#: ``skill:<name>`` asks for the tenant's skill ``name``.
+SKILL_PREFIX = "skill:"
 
 
 def _finish_reason(result: ChatResult) -> Literal["stop", "length"]:
@@ -58,7 +63,8 @@ def _usage(result: ChatResult) -> Usage:
             "content": {"text/event-stream": {}},
             "description": "With `stream: true`, `chat.completion.chunk` server-sent events "
             "ending with `data: [DONE]`.",
-        }
+        },
+        **error_responses(404, 409),
     },
 )
 def create_chat_completion(
@@ -69,22 +75,22 @@ def create_chat_completion(
     backend: ChatBackendDep,
     settings: SettingsDep,
 ) -> Any:
-    """``model: "base"`` answers with the base model; any other name with the tenant's
-    active adapter (the base model while it has none). ``temperature`` 0, the default, is
-    greedy decoding. Runs in the threadpool, as the backend blocks. The request only reads;
-    its completion is recorded, once the reply is written, in a transaction of its own."""
-    version = None
-    if body.model != BASE_MODEL:
-        version = adapter_repo.active_adapter(session, tenant_id=tenant.id)
-    adapter = None
-    if version is not None and version.artifact_uri:
-        adapter = AdapterRef(uri=version.artifact_uri, checksum=version.checksum or "")
-    else:
-        version = None
+    """``model: "base"`` answers with the base model; ``"skill:<name>"`` with that skill's
+    active version alone, the last user message its input and the skill's newest examples its
+    context (404 for a skill the tenant does not have, 409 while it has no active version);
+    any other name with the tenant's active adapter (the base model while it has none).
+    ``temperature`` 0, the default, is greedy decoding. Runs in the threadpool, as the backend
+    blocks. The request only reads; its completion is recorded, once the reply is written, in
+    a transaction of its own."""
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
     ]
+    adapter: AdapterRef | None
+    if body.model.startswith(SKILL_PREFIX):
+        messages, adapter, answered_by = _skill(session, settings, tenant, body.model, messages)
+    else:
+        adapter, answered_by = _adapter(session, tenant, body.model)
     chat = ChatRequest(
         messages=messages,
         adapter=adapter,
@@ -94,12 +100,8 @@ def create_chat_completion(
         seed=body.seed,
         stop=body.stop_list(),
     )
-    record: dict[str, Any] = dict(
-        tenant_id=tenant.id,
-        model=body.model,
-        adapter_version_id=version.id if version else None,
-        messages=messages,
-    )
+    record: dict[str, Any] = dict(tenant_id=tenant.id, model=body.model, messages=messages)
+    record.update(answered_by)
     # What the reply needs is read: end the read transaction, so that none stays open while
     # the model writes (nothing to commit: the completion is recorded by record_completion)
     session.close()
@@ -127,6 +129,40 @@ def create_chat_completion(
         ],
         usage=_usage(result),
     )
+
+
+def _adapter(
+    session: Session, tenant: Tenant, model: str
+) -> tuple[AdapterRef | None, dict[str, str | None]]:
+    """The tenant's active adapter (None for the base model, asked for or while it has none)
+    and the version to record."""
+    version = None
+    if model != BASE_MODEL:
+        version = adapter_repo.active_adapter(session, tenant_id=tenant.id)
+    if version is None or not version.artifact_uri:
+        return None, {"adapter_version_id": None}
+    adapter = AdapterRef(uri=version.artifact_uri, checksum=version.checksum or "")
+    return adapter, {"adapter_version_id": version.id}
+
+
+def _skill(
+    session: Session,
+    settings: Settings,
+    tenant: Tenant,
+    model: str,
+    messages: list[dict[str, str]],
+) -> tuple[list[dict[str, str]], AdapterRef, dict[str, str | None]]:
+    """The prompt a chat with a skill sends (its input: the last user message), the skill
+    version's adapter, and that version to record."""
+    query = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+    if query is None:
+        raise InvalidRequest("body.messages: a chat with a skill needs a user message, its input")
+    name = model.removeprefix(SKILL_PREFIX)
+    prompt = skill_domain.skill_prompt(session, settings, tenant, name, query)
+    version = prompt.version
+    assert version.artifact_uri is not None
+    adapter = AdapterRef(uri=version.artifact_uri, checksum=version.checksum or "")
+    return prompt.messages, adapter, {"adapter_version_id": None, "skill_version_id": version.id}
 
 
 def _observe(chat: ChatRequest, result: ChatResult, seconds: float) -> None:

@@ -54,6 +54,17 @@ class VersionStatus(StrEnum):
 class JobKind(StrEnum):
     update = "update"
     teacher_train = "teacher_train"
+    #: learns a new version of one skill from its examples (the job's ``skill_id``)
+    skill = "skill"
+
+
+class TeacherDomain(StrEnum):
+    """What a teacher version writes self-edits for: each domain is a lineage of its own."""
+
+    #: self-edits of documents (implications, self-qa, ...), the updates' teacher
+    documents = "documents"
+    #: training configurations of skills, the skill jobs' teacher
+    skills = "skills"
 
 
 class UpdateMode(StrEnum):
@@ -162,6 +173,10 @@ class Completion(CreatedAtMixin, Base):
     adapter_version_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("adapter_versions.id", ondelete="SET NULL")
     )
+    #: The skill version that answered (a chat with ``"model": "skill:<name>"``).
+    skill_version_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("skill_versions.id", ondelete="SET NULL")
+    )
     messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     output: Mapped[str] = mapped_column(Text)
     prompt_tokens: Mapped[int] = mapped_column(Integer)
@@ -204,6 +219,11 @@ class TeacherVersion(IdMixin, CreatedAtMixin, Base):
     artifact_uri: Mapped[str | None] = mapped_column(String(1000))
     checksum: Mapped[str | None] = mapped_column(String(128))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    domain: Mapped[TeacherDomain] = mapped_column(
+        _str_enum(TeacherDomain),
+        default=TeacherDomain.documents,
+        server_default=TeacherDomain.documents.value,
+    )
 
 
 class Job(IdMixin, CreatedAtMixin, Base):
@@ -216,6 +236,14 @@ class Job(IdMixin, CreatedAtMixin, Base):
             unique=True,
             postgresql_where=text("kind = 'update' AND status IN ('queued', 'running')"),
             sqlite_where=text("kind = 'update' AND status IN ('queued', 'running')"),
+        ),
+        # At most one queued/running skill job per skill.
+        Index(
+            "uq_jobs_skill_id_open_skill",
+            "skill_id",
+            unique=True,
+            postgresql_where=text("kind = 'skill' AND status IN ('queued', 'running')"),
+            sqlite_where=text("kind = 'skill' AND status IN ('queued', 'running')"),
         ),
     )
 
@@ -237,6 +265,10 @@ class Job(IdMixin, CreatedAtMixin, Base):
     #: The last sign of life: a running job's heartbeat from its worker; a queued job's
     #: last sending to the broker by the beat.
     heartbeat_at: Mapped[datetime | None]
+    #: The skill a ``skill`` job learns (deleted with it).
+    skill_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("skills.id", ondelete="CASCADE"), index=True
+    )
 
 
 class AdapterVersion(IdMixin, CreatedAtMixin, Base):
@@ -315,3 +347,97 @@ class Reward(IdMixin, CreatedAtMixin, Base):
 
     self_edit: Mapped[SelfEdit | None] = relationship(lazy="raise")
     adapter_version: Mapped[AdapterVersion | None] = relationship(lazy="raise")
+
+
+class Skill(IdMixin, CreatedAtMixin, Base):
+    """A task a tenant teaches the model from examples, served as ``"model": "skill:<name>"``."""
+
+    __tablename__ = "skills"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SkillExample(IdMixin, CreatedAtMixin, Base):
+    """One demonstration of a skill, as text (a grid is stored as its rows of digits)."""
+
+    __tablename__ = "skill_examples"
+    __table_args__ = (UniqueConstraint("skill_id", "content_hash"),)
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    skill_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("skills.id", ondelete="CASCADE"), index=True
+    )
+    input: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    #: SHA-256 of the input and output: the same example is stored once per skill.
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+
+class SkillVersion(IdMixin, CreatedAtMixin, Base):
+    """An adapter a skill job trained, with the configuration it was trained with."""
+
+    __tablename__ = "skill_versions"
+    __table_args__ = (
+        UniqueConstraint("skill_id", "number"),
+        # At most one active version per skill.
+        Index(
+            "uq_skill_versions_skill_id_active",
+            "skill_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    skill_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("skills.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("skill_versions.id", ondelete="SET NULL")
+    )
+    status: Mapped[VersionStatus] = mapped_column(
+        _str_enum(VersionStatus), default=VersionStatus.candidate
+    )
+    artifact_uri: Mapped[str | None] = mapped_column(String(1000))
+    checksum: Mapped[str | None] = mapped_column(String(128))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The chosen training configuration (``seal.skills.config.SkillConfig.as_dict()``).
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    job_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    promoted_at: Mapped[datetime | None]
+
+
+class SkillSelfEdit(IdMixin, CreatedAtMixin, Base):
+    """A configuration the teacher wrote for a skill (the skill's self-edit) and its reward."""
+
+    __tablename__ = "skill_configs"
+
+    tenant_id: Mapped[str] = _tenant_fk()
+    skill_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("skills.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    #: None: the untrained base teacher.
+    teacher_version_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("teacher_versions.id", ondelete="SET NULL")
+    )
+    #: What the teacher wrote.
+    text: Mapped[str] = mapped_column(Text)
+    #: The configuration it parsed to (``SkillConfig.as_dict()``); None: it did not parse.
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Why it did not parse.
+    error: Mapped[str | None] = mapped_column(Text)
+    #: The share of held-out examples its adapter reproduced; None until it is scored.
+    reward: Mapped[float | None] = mapped_column(Float)
+    #: Its adapter became the job's version.
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)

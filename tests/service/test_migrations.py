@@ -5,7 +5,7 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from migrations import alembic_config
 from service.store.base import Base
@@ -19,12 +19,16 @@ def test_migration_matches_the_models(engine: Engine) -> None:
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_upgrade_and_downgrade(database_url: str, tmp_path: Path) -> None:
+def _scratch_url(database_url: str, tmp_path: Path) -> str:
     if database_url.startswith("postgresql"):
         url = ensure_pg_database("seal_test_migrations")
         reset_pg_schema(url)
-    else:
-        url = f"sqlite:///{tmp_path / 'migrations.db'}"
+        return url
+    return f"sqlite:///{tmp_path / 'migrations.db'}"
+
+
+def test_upgrade_and_downgrade(database_url: str, tmp_path: Path) -> None:
+    url = _scratch_url(database_url, tmp_path)
     config = alembic_config(url)
     engine = make_engine(url)
     try:
@@ -37,10 +41,57 @@ def test_upgrade_and_downgrade(database_url: str, tmp_path: Path) -> None:
         engine.dispose()
 
 
+_ROWS = [
+    "INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', '2026-01-01')",
+    "INSERT INTO jobs (id, tenant_id, kind, status, progress, created_at) "
+    "VALUES ('j', 't', 'update', 'succeeded', 1, '2026-01-01')",
+    "INSERT INTO adapter_versions (id, tenant_id, number, status, metrics, job_id, created_at) "
+    "VALUES ('a', 't', 1, 'active', '{}', 'j', '2026-01-01')",
+    "INSERT INTO completions (id, tenant_id, model, adapter_version_id, messages, output, "
+    "prompt_tokens, completion_tokens, created_at) "
+    "VALUES ('c', 't', 'm', 'a', '[]', 'x', 1, 1, '2026-01-01')",
+    "INSERT INTO feedback (id, tenant_id, rating, completion_id, created_at) "
+    "VALUES ('f', 't', 1, 'c', '2026-01-01')",
+    "INSERT INTO teacher_versions (id, number, status, metrics, created_at) "
+    "VALUES ('tv', 1, 'active', '{}', '2026-01-01')",
+]
+
+
+def test_the_skills_migration_keeps_the_rows_that_refer_to_the_tables_it_changes(
+    database_url: str, tmp_path: Path
+) -> None:
+    """0004 adds columns to jobs and completions (on SQLite: copies of the tables); rows that
+    point to them keep their links both ways, and the teachers there are teachers of
+    documents."""
+    url = _scratch_url(database_url, tmp_path)
+    config = alembic_config(url)
+    engine = make_engine(url)
+    links = (
+        "SELECT (SELECT job_id FROM adapter_versions), (SELECT completion_id FROM feedback), "
+        "(SELECT adapter_version_id FROM completions)"
+    )
+    try:
+        command.upgrade(config, "0003")
+        with engine.begin() as connection:
+            for statement in _ROWS:
+                connection.execute(text(statement))
+        command.upgrade(config, "0004")
+        with engine.connect() as connection:
+            assert connection.execute(text(links)).one() == ("j", "c", "a")
+            domain = connection.execute(text("SELECT domain FROM teacher_versions")).scalar()
+            assert domain == "documents"
+            assert connection.execute(text("SELECT skill_id FROM jobs")).scalar() is None
+        command.downgrade(config, "0003")
+        with engine.connect() as connection:
+            assert connection.execute(text(links)).one() == ("j", "c", "a")
+    finally:
+        engine.dispose()
+
+
 def test_alembic_ini_points_at_the_migrations() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     root = Path(__file__).resolve().parents[2]
     script = ScriptDirectory.from_config(Config(str(root / "alembic.ini")))
-    assert script.get_current_head() == "0003"
+    assert script.get_current_head() == "0004"

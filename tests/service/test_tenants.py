@@ -16,10 +16,15 @@ from service.store.models import (
     ProbeQuestion,
     Reward,
     SelfEdit,
+    Skill,
+    SkillExample,
+    SkillSelfEdit,
+    SkillVersion,
     TeacherVersion,
     Tenant,
     VersionStatus,
 )
+from service.store.repositories import skills as skill_repo
 from service.store.repositories import tenants as tenant_repo
 from tests.factories import (
     auth,
@@ -29,6 +34,8 @@ from tests.factories import (
     make_job,
     make_reward,
     make_self_edit,
+    make_skill,
+    make_skill_version,
     make_teacher_version,
     make_tenant,
 )
@@ -275,14 +282,28 @@ def _folder(path: Path) -> str:
 
 
 # the kinds of row a tenant owns that the test below checks one by one
-OWNED = (ApiKey, Document, Job, AdapterVersion, TeacherVersion, SelfEdit, Reward, Feedback)
+OWNED = (
+    ApiKey,
+    Document,
+    Job,
+    AdapterVersion,
+    TeacherVersion,
+    SelfEdit,
+    Reward,
+    Feedback,
+    Skill,
+    SkillExample,
+    SkillVersion,
+    SkillSelfEdit,
+)
 
 
 def _tenant_with_everything(
     client: TestClient, session: Session, root: Path, name: str
 ) -> tuple[Tenant, str, list[str]]:
     """A tenant with a document (questions, a self-edit and its reward, feedback), a chat,
-    two adapter versions and an own teacher version with folders, and a running job."""
+    two adapter versions, an own teacher version and a skill's version with folders, and a
+    running job."""
     tenant, key = make_tenant(session, name=name)
     document = make_document(session, tenant, questions=[("Capital?", "Poseidonia")])
     first = make_adapter_version(
@@ -303,6 +324,10 @@ def _tenant_with_everything(
         artifact_uri=_folder(root / "teachers" / tenant.id / "1"),
     )
     make_job(session, tenant, status=JobStatus.running)
+    skill = make_skill(session, tenant)
+    skill_folder = _folder(root / "skills" / tenant.id / skill.id / "1")
+    make_skill_version(session, skill, status=VersionStatus.active, artifact_uri=skill_folder)
+    skill_repo.add_skill_self_edit(session, skill=skill, text="{}", config={}, reward=0.5)
     chat = client.post(
         "/v1/chat/completions",
         json={"model": "x", "messages": [{"role": "user", "content": "hello"}]},
@@ -315,7 +340,7 @@ def _tenant_with_everything(
         headers=auth(key),
     )
     assert feedback.status_code == 201, feedback.text
-    return tenant, key, [str(root / tenant.id / "1"), str(root / tenant.id / "2")]
+    return tenant, key, [str(root / tenant.id / "1"), str(root / tenant.id / "2"), skill_folder]
 
 
 def test_delete_a_tenant_with_everything_of_it(
@@ -343,13 +368,19 @@ def test_delete_a_tenant_with_everything_of_it(
         "rewards": 2,  # the self-edit's and the rating's
         "completions": 1,
         "feedback": 1,
+        "skills": 1,
+        "skill_examples": 2,
+        "skill_versions": 1,
+        "skill_configs": 1,
     }
     assert body["stopped_jobs"] == [running]
     assert body["folders_left"] == []
     teacher_folder = str(root / "teachers" / tenant_id)
+    skills_folder = str(root / "skills" / tenant_id)
     assert set(body["folders_removed"]) == {*versions, str(root / tenant_id), f"{teacher_folder}/1",
-                                            teacher_folder}  # fmt: skip
+                                            teacher_folder, skills_folder}  # fmt: skip
     assert not (root / tenant_id).exists() and not (root / "teachers" / tenant_id).exists()
+    assert not Path(skills_folder).exists()
 
     session.expire_all()
     for model in OWNED:

@@ -21,14 +21,17 @@ def create_completion(
     prompt_tokens: int,
     completion_tokens: int,
     completion_id: str | None = None,
+    skill_version_id: str | None = None,
 ) -> Completion:
     """Record a chat completion (``completion_id``: one already sent to the client, as a
-    stream does; None makes a new one)."""
+    stream does; None makes a new one) and what answered it: an adapter version, a skill
+    version, or neither (the base model)."""
     completion = Completion(
         id=completion_id or new_completion_id(),
         tenant_id=tenant_id,
         model=model,
         adapter_version_id=adapter_version_id,
+        skill_version_id=skill_version_id,
         messages=messages,
         output=output,
         prompt_tokens=prompt_tokens,

@@ -62,9 +62,22 @@ def get_open_update_job(session: Session, *, tenant_id: str) -> Job | None:
 
 
 def create_job(
-    session: Session, *, tenant_id: str, kind: JobKind, params: dict[str, Any] | None = None
+    session: Session,
+    *,
+    tenant_id: str,
+    kind: JobKind,
+    params: dict[str, Any] | None = None,
+    skill_id: str | None = None,
 ) -> Job:
-    job = Job(tenant_id=tenant_id, kind=kind, status=JobStatus.queued, progress=0.0, params=params)
+    """A queued job (``skill_id``: the skill a ``skill`` job learns)."""
+    job = Job(
+        tenant_id=tenant_id,
+        kind=kind,
+        status=JobStatus.queued,
+        progress=0.0,
+        params=params,
+        skill_id=skill_id,
+    )
     session.add(job)
     session.flush()
     return job

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from service.store.models import (
@@ -16,6 +16,7 @@ from service.store.models import (
     DocumentStatus,
     Reward,
     SelfEdit,
+    TeacherDomain,
     TeacherVersion,
     VersionStatus,
 )
@@ -181,10 +182,12 @@ def best_self_edits(
     return list(best.values())
 
 
-def next_teacher_number(session: Session, *, tenant_id: str | None) -> int:
-    """1 for an owner's first teacher version (``tenant_id=None``: the shared teacher), then
-    one more than the highest so far."""
-    stmt = select(func.max(TeacherVersion.number)).where(_teacher_owner(tenant_id))
+def next_teacher_number(
+    session: Session, *, tenant_id: str | None, domain: TeacherDomain = TeacherDomain.documents
+) -> int:
+    """1 for an owner's first teacher version of ``domain`` (``tenant_id=None``: the shared
+    teacher), then one more than the highest so far."""
+    stmt = select(func.max(TeacherVersion.number)).where(_teacher_owner(tenant_id, domain))
     return (session.scalar(stmt) or 0) + 1
 
 
@@ -197,10 +200,14 @@ def create_teacher_version(
     checksum: str | None = None,
     metrics: dict[str, Any] | None = None,
     status: VersionStatus = VersionStatus.candidate,
+    domain: TeacherDomain = TeacherDomain.documents,
 ) -> TeacherVersion:
+    """A new teacher version of an owner (``tenant_id=None``: the shared teacher), numbered
+    after the last one of its ``domain``: each domain is a lineage of its own."""
     version = TeacherVersion(
         tenant_id=tenant_id,
-        number=next_teacher_number(session, tenant_id=tenant_id),
+        domain=domain,
+        number=next_teacher_number(session, tenant_id=tenant_id, domain=domain),
         parent_id=parent_id,
         status=status,
         artifact_uri=artifact_uri,
@@ -212,27 +219,37 @@ def create_teacher_version(
     return version
 
 
-def _teacher_owner(tenant_id: str | None) -> ColumnElement[bool]:
-    return (
+def _teacher_owner(tenant_id: str | None, domain: TeacherDomain) -> ColumnElement[bool]:
+    owner = (
         TeacherVersion.tenant_id.is_(None)
         if tenant_id is None
         else TeacherVersion.tenant_id == tenant_id
     )
+    return and_(owner, TeacherVersion.domain == domain)
 
 
-def active_teacher_version(session: Session, *, tenant_id: str | None) -> TeacherVersion | None:
-    """The active teacher of a tenant (``None``: the shared teacher); None: the base teacher."""
+def active_teacher_version(
+    session: Session, *, tenant_id: str | None, domain: TeacherDomain = TeacherDomain.documents
+) -> TeacherVersion | None:
+    """The active teacher of a tenant (``None``: the shared teacher) for ``domain``; None: the
+    base teacher."""
     stmt = select(TeacherVersion).where(
-        TeacherVersion.status == VersionStatus.active, _teacher_owner(tenant_id)
+        TeacherVersion.status == VersionStatus.active, _teacher_owner(tenant_id, domain)
     )
     return session.scalars(stmt.order_by(TeacherVersion.number.desc())).first()
 
 
 def get_teacher_version(
-    session: Session, *, tenant_id: str | None, number: int
+    session: Session,
+    *,
+    tenant_id: str | None,
+    number: int,
+    domain: TeacherDomain = TeacherDomain.documents,
 ) -> TeacherVersion | None:
-    """Teacher version ``number`` of a tenant (``None``: of the shared teacher)."""
-    stmt = select(TeacherVersion).where(_teacher_owner(tenant_id), TeacherVersion.number == number)
+    """Teacher version ``number`` of a tenant (``None``: of the shared teacher) in ``domain``."""
+    stmt = select(TeacherVersion).where(
+        _teacher_owner(tenant_id, domain), TeacherVersion.number == number
+    )
     return session.scalars(stmt.order_by(TeacherVersion.created_at.desc())).first()
 
 
@@ -240,22 +257,25 @@ def get_teacher_version_by_id(session: Session, *, version_id: str) -> TeacherVe
     return session.get(TeacherVersion, version_id)
 
 
-def shared_teacher_versions(session: Session) -> list[TeacherVersion]:
-    """Every version of the shared teacher, oldest first."""
-    stmt = select(TeacherVersion).where(TeacherVersion.tenant_id.is_(None))
+def shared_teacher_versions(
+    session: Session, *, domain: TeacherDomain = TeacherDomain.documents
+) -> list[TeacherVersion]:
+    """Every version of the shared teacher of ``domain``, oldest first."""
+    stmt = select(TeacherVersion).where(_teacher_owner(None, domain))
     return list(session.scalars(stmt.order_by(TeacherVersion.number)))
 
 
 def list_teacher_versions(
     session: Session, *, tenant_id: str
 ) -> list[tuple[TeacherVersion, int | None]]:
-    """The tenant's own teacher versions and the shared ones, newest first, each with its
-    parent's number. Never another tenant's."""
+    """The tenant's own teacher versions of documents and the shared ones, newest first, each
+    with its parent's number. Never another tenant's."""
     parent = aliased(TeacherVersion)
     stmt = (
         select(TeacherVersion, parent.number)
         .outerjoin(parent, parent.id == TeacherVersion.parent_id)
         .where(TeacherVersion.tenant_id.is_(None) | (TeacherVersion.tenant_id == tenant_id))
+        .where(TeacherVersion.domain == TeacherDomain.documents)
         .order_by(TeacherVersion.created_at.desc(), TeacherVersion.number.desc())
     )
     return [(version, parent_number) for version, parent_number in session.execute(stmt)]
@@ -269,7 +289,7 @@ def teacher_versions_trained_on(
     first."""
     versions = session.scalars(
         select(TeacherVersion)
-        .where(TeacherVersion.tenant_id == tenant_id)
+        .where(_teacher_owner(tenant_id, TeacherDomain.documents))
         .order_by(TeacherVersion.number)
     ).all()
     wanted = set(self_edit_ids)
@@ -282,17 +302,23 @@ def teacher_versions_trained_on(
 
 
 def set_active_teacher_version(
-    session: Session, *, tenant_id: str | None, version: TeacherVersion | None
+    session: Session,
+    *,
+    tenant_id: str | None,
+    version: TeacherVersion | None,
+    domain: TeacherDomain = TeacherDomain.documents,
 ) -> TeacherVersion | None:
-    """Make ``version`` the active teacher of its owner (``tenant_id``; ``None``: shared),
-    retiring the one active before; ``version=None`` retires the active one, so the owner
-    falls back to the base teacher (a tenant: to the shared teacher). Returns the version
-    that was active before (or None)."""
+    """Make ``version`` the active teacher of its owner (``tenant_id``; ``None``: shared) in
+    ``domain``, retiring the one active before; ``version=None`` retires the active one, so
+    the owner falls back to the base teacher (a tenant: to the shared teacher). Returns the
+    version that was active before (or None)."""
     if version is not None and version.tenant_id != tenant_id:
         raise ValueError("the teacher version belongs to another owner")
-    previous = active_teacher_version(session, tenant_id=tenant_id)
+    if version is not None and version.domain != domain:
+        raise ValueError(f"the teacher version is one of {version.domain}, not of {domain}")
+    previous = active_teacher_version(session, tenant_id=tenant_id, domain=domain)
     stmt = select(TeacherVersion).where(
-        TeacherVersion.status == VersionStatus.active, _teacher_owner(tenant_id)
+        TeacherVersion.status == VersionStatus.active, _teacher_owner(tenant_id, domain)
     )
     for active in session.scalars(stmt):
         if version is None or active.id != version.id:
@@ -304,18 +330,23 @@ def set_active_teacher_version(
     return previous
 
 
-def teacher_in_use(session: Session, *, tenant_id: str) -> TeacherVersion | None:
-    """The teacher a tenant's updates use: its own active version, else the shared active one;
-    None: the untrained base teacher."""
-    return active_teacher_version(session, tenant_id=tenant_id) or active_teacher_version(
-        session, tenant_id=None
-    )
+def teacher_in_use(
+    session: Session, *, tenant_id: str, domain: TeacherDomain = TeacherDomain.documents
+) -> TeacherVersion | None:
+    """The teacher a tenant's jobs of ``domain`` use (its updates: documents; its skill jobs:
+    skills): its own active version, else the shared active one; None: the untrained base
+    teacher."""
+    return active_teacher_version(
+        session, tenant_id=tenant_id, domain=domain
+    ) or active_teacher_version(session, tenant_id=None, domain=domain)
 
 
 def promote_teacher_version(session: Session, *, version: TeacherVersion) -> TeacherVersion | None:
     """Make a teacher version active; the one active before it (same owner) is retired and
     returned."""
-    return set_active_teacher_version(session, tenant_id=version.tenant_id, version=version)
+    return set_active_teacher_version(
+        session, tenant_id=version.tenant_id, version=version, domain=version.domain
+    )
 
 
 def rewards_by_format(session: Session, *, tenant_id: str, metric: str) -> dict[str, list[float]]:

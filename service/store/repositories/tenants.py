@@ -20,6 +20,10 @@ from service.store.models import (
     Job,
     Reward,
     SelfEdit,
+    Skill,
+    SkillExample,
+    SkillSelfEdit,
+    SkillVersion,
     TeacherVersion,
     Tenant,
 )
@@ -122,15 +126,23 @@ _TENANT_ROWS = {
     "rewards": Reward.tenant_id,
     "completions": Completion.tenant_id,
     "feedback": Feedback.tenant_id,
+    "skills": Skill.tenant_id,
+    "skill_examples": SkillExample.tenant_id,
+    "skill_versions": SkillVersion.tenant_id,
+    "skill_configs": SkillSelfEdit.tenant_id,
 }
 """Every kind of row a tenant owns, by the column that names the tenant."""
 
 
 def tenant_artifacts(session: Session, *, tenant_id: str) -> list[str]:
-    """The artifact folders of the tenant's adapter versions and own teacher versions."""
+    """The artifact folders of the tenant's adapter versions, skill versions and own teacher
+    versions."""
     uris = [
         *session.scalars(
             select(AdapterVersion.artifact_uri).where(AdapterVersion.tenant_id == tenant_id)
+        ),
+        *session.scalars(
+            select(SkillVersion.artifact_uri).where(SkillVersion.tenant_id == tenant_id)
         ),
         *session.scalars(
             select(TeacherVersion.artifact_uri).where(TeacherVersion.tenant_id == tenant_id)
@@ -142,7 +154,8 @@ def tenant_artifacts(session: Session, *, tenant_id: str) -> list[str]:
 def delete_tenant(session: Session, *, tenant_id: str) -> dict[str, int]:
     """Delete a tenant and every row of it (the store's cascades: keys, documents and their
     questions, jobs, adapter and teacher versions, self-edits, rewards, completions,
-    feedback); returns how many rows of each kind went."""
+    feedback, skills with their examples, versions and configurations); returns how many rows
+    of each kind went."""
     counts = {
         name: session.scalar(select(func.count()).where(column == tenant_id)) or 0
         for name, column in _TENANT_ROWS.items()
