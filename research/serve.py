@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +183,7 @@ def run_serve_bench(
             on_phase(f"{n} clients: plain batched generate")
             prompts = [r.messages for r in _requests(n, [None] * n, max_tokens)]
             config = SampleConfig(max_new_tokens=max_tokens, batch_size=max(n, 1))
+            generate(host, prompts, replace(config, max_new_tokens=2))  # warm-up of this shape
             started = time.perf_counter()
             out = generate(host, prompts, config)
             report.plain[n] = sum(g.completion_tokens for g in out) / (

@@ -325,11 +325,13 @@ class Settings(BaseSettings):
         8, ge=1, description="Adapters kept loaded by each API process (by checksum)."
     )
     chat_engine: Literal["serial", "batched"] = Field(
-        "serial",
-        description="How an API process decodes concurrent chats: `serial`, one at a time "
-        "(the adapter folded into the weights for long replies); `batched`, continuous batching "
-        "with mixed adapters (seal.batching: requests join and leave the running batch at "
-        "token boundaries, each row with its own LoRA delta).",
+        "batched",
+        description="How an API process decodes concurrent chats: `batched`, continuous "
+        "batching with mixed adapters (seal.batching: requests join and leave the running "
+        "batch at token boundaries, each row with its own LoRA delta, a batch of one adapter "
+        "with it folded into the weights); `serial`, one at a time. In bf16 a greedy reply may "
+        "differ with what shares its batch (docs/results/2026-12-03-serving.md); "
+        "`SEAL_DTYPE=float32` keeps it byte-identical.",
     )
     chat_max_batch: int = Field(
         16, ge=1, le=256, description="`batched`: the most chats decoded together."
