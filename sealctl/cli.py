@@ -503,6 +503,60 @@ def teacher_distill(
     )
 
 
+@teacher_app.command("train-skills")
+def teacher_train_skills(
+    arc_dir: Annotated[
+        Path | None,
+        typer.Option(help="A folder of ARC tasks (e.g. ../shared/data/arc): their train split"),
+    ] = None,
+    text: Annotated[bool, typer.Option(help="The text tasks the project ships")] = False,
+    k: Annotated[int, typer.Option(min=1, max=16, help="Configurations per task")] = 3,
+    tasks: Annotated[int | None, typer.Option(min=1, help="Only the first N tasks")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds sampling and training")] = 0,
+) -> None:
+    """One ReST-EM round of the shared teacher of skill configurations on public tasks: it
+    writes k configurations per task, each trains an adapter on the task's demonstrations,
+    and those that answer every test case exactly train a new shared skills teacher version
+    (promoted when any were kept). Test-time training runs at SEAL_SKILL_SCALE."""
+    from seal.skills.tasks import arc_tasks, text_tasks
+    from worker.jobs.skill_teacher import train_shared_skills_teacher
+
+    if arc_dir is None and not text:
+        raise typer.BadParameter("name the public tasks: --arc-dir FOLDER and/or --text")
+    settings = get_settings()
+    _refuse_external(settings, "ReST-EM")
+    _setup_logging(settings)
+    cases = [*(arc_tasks(arc_dir) if arc_dir else []), *(text_tasks() if text else [])]
+    cases = cases[:tasks] if tasks else cases
+    source = " + ".join([*([f"arc:{arc_dir}"] if arc_dir else []), *(["text"] if text else [])])
+    runtime = _shared_runtime(settings)
+    print(f"ReST-EM over skill configurations: {len(cases)} tasks x k={k} ({source})", flush=True)
+    started = time.perf_counter()
+
+    def on_task(index: int, task) -> None:  # type: ignore[no-untyped-def]
+        print(
+            f"[{time.perf_counter() - started:7.0f} s] {index + 1}/{len(cases)} {task.task}: "
+            f"rewards {task.rewards}, {task.parsed}/{len(task.rewards)} parsed",
+            flush=True,
+        )
+
+    report = train_shared_skills_teacher(
+        runtime, cases, k=k, seed=seed, source=source, on_task=on_task
+    )
+    solved = sum(any(r > 0 for r in t.rewards) for t in report.tasks)
+    start = f"v{report.started_from}" if report.started_from else "the base model"
+    outcome = (
+        f"shared skills teacher v{report.version} promoted (train loss {report.train_loss:.3f})"
+        if report.version is not None and report.train_loss is not None
+        else "nothing kept: no new version"
+    )
+    print(
+        f"from {start}: {report.kept} of {len(cases) * k} configurations kept, "
+        f"{solved} of {len(cases)} tasks solved; {outcome}",
+        flush=True,
+    )
+
+
 eval_app = typer.Typer(help="Experiments that measure how well the student learns.")
 app.add_typer(eval_app, name="eval")
 

@@ -363,6 +363,15 @@ class RewardSummary(RewardGroup):
 
 
 # --- teachers -------------------------------------------------------------------------------
+class TeacherRoundRequest(_Create):
+    domain: TeacherDomain = Field(
+        TeacherDomain.documents,
+        description="`documents`: train the teacher of the updates' self-edits on the tenant's "
+        "best self-edits; `skills`: the teacher of the skills' training configurations on the "
+        "configurations that solved held-out examples.",
+    )
+
+
 class TeacherRoundAccepted(BaseModel):
     job_id: str
     status: JobStatus

@@ -21,18 +21,30 @@ from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
 
 
-def request_round(session: Session, settings: Settings, tenant: Tenant) -> Job:
-    """The tenant's teacher round: a new job, or the one already queued or running. An
-    external teacher (SEAL_TEACHER_URL) cannot be trained."""
+def request_round(
+    session: Session,
+    settings: Settings,
+    tenant: Tenant,
+    *,
+    domain: TeacherDomain = TeacherDomain.documents,
+) -> Job:
+    """The tenant's teacher round of ``domain``: a new job (params ``{"domain": "skills"}``
+    for the skills teacher; none for documents), or the one of that domain already queued or
+    running. An external teacher (SEAL_TEACHER_URL) cannot be trained."""
     if settings.external_teacher:
         raise Conflict(
             "the teacher is an external endpoint (SEAL_TEACHER_URL); ReST-EM trains the "
             "bundled teacher's adapter and cannot train it"
         )
-    job = job_repo.get_open_job(session, tenant_id=tenant.id, kind=JobKind.teacher_train)
+    open_jobs = job_repo.list_open_jobs(session, tenant_id=tenant.id, kind=JobKind.teacher_train)
+    job = next(
+        (j for j in open_jobs if (j.params or {}).get("domain", TeacherDomain.documents) == domain),
+        None,
+    )
     if job is None:
+        params = {} if domain == TeacherDomain.documents else {"domain": domain.value}
         job = job_repo.create_job(
-            session, tenant_id=tenant.id, kind=JobKind.teacher_train, params={}
+            session, tenant_id=tenant.id, kind=JobKind.teacher_train, params=params
         )
         enqueue_after_commit(session, TEACHER_ROUND_TASK, job_id=job.id)
     return job

@@ -9,7 +9,8 @@ from service.deps import CurrentTenant, SessionDep, SettingsDep
 from service.domain import teachers as teacher_domain
 from service.errors import COMMON_ERRORS, error_responses
 from service.presenters import teacher_public
-from service.schemas import TeacherListItem, TeacherRoundAccepted
+from service.schemas import TeacherListItem, TeacherRoundAccepted, TeacherRoundRequest
+from service.store.models import TeacherDomain
 from service.store.repositories import learning as learning_repo
 
 router = APIRouter(prefix="/v1", tags=["teachers"], responses=error_responses(*COMMON_ERRORS))
@@ -22,12 +23,17 @@ router = APIRouter(prefix="/v1", tags=["teachers"], responses=error_responses(*C
     responses=error_responses(409),
 )
 def request_teacher_round(
-    session: SessionDep, tenant: CurrentTenant, settings: SettingsDep
+    session: SessionDep,
+    tenant: CurrentTenant,
+    settings: SettingsDep,
+    body: TeacherRoundRequest | None = None,
 ) -> TeacherRoundAccepted:
-    """Train the tenant's own teacher on the self-edits that earned it the best rewards. A
-    round already queued or running is returned instead of a second one. 409 when the
-    teacher is an external endpoint (SEAL_TEACHER_URL): its weights cannot be trained."""
-    job = teacher_domain.request_round(session, settings, tenant)
+    """Train the tenant's own teacher of ``domain`` (no body: documents) on the self-edits
+    that earned it the best rewards. A round of that domain already queued or running is
+    returned instead of a second one. 409 when the teacher is an external endpoint
+    (SEAL_TEACHER_URL): its weights cannot be trained."""
+    domain = body.domain if body else TeacherDomain.documents
+    job = teacher_domain.request_round(session, settings, tenant, domain=domain)
     return TeacherRoundAccepted(job_id=job.id, status=job.status)
 
 

@@ -40,7 +40,7 @@ from seal.restem import train_teacher as sft_teacher
 from seal.selfedit import FORMATS, Passage
 from seal.train import Checkpoint, TrainConfig, TrainResult
 from service.store.db import in_transaction, session_scope
-from service.store.models import Document, JobStatus, TeacherVersion
+from service.store.models import Document, JobStatus, TeacherDomain, TeacherVersion
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from worker.bundled import usable
@@ -67,9 +67,12 @@ def save_teacher(
     metrics: dict,
     promote: bool,
     run: JobRun | None = None,
+    domain: TeacherDomain = TeacherDomain.documents,
+    result: dict | None = None,
 ) -> TeacherVersion:
-    """Write the teacher adapter atomically and record it (promoted or as a candidate); for
-    a job's ``run``, in the job's final transaction, with its success."""
+    """Write the teacher adapter atomically and record it in ``domain``'s lineage (promoted
+    or as a candidate); for a job's ``run``, in the job's final transaction, with its success
+    and ``result`` (default: the examples and the version's number)."""
     settings = runtime.settings
     owner = tenant_id or "shared"
     target = artifact_folder(
@@ -91,17 +94,22 @@ def save_teacher(
             artifact_uri=str(target),
             checksum=digest,
             metrics=metrics,
+            domain=domain,
         )
         if promote:
             learning_repo.promote_teacher_version(session, version=version)
         if run is not None:
-            message = f"teacher version {version.number} promoted for this tenant"
+            outcome = "promoted" if promote else "recorded as a candidate"
             job_repo.finish_job(
                 session,
                 job_id=run.id,
                 status=JobStatus.succeeded,
-                message=message,
-                result={"examples": metrics.get("examples"), "teacher_version": version.number},
+                message=f"teacher version {version.number} {outcome} for this tenant",
+                result={
+                    "examples": metrics.get("examples"),
+                    "teacher_version": version.number,
+                    **(result or {}),
+                },
             )
         return version
 
@@ -436,6 +444,12 @@ def run_teacher_round(runtime: Runtime, job_id: str) -> None:
 
 def _teacher_round(runtime: Runtime, run: JobRun) -> None:
     refuse_external_teacher(runtime.settings, "A teacher round (ReST-EM)")
+    if TeacherDomain(run.job.params.get("domain", TeacherDomain.documents)) == TeacherDomain.skills:
+        # imported here: the skills round saves its versions with save_teacher above
+        from worker.jobs.skill_teacher import skills_round
+
+        skills_round(runtime, run)
+        return
     tenant_id = run.job.tenant_id
 
     def read(session: Session) -> tuple[list, TeacherVersion | None]:
