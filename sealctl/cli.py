@@ -940,6 +940,75 @@ def eval_proxy(
     )
 
 
+@eval_app.command("skills")
+def eval_skills(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="A folder of ARC tasks (train_challenges.json and train_solutions.json, e.g. "
+            "../shared/data/arc), a JSON file of text tasks in the shape of "
+            "seal/skills/text_tasks.json, or `text` for the text tasks the project ships"
+        ),
+    ],
+    k: Annotated[int, typer.Option(min=1, max=16, help="Configurations per task and row")] = 3,
+    tasks: Annotated[int | None, typer.Option(min=2, help="Only the first N tasks")] = None,
+    rows: Annotated[
+        list[str] | None,
+        typer.Option(help="Rows to run (repeatable): in-context, ttt-fixed, teacher, restem"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds sampling and training")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write every answer as JSON here")] = None,
+) -> None:
+    """The SEAL paper's few-shot table for our student: in-context learning alone, test-time
+    training with one fixed configuration, with the untrained teacher's configurations, and
+    after ReST-EM (trained on one half of the tasks, scored on the other); success rates with
+    95% Wilson intervals. Test-time training runs at SEAL_SKILL_SCALE."""
+    from research.skills import ROWS, SkillsReport, format_skills, run_skills_eval
+    from seal.skills.tasks import arc_tasks, text_tasks
+    from worker.jobs.skill import skill_scale
+    from worker.runtime import student_host
+
+    chosen_rows = rows or list(ROWS)
+    wrong = [r for r in chosen_rows if r not in ROWS]
+    if wrong:
+        raise typer.BadParameter(f"--rows must be among {', '.join(ROWS)}, not {wrong[0]!r}")
+    path = Path(data)
+    if data == "text":
+        cases = text_tasks()
+    elif path.is_dir():
+        cases = arc_tasks(path)
+    elif path.is_file():
+        cases = text_tasks(path)
+    else:
+        raise typer.BadParameter(f"{data} is neither `text`, a folder of ARC tasks nor a file")
+    cases = cases[:tasks] if tasks else cases
+    settings = get_settings().model_copy(update={"seed": seed})
+    _setup_logging(settings)
+    host = student_host(settings, with_teacher=True)
+    started = time.perf_counter()
+
+    def done(report: SkillsReport, what: str) -> None:
+        print(f"[{time.perf_counter() - started:7.0f} s] {what}", flush=True)
+        if out is not None:  # what is done so far, should the run be stopped
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report.to_json(), indent=2))
+
+    report = run_skills_eval(
+        host,
+        cases,
+        data=data,
+        k=k,
+        seed=seed,
+        scale=skill_scale(settings),
+        rows=chosen_rows,
+        on_done=done,
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_json(), indent=2))
+    print(format_skills(report), flush=True)
+
+
 def _register_bench() -> None:
     from sealctl.bench import bench_app
 

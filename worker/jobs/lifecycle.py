@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from service.settings import Settings
 from service.store.db import in_transaction
-from service.store.models import AdapterVersion, Job, JobStatus, TeacherVersion
+from service.store.models import AdapterVersion, Job, JobStatus, SkillVersion, TeacherVersion
 from service.store.repositories import jobs as job_repo
 from worker.runtime import Runtime
 
@@ -57,14 +57,19 @@ def artifact_folder(parent: Path, job_id: str | None) -> Path:
 
 def _artifact_parents(settings: Settings, job: Job) -> list[Path]:
     root = settings.resolved_adapter_dir
-    return [root / job.tenant_id, root / "teachers" / job.tenant_id]
+    parents = [root / job.tenant_id, root / "teachers" / job.tenant_id]
+    if job.skill_id is not None:  # a skill job's versions: worker.jobs.skill.skill_folder
+        parents.append(root / "skills" / job.tenant_id / job.skill_id)
+    return parents
 
 
 def remove_unrecorded_artifacts(session: Session, settings: Settings, job: Job) -> list[Path]:
     """Remove the folders an attempt of ``job`` wrote but no version records (a worker that
     died between saving and committing, or while saving); the folders removed."""
-    recorded = set(session.scalars(select(AdapterVersion.artifact_uri))) | set(
-        session.scalars(select(TeacherVersion.artifact_uri))
+    recorded = (
+        set(session.scalars(select(AdapterVersion.artifact_uri)))
+        | set(session.scalars(select(TeacherVersion.artifact_uri)))
+        | set(session.scalars(select(SkillVersion.artifact_uri)))
     )
     tag = job.id[:8]
     removed = []

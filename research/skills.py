@@ -1,0 +1,267 @@
+"""``seal eval skills``: the SEAL paper's few-shot table for our student.
+
+For each task (its demonstrations to learn from, its test cases with their solutions), four
+rows, each graded on the test cases only (never trained on):
+
+- ``in-context``: the base model with the demonstrations in its prompt, no training;
+- ``ttt-fixed``: test-time training with the one fixed configuration (``DEFAULT_CONFIG``);
+- ``teacher``: the untrained teacher writes k configurations, each trains its own adapter;
+- ``restem``: the same after ReST-EM, the teacher fine-tuned on the configurations of the
+  ``teacher`` row that solved their task (the paper's behaviour cloning on successful
+  self-edits). Two folds: the teacher that writes for a task was trained on the other fold's
+  tasks only, so the row is out of sample. A fold whose other half solved nothing keeps the
+  untrained teacher, and says so.
+
+A task is solved when every test case is answered exactly. The rows with k configurations
+report the share of (task, configuration) pairs solved (the paper's "success rate" of
+self-edits) and how many tasks any configuration solved; every rate has its 95% Wilson
+interval.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from research.evaluation import wilson_interval
+from seal.lora import STUDENT, TEACHER, AdapterHost, AdapterState
+from seal.skills.config import DEFAULT_CONFIG, ConfigError, SkillConfig, parse_config
+from seal.skills.tasks import Demo, SkillTask
+from seal.skills.teacher import teacher_turns, write_configs
+from seal.skills.ttt import ConfigResult, SkillScale, fit_context, matches, predict, train_with
+from seal.train import TrainConfig, tokenize, train_adapter
+
+ROWS = ("in-context", "ttt-fixed", "teacher", "restem")
+
+Case = tuple[SkillTask, list[Demo]]
+
+
+@dataclass
+class Attempt:
+    """One way of answering one task's test cases."""
+
+    task: str
+    row: str
+    correct: int
+    cases: int
+    text: str = ""
+    """The configuration as written (rows with configurations)."""
+    parsed: bool = True
+    answers: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def solved(self) -> bool:
+        return self.parsed and self.cases > 0 and self.correct == self.cases
+
+
+@dataclass
+class RowSummary:
+    row: str
+    attempts: int
+    solved: int
+    tasks: int
+    tasks_solved: int
+    parsed: int
+
+    @property
+    def rate(self) -> float:
+        return self.solved / self.attempts if self.attempts else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.solved, self.attempts)
+
+
+@dataclass
+class SkillsReport:
+    data: str
+    k: int
+    seed: int
+    scale: dict[str, Any]
+    attempts: list[Attempt] = field(default_factory=list)
+    folds: dict[str, str] = field(default_factory=dict)
+    """Each task's fold ("a" or "b") and what its ReST-EM teacher learned from."""
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[RowSummary]:
+        rows = []
+        for row in ROWS:
+            mine = [a for a in self.attempts if a.row == row]
+            if not mine:
+                continue
+            tasks = sorted({a.task for a in mine})
+            rows.append(
+                RowSummary(
+                    row=row,
+                    attempts=len(mine),
+                    solved=sum(a.solved for a in mine),
+                    tasks=len(tasks),
+                    tasks_solved=sum(any(a.solved for a in mine if a.task == t) for t in tasks),
+                    parsed=sum(a.parsed for a in mine),
+                )
+            )
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "k": self.k,
+            "seed": self.seed,
+            "scale": self.scale,
+            "folds": self.folds,
+            "notes": self.notes,
+            "summary": [
+                {**asdict(s), "rate": s.rate, "interval": s.interval} for s in self.summary()
+            ],
+            "attempts": [asdict(a) for a in self.attempts],
+        }
+
+
+def _attempt(
+    host: AdapterHost,
+    task: SkillTask,
+    tests: Sequence[Demo],
+    row: str,
+    state: AdapterState | None,
+    scale: SkillScale,
+    *,
+    text: str = "",
+    started: float,
+) -> Attempt:
+    longest = max(tests, key=lambda d: len(d.input)).input
+    context = fit_context(host.tokenizer, task, task.demos, longest, scale.max_seq_len)
+    answers = predict(host, STUDENT, state, task, context, [t.input for t in tests], scale)
+    correct = sum(matches(a, t.output) for a, t in zip(answers, tests, strict=True))
+    return Attempt(
+        task.name,
+        row,
+        correct,
+        len(tests),
+        text=text,
+        answers=answers,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _with_config(
+    host: AdapterHost,
+    task: SkillTask,
+    tests: Sequence[Demo],
+    row: str,
+    text: str,
+    scale: SkillScale,
+    seed: int,
+) -> Attempt:
+    started = time.perf_counter()
+    try:
+        config: SkillConfig = parse_config(text)
+    except ConfigError:
+        return Attempt(task.name, row, 0, len(tests), text=text, parsed=False)
+    state, _ = train_with(host, STUDENT, task, task.demos, config, scale, seed)
+    return _attempt(host, task, tests, row, state, scale, text=text, started=started)
+
+
+def _teacher_rows(
+    host: AdapterHost,
+    cases: Sequence[Case],
+    row: str,
+    teacher: AdapterState | None,
+    k: int,
+    scale: SkillScale,
+    seed: int,
+    report: SkillsReport,
+    on_done: Callable[[SkillsReport, str], None],
+) -> None:
+    for index, (task, tests) in enumerate(cases):
+        texts = write_configs(
+            host, TEACHER if teacher is not None else None, teacher, task, k, seed + index
+        )
+        for text in texts:
+            report.attempts.append(_with_config(host, task, tests, row, text, scale, seed))
+        on_done(report, f"{task.name}: {row}")
+
+
+def _train_teacher(
+    host: AdapterHost, solved: Sequence[tuple[SkillTask, ConfigResult]], seed: int
+) -> AdapterState:
+    """Behaviour cloning on the successful configurations (the paper: 8 epochs, lr 5e-5 at
+    LoRA rank 16 on a 1B model; a higher rate for our small teacher's rank-32 slot)."""
+    examples = tokenize(host, teacher_turns(solved), 4096)
+    config = TrainConfig(learning_rate=3e-4, epochs=8, batch_size=2, seed=seed)
+    return train_adapter(host, TEACHER, examples, config).state
+
+
+def run_skills_eval(
+    host: AdapterHost,
+    cases: Sequence[Case],
+    *,
+    data: str,
+    k: int = 3,
+    seed: int = 0,
+    scale: SkillScale | None = None,
+    rows: Sequence[str] = ROWS,
+    on_done: Callable[[SkillsReport, str], None] = lambda _report, _what: None,
+) -> SkillsReport:
+    """Every row of ``rows`` for every task of ``cases``; ``host`` needs a teacher slot for
+    the ``restem`` row. ``on_done(report, what)`` hears of each task's row done, with the
+    report so far (a long run can save it as it goes)."""
+    scale = scale or SkillScale()
+    report = SkillsReport(data=data, k=k, seed=seed, scale=asdict(scale))
+    for task, tests in cases:
+        if "in-context" in rows:
+            started = time.perf_counter()
+            report.attempts.append(
+                _attempt(host, task, tests, "in-context", None, scale, started=started)
+            )
+        if "ttt-fixed" in rows:
+            report.attempts.append(
+                _with_config(host, task, tests, "ttt-fixed", DEFAULT_CONFIG.to_json(), scale, seed)
+            )
+        on_done(report, f"{task.name}: in-context, ttt-fixed")
+    if "teacher" in rows or "restem" in rows:
+        _teacher_rows(host, cases, "teacher", None, k, scale, seed, report, on_done)
+    if "restem" in rows:
+        folds = {task.name: "ab"[i % 2] for i, (task, _) in enumerate(cases)}
+        for fold in "ab":
+            mine = [c for c in cases if folds[c[0].name] == fold]
+            others = {t.name: t for t, _ in cases if folds[t.name] != fold}
+            solved = [
+                (others[a.task], ConfigResult(a.text, DEFAULT_CONFIG, None, 1.0, None))
+                for a in report.attempts
+                if a.row == "teacher" and a.task in others and a.solved
+            ]
+            for task, _ in mine:
+                report.folds[task.name] = (
+                    f"fold {fold}: teacher trained on {len(solved)} solved configurations of "
+                    f"{len({t.name for t, _ in solved})} tasks of the other fold"
+                )
+            if not solved:
+                report.notes.append(
+                    f"fold {fold}: the other fold solved no task with a written configuration, "
+                    "so its ReST-EM teacher is the untrained one"
+                )
+            teacher = _train_teacher(host, solved, seed) if solved else None
+            _teacher_rows(host, mine, "restem", teacher, k, scale, seed, report, on_done)
+    return report
+
+
+def format_skills(report: SkillsReport) -> str:
+    lines = [
+        f"seal eval skills: {report.data}, k = {report.k} configurations per task, seed "
+        f"{report.seed}",
+        "",
+        "| row | success rate | 95% interval | solved / attempts | tasks solved | "
+        "configurations that parsed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in report.summary():
+        low, high = s.interval
+        lines.append(
+            f"| {s.row} | {s.rate:.1%} | {low:.1%} - {high:.1%} | {s.solved} / {s.attempts} | "
+            f"{s.tasks_solved} of {s.tasks} | {s.parsed} of {s.attempts} |"
+        )
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)

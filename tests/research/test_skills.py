@@ -1,0 +1,72 @@
+"""``seal eval skills`` (research.skills) on a tiny model: its rows, and that ReST-EM's teacher
+for a task never learned from that task's fold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from research import skills as skills_module
+from research.skills import Attempt, format_skills, run_skills_eval
+from seal.lora import STUDENT, TEACHER, AdapterHost
+from seal.skills.config import DEFAULT_CONFIG
+from seal.skills.tasks import Demo, SkillTask
+from seal.skills.ttt import SkillScale
+from tests.tiny import SPEC, load_tiny
+
+SMALL = SkillScale(max_examples=4, max_steps=2, max_new_tokens=8)
+
+
+def _case(name: str) -> tuple[SkillTask, list[Demo]]:
+    demos = (Demo("a b", "b a"), Demo("c d", "d c"), Demo("e f", "f e"))
+    return SkillTask(name, demos), [Demo("g h", "h g")]
+
+
+@pytest.fixture
+def host(tiny_model_dir: Path) -> AdapterHost:
+    return AdapterHost(load_tiny(tiny_model_dir), {STUDENT: SPEC, TEACHER: SPEC}, seed=0)
+
+
+def test_every_row_answers_every_task_and_the_table_says_so(host: AdapterHost) -> None:
+    cases = [_case("one"), _case("two")]
+    report = run_skills_eval(host, cases, data="tiny", k=1, scale=SMALL)
+
+    counts = {row: sum(a.row == row for a in report.attempts) for row in skills_module.ROWS}
+    assert counts == {"in-context": 2, "ttt-fixed": 2, "teacher": 2, "restem": 2}
+    assert all(a.cases == 1 for a in report.attempts)
+    assert set(report.folds) == {"one", "two"}
+    table = format_skills(report)
+    for row in skills_module.ROWS:
+        assert f"| {row} |" in table
+    data = report.to_json()
+    assert [s["row"] for s in data["summary"]] == list(skills_module.ROWS)
+
+
+def test_the_restem_teacher_of_a_fold_learns_only_from_the_other_fold(
+    host: AdapterHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = [_case("one"), _case("two"), _case("three"), _case("four")]  # folds a, b, a, b
+    written = DEFAULT_CONFIG.to_json()
+    monkeypatch.setattr(skills_module, "write_configs", lambda *a, **kw: [written])
+
+    def attempt(host, task, tests, row, text, scale, seed):  # type: ignore[no-untyped-def]
+        # in the teacher row only task "two" (fold b) is solved
+        solved = row == "teacher" and task.name == "two"
+        return Attempt(task.name, row, int(solved), 1, text=text)
+
+    monkeypatch.setattr(skills_module, "_with_config", attempt)
+    learned: list[list[str]] = []
+    real = skills_module._train_teacher
+
+    def train_teacher(host, solved, seed):  # type: ignore[no-untyped-def]
+        learned.append([task.name for task, _ in solved])
+        return real(host, solved, seed)
+
+    monkeypatch.setattr(skills_module, "_train_teacher", train_teacher)
+
+    report = run_skills_eval(host, cases, data="tiny", k=1, scale=SMALL, rows=["teacher", "restem"])
+
+    assert learned == [["two"]]  # fold a's teacher: fold b's solved task, never its own
+    assert "the other fold solved no task" in " ".join(report.notes)  # fold b: nothing to learn
+    assert "fold a" in report.folds["one"] and "1 solved" in report.folds["one"]
