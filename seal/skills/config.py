@@ -172,7 +172,10 @@ DEFAULT_CONFIG = SkillConfig(
     learning_rate=1e-3,
     num_train_epochs=2,
 )
-"""The one fixed configuration (the evaluation's "TTT, fixed config" row)."""
+"""The one fixed configuration (the evaluation's "TTT, fixed config" row). On 2026-12-03
+(SmolLM2-135M-Instruct, ``SkillScale()``, AMD EPYC, 2 cores) it got the held-out case of the
+shipped ``word_reversal``, ``initials`` and ``house_date`` tasks right and 3 of their 4 test
+cases each, against none in context alone; at learning rate 3e-3 it got no held-out case right."""
 
 CONFIG_PROMPT = """You are configuring a model training pipeline by selecting from predefined tools.
 

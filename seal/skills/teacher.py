@@ -80,8 +80,11 @@ def write_configs(
     ARC tasks 6150a2bd, 5582e5ca, 6e02f1e3, 67e8384a and 8be77c9e, 2026-12-03), none parsed
     (``parse_config``): it wrote prose. With the reply prefilled with the JSON's opening,
     ``{"data_generation": {"use_basic_augmentations":``, none parsed either: it wrote
-    ``"boolean"`` for the values, repeated keys and made up others. ReST-EM then had no
-    configuration with a reward to train the teacher on."""
+    ``"boolean"`` for the values, repeated keys and made up others. ReST-EM would have had no
+    configuration with a reward to train the teacher on. Under the grammar all 40 parse, and
+    the choices vary: of 16 samples for ARC task 44f52bb0 (seed 1), 10 chose every
+    augmentation and 3 none, learning rates 1e-5 (8), 1e-2 (4), 1e-4 and 1e-3 (2 each), 1 to 8
+    epochs; all chose the loss on all tokens."""
     tok = host.tokenizer
     options = [c.to_json() for c in menu()]
     encoded = tok(options, add_special_tokens=False)["input_ids"]

@@ -273,8 +273,8 @@ def test_test_time_training_teaches_a_tiny_model_a_trivial_skill(untied_tiny_dir
 def test_test_time_training_teaches_the_default_model_a_shipped_text_skill() -> None:
     """SmolLM2-135M-Instruct does not reverse the words of a sentence from ten examples in
     context, and does after test-time training with the fixed configuration at the CPU scale
-    (measured on 2026-12-03, AMD EPYC, 2 cores, bf16: 0/4 test cases in context, 3/4 after,
-    about a minute)."""
+    (measured on 2026-12-03, AMD EPYC, 2 cores, bf16: 0/4 test cases in context, 3/4 after;
+    about a minute alone on the machine)."""
     host = AdapterHost(load_model(str(default_model_dir()), CACHE), {"student": LoraSpec()})
     task, tests = next(t for t in text_tasks() if t[0].name == "word_reversal")
     scale = SkillScale()
