@@ -282,9 +282,9 @@ class Settings(BaseSettings):
     )
     skill_scale: Literal["cpu", "paper"] = Field(
         "cpu",
-        description="`cpu`: test-time training scaled to two CPU cores (24 generated examples, "
-        "at most 48 steps), a skill job in minutes; `paper`: the paper's scale (250 examples, "
-        "375 steps), for a GPU.",
+        description="`cpu`: test-time training scaled to two CPU cores (24 generated examples "
+        "of at most 512 tokens, at most 24 steps), a skill job in minutes; `paper`: the paper's "
+        "scale (250 examples, 375 steps), for a GPU.",
     )
     skill_teacher_temperature: float = Field(
         0.8, gt=0, le=2, description="Sampling temperature of the configurations (paper: 0.8)."
