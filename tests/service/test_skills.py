@@ -12,7 +12,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from seal.skills.tasks import Demo, SkillTask
-from seal.skills.ttt import prompt_messages
+from seal.skills.ttt import SkillScale, prompt_messages
 from service.domain import skills as skill_domain
 from service.domain.errors import Conflict
 from service.enqueue import SKILL_TASK, task_for
@@ -467,11 +467,12 @@ def test_the_context_is_the_newest_examples_that_fit(session: Session, settings:
     skill = make_skill(session, tenant, name="long", examples=long)
     make_skill_version(session, skill, status=VersionStatus.active)
     prompt = skill_domain.skill_prompt(session, settings, tenant, "long", "query")
-    # 1024 characters hold two of them: the newest two, in the order they were taught
-    demos = (Demo(*long[3]), Demo(*long[4]))
+    # the default scale's 512 characters hold one of them: the newest
+    assert SkillScale().max_seq_len == 512
+    demos = (Demo(*long[4]),)
     assert prompt.messages == prompt_messages(SkillTask("long", demos), demos, "query")
-    huge = skill_domain.skill_prompt(session, settings, tenant, "long", "q" * 1024)
-    assert huge.messages == prompt_messages(SkillTask("long", ()), (), "q" * 1024)
+    huge = skill_domain.skill_prompt(session, settings, tenant, "long", "q" * 512)
+    assert huge.messages == prompt_messages(SkillTask("long", ()), (), "q" * 512)
     # at the paper's scale (8192 tokens) all five fit
     paper = settings.model_copy(update={"skill_scale": "paper"})
     every = skill_domain.skill_prompt(session, paper, tenant, "long", "query")
