@@ -965,7 +965,7 @@ def eval_skills(
     95% Wilson intervals. Test-time training runs at SEAL_SKILL_SCALE."""
     from research.skills import ROWS, SkillsReport, format_skills, run_skills_eval
     from seal.skills.tasks import arc_tasks, text_tasks
-    from worker.jobs.skill import skill_scale
+    from service.domain.skills import skill_scale
     from worker.runtime import student_host
 
     chosen_rows = rows or list(ROWS)

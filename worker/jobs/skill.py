@@ -33,14 +33,13 @@ from seal.skills.tasks import Demo, SkillTask
 from seal.skills.teacher import write_configs
 from seal.skills.ttt import (
     ConfigResult,
-    SkillScale,
     fit_context,
     score,
     score_config,
     split_held_out,
     train_with,
 )
-from service.settings import Settings
+from service.domain.skills import skill_folder, skill_scale
 from service.store.db import in_transaction
 from service.store.models import Job, JobStatus, SkillVersion, TeacherDomain, VersionStatus
 from service.store.repositories import jobs as job_repo
@@ -55,16 +54,6 @@ log = logging.getLogger(__name__)
 
 #: A version's score: the share of the held-out examples it reproduced exactly.
 HELD_OUT_METRIC = "held_out_score"
-
-
-def skill_scale(settings: Settings) -> SkillScale:
-    """The test-time training scale the settings name."""
-    return SkillScale.paper() if settings.skill_scale == "paper" else SkillScale()
-
-
-def skill_folder(settings: Settings, tenant_id: str, skill_id: str) -> Path:
-    """Where a tenant's skill versions are saved (one folder per version inside)."""
-    return settings.resolved_adapter_dir / "skills" / tenant_id / skill_id
 
 
 @dataclass

@@ -32,6 +32,7 @@ from seal.skills.tasks import Demo, SkillTask
 from seal.skills.teacher import teacher_turns, write_configs
 from seal.skills.ttt import ConfigResult, SkillScale, fit_context, score, train_with
 from seal.train import TrainConfig, TrainResult, tokenize, train_adapter
+from service.domain.skills import skill_scale
 from service.settings import Settings
 from service.store.db import in_transaction, session_scope
 from service.store.models import TeacherDomain, TeacherVersion
@@ -39,7 +40,6 @@ from service.store.repositories import learning as learning_repo
 from service.store.repositories import skills as skill_repo
 from worker.bundled import usable
 from worker.jobs.lifecycle import JobRun
-from worker.jobs.skill import skill_scale
 from worker.jobs.teacher import save_teacher
 from worker.runtime import Runtime, refuse_external_teacher
 
