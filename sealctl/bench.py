@@ -311,3 +311,47 @@ def bench_serve(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(report), indent=1))
         print(f"wrote {out}")
+
+
+@bench_app.command("skill")
+def bench_skill(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="`text` (the shipped text tasks), a folder of ARC tasks or a JSON file of text "
+            "tasks: each task's demonstrations become one skill"
+        ),
+    ] = "text",
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Only the tasks of these names (repeatable)")
+    ] = None,
+    tasks: Annotated[int | None, typer.Option(min=1, help="Only the first N tasks")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here")] = None,
+) -> None:
+    """One skill job per task at the service's settings (SEAL_SKILL_SCALE, SEAL_SKILL_CONFIGS),
+    through the worker's own job code on a fresh embedded store: seconds per job and per phase
+    (the teacher writing, each configuration trained and graded, the final training)."""
+    from research.skill_job import format_skill_bench, run_skill_bench
+    from seal.skills.tasks import load_tasks
+    from service.settings import get_settings
+
+    try:
+        cases = [t for t, _ in load_tasks(data)]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if task:
+        unknown = sorted(set(task) - {t.name for t in cases})
+        if unknown:
+            raise typer.BadParameter(f"--task {unknown[0]!r} is not a task of {data}")
+        cases = [t for t in cases if t.name in task]
+    cases = cases[:tasks] if tasks else cases
+    report = run_skill_bench(
+        get_settings(),
+        cases,
+        machine=_machine(),
+        on_phase=lambda line: typer.echo(f"... {line}", err=True),
+    )
+    typer.echo(format_skill_bench(report))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(asdict(report), indent=2))

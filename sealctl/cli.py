@@ -964,7 +964,7 @@ def eval_skills(
     after ReST-EM (trained on one half of the tasks, scored on the other); success rates with
     95% Wilson intervals. Test-time training runs at SEAL_SKILL_SCALE."""
     from research.skills import ROWS, SkillsReport, format_skills, run_skills_eval
-    from seal.skills.tasks import arc_tasks, text_tasks
+    from seal.skills.tasks import load_tasks
     from service.domain.skills import skill_scale
     from worker.runtime import student_host
 
@@ -972,15 +972,10 @@ def eval_skills(
     wrong = [r for r in chosen_rows if r not in ROWS]
     if wrong:
         raise typer.BadParameter(f"--rows must be among {', '.join(ROWS)}, not {wrong[0]!r}")
-    path = Path(data)
-    if data == "text":
-        cases = text_tasks()
-    elif path.is_dir():
-        cases = arc_tasks(path)
-    elif path.is_file():
-        cases = text_tasks(path)
-    else:
-        raise typer.BadParameter(f"{data} is neither `text`, a folder of ARC tasks nor a file")
+    try:
+        cases = load_tasks(data)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     cases = cases[:tasks] if tasks else cases
     settings = get_settings().model_copy(update={"seed": seed})
     _setup_logging(settings)

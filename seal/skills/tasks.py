@@ -104,3 +104,16 @@ def text_tasks(path: Path | None = None) -> list[tuple[SkillTask, list[Demo]]]:
         )
         for item in json.loads(raw)
     ]
+
+
+def load_tasks(data: str) -> list[tuple[SkillTask, list[Demo]]]:
+    """The tasks ``data`` names: ``text`` (the shipped text tasks), a folder of ARC tasks or a
+    JSON file of text tasks. A ValueError says when it is none of them."""
+    path = Path(data)
+    if data == "text":
+        return text_tasks()
+    if path.is_dir():
+        return arc_tasks(path)
+    if path.is_file():
+        return text_tasks(path)
+    raise ValueError(f"{data} is neither `text`, a folder of ARC tasks nor a file")

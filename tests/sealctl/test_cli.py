@@ -448,3 +448,12 @@ def test_the_rest_em_command_starts_from_the_shipped_teacher_on_a_new_store(
     with runtime.sessions() as session:
         (version,) = learning_repo.shared_teacher_versions(session)
         assert version.number == 1 and version.checksum == meta["checksum"]
+
+
+def test_skill_commands_explain_what_they_cannot_read(data_dir: Path) -> None:
+    for args in (["eval", "skills", "nowhere"], ["bench", "skill", "nowhere"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0
+        assert "nowhere is neither `text`, a folder of ARC tasks nor a file" in plain(result.output)
+    result = runner.invoke(app, ["bench", "skill", "text", "--task", "no-such-task"])
+    assert result.exit_code != 0 and "'no-such-task' is not a task of text" in plain(result.output)
