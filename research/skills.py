@@ -21,8 +21,9 @@ interval.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from research.evaluation import wilson_interval
@@ -175,13 +176,19 @@ def _teacher_rows(
     report: SkillsReport,
     on_done: Callable[[SkillsReport, str], None],
 ) -> None:
-    for index, (task, tests) in enumerate(cases):
+    for task, tests in cases:
         texts = write_configs(
-            host, TEACHER if teacher is not None else None, teacher, task, k, seed + index
+            host, TEACHER if teacher is not None else None, teacher, task, k, _task_seed(seed, task)
         )
         for text in texts:
             report.attempts.append(_with_config(host, task, tests, row, text, scale, seed))
         on_done(report, f"{task.name}: {row}")
+
+
+def _task_seed(seed: int, task: SkillTask) -> int:
+    """The seed a teacher writes a task's configurations with: the same in every row, so that
+    the rows differ only in their teacher."""
+    return seed + zlib.crc32(task.name.encode())
 
 
 def _train_teacher(
@@ -239,11 +246,22 @@ def run_skills_eval(
                     f"{len({t.name for t, _ in solved})} tasks of the other fold"
                 )
             if not solved:
+                # the untrained teacher with the same seeds writes the same configurations,
+                # which train the same adapters: the teacher row's attempts are this row's
                 report.notes.append(
                     f"fold {fold}: the other fold solved no task with a written configuration, "
-                    "so its ReST-EM teacher is the untrained one"
+                    "so its ReST-EM teacher is the untrained one and its attempts are the "
+                    "teacher row's (the same teacher and seeds)"
                 )
-            teacher = _train_teacher(host, solved, seed) if solved else None
+                names = {task.name for task, _ in mine}
+                report.attempts += [
+                    replace(a, row="restem")
+                    for a in list(report.attempts)
+                    if a.row == "teacher" and a.task in names
+                ]
+                on_done(report, f"fold {fold}: restem (the teacher row's attempts)")
+                continue
+            teacher = _train_teacher(host, solved, seed)
             _teacher_rows(host, mine, "restem", teacher, k, scale, seed, report, on_done)
     return report
 

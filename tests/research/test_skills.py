@@ -3,6 +3,7 @@ for a task never learned from that task's fold."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,38 @@ def test_the_restem_teacher_of_a_fold_learns_only_from_the_other_fold(
     assert learned == [["two"]]  # fold a's teacher: fold b's solved task, never its own
     assert "the other fold solved no task" in " ".join(report.notes)  # fold b: nothing to learn
     assert "fold a" in report.folds["one"] and "1 solved" in report.folds["one"]
+
+
+def test_a_fold_with_nothing_to_learn_reuses_the_teacher_rows_attempts(
+    host: AdapterHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = [_case("one"), _case("two")]
+    rows_run: list[str] = []
+    real = skills_module._with_config
+
+    def attempt(host, task, tests, row, text, scale, seed):  # type: ignore[no-untyped-def]
+        rows_run.append(row)
+        return replace(real(host, task, tests, row, text, scale, seed), correct=0)
+
+    monkeypatch.setattr(skills_module, "_with_config", attempt)
+    report = run_skills_eval(host, cases, data="tiny", k=2, scale=SMALL, rows=["teacher", "restem"])
+
+    assert rows_run == ["teacher"] * 4  # nothing solved: no ReST-EM teacher, nothing retrained
+    teacher = [a for a in report.attempts if a.row == "teacher"]
+    restem = [a for a in report.attempts if a.row == "restem"]
+    assert [(a.task, a.text, a.answers) for a in restem] == [
+        (a.task, a.text, a.answers) for a in teacher
+    ]
+    assert sum("attempts are the teacher row's" in n for n in report.notes) == 2
+
+
+def test_the_untrained_teacher_writes_a_tasks_configurations_alike_in_every_row(
+    host: AdapterHost,
+) -> None:
+    """What reusing the teacher row's attempts rests on: the same teacher and task seed write
+    the same configurations."""
+    task, _ = _case("one")
+    seed = skills_module._task_seed(0, task)
+    first = skills_module.write_configs(host, None, None, task, 2, seed)
+    assert skills_module.write_configs(host, None, None, task, 2, seed) == first
+    assert skills_module._task_seed(0, _case("two")[0]) != seed
