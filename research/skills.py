@@ -10,7 +10,8 @@ rows, each graded on the test cases only (never trained on):
   ``teacher`` row that solved their task (the paper's behaviour cloning on successful
   self-edits). Two folds: the teacher that writes for a task was trained on the other fold's
   tasks only, so the row is out of sample. A fold whose other half solved nothing keeps the
-  untrained teacher, and says so.
+  untrained teacher, and says so; as a task's configurations are written with the same seed in
+  every row, its attempts are then the teacher row's, reused rather than trained again.
 
 A task is solved when every test case is answered exactly. The rows with k configurations
 report the share of (task, configuration) pairs solved (the paper's "success rate" of
