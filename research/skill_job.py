@@ -4,7 +4,8 @@ Each task becomes a skill of one tenant in a fresh embedded store, and the worke
 job (``worker.jobs.skill.run_skill``, the lifecycle included) learns it in this process, as a
 worker would. A thread reads the job's progress message from the store while it runs, so each
 phase (the teacher writing, each configuration's training and grading, the final training)
-gets its seconds. The model loads once, before the first job, and is not counted (a worker
+gets its seconds (each message names the step just done; its seconds are those since the
+message before). The model loads once, before the first job, and is not counted (a worker
 keeps it loaded).
 """
 
@@ -51,16 +52,17 @@ class SkillBenchReport:
 
 
 def _watch(read: Callable[[], str | None], stop: threading.Event, every_s: float) -> list[Phase]:
-    """The messages ``read`` returns while ``stop`` is unset, each with how long it stood."""
+    """The messages ``read`` returns while ``stop`` is unset, each with the seconds since the
+    message before it: a job's message says what it has just done, so that is how long the
+    step it names took."""
     phases: list[Phase] = []
     current, since = None, time.perf_counter()
     while True:
         done = stop.wait(every_s)
         message = read()
         now = time.perf_counter()
-        if message != current or done:
-            if current is not None:
-                phases.append(Phase(current, round(now - since, 1)))
+        if message is not None and message != current:
+            phases.append(Phase(message, round(now - since, 1)))
             current, since = message, now
         if done:
             return phases
@@ -71,7 +73,7 @@ def _timed(work: Callable[[], None], read: Callable[[], str | None]) -> tuple[fl
     ``read`` showed meanwhile."""
     stop = threading.Event()
     phases: list[Phase] = []
-    watcher = threading.Thread(target=lambda: phases.extend(_watch(read, stop, 0.2)), daemon=True)
+    watcher = threading.Thread(target=lambda: phases.extend(_watch(read, stop, 0.05)), daemon=True)
     watcher.start()
     started = time.perf_counter()
     with contextlib.suppress(Exception):  # a failed job says why in its row
@@ -176,6 +178,6 @@ def format_skill_bench(report: SkillBenchReport) -> str:
         )
     if report.runs:
         worst = max(report.runs, key=lambda r: r.seconds)
-        lines += ["", f"slowest job: {worst.task}, {worst.seconds:.0f} s; its phases:"]
+        lines += ["", f"slowest job: {worst.task}, {worst.seconds:.0f} s; its steps as done:"]
         lines += [f"  {p.seconds:7.1f} s  {p.message}" for p in worst.phases]
     return "\n".join(lines)
