@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.store.models import AdapterVersion, Job, JobStatus
+from service.store.models import AdapterVersion, Job, JobStatus, SkillVersion
 
 __all__ = ["CONTENT_TYPE_LATEST", "MetricsMiddleware", "exposition"]
 
@@ -128,7 +128,7 @@ class MetricsMiddleware:
 
 
 class StoreCollector(Collector):
-    """Jobs, the queue and adapter versions as the store has them at the scrape."""
+    """Jobs, the queue, adapter and skill versions as the store has them at the scrape."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -173,6 +173,17 @@ class StoreCollector(Collector):
         ):
             versions.add_metric([str(version_status)], count)
         yield versions
+
+        skill_versions = GaugeMetricFamily(
+            "seal_skill_versions",
+            "Skill versions by status: the held-out gate's outcomes, as for adapter versions.",
+            labels=["status"],
+        )
+        for version_status, count in session.execute(
+            select(SkillVersion.status, func.count()).group_by(SkillVersion.status)
+        ):
+            skill_versions.add_metric([str(version_status)], count)
+        yield skill_versions
 
 
 def _seconds(session: Session):  # type: ignore[no-untyped-def]

@@ -1,7 +1,8 @@
 """``/admin``: the operators' dashboard, served by the API with no build step (one HTML page,
 one script, one style sheet under ``service/static``). Tenants; each tenant's adapter versions
-with their metrics and status; its jobs with live progress; its reward history as a chart by
-format and teacher version; a rollback button that calls the same rule as the admin API.
+with their metrics and status; its skills with their versions (held-out score, configuration);
+its jobs with live progress; its reward history as a chart by format and teacher version;
+rollback buttons for adapters and skills that call the same rules as the admin API.
 
 Signed in with the admin key (``service.dashboard``: an HttpOnly, SameSite=Strict session
 cookie; a CSRF token on every action). It shows no document's text: counts only."""
@@ -17,19 +18,22 @@ from fastapi import APIRouter, Cookie, Form, Header, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from service import dashboard
 from service.deps import ReadSessionDep, SessionDep, SettingsDep
 from service.domain import adapters as adapter_domain
+from service.domain import skills as skill_domain
 from service.domain import tenants as tenant_domain
 from service.domain.errors import Forbidden, ServiceError
-from service.presenters import adapter_public
-from service.schemas import MAX_NUMBER, AdapterPublic
+from service.presenters import adapter_public, skill_version_public
+from service.schemas import MAX_NUMBER, AdapterPublic, SkillVersionPublic
 from service.settings import Settings
-from service.store.models import Document, Job
+from service.store.models import AdapterVersion, Document, Job, Skill, VersionStatus
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
+from service.store.repositories import skills as skill_repo
 from service.store.repositories import tenants as tenant_repo
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -94,7 +98,8 @@ def page(request: Request, settings: SettingsDep) -> HTMLResponse:
 <input type="hidden" name="csrf" value="{csrf}"><button type="submit">Sign out</button>
 </form></header>
 <main><section id="tenants"><h2>Tenants</h2><table id="tenant-table"><thead><tr>
-<th>name</th><th>format</th><th>active version</th><th>documents</th><th>open jobs</th>
+<th>name</th><th>format</th><th>active version</th><th>documents</th><th>skills</th>
+<th>open jobs</th>
 </tr></thead><tbody></tbody></table></section>
 <section id="tenant" hidden><h2 id="tenant-name"></h2>
 <h3>Adapter versions</h3><p id="rollback-status" role="status"></p>
@@ -102,6 +107,7 @@ def page(request: Request, settings: SettingsDep) -> HTMLResponse:
 <th>probe accuracy</th><th>metrics</th><th>created</th><th></th></tr></thead><tbody></tbody>
 </table><button id="rollback-base" class="rollback" data-version="0">Serve the base model
 </button>
+<h3>Skills</h3><p id="skill-status" role="status"></p><div id="skills"></div>
 <h3>Jobs</h3><table id="job-table"><thead><tr><th>kind</th><th>status</th><th>progress</th>
 <th>message</th><th>created</th></tr></thead><tbody></tbody></table>
 <h3>Reward history</h3><div id="reward-chart"></div></section></main>
@@ -182,30 +188,47 @@ def tenants(
     request: Request, session: ReadSessionDep, settings: SettingsDep
 ) -> list[dict[str, Any]]:
     _signed_in(request, settings)
+    # one grouped query per column, not one per tenant
     documents = dict(
         session.execute(select(Document.tenant_id, func.count()).group_by(Document.tenant_id)).all()
     )
-    out = []
-    for tenant in tenant_repo.list_tenants(session):
-        active = adapter_repo.active_adapter(session, tenant_id=tenant.id)
-        out.append(
-            {
-                "id": tenant.id,
-                "name": tenant.name,
-                "format": tenant.self_edit_format,
-                "active_version": active.number if active else None,
-                "documents": documents.get(tenant.id, 0),
-                "open_jobs": len(job_repo.list_open_jobs(session, tenant_id=tenant.id)),
-            }
-        )
-    return out
+    skills = dict(
+        session.execute(select(Skill.tenant_id, func.count()).group_by(Skill.tenant_id)).all()
+    )
+    open_jobs = dict(
+        session.execute(
+            select(Job.tenant_id, func.count())
+            .where(Job.status.in_(job_repo.OPEN_STATUSES))
+            .group_by(Job.tenant_id)
+        ).all()
+    )
+    active = dict(
+        session.execute(
+            select(AdapterVersion.tenant_id, AdapterVersion.number).where(
+                AdapterVersion.status == VersionStatus.active
+            )
+        ).all()
+    )
+    return [
+        {
+            "id": tenant.id,
+            "name": tenant.name,
+            "format": tenant.self_edit_format,
+            "active_version": active.get(tenant.id),
+            "documents": documents.get(tenant.id, 0),
+            "skills": skills.get(tenant.id, 0),
+            "open_jobs": open_jobs.get(tenant.id, 0),
+        }
+        for tenant in tenant_repo.list_tenants(session)
+    ]
 
 
 @router.get("/api/tenants/{tenant_id}")
 def tenant_detail(
     tenant_id: str, request: Request, session: ReadSessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Versions, recent jobs and rewards of one tenant: numbers only, no document's text."""
+    """Versions, skills, recent jobs and rewards of one tenant: numbers only, no document's or
+    example's text."""
     _signed_in(request, settings)
     tenant = tenant_domain.get_tenant(session, tenant_id)
     versions = [
@@ -218,6 +241,7 @@ def tenant_detail(
         "id": tenant.id,
         "name": tenant.name,
         "versions": versions,
+        "skills": _skills(session, tenant.id),
         "jobs": [_job(j) for j in jobs],
         "rewards": [
             {
@@ -230,6 +254,30 @@ def tenant_detail(
             for row in rewards
         ],
     }
+
+
+def _skills(session: Session, tenant_id: str) -> list[dict[str, Any]]:
+    """Each skill with its versions (their held-out scores and configurations); the examples
+    are counted, not shown."""
+    summaries = skill_repo.summarize(
+        session, skills=skill_repo.list_skills(session, tenant_id=tenant_id)
+    )
+    versions = skill_repo.versions_of_skills(
+        session, skill_ids=[summary.skill.id for summary in summaries]
+    )
+    return [
+        {
+            "id": summary.skill.id,
+            "name": summary.skill.name,
+            "examples": summary.examples,
+            "active_version": summary.active_version,
+            "versions": [
+                skill_version_public(session, version, parent).model_dump(mode="json")
+                for version, parent in versions.get(summary.skill.id, [])
+            ],
+        }
+        for summary in summaries
+    ]
 
 
 def _job(job: Job) -> dict[str, Any]:
@@ -263,4 +311,24 @@ def rollback(
     return {
         "active": adapter_public(session, target) if target else None,
         "previous": adapter_public(session, previous) if previous else None,
+    }
+
+
+@router.post("/api/tenants/{tenant_id}/skills/{skill_id}/rollback")
+def skill_rollback(
+    tenant_id: str,
+    skill_id: str,
+    body: DashboardRollback,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Header(alias="X-CSRF-Token")] = None,
+) -> dict[str, SkillVersionPublic | None]:
+    """What ``POST /v1/admin/tenants/{id}/skills/{skill_id}/rollback`` does, from the page."""
+    _checked(request, settings, token)
+    tenant = tenant_domain.get_tenant(session, tenant_id)
+    target, previous = skill_domain.rollback(session, tenant, skill_id, body.version)
+    return {
+        "active": skill_version_public(session, target) if target else None,
+        "previous": skill_version_public(session, previous) if previous else None,
     }

@@ -52,6 +52,7 @@ async function showTenants() {
         el("td", {}, t.format || "default"),
         el("td", {}, t.active_version ?? "base model"),
         el("td", {}, t.documents),
+        el("td", {}, t.skills),
         el("td", {}, t.open_jobs),
       );
     }),
@@ -93,11 +94,90 @@ async function showTenant(id) {
     );
   });
   document.querySelector("#version-table tbody").replaceChildren(...rows);
+  showSkills(tenant.skills);
   showJobs(tenant.jobs);
   drawRewards(tenant.rewards);
   const open = tenant.jobs.some((j) => j.status === "queued" || j.status === "running");
   clearTimeout(polling);
   if (open) polling = setTimeout(() => current === id && showTenant(id), 2000);
+}
+
+function configText(config) {
+  // the paper's fields, briefly: augmentations on, learning rate, epochs, loss
+  if (!config) return "";
+  const data = config.data_generation || {}, training = config.training || {};
+  const augmentations = Object.entries(data)
+    .filter(([, on]) => on)
+    .map(([name]) => name.replace(/^use_|_augmentations$/g, ""));
+  const loss = training.strategy === "train_using_all_tokens" ? "all tokens" : "outputs";
+  return [
+    `augmentations: ${augmentations.join(", ") || "none"}`,
+    `lr ${training.learning_rate}`,
+    `${training.num_train_epochs} epochs`,
+    `loss on ${loss}`,
+  ].join("; ");
+}
+
+function showSkills(skills) {
+  const box = document.querySelector("#skills");
+  if (!skills.length) {
+    box.replaceChildren(el("p", {}, "No skills yet."));
+    return;
+  }
+  box.replaceChildren(
+    ...skills.map((skill) => {
+      const rows = skill.versions.map((v) => {
+        const usable = v.status !== "active" && v.status !== "rejected" && v.checksum;
+        const button = el(
+          "button",
+          { class: "rollback", "data-version": v.version, disabled: !usable },
+          v.status === "active" ? "active" : `Make v${v.version} active`,
+        );
+        button.addEventListener("click", () => rollbackSkill(skill, v.version));
+        const score = v.metrics && typeof v.metrics.held_out_score === "number"
+          ? v.metrics.held_out_score.toFixed(2) : "";
+        return el(
+          "tr",
+          { "data-version": v.version, class: "status-" + v.status },
+          el("td", {}, "v" + v.version),
+          el("td", { class: "status" }, v.status),
+          el("td", {}, v.parent ? "v" + v.parent : ""),
+          el("td", {}, score),
+          el("td", { class: "metrics" }, configText(v.config)),
+          el("td", {}, when(v.created_at)),
+          el("td", {}, button),
+        );
+      });
+      const off = el(
+        "button",
+        { class: "rollback", "data-version": 0, disabled: skill.active_version == null },
+        "No active version",
+      );
+      off.addEventListener("click", () => rollbackSkill(skill, 0));
+      const active = skill.active_version ? `v${skill.active_version} active` : "no active version";
+      return el(
+        "section",
+        { class: "skill", "data-skill": skill.name },
+        el("h4", {}, `${skill.name} (${skill.examples} examples, ${active})`),
+        el(
+          "table",
+          {},
+          el(
+            "thead",
+            {},
+            el(
+              "tr",
+              {},
+              ...["version", "status", "parent", "held-out score", "configuration", "created", ""]
+                .map((name) => el("th", {}, name)),
+            ),
+          ),
+          el("tbody", {}, ...rows),
+        ),
+        off,
+      );
+    }),
+  );
 }
 
 function showJobs(jobs) {
@@ -182,6 +262,25 @@ async function rollback(version) {
     status.textContent = `Rollback refused: ${error.message}`;
   }
   await Promise.all([showTenant(current), showTenants()]);
+}
+
+async function rollbackSkill(skill, version) {
+  const status = document.querySelector("#skill-status");
+  const what = version === 0 ? "no version" : `version ${version}`;
+  const path = `/admin/api/tenants/${encodeURIComponent(current)}/skills/` +
+    `${encodeURIComponent(skill.id)}/rollback`;
+  try {
+    const result = await api(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ version }),
+    });
+    status.textContent = `Skill ${skill.name}: now ${what} active` +
+      (result.previous ? ` (was v${result.previous.version}).` : ".");
+  } catch (error) {
+    status.textContent = `Rollback refused: ${error.message}`;
+  }
+  await showTenant(current);
 }
 
 document.querySelector("#rollback-base").addEventListener("click", () => rollback(0));

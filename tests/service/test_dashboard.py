@@ -18,6 +18,7 @@ import uvicorn
 from sqlalchemy.orm import Session
 
 from migrations import upgrade
+from seal.skills.config import DEFAULT_CONFIG
 from sealctl.stack import free_port
 from service import dashboard
 from service.app import create_app
@@ -25,6 +26,7 @@ from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.models import JobStatus, VersionStatus
 from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import skills as skill_repo
 from tests.conftest import ADMIN_KEY
 from tests.factories import (
     make_adapter_version,
@@ -32,10 +34,13 @@ from tests.factories import (
     make_job,
     make_reward,
     make_self_edit,
+    make_skill,
+    make_skill_version,
     make_tenant,
 )
 
 SECRET_TEXT = "The vault code of Zorblat Industries is 7-4-1-9."
+SECRET_EXAMPLE = ("Invoice 4471 for Quenby Glassworks", "QG-4471")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = pytest.mark.skipif(
@@ -57,6 +62,19 @@ class Served:
         finally:
             engine.dispose()
 
+    def active_skill_version(self) -> int | None:
+        engine = make_engine(self.settings.resolved_database_url)
+        try:
+            with session_scope(make_sessionmaker(engine)) as session:
+                skill = skill_repo.get_skill_by_name(
+                    session, tenant_id=self.tenant_id, name="invoice-codes"
+                )
+                assert skill is not None
+                active = skill_repo.active_skill_version(session, skill_id=skill.id)
+                return active.number if active else None
+        finally:
+            engine.dispose()
+
 
 def _data(session: Session) -> str:
     tenant, _ = make_tenant(session, name="acme")
@@ -70,6 +88,22 @@ def _data(session: Session) -> str:
     job.progress, job.message = 0.4, "document 1/2: training its candidates"
     for fmt, value in (("self-qa", 0.2), ("self-qa", 0.4), ("implications", 0.1)):
         make_reward(session, make_self_edit(session, document, format=fmt), value=value)
+    skill = make_skill(
+        session, tenant, name="invoice-codes", examples=[SECRET_EXAMPLE, ("Invoice 12", "X-12")]
+    )
+    config = DEFAULT_CONFIG.as_dict()
+    s1 = make_skill_version(
+        session, skill, status=VersionStatus.active, config=config, metrics={"held_out_score": 0.5}
+    )
+    make_skill_version(
+        session,
+        skill,
+        parent=s1,
+        status=VersionStatus.active,
+        config=config,
+        metrics={"held_out_score": 1.0},
+    )
+    make_skill_version(session, skill, parent=s1, status=VersionStatus.rejected, config=config)
     return tenant.id
 
 
@@ -151,13 +185,26 @@ def test_an_admin_signs_in_sees_a_tenant_and_rolls_it_back_through_the_page(
         page.click("a[data-tenant]")
         versions = page.locator("#version-table tbody tr")
         expect(versions).to_have_count(3)
-        expect(page.locator("tr[data-version='2'] td.status")).to_have_text("active")
-        expect(page.locator("tr[data-version='3'] button")).to_be_disabled()  # rejected
+        expect(page.locator("#version-table tr[data-version='2'] td.status")).to_have_text("active")
+        expect(
+            page.locator("#version-table tr[data-version='3'] button")
+        ).to_be_disabled()  # rejected
         expect(page.locator("#job-table")).to_contain_text("running")
         expect(page.locator("#job-table")).to_contain_text("40%")
         expect(page.locator("#reward-chart .legend li")).to_have_count(2)  # two formats
         expect(page.locator("#reward-chart svg circle")).to_have_count(3)
-        assert SECRET_TEXT not in page.content()
+        skill = page.locator("section.skill[data-skill='invoice-codes']")
+        expect(skill.locator("h4")).to_have_text("invoice-codes (2 examples, v2 active)")
+        expect(skill.locator("tbody tr")).to_have_count(3)
+        expect(skill.locator("tr[data-version='2'] td.status")).to_have_text("active")
+        expect(skill.locator("tr[data-version='2']")).to_contain_text("1.00")
+        expect(skill.locator("tr[data-version='2']")).to_contain_text(
+            "augmentations: basic; lr 0.001; 2 epochs; loss on outputs"
+        )
+        expect(skill.locator("tr[data-version='3'] button")).to_be_disabled()  # rejected
+        content = page.content()
+        assert SECRET_TEXT not in content
+        assert not any(text in content for text in SECRET_EXAMPLE)  # counted, never shown
         _shot(page, tmp_path, "dashboard-3-tenant")
 
         # an action without the page's CSRF token is refused, and changes nothing
@@ -169,11 +216,18 @@ def test_an_admin_signs_in_sees_a_tenant_and_rolls_it_back_through_the_page(
         )
         assert status == 403 and served.active_version() == 2
 
-        page.click("tr[data-version='1'] button")
+        page.click("#version-table tr[data-version='1'] button")
         expect(page.locator("#rollback-status")).to_have_text("Now serving version 1 (was v2).")
-        expect(page.locator("tr[data-version='1'] td.status")).to_have_text("active")
+        expect(page.locator("#version-table tr[data-version='1'] td.status")).to_have_text("active")
         assert served.active_version() == 1
         _shot(page, tmp_path, "dashboard-4-rolled-back")
+
+        skill.locator("tr[data-version='1'] button").click()
+        expect(page.locator("#skill-status")).to_have_text(
+            "Skill invoice-codes: now version 1 active (was v2)."
+        )
+        expect(skill.locator("tr[data-version='1'] td.status")).to_have_text("active")
+        assert served.active_skill_version() == 1 and served.active_version() == 1
 
         page.click("#rollback-base")
         expect(page.locator("#rollback-status")).to_have_text(
@@ -191,6 +245,8 @@ def test_an_admin_signs_in_sees_a_tenant_and_rolls_it_back_through_the_page(
 def test_the_dashboard_data_needs_a_signed_in_session(served: Served) -> None:
     for path in ("/admin/api/tenants", f"/admin/api/tenants/{served.tenant_id}"):
         assert httpx.get(served.url + path).status_code == 401
+    skill_rollback = f"{served.url}/admin/api/tenants/{served.tenant_id}/skills/x/rollback"
+    assert httpx.post(skill_rollback, json={"version": 1}).status_code == 401
     forged = {dashboard.SESSION_COOKIE: "9999999999.nonce.0000"}
     assert httpx.get(f"{served.url}/admin/api/tenants", cookies=forged).status_code == 401
     # a bearer admin key is not a dashboard session, and a form without its token is refused

@@ -14,7 +14,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
 from service.store.models import JobKind, JobStatus, VersionStatus
-from tests.factories import auth, make_adapter_version, make_document, make_job, make_tenant
+from tests.factories import (
+    auth,
+    make_adapter_version,
+    make_document,
+    make_job,
+    make_skill,
+    make_skill_version,
+    make_tenant,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +63,10 @@ def test_the_store_is_counted_at_each_scrape(
     make_job(session, tenant, kind=JobKind.teacher_train, status=JobStatus.running)
     make_adapter_version(session, tenant, status=VersionStatus.active)
     make_adapter_version(session, tenant, status=VersionStatus.rejected)
+    skill = make_skill(session, tenant)
+    first = make_skill_version(session, skill, status=VersionStatus.active)
+    make_skill_version(session, skill, parent=first, status=VersionStatus.active)
+    make_skill_version(session, skill, parent=first, status=VersionStatus.rejected)
     session.commit()
     samples = scrape(client, admin_headers)
     assert samples[("seal_jobs", (("kind", "update"), ("status", "queued")))] == 2
@@ -62,6 +74,8 @@ def test_the_store_is_counted_at_each_scrape(
     assert samples[("seal_queue_depth", ())] == 2
     assert samples[("seal_adapter_versions", (("status", "active"),))] == 1
     assert samples[("seal_adapter_versions", (("status", "rejected"),))] == 1
+    for status in ("active", "retired", "rejected"):
+        assert samples[("seal_skill_versions", (("status", status),))] == 1
 
 
 def test_finished_jobs_have_their_durations(

@@ -227,14 +227,24 @@ def list_skill_versions(
     session: Session, *, skill_id: str
 ) -> list[tuple[SkillVersion, int | None]]:
     """The skill's versions, newest first, each with its parent's number."""
+    return versions_of_skills(session, skill_ids=[skill_id]).get(skill_id, [])
+
+
+def versions_of_skills(
+    session: Session, *, skill_ids: Sequence[str]
+) -> dict[str, list[tuple[SkillVersion, int | None]]]:
+    """Each skill's versions, newest first, each with its parent's number (one query)."""
     parent = aliased(SkillVersion)
     stmt = (
         select(SkillVersion, parent.number)
         .outerjoin(parent, parent.id == SkillVersion.parent_id)
-        .where(SkillVersion.skill_id == skill_id)
-        .order_by(SkillVersion.number.desc())
+        .where(SkillVersion.skill_id.in_(skill_ids))
+        .order_by(SkillVersion.skill_id, SkillVersion.number.desc())
     )
-    return [(version, number) for version, number in session.execute(stmt)]
+    out: dict[str, list[tuple[SkillVersion, int | None]]] = {}
+    for version, number in session.execute(stmt):
+        out.setdefault(version.skill_id, []).append((version, number))
+    return out
 
 
 def set_skill_version_status(
