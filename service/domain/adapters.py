@@ -7,10 +7,11 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from service.domain.errors import Conflict, NotFound
+from service.domain.errors import NotFound
 from service.domain.files import remove_after_commit
+from service.domain.versions import check_can_activate
 from service.settings import Settings
-from service.store.models import AdapterVersion, Tenant, VersionStatus
+from service.store.models import AdapterVersion, Tenant
 from service.store.repositories import adapters as adapter_repo
 
 
@@ -29,10 +30,7 @@ def rollback(
     target = None
     if number != 0:
         target = get_version(session, tenant, number)
-        if target.status == VersionStatus.rejected:
-            raise Conflict(f"version {number} was rejected and cannot be made active")
-        if not target.artifact_uri:
-            raise Conflict(f"version {number} has no artifact")
+        check_can_activate(target, f"version {number}")
     previous = adapter_repo.promote_version(session, tenant_id=tenant.id, version=target)
     return target, previous
 

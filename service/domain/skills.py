@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.domain.errors import Conflict, InvalidRequest, NotFound
 from service.domain.files import remove_after_commit
+from service.domain.versions import check_can_activate
 from service.enqueue import SKILL_TASK, enqueue_after_commit
 from service.settings import Settings
 from service.store.base import utcnow
@@ -25,7 +26,6 @@ from service.store.models import (
     SkillExample,
     SkillVersion,
     Tenant,
-    VersionStatus,
 )
 from service.store.repositories import skills as skill_repo
 
@@ -198,10 +198,7 @@ def rollback(
     target = None
     if number != 0:
         target = get_version(session, skill, number)
-        if target.status == VersionStatus.rejected:
-            raise Conflict(f"version {number} was rejected and cannot be made active")
-        if not target.artifact_uri:
-            raise Conflict(f"version {number} has no artifact")
+        check_can_activate(target, f"version {number}")
     previous = skill_repo.promote_skill_version(session, skill_id=skill.id, version=target)
     return target, previous
 

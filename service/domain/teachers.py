@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from service.domain.errors import Conflict, NotFound
+from service.domain.versions import check_can_activate
 from service.enqueue import TEACHER_ROUND_TASK, enqueue_after_commit
 from service.settings import Settings
 from service.store.models import (
@@ -14,7 +15,6 @@ from service.store.models import (
     TeacherDomain,
     TeacherVersion,
     Tenant,
-    VersionStatus,
 )
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
@@ -72,10 +72,7 @@ def rollback(
         )
         if target is None:
             raise NotFound(f"{owner} has no teacher version {number} of {domain}")
-        if target.status == VersionStatus.rejected:
-            raise Conflict(f"teacher version {number} was rejected and cannot be made active")
-        if not target.artifact_uri:
-            raise Conflict(f"teacher version {number} of {owner} has no artifact")
+        check_can_activate(target, f"teacher version {number} of {owner}")
     previous = learning_repo.set_active_teacher_version(
         session, tenant_id=tenant_id, version=target, domain=domain
     )
