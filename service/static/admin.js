@@ -66,33 +66,42 @@ function metricsText(metrics) {
     .join(", ");
 }
 
+function metric(version, name, digits) {
+  const value = version.metrics && version.metrics[name];
+  return typeof value === "number" ? value.toFixed(digits) : "";
+}
+
+function versionRow(v, score, detail, activate) {
+  // one version of an adapter or a skill: a button makes it active unless it was rejected
+  // or its weights are gone
+  const usable = v.status !== "active" && v.status !== "rejected" && v.checksum;
+  const button = el(
+    "button",
+    { class: "rollback", "data-version": v.version, disabled: !usable },
+    v.status === "active" ? "active" : `Make v${v.version} active`,
+  );
+  button.addEventListener("click", activate);
+  return el(
+    "tr",
+    { "data-version": v.version, class: "status-" + v.status },
+    el("td", {}, "v" + v.version),
+    el("td", { class: "status" }, v.status),
+    el("td", {}, v.parent ? "v" + v.parent : ""),
+    el("td", {}, score),
+    el("td", { class: "metrics" }, detail),
+    el("td", {}, when(v.created_at)),
+    el("td", {}, button),
+  );
+}
+
 async function showTenant(id) {
   current = id;
   const tenant = await api(`/admin/api/tenants/${encodeURIComponent(id)}`);
   document.querySelector("#tenant").hidden = false;
   document.querySelector("#tenant-name").textContent = tenant.name;
-  const rows = tenant.versions.map((v) => {
-    const usable = v.status !== "active" && v.status !== "rejected" && v.checksum;
-    const button = el(
-      "button",
-      { class: "rollback", "data-version": v.version, disabled: !usable },
-      v.status === "active" ? "active" : `Make v${v.version} active`,
-    );
-    button.addEventListener("click", () => rollback(v.version));
-    const accuracy = v.metrics && typeof v.metrics.probe_accuracy === "number"
-      ? v.metrics.probe_accuracy.toFixed(3) : "";
-    return el(
-      "tr",
-      { "data-version": v.version, class: "status-" + v.status },
-      el("td", {}, "v" + v.version),
-      el("td", { class: "status" }, v.status),
-      el("td", {}, v.parent ? "v" + v.parent : ""),
-      el("td", {}, accuracy),
-      el("td", { class: "metrics" }, metricsText(v.metrics)),
-      el("td", {}, when(v.created_at)),
-      el("td", {}, button),
-    );
-  });
+  const rows = tenant.versions.map((v) =>
+    versionRow(v, metric(v, "probe_accuracy", 3), metricsText(v.metrics), () => rollback(v.version)),
+  );
   document.querySelector("#version-table tbody").replaceChildren(...rows);
   showSkills(tenant.skills);
   showJobs(tenant.jobs);
@@ -126,28 +135,11 @@ function showSkills(skills) {
   }
   box.replaceChildren(
     ...skills.map((skill) => {
-      const rows = skill.versions.map((v) => {
-        const usable = v.status !== "active" && v.status !== "rejected" && v.checksum;
-        const button = el(
-          "button",
-          { class: "rollback", "data-version": v.version, disabled: !usable },
-          v.status === "active" ? "active" : `Make v${v.version} active`,
-        );
-        button.addEventListener("click", () => rollbackSkill(skill, v.version));
-        const score = v.metrics && typeof v.metrics.held_out_score === "number"
-          ? v.metrics.held_out_score.toFixed(2) : "";
-        return el(
-          "tr",
-          { "data-version": v.version, class: "status-" + v.status },
-          el("td", {}, "v" + v.version),
-          el("td", { class: "status" }, v.status),
-          el("td", {}, v.parent ? "v" + v.parent : ""),
-          el("td", {}, score),
-          el("td", { class: "metrics" }, configText(v.config)),
-          el("td", {}, when(v.created_at)),
-          el("td", {}, button),
-        );
-      });
+      const rows = skill.versions.map((v) =>
+        versionRow(v, metric(v, "held_out_score", 2), configText(v.config), () =>
+          rollbackSkill(skill, v.version),
+        ),
+      );
       const off = el(
         "button",
         { class: "rollback", "data-version": 0, disabled: skill.active_version == null },
