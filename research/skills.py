@@ -8,10 +8,11 @@ rows, each graded on the test cases only (never trained on):
 - ``teacher``: the untrained teacher writes k configurations, each trains its own adapter;
 - ``restem``: the same after ReST-EM, the teacher fine-tuned on the configurations of the
   ``teacher`` row that solved their task (the paper's behaviour cloning on successful
-  self-edits). Two folds: the teacher that writes for a task was trained on the other fold's
-  tasks only, so the row is out of sample. A fold whose other half solved nothing keeps the
-  untrained teacher, and says so; as a task's configurations are written with the same seed in
-  every row, its attempts are then the teacher row's, reused rather than trained again.
+  self-edits; ``keep`` below 1 also keeps those that answered that share of the test cases).
+  Two folds: the teacher that writes for a task was trained on the other fold's tasks only,
+  so the row is out of sample. A fold whose other half kept nothing keeps the untrained
+  teacher, and says so; as a task's configurations are written with the same seed in every
+  row, its attempts are then the teacher row's, reused rather than trained again.
 
 A task is solved when every test case is answered exactly. The rows with k configurations
 report the share of (task, configuration) pairs solved (the paper's "success rate" of
@@ -58,6 +59,16 @@ class Attempt:
     def solved(self) -> bool:
         return self.parsed and self.cases > 0 and self.correct == self.cases
 
+    @property
+    def share(self) -> float:
+        """The share of the test cases answered exactly."""
+        return self.correct / self.cases if self.parsed and self.cases else 0.0
+
+    def kept(self, keep: float) -> bool:
+        """Whether ReST-EM learns from this configuration: it answered at least the share
+        ``keep`` of the test cases, and at least one."""
+        return self.correct > 0 and self.share >= keep
+
 
 @dataclass
 class RowSummary:
@@ -83,6 +94,8 @@ class SkillsReport:
     k: int
     seed: int
     scale: dict[str, Any]
+    keep: float = 1.0
+    """ReST-EM learned from the configurations that answered at least this share."""
     attempts: list[Attempt] = field(default_factory=list)
     folds: dict[str, str] = field(default_factory=dict)
     """Each task's fold ("a" or "b") and what its ReST-EM teacher learned from."""
@@ -113,6 +126,7 @@ class SkillsReport:
             "k": self.k,
             "seed": self.seed,
             "scale": self.scale,
+            "keep": self.keep,
             "folds": self.folds,
             "notes": self.notes,
             "summary": [
@@ -211,14 +225,26 @@ def run_skills_eval(
     seed: int = 0,
     scale: SkillScale | None = None,
     rows: Sequence[str] = ROWS,
+    keep: float = 1.0,
+    earlier: Sequence[Attempt] = (),
     on_done: Callable[[SkillsReport, str], None] = lambda _report, _what: None,
 ) -> SkillsReport:
     """Every row of ``rows`` for every task of ``cases``; ``host`` needs a teacher slot for
-    the ``restem`` row. ``on_done(report, what)`` hears of each task's row done, with the
-    report so far (a long run can save it as it goes)."""
+    the ``restem`` row. ReST-EM learns from the ``teacher`` row's configurations that answered
+    at least the share ``keep`` of their task's test cases (the paper: 1.0, every one; any
+    share keeps only configurations that answered one or more). ``earlier`` attempts (of an
+    earlier run with the same tasks, k and seed) stand in for the rows not in ``rows``: the
+    ``restem`` row alone can reuse a run's ``teacher`` row. ``on_done(report, what)`` hears
+    of each task's row done, with the report so far (a long run can save it as it goes)."""
     scale = scale or SkillScale()
-    report = SkillsReport(data=data, k=k, seed=seed, scale=asdict(scale))
-    for task, tests in cases:
+    report = SkillsReport(data=data, k=k, seed=seed, scale=asdict(scale), keep=keep)
+    names = {task.name for task, _ in cases}
+    report.attempts += [a for a in earlier if a.row not in rows and a.task in names]
+    if earlier:
+        report.notes.append(
+            "rows " + ", ".join(sorted({a.row for a in report.attempts})) + " from an earlier run"
+        )
+    for task, tests in cases if {"in-context", "ttt-fixed"} & set(rows) else ():
         if "in-context" in rows:
             started = time.perf_counter()
             report.attempts.append(
@@ -229,7 +255,8 @@ def run_skills_eval(
                 _with_config(host, task, tests, "ttt-fixed", DEFAULT_CONFIG.to_json(), scale, seed)
             )
         on_done(report, f"{task.name}: in-context, ttt-fixed")
-    if "teacher" in rows or "restem" in rows:
+    reused = any(a.row == "teacher" for a in report.attempts)
+    if "teacher" in rows or ("restem" in rows and not reused):
         _teacher_rows(host, cases, "teacher", None, k, scale, seed, report, on_done)
     if "restem" in rows:
         folds = {task.name: "ab"[i % 2] for i, (task, _) in enumerate(cases)}
@@ -237,20 +264,25 @@ def run_skills_eval(
             mine = [c for c in cases if folds[c[0].name] == fold]
             others = {t.name: t for t, _ in cases if folds[t.name] != fold}
             solved = [
-                (others[a.task], ConfigResult(a.text, DEFAULT_CONFIG, None, 1.0, None))
+                (others[a.task], ConfigResult(a.text, DEFAULT_CONFIG, None, a.share, None))
                 for a in report.attempts
-                if a.row == "teacher" and a.task in others and a.solved
+                if a.row == "teacher" and a.task in others and a.kept(keep)
             ]
+            what = (
+                "solved their task"
+                if keep >= 1.0
+                else f"answered at least {keep:.0%} of the test cases"
+            )
             for task, _ in mine:
                 report.folds[task.name] = (
-                    f"fold {fold}: teacher trained on {len(solved)} solved configurations of "
-                    f"{len({t.name for t, _ in solved})} tasks of the other fold"
+                    f"fold {fold}: teacher trained on {len(solved)} configuration(s) that {what}, "
+                    f"of {len({t.name for t, _ in solved})} tasks of the other fold"
                 )
             if not solved:
                 # the untrained teacher with the same seeds writes the same configurations,
                 # which train the same adapters: the teacher row's attempts are this row's
                 report.notes.append(
-                    f"fold {fold}: the other fold solved no task with a written configuration, "
+                    f"fold {fold}: none of the other fold's configurations {what}, "
                     "so its ReST-EM teacher is the untrained one and its attempts are the "
                     "teacher row's (the same teacher and seeds)"
                 )
@@ -270,7 +302,12 @@ def run_skills_eval(
 def format_skills(report: SkillsReport) -> str:
     lines = [
         f"seal eval skills: {report.data}, k = {report.k} configurations per task, seed "
-        f"{report.seed}",
+        f"{report.seed}"
+        + (
+            f", ReST-EM kept configurations with at least {report.keep:.0%}"
+            if report.keep < 1
+            else ""
+        ),
         "",
         "| row | success rate | 95% interval | solved / attempts | tasks solved | "
         "configurations that parsed |",
@@ -284,3 +321,8 @@ def format_skills(report: SkillsReport) -> str:
         )
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
+
+
+def attempts_of(data: dict[str, Any]) -> list[Attempt]:
+    """The attempts of a report's JSON (what ``SkillsReport.to_json`` wrote)."""
+    return [Attempt(**a) for a in data["attempts"]]

@@ -957,13 +957,29 @@ def eval_skills(
         typer.Option(help="Rows to run (repeatable): in-context, ttt-fixed, teacher, restem"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seeds sampling and training")] = 0,
+    keep: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="ReST-EM learns from the configurations that answered at least this share of "
+            "their test cases (the paper: 1, all of them)",
+        ),
+    ] = 1.0,
+    reuse: Annotated[
+        Path | None,
+        typer.Option(
+            help="An earlier run's --out (the same DATA, --k and --seed): its attempts stand in "
+            "for the rows not named in --rows, e.g. --rows restem reuses its teacher row"
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Write every answer as JSON here")] = None,
 ) -> None:
     """The SEAL paper's few-shot table for our student: in-context learning alone, test-time
     training with one fixed configuration, with the untrained teacher's configurations, and
     after ReST-EM (trained on one half of the tasks, scored on the other); success rates with
     95% Wilson intervals. Test-time training runs at SEAL_SKILL_SCALE."""
-    from research.skills import ROWS, SkillsReport, format_skills, run_skills_eval
+    from research.skills import ROWS, SkillsReport, attempts_of, format_skills, run_skills_eval
     from seal.skills.tasks import load_tasks
     from service.domain.skills import skill_scale
     from worker.runtime import student_host
@@ -977,6 +993,20 @@ def eval_skills(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     cases = cases[:tasks] if tasks else cases
+    earlier = []
+    if reuse is not None:
+        try:
+            prior = json.loads(reuse.read_text())
+            earlier = attempts_of(prior)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise typer.BadParameter(
+                f"--reuse {reuse}: not a readable --out of this command"
+            ) from exc
+        if (prior.get("data"), prior.get("k"), prior.get("seed")) != (data, k, seed):
+            raise typer.BadParameter(
+                f"--reuse {reuse} was run on {prior.get('data')} with k={prior.get('k')} and seed "
+                f"{prior.get('seed')}, not on {data} with k={k} and seed {seed}"
+            )
     settings = get_settings().model_copy(update={"seed": seed})
     _setup_logging(settings)
     host = student_host(settings, with_teacher=True)
@@ -996,6 +1026,8 @@ def eval_skills(
         seed=seed,
         scale=skill_scale(settings),
         rows=chosen_rows,
+        keep=keep,
+        earlier=earlier,
         on_done=done,
     )
     if out is not None:

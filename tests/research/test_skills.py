@@ -69,8 +69,12 @@ def test_the_restem_teacher_of_a_fold_learns_only_from_the_other_fold(
     report = run_skills_eval(host, cases, data="tiny", k=1, scale=SMALL, rows=["teacher", "restem"])
 
     assert learned == [["two"]]  # fold a's teacher: fold b's solved task, never its own
-    assert "the other fold solved no task" in " ".join(report.notes)  # fold b: nothing to learn
-    assert "fold a" in report.folds["one"] and "1 solved" in report.folds["one"]
+    assert "none of the other fold's configurations solved their task" in " ".join(
+        report.notes
+    )  # fold b: nothing to learn
+    assert (
+        "fold a" in report.folds["one"] and "1 configuration(s) that solved" in report.folds["one"]
+    )
 
 
 def test_a_fold_with_nothing_to_learn_reuses_the_teacher_rows_attempts(
@@ -106,3 +110,51 @@ def test_the_untrained_teacher_writes_a_tasks_configurations_alike_in_every_row(
     first = skills_module.write_configs(host, None, None, task, 2, seed)
     assert skills_module.write_configs(host, None, None, task, 2, seed) == first
     assert skills_module._task_seed(0, _case("two")[0]) != seed
+
+
+def test_restem_can_keep_partly_right_configurations_and_reuse_an_earlier_teacher_row(
+    host: AdapterHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = [_case("one"), _case("two")]  # folds a, b
+    written = DEFAULT_CONFIG.to_json()
+    earlier = [
+        Attempt("one", "teacher", 1, 2, text=written),  # half right: kept at keep 0.5
+        Attempt("two", "teacher", 0, 2, text=written),  # nothing right: never kept
+        Attempt("one", "in-context", 0, 2),
+    ]
+    assert [a.kept(0.5) for a in earlier[:2]] == [True, False]
+    assert not earlier[0].kept(1.0) and not Attempt("x", "teacher", 0, 2).kept(0.0)
+    monkeypatch.setattr(skills_module, "write_configs", lambda *a, **kw: [written])
+    rows_run: list[str] = []
+
+    def attempt(host, task, tests, row, text, scale, seed):  # type: ignore[no-untyped-def]
+        rows_run.append(f"{row}:{task.name}")
+        return Attempt(task.name, row, 0, 2, text=text)
+
+    monkeypatch.setattr(skills_module, "_with_config", attempt)
+    learned: list[list[str]] = []
+    real = skills_module._train_teacher
+
+    def train_teacher(host, solved, seed):  # type: ignore[no-untyped-def]
+        learned.append([task.name for task, _ in solved])
+        return real(host, solved, seed)
+
+    monkeypatch.setattr(skills_module, "_train_teacher", train_teacher)
+    report = run_skills_eval(
+        host, cases, data="tiny", k=1, scale=SMALL, rows=["restem"], keep=0.5, earlier=earlier
+    )
+
+    # the teacher row came from the earlier run; fold b's teacher learned task one's
+    # half-right configuration, fold a's had nothing kept and reuses the teacher row
+    assert rows_run == ["restem:two"] and learned == [["one"]]
+    assert {(a.task, a.row) for a in report.attempts} == {
+        ("one", "teacher"),
+        ("two", "teacher"),
+        ("one", "in-context"),
+        ("one", "restem"),
+        ("two", "restem"),
+    }
+    assert "at least 50% of the test cases" in report.folds["two"]
+    assert report.to_json()["keep"] == 0.5 and "earlier run" in " ".join(report.notes)
+    assert "at least 50%" in format_skills(report)
+    assert skills_module.attempts_of(report.to_json()) == report.attempts

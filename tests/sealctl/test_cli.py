@@ -457,3 +457,16 @@ def test_skill_commands_explain_what_they_cannot_read(data_dir: Path) -> None:
         assert "nowhere is neither `text`, a folder of ARC tasks nor a file" in plain(result.output)
     result = runner.invoke(app, ["bench", "skill", "text", "--task", "no-such-task"])
     assert result.exit_code != 0 and "'no-such-task' is not a task of text" in plain(result.output)
+
+
+def test_eval_skills_reuses_only_a_run_of_the_same_data_k_and_seed(data_dir: Path) -> None:
+    earlier = data_dir / "earlier.json"
+    earlier.write_text(json.dumps({"data": "text", "k": 2, "seed": 0, "attempts": []}))
+    result = runner.invoke(app, ["eval", "skills", "text", "--k", "3", "--reuse", str(earlier)])
+    assert result.exit_code != 0
+    assert "was run on text with k=2 and seed 0, not on text with k=3 and seed 0" in plain(
+        result.output
+    )
+    earlier.write_text("[1]")
+    result = runner.invoke(app, ["eval", "skills", "text", "--reuse", str(earlier)])
+    assert result.exit_code != 0 and "not a readable --out of this command" in plain(result.output)
