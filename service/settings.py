@@ -289,6 +289,15 @@ class Settings(BaseSettings):
     skill_teacher_temperature: float = Field(
         0.8, gt=0, le=2, description="Sampling temperature of the configurations (paper: 0.8)."
     )
+    skill_fixed_candidate: bool = Field(
+        True,
+        description="Score the fixed configuration (loss on the outputs, lr 1e-3, 2 epochs) "
+        "beside the teacher's in every skill job, chosen on a tie: a job never picks one that "
+        "scored below it on the held-out examples (in `seal eval skills` the untrained "
+        "teacher's configurations learn "
+        "less than it). Off saves one training per job once a trained skills teacher does "
+        "better.",
+    )
 
     # --- schedule ----------------------------------------------------------------------------
     update_schedule: str = Field(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from seal.lora import STUDENT, checksum, load_adapter, save_adapter
 from seal.skills import ttt as ttt_module
-from seal.skills.config import DEFAULT_CONFIG, SkillConfig
+from seal.skills.config import DEFAULT_CONFIG, SkillConfig, parse_config
 from service.store.models import Job, JobStatus, SkillSelfEdit, SkillVersion, VersionStatus
 from service.store.repositories import skills as skill_repo
 from tests.factories import make_skill, make_tenant
@@ -158,3 +158,47 @@ def test_a_cancelled_skill_job_records_no_version(
 
     assert _reload(session, job).status == JobStatus.cancelled
     assert session.scalars(select(SkillVersion).where(SkillVersion.job_id == job.id)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("teacher_reward", "fixed_candidate", "chosen"),
+    [(0.0, True, "fixed"), (1.0, True, "teacher"), (0.0, False, "teacher")],
+)
+def test_the_fixed_configuration_is_scored_beside_the_teachers_and_wins_a_tie(
+    session: Session,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    teacher_reward: float,
+    fixed_candidate: bool,
+    chosen: str,
+) -> None:
+    written = SkillConfig(False, False, False, False, "train_using_all_tokens", 1e-5, 1)
+    _configs(monkeypatch, [written.to_json()])
+    runtime.settings = runtime.settings.model_copy(
+        update={"skill_fixed_candidate": fixed_candidate}
+    )
+    state = runtime.student.fresh_state(STUDENT)
+
+    def score_config(host, slot, task, demos, config, *args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed = config if isinstance(config, SkillConfig) else parse_config(config)
+        reward = 0.0 if parsed == DEFAULT_CONFIG else teacher_reward
+        text = config if isinstance(config, str) else config.to_json()
+        return ttt_module.ConfigResult(text, parsed, None, reward, state)
+
+    monkeypatch.setattr(skill_module, "score_config", score_config)
+    tenant, _ = make_tenant(session)
+    skill = make_skill(session, tenant, examples=REVERSALS)
+    job = _job(session, skill.id, tenant.id)
+    session.commit()
+
+    run_skill(runtime, job.id)
+
+    job = _reload(session, job)
+    assert job.status == JobStatus.succeeded, job.error
+    edits = session.scalars(select(SkillSelfEdit).where(SkillSelfEdit.job_id == job.id)).all()
+    assert len(edits) == (2 if fixed_candidate else 1)
+    selected = next(e for e in edits if e.selected)
+    expected = DEFAULT_CONFIG if chosen == "fixed" else written
+    assert selected.config == expected.as_dict()
+    assert job.result["default_config"] is (chosen == "fixed")
+    assert job.result["fixed_config_reward"] == (0.0 if fixed_candidate else None)

@@ -7,12 +7,15 @@ training: the same ``scale.held_out`` examples are held out for all of them (and
 active version), a fresh adapter is trained on leave-one-out tasks built from the others with
 the configuration's augmentations, learning rate, epochs and loss, and its reward is the share
 of held-out examples it reproduces exactly. A configuration that does not parse earns 0 and
-trains nothing; when none parses, the fixed default configuration stands in for them.
+trains nothing. The fixed configuration (``DEFAULT_CONFIG``) is scored beside them
+(``skill_fixed_candidate``, on by default: the untrained teacher's choices learn less than it
+does), and always when none of the teacher's parses.
 
-The best configuration (ties: the first written) trains the new version's adapter on every
-example, and the version becomes active when its held-out score is at least the active
-version's on the same held-out examples (the active version saw them in training, so the rule
-leans towards keeping it). Every configuration and its reward is recorded for ReST-EM.
+The best configuration (ties: the fixed one, then the first written) trains the new
+version's adapter on every example, and the version becomes active when its held-out score is
+at least the active version's on the same held-out examples (the active version saw them in
+training, so the rule leans towards keeping it). Every configuration and its reward is
+recorded for ReST-EM.
 
 Skill adapters have the student adapters' shape, so the chat engine serves them like any
 tenant's adapter, and run through the one job lifecycle (heartbeat, attempts, cancellation).
@@ -121,7 +124,7 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
     k = settings.skill_configs
     # units: writing, k configurations (two units each: training and grading), the active
     # version and the base model on the held-out examples, the final training, saving
-    progress = Progress(run, total=1 + 2 * k + 2 + 2 + 1)
+    progress = Progress(run, total=1 + 2 * (k + 1) + 2 + 2 + 1)
     started = time.perf_counter()
 
     progress.step("the teacher writes configurations", 0)
@@ -143,13 +146,14 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
         results.append(result)
         what = f"reward {result.reward:.2f}" if result.config else "did not parse"
         progress.step(f"configuration {index} of {len(texts)}: {what}", 2)
-    fallback = None
-    if all(r.config is None for r in results):
-        run.check()
-        fallback = score_config(host, STUDENT, task, task.demos, DEFAULT_CONFIG, scale, seed)
-        progress.step(f"no configuration parsed; the default's reward {fallback.reward:.2f}", 0)
     parsed = [r for r in results if r.config is not None]
-    candidates = parsed if parsed else [fallback] if fallback is not None else []
+    fixed = None
+    if settings.skill_fixed_candidate or not parsed:
+        run.check()
+        fixed = score_config(host, STUDENT, task, task.demos, DEFAULT_CONFIG, scale, seed)
+        why = "" if parsed else "no configuration parsed; "
+        progress.step(f"{why}the fixed configuration: reward {fixed.reward:.2f}", 2)
+    candidates = [*([fixed] if fixed is not None else []), *parsed]
     best = max(candidates, key=lambda r: r.reward)  # the first of the best
     assert best.config is not None
 
@@ -182,7 +186,8 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
         "held_out": len(held),
         "configurations": len(texts),
         "parsed": sum(r.config is not None for r in results),
-        "default_config": fallback is not None,
+        "fixed_config_reward": fixed.reward if fixed is not None else None,
+        "default_config": best is fixed,
         "steps": steps,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -191,7 +196,7 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
         skill = skill_repo.get_skill(session, tenant_id=snap.tenant_id, skill_id=snap.skill_id)
         if skill is None:
             raise ValueError("the skill was deleted while it was learned")
-        for result in [*results, *([fallback] if fallback else [])]:
+        for result in [*results, *([fixed] if fixed else [])]:
             skill_repo.add_skill_self_edit(
                 session,
                 skill=skill,
@@ -199,7 +204,7 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
                 config=result.config.as_dict() if result.config else None,
                 error=result.error,
                 job_id=run.id,
-                teacher_version_id=snap.teacher_version_id if result is not fallback else None,
+                teacher_version_id=snap.teacher_version_id if result is not fixed else None,
                 reward=result.reward,
                 selected=result is best,
             )
