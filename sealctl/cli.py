@@ -513,11 +513,22 @@ def teacher_train_skills(
     k: Annotated[int, typer.Option(min=1, max=16, help="Configurations per task")] = 3,
     tasks: Annotated[int | None, typer.Option(min=1, help="Only the first N tasks")] = None,
     seed: Annotated[int, typer.Option(help="Seeds sampling and training")] = 0,
+    keep: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            max=1.0,
+            help="Learn from the configurations that answered at least this share of their "
+            "test cases (the paper: 1; 0.5 gave a 135M student's teacher something to learn "
+            "from, docs/results/2026-12-06-few-shot-skills.md)",
+        ),
+    ] = 0.5,
 ) -> None:
     """One ReST-EM round of the shared teacher of skill configurations on public tasks: it
     writes k configurations per task, each trains an adapter on the task's demonstrations,
-    and those that answer every test case exactly train a new shared skills teacher version
-    (promoted when any were kept). Test-time training runs at SEAL_SKILL_SCALE."""
+    and those that answer at least the share --keep of their test cases exactly train a new
+    shared skills teacher version (promoted when any were kept). Test-time training runs at
+    SEAL_SKILL_SCALE."""
     from seal.skills.tasks import arc_tasks, text_tasks
     from worker.jobs.skill_teacher import train_shared_skills_teacher
 
@@ -541,7 +552,7 @@ def teacher_train_skills(
         )
 
     report = train_shared_skills_teacher(
-        runtime, cases, k=k, seed=seed, source=source, on_task=on_task
+        runtime, cases, k=k, seed=seed, source=source, keep=keep, on_task=on_task
     )
     solved = sum(any(r > 0 for r in t.rewards) for t in report.tasks)
     start = f"v{report.started_from}" if report.started_from else "the base model"

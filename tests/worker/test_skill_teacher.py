@@ -186,6 +186,7 @@ def test_the_shared_round_learns_from_configurations_that_solved_public_tasks(
         text: str,
         scale: SkillScale,
         seed: int,
+        keep: float,
     ) -> ConfigResult:
         solved = task.name == "flip" and text == written[0]
         config = DEFAULT_CONFIG if text == written[0] else None
@@ -226,3 +227,20 @@ def test_a_public_task_rewards_a_configuration_only_when_every_test_is_right(
     scored = skill_teacher.score_on_tests(runtime.student, task, tests, _config(1e-3), scale, 0)
     assert scored.config is not None and scored.error is None and scored.steps == 1
     assert scored.reward in (0.0, 1.0) and scored.state is None
+
+
+def test_a_public_task_rewards_the_share_of_its_tests_that_reaches_keep(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = SkillTask("same", (Demo("x", "x"), Demo("y", "y")))
+    tests = [Demo("z", "z"), Demo("w", "w")]
+    scale = SkillScale(max_examples=2, max_steps=1, batch_size=1, max_new_tokens=2)
+    monkeypatch.setattr(skill_teacher, "score", lambda *a, **kw: 0.5)  # one of the two right
+
+    def reward(keep: float) -> float:
+        text = _config(1e-3)
+        return skill_teacher.score_on_tests(
+            runtime.student, task, tests, text, scale, 0, keep
+        ).reward
+
+    assert reward(1.0) == 0.0 and reward(0.5) == 0.5 and reward(0.25) == 0.5

@@ -9,7 +9,9 @@ Two rounds, as for the document teacher (``worker.jobs.teacher``):
 - the shared round (the operator's ``seal teacher train-skills``): on public tasks (ARC, the
   shipped text tasks) whose test solutions are the reward, the current shared skills teacher
   writes k configurations per task, each trains an adapter on all the task's demonstrations,
-  and those that answer every test case exactly train a new shared version.
+  and those that answer at least ``keep`` of the test cases exactly (the paper: every one; the
+  command's default half, as a 135M student rarely answers every one) train a new shared
+  version.
 
 A tenant's configurations only ever train that tenant's own teacher; the shared teacher
 learns from public data only.
@@ -204,11 +206,13 @@ def score_on_tests(
     text: str,
     scale: SkillScale,
     seed: int,
+    keep: float = 1.0,
 ) -> ConfigResult:
     """A written configuration scored on a public task: trained with on all of the task's
-    demonstrations, then graded on its test cases (never trained on). Reward 1 when every
-    test case is answered exactly, else 0 (the paper's success of a self-edit). The adapter is
-    not kept (``state`` None): only the text is learned from."""
+    demonstrations, then graded on its test cases (never trained on). Its reward is the share
+    of the test cases answered exactly when that share is at least ``keep`` (1: every case,
+    the paper's success of a self-edit), else 0; ReST-EM learns from those with a reward. The
+    adapter is not kept (``state`` None): only the text is learned from."""
     started = time.perf_counter()
     try:
         config = parse_config(text)
@@ -218,7 +222,7 @@ def score_on_tests(
     longest = max(tests, key=lambda d: len(d.input)).input
     context = fit_context(host.tokenizer, task, task.demos, longest, scale.max_seq_len)
     share = score(host, STUDENT, state, task, context, tests, scale)
-    reward = 1.0 if tests and share == 1.0 else 0.0
+    reward = share if tests and share >= keep else 0.0
     return ConfigResult(text, config, None, reward, None, steps, time.perf_counter() - started)
 
 
@@ -250,13 +254,14 @@ def train_shared_skills_teacher(
     seed: int,
     scale: SkillScale | None = None,
     source: str = "",
+    keep: float = 1.0,
     on_task: Callable[[int, TaskReport], None] | None = None,
 ) -> SharedSkillsRound:
     """One ReST-EM round of the shared skills teacher on public ``cases``: the active shared
     skills teacher (none: the base model) writes ``k`` configurations per task, each is
-    scored by ``score_on_tests``, and the successful ones train a new shared version from it,
-    promoted when any were kept (it learned only from configurations that solved unseen test
-    cases). ``source`` names the data in the version's metrics."""
+    scored by ``score_on_tests``, and those that answered at least the share ``keep`` of
+    their unseen test cases train a new shared version from it, promoted when any were kept.
+    ``source`` names the data in the version's metrics."""
     settings = runtime.settings
     refuse_external_teacher(settings, "ReST-EM")
     host = runtime.student
@@ -283,7 +288,7 @@ def train_shared_skills_teacher(
             seed + index,
             temperature=settings.skill_teacher_temperature,
         )
-        results = [score_on_tests(host, task, tests, text, scale, seed) for text in texts]
+        results = [score_on_tests(host, task, tests, text, scale, seed, keep) for text in texts]
         scored.extend((task, r) for r in results)
         task_report = TaskReport(
             task.name,
@@ -312,6 +317,7 @@ def train_shared_skills_teacher(
             "source": source,
             "tasks": len(cases),
             "k": k,
+            "keep": keep,
             "configurations": len(scored),
             "parsed": sum(r.config is not None for _, r in scored),
             "kept": len(turns),
