@@ -47,6 +47,7 @@ class SkillBenchReport:
     machine: str
     scale: str
     configurations: int
+    fixed_candidate: bool
     load_seconds: float
     runs: list[SkillJobRun] = field(default_factory=list)
 
@@ -117,6 +118,7 @@ def run_skill_bench(
             machine=machine,
             scale=settings.skill_scale,
             configurations=settings.skill_configs,
+            fixed_candidate=settings.skill_fixed_candidate,
             load_seconds=round(time.perf_counter() - started, 1),
         )
         with session_scope(sessions) as session:
@@ -159,7 +161,9 @@ def run_skill_bench(
 def format_skill_bench(report: SkillBenchReport) -> str:
     lines = [
         f"seal bench skill: SEAL_SKILL_SCALE={report.scale}, {report.configurations} "
-        f"configurations per job, {report.machine} (model loaded once in "
+        f"configurations per job"
+        f"{' and the fixed one' if report.fixed_candidate else ''}, {report.machine} (model "
+        f"loaded once in "
         f"{report.load_seconds:.0f} s, not counted)",
         "",
         "| skill | examples | job | seconds | held-out score | steps | outcome |",

@@ -41,8 +41,10 @@ def test_each_task_is_learned_by_a_skill_job_with_its_phases_timed(
         assert run.result is not None and run.result["configurations"] == 1
         assert run.seconds > 0 and run.phases
         assert any(p.message.startswith("configuration 1 of 1") for p in run.phases)
-    assert report.configurations == 1 and report.scale == "cpu"
+    assert report.configurations == 1 and report.scale == "cpu" and report.fixed_candidate
     assert not (tmp_path / "ignored").exists()  # a fresh store of its own
     assert "upper: succeeded" in " ".join(lines)
     table = format_skill_bench(report)
     assert "| reverse | 3 | succeeded |" in table and "slowest job:" in table
+    assert "1 configurations per job and the fixed one" in table
+    assert any(p.message.startswith("the fixed configuration") for p in report.runs[0].phases)
