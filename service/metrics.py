@@ -27,10 +27,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.store.models import AdapterVersion, Job, JobStatus, SkillVersion
+from service.store.models import AdapterVersion, Job, JobStatus, SkillVersion, VersionStatus
 
 __all__ = ["CONTENT_TYPE_LATEST", "MetricsMiddleware", "exposition"]
 
@@ -162,28 +162,29 @@ class StoreCollector(Collector):
             durations.add_metric([str(kind), str(status)], count, float(seconds or 0.0))
         yield durations
 
-        versions = GaugeMetricFamily(
+        yield _by_status(
+            session,
+            AdapterVersion.status,
             "seal_adapter_versions",
             "Adapter versions by status: the promotion gate's outcomes (active and retired "
             "versions were promoted, rejected ones were not; candidates are being decided).",
-            labels=["status"],
         )
-        for version_status, count in session.execute(
-            select(AdapterVersion.status, func.count()).group_by(AdapterVersion.status)
-        ):
-            versions.add_metric([str(version_status)], count)
-        yield versions
-
-        skill_versions = GaugeMetricFamily(
+        yield _by_status(
+            session,
+            SkillVersion.status,
             "seal_skill_versions",
             "Skill versions by status: the held-out gate's outcomes, as for adapter versions.",
-            labels=["status"],
         )
-        for version_status, count in session.execute(
-            select(SkillVersion.status, func.count()).group_by(SkillVersion.status)
-        ):
-            skill_versions.add_metric([str(version_status)], count)
-        yield skill_versions
+
+
+def _by_status(
+    session: Session, status: InstrumentedAttribute[VersionStatus], name: str, documentation: str
+) -> Metric:
+    """A gauge of a versioned artifact's rows by their ``status`` column."""
+    gauge = GaugeMetricFamily(name, documentation, labels=["status"])
+    for value, count in session.execute(select(status, func.count()).group_by(status)):
+        gauge.add_metric([str(value)], count)
+    return gauge
 
 
 def _seconds(session: Session):  # type: ignore[no-untyped-def]
