@@ -122,9 +122,11 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
     host, task, seed = runtime.student, snap.task, snap.seed
     scale = skill_scale(settings)
     k = settings.skill_configs
-    # units: writing, k configurations (two units each: training and grading), the active
-    # version and the base model on the held-out examples, the final training, saving
-    progress = Progress(run, total=1 + 2 * (k + 1) + 2 + 2 + 1)
+    # units: writing, k configurations and the fixed one (two units each: training and
+    # grading), the active version and the base model on the held-out examples, the final
+    # training, saving
+    scored = k + 1 if settings.skill_fixed_candidate else k
+    progress = Progress(run, total=1 + 2 * scored + 2 + 2 + 1)
     started = time.perf_counter()
 
     progress.step("the teacher writes configurations", 0)
