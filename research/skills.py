@@ -286,11 +286,11 @@ def run_skills_eval(
                     "so its ReST-EM teacher is the untrained one and its attempts are the "
                     "teacher row's (the same teacher and seeds)"
                 )
-                names = {task.name for task, _ in mine}
+                in_fold = {task.name for task, _ in mine}
                 report.attempts += [
                     replace(a, row="restem")
                     for a in list(report.attempts)
-                    if a.row == "teacher" and a.task in names
+                    if a.row == "teacher" and a.task in in_fold
                 ]
                 on_done(report, f"fold {fold}: restem (the teacher row's attempts)")
                 continue
