@@ -24,6 +24,20 @@ def _case(name: str) -> tuple[SkillTask, list[Demo]]:
     return SkillTask(name, demos), [Demo("g h", "h g")]
 
 
+def _record_teacher_training(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The task names each ReST-EM teacher is trained on, one list per training (the
+    training itself runs)."""
+    learned: list[list[str]] = []
+    real = skills_module._train_teacher
+
+    def train_teacher(host, solved, seed):  # type: ignore[no-untyped-def]
+        learned.append([task.name for task, _ in solved])
+        return real(host, solved, seed)
+
+    monkeypatch.setattr(skills_module, "_train_teacher", train_teacher)
+    return learned
+
+
 @pytest.fixture
 def host(tiny_model_dir: Path) -> AdapterHost:
     return AdapterHost(load_tiny(tiny_model_dir), {STUDENT: SPEC, TEACHER: SPEC}, seed=0)
@@ -57,14 +71,7 @@ def test_the_restem_teacher_of_a_fold_learns_only_from_the_other_fold(
         return Attempt(task.name, row, int(solved), 1, text=text)
 
     monkeypatch.setattr(skills_module, "_with_config", attempt)
-    learned: list[list[str]] = []
-    real = skills_module._train_teacher
-
-    def train_teacher(host, solved, seed):  # type: ignore[no-untyped-def]
-        learned.append([task.name for task, _ in solved])
-        return real(host, solved, seed)
-
-    monkeypatch.setattr(skills_module, "_train_teacher", train_teacher)
+    learned = _record_teacher_training(monkeypatch)
 
     report = run_skills_eval(host, cases, data="tiny", k=1, scale=SMALL, rows=["teacher", "restem"])
 
@@ -132,14 +139,7 @@ def test_restem_can_keep_partly_right_configurations_and_reuse_an_earlier_teache
         return Attempt(task.name, row, 0, 2, text=text)
 
     monkeypatch.setattr(skills_module, "_with_config", attempt)
-    learned: list[list[str]] = []
-    real = skills_module._train_teacher
-
-    def train_teacher(host, solved, seed):  # type: ignore[no-untyped-def]
-        learned.append([task.name for task, _ in solved])
-        return real(host, solved, seed)
-
-    monkeypatch.setattr(skills_module, "_train_teacher", train_teacher)
+    learned = _record_teacher_training(monkeypatch)
     report = run_skills_eval(
         host, cases, data="tiny", k=1, scale=SMALL, rows=["restem"], keep=0.5, earlier=earlier
     )

@@ -35,6 +35,22 @@ def _reload(session: Session, row):  # type: ignore[no-untyped-def]
     return session.get(type(row), row.id)
 
 
+def _learn_reversals(session: Session, runtime: Runtime) -> tuple[Job, list[SkillSelfEdit]]:
+    """A new tenant's skill of ``REVERSALS`` learned by one skill job that succeeded, and the
+    configurations it recorded."""
+    tenant, _ = make_tenant(session)
+    skill = make_skill(session, tenant, examples=REVERSALS)
+    job = _job(session, skill.id, tenant.id)
+    session.commit()
+
+    run_skill(runtime, job.id)
+
+    job = _reload(session, job)
+    assert job.status == JobStatus.succeeded, job.error
+    edits = session.scalars(select(SkillSelfEdit).where(SkillSelfEdit.job_id == job.id)).all()
+    return job, list(edits)
+
+
 def _configs(monkeypatch: pytest.MonkeyPatch, texts: list[str]) -> None:
     monkeypatch.setattr(skill_module, "write_configs", lambda *a, **kw: list(texts))
 
@@ -80,16 +96,7 @@ def test_when_no_configuration_parses_the_default_one_stands_in(
     session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _configs(monkeypatch, ["{}", "{"])
-    tenant, _ = make_tenant(session)
-    skill = make_skill(session, tenant, examples=REVERSALS)
-    job = _job(session, skill.id, tenant.id)
-    session.commit()
-
-    run_skill(runtime, job.id)
-
-    job = _reload(session, job)
-    assert job.status == JobStatus.succeeded, job.error
-    edits = session.scalars(select(SkillSelfEdit).where(SkillSelfEdit.job_id == job.id)).all()
+    job, edits = _learn_reversals(session, runtime)
     assert len(edits) == 3
     default = next(e for e in edits if e.selected)
     assert default.config == DEFAULT_CONFIG.as_dict() and default.teacher_version_id is None
@@ -186,16 +193,7 @@ def test_the_fixed_configuration_is_scored_beside_the_teachers_and_wins_a_tie(
         return ttt_module.ConfigResult(text, parsed, None, reward, state)
 
     monkeypatch.setattr(skill_module, "score_config", score_config)
-    tenant, _ = make_tenant(session)
-    skill = make_skill(session, tenant, examples=REVERSALS)
-    job = _job(session, skill.id, tenant.id)
-    session.commit()
-
-    run_skill(runtime, job.id)
-
-    job = _reload(session, job)
-    assert job.status == JobStatus.succeeded, job.error
-    edits = session.scalars(select(SkillSelfEdit).where(SkillSelfEdit.job_id == job.id)).all()
+    job, edits = _learn_reversals(session, runtime)
     assert len(edits) == (2 if fixed_candidate else 1)
     selected = next(e for e in edits if e.selected)
     expected = DEFAULT_CONFIG if chosen == "fixed" else written
