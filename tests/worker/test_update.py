@@ -29,8 +29,8 @@ from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from tests.doubles import grade_probes
 from tests.factories import make_document, make_job, make_tenant
-from worker.jobs import update as update_module
-from worker.jobs.update import run_update
+from worker.jobs.common import job_seed
+from worker.jobs.update import run_update, sampling
 from worker.runtime import Runtime, student_spec
 
 FACT = "Zorblat Industries was founded by Marisol Quenby in 1987."
@@ -257,7 +257,7 @@ def test_cancelling_a_running_job_leaves_documents_and_versions_as_they_were(
     )
     job = make_job(session, tenant)
     session.commit()
-    real = update_module.write_self_edits_many
+    real = sampling.write_self_edits_many
 
     def cancel_then_write(*args, **kwargs):  # type: ignore[no-untyped-def]
         # The admin cancels while the teacher is writing.
@@ -266,7 +266,7 @@ def test_cancelling_a_running_job_leaves_documents_and_versions_as_they_were(
             other.commit()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(update_module, "write_self_edits_many", cancel_then_write)
+    monkeypatch.setattr(sampling, "write_self_edits_many", cancel_then_write)
     run_update(runtime, job.id)
 
     assert _reload(session, job).status == JobStatus.cancelled
@@ -344,9 +344,7 @@ def test_the_same_seed_on_the_same_data_repeats_the_update(
 
     jobs = [_reload(session, j) for j in jobs]
     assert [j.result["metrics"]["seed"] for j in jobs[:2]] == [7, 7]
-    assert jobs[2].result["metrics"]["seed"] == update_module.job_seed(
-        runtime.settings, jobs[2].id, {}
-    )
+    assert jobs[2].result["metrics"]["seed"] == job_seed(runtime.settings, jobs[2].id, {})
     texts = [
         sorted(session.scalars(select(SelfEdit.text).where(SelfEdit.document_id == d.id)))
         for d in docs
@@ -362,7 +360,7 @@ def test_the_same_seed_on_the_same_data_repeats_the_update(
 def _teacher_writes_no_usable_question(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bundled teacher often answers in ways no gold answer can be taken from."""
     monkeypatch.setattr(
-        update_module,
+        sampling,
         "write_probe_questions_many",
         lambda host, passages, *args, **kwargs: [[] for _ in passages],
     )

@@ -1,0 +1,129 @@
+"""The teacher's part of an update: every document's self-edits, sampled in shared batches,
+and probe questions for documents that came without any (those for which none can be found
+or written are set aside until questions come)."""
+
+from __future__ import annotations
+
+from seal.knowledge import InnerLoopConfig, write_probe_questions_many, write_self_edits_many
+from seal.lora import AdapterHost
+from seal.probes import cloze_questions
+from seal.selfedit import Passage
+from service.store.db import session_scope
+from service.store.models import DocumentStatus, ProbeSource
+from service.store.repositories import documents as document_repo
+from worker.jobs.common import Progress
+from worker.jobs.lifecycle import JobRun
+from worker.jobs.update.state import DocumentWork, Snapshot
+from worker.runtime import Runtime
+
+#: What a user can do for a document the update could not judge.
+NEEDS_QUESTIONS = (
+    "no probe question could be found or written for it, so no update of it can be judged; "
+    "add questions with their answers (POST /v1/documents with the same title and text and "
+    '"questions", or POST /v1/feedback with its document_id), and the next update learns it'
+)
+
+
+def sample_self_edits(
+    teacher_host: AdapterHost,
+    snap: Snapshot,
+    config: InnerLoopConfig,
+    k: int,
+    progress: Progress,
+) -> dict[str, list[str]]:
+    """k self-edits of each document, by document id. The teacher does not change during a
+    job, so every document's self-edits are sampled first, in shared batches (far cheaper per
+    document than one document at a time)."""
+    docs = snap.documents
+    if not k:
+        progress.step("no self-edits: the documents alone are trained on", len(docs))
+        return {w.id: [] for w in docs}
+    written = [0]
+
+    def wrote(done: int, total: int) -> None:
+        progress.step(
+            f"the teacher wrote {k} self-edits for {done}/{total} documents", done - written[0]
+        )
+        written[0] = done
+
+    batched = write_self_edits_many(
+        teacher_host,
+        [w.passage for w in docs],
+        config.format,
+        k,
+        config.sample,
+        snap.teacher,
+        on_batch=wrote,
+    )
+    return {w.id: texts for w, texts in zip(docs, batched, strict=True)}
+
+
+def write_probes(
+    runtime: Runtime, snap: Snapshot, works: list[DocumentWork], teacher_host: AdapterHost
+) -> None:
+    """Probe questions for ``works`` (documents without any): the teacher's, all written in
+    shared batches, then cloze questions up to the setting; the store keeps them."""
+    settings = runtime.settings
+    written = write_probe_questions_many(
+        teacher_host,
+        [w.passage for w in works],
+        settings.generated_probe_questions,
+        snap.teacher,
+        seed=settings.seed,
+        batch_size=settings.sample_batch_size,
+    )
+    n = settings.generated_probe_questions
+    with session_scope(runtime.sessions) as session:
+        for work, questions in zip(works, written, strict=True):
+            given = {q.answer.lower() for q in questions}
+            cloze = [
+                qa
+                for qa in cloze_questions(work.passage.title, work.passage.text, n)
+                if qa.answer.lower() not in given
+            ][: n - len(questions)]
+            sourced = [(qa, ProbeSource.teacher) for qa in questions]
+            for qa, source in [*sourced, *((qa, ProbeSource.cloze) for qa in cloze)]:
+                document_repo.add_probe_question(
+                    session,
+                    tenant_id=snap.tenant_id,
+                    document_id=work.id,
+                    question=qa.question,
+                    answer=qa.answer,
+                    source=source,
+                )
+            work.passage = Passage(work.passage.title, work.passage.text, (*questions, *cloze))
+
+
+def judgeable(run: JobRun, snap: Snapshot, teacher_host: AdapterHost) -> list[DocumentWork]:
+    """The documents the update can judge: probe questions are written for those without
+    any; documents still without a single one wait for questions instead of being trained on
+    and judged on nothing (``snap.needs_questions``)."""
+    unprobed = [w for w in snap.documents if not w.passage.questions]
+    if unprobed:
+        write_probes(run.runtime, snap, unprobed, teacher_host)
+    unjudged = [w for w in snap.documents if not w.passage.questions]
+    if unjudged:
+        with session_scope(run.runtime.sessions) as session:
+            document_repo.set_document_status(
+                session,
+                document_ids=[w.id for w in unjudged],
+                status=DocumentStatus.needs_questions,
+                error=NEEDS_QUESTIONS,
+            )
+        snap.needs_questions = [w.id for w in unjudged]
+        snap.documents = [w for w in snap.documents if w.passage.questions]
+    return snap.documents
+
+
+def finish_unjudged(run: JobRun, snap: Snapshot) -> None:
+    """The job's end when no document could be judged."""
+    run.succeed(
+        f"{len(snap.needs_questions)} document(s) need probe questions: {NEEDS_QUESTIONS}",
+        {
+            "documents": 0,
+            "adapter_version": None,
+            "promoted": False,
+            "rejected_because": None,
+            "needs_questions": snap.needs_questions,
+        },
+    )

@@ -1,0 +1,57 @@
+"""The inner loop of a ``select`` update: each document's candidates (its self-edits and the
+passage alone) trained from the active version, rewarded on its probes, and one kept."""
+
+from __future__ import annotations
+
+from seal.knowledge import Candidate, InnerLoopConfig, best_candidate, score_candidates
+from seal.lora import AdapterHost
+from seal.selfedit import ChatTurn
+from worker.jobs.common import Progress
+from worker.jobs.update.state import DocumentWork, Snapshot
+
+
+def score_document(
+    host: AdapterHost,
+    snap: Snapshot,
+    work: DocumentWork,
+    texts: list[str],
+    config: InnerLoopConfig,
+    replay: list[str | ChatTurn],
+    progress: Progress,
+    label: str,
+) -> list[Candidate]:
+    """Train and reward ``work``'s candidates side by side (``k + 1`` progress units), choose
+    the one it is learned from (``work.winner``, ``work.kept``, ``work.after``) and return them
+    all, the chosen one among them."""
+    assert work.baseline is not None
+    n = len(texts) + 1
+
+    def report(i: int, c: Candidate) -> None:
+        what = "the passage alone" if c.passage_alone else f"candidate {i + 1}/{n - 1}"
+        progress.step(f"{label}: {what} earned reward {c.reward:+.3f}", 0)
+
+    seen = [0]
+
+    def training(done: int, total: int) -> None:
+        # the candidates train together: n progress units spread over their steps
+        if done == total or done - seen[0] >= max(1, total // 10):
+            units, seen[0] = n * (done - seen[0]) / total, done
+            progress.step(f"{label}: training {n} candidates, step {done}/{total}", units)
+
+    candidates = score_candidates(
+        host,
+        work.passage,
+        texts,
+        config,
+        init=snap.parent_state,
+        baseline=work.baseline,
+        replay=replay,
+        passage_alone=True,
+        on_candidate=report,
+        on_step=training,
+    )
+    best = best_candidate(candidates)
+    work.winner = best
+    work.kept = [] if best.passage_alone else [best]
+    work.after = best.evaluation
+    return candidates
