@@ -7,6 +7,7 @@ no-context probe accuracy that the update caused.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -107,6 +108,29 @@ def write_self_edits_many(
     ``sample.batch_size`` completions (the k of one passage always share a batch). On a CPU
     a decoding step of 20 rows costs little more than one of 5, so a job's documents are best
     sampled together. ``on_batch(done, total)`` reports the passages written after each batch."""
+    drafts = write_drafts_many(host, passages, fmt, k, sample, teacher, on_batch=on_batch)
+    return [[d.text for d in row] for row in drafts]
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A self-edit as the teacher wrote it, and whether the token limit cut it off."""
+
+    text: str
+    truncated: bool = False
+
+
+def write_drafts_many(
+    host: AdapterHost,
+    passages: Sequence[Passage],
+    fmt: str,
+    k: int,
+    sample: SampleConfig,
+    teacher: Teacher,
+    *,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[list[Draft]]:
+    """:func:`write_self_edits_many`, each self-edit with whether it was cut off."""
     if not passages:
         return []
     if teacher.remote is not None:
@@ -115,9 +139,10 @@ def write_self_edits_many(
             if on_batch is not None:
                 on_batch(index + 1, len(passages))
 
-        return teacher.remote.complete_many(
+        replies = teacher.remote.complete_many_finished(
             [teacher_messages(p, fmt) for p in passages], sample, k, on_done=on_done
         )
+        return [[Draft(text, cut) for text, cut in row] for row in replies]
     primer = PRIMERS[fmt]
 
     @contextmanager
@@ -136,8 +161,8 @@ def write_self_edits_many(
         prefix=primer,
         per_chunk=per_batch,
     )
-    texts = [f"{primer} {g.text}" for g in generations]
-    return [texts[i * k : (i + 1) * k] for i in range(len(passages))]
+    drafts = [Draft(f"{primer} {g.text}", g.finish_reason == "length") for g in generations]
+    return [drafts[i * k : (i + 1) * k] for i in range(len(passages))]
 
 
 def write_probe_questions(
@@ -263,3 +288,49 @@ def best_candidate(candidates: Sequence[Candidate]) -> Candidate:
         return (-c.reward, loss)
 
     return min(candidates, key=key)
+
+
+def correct_on(candidate: Candidate, indices: Sequence[int]) -> int:
+    """How many of the probes at ``indices`` the candidate's adapter answered."""
+    graded = candidate.evaluation.graded if candidate.evaluation else []
+    return sum(graded[i].correct for i in indices if i < len(graded))
+
+
+def choose_candidate(
+    candidates: Sequence[Candidate], chosen_on: Sequence[int], *, margin: int = 1
+) -> Candidate:
+    """The candidate a document is learned from, judged on the probes at ``chosen_on`` only
+    (the others stay unseen, for the gate). The passage alone, when among the candidates, is
+    the incumbent: the best self-edit (most of those probes answered, ties to the lowest final
+    training loss) replaces it only when it answers at least ``margin`` more of them, so a tie
+    or the winner's curse among k noisy draws never costs the document its plain training.
+    With no probe to choose on, the passage alone stays."""
+    if not candidates:
+        raise ValueError("no candidates to choose from")
+    plain = next((c for c in candidates if c.passage_alone), None)
+    edits = [c for c in candidates if not c.passage_alone]
+    if not edits:
+        assert plain is not None
+        return plain
+
+    def key(c: Candidate) -> tuple[int, float]:
+        loss = c.trained.losses[-1] if c.trained and c.trained.losses else float("inf")
+        return (-correct_on(c, chosen_on), loss)
+
+    best = min(edits, key=key)
+    if plain is None:
+        return best
+    if not chosen_on:
+        return plain
+    gain = correct_on(best, chosen_on) - correct_on(plain, chosen_on)
+    return best if gain >= max(1, margin) else plain
+
+
+def split_probes(n: int, seed: int) -> tuple[list[int], list[int]]:
+    """The indices of a document's ``n`` probes split in two: those its candidates are chosen
+    on, and those its version is judged on (the larger half when odd; a single probe is only
+    judged on). The split is repeatable per seed."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    choose = sorted(order[: n // 2])
+    return choose, sorted(order[n // 2 :])

@@ -64,15 +64,28 @@ class RemoteTeacher:
     ) -> list[list[str]]:
         """k replies to each conversation (seeds ``sample.seed + j``, j < k); ``on_done(i)``
         after conversation i has all of its replies."""
+        replies = self.complete_many_finished(conversations, sample, k, on_done=on_done)
+        return [[text for text, _ in row] for row in replies]
+
+    def complete_many_finished(
+        self,
+        conversations: Sequence[Messages],
+        sample: SampleConfig,
+        k: int,
+        *,
+        on_done: Callable[[int], None] | None = None,
+    ) -> list[list[tuple[str, bool]]]:
+        """:meth:`complete_many`, each reply with whether the token limit cut it off
+        (``finish_reason`` "length")."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         jobs = [(i, j) for i in range(len(conversations)) for j in range(k)]
-        replies: dict[tuple[int, int], str] = {}
+        replies: dict[tuple[int, int], tuple[str, bool]] = {}
         with (
             httpx.Client(timeout=self.timeout_s, headers=headers) as client,
             ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool,
         ):
 
-            def one(job: tuple[int, int]) -> tuple[tuple[int, int], str]:
+            def one(job: tuple[int, int]) -> tuple[tuple[int, int], tuple[str, bool]]:
                 i, j = job
                 return job, self._complete(client, conversations[i], sample, j)
 
@@ -86,7 +99,7 @@ class RemoteTeacher:
 
     def _complete(
         self, client: httpx.Client, messages: Messages, sample: SampleConfig, index: int
-    ) -> str:
+    ) -> tuple[str, bool]:
         body: dict[str, object] = {
             "model": self.model,
             "messages": list(messages),
@@ -121,12 +134,15 @@ class RemoteTeacher:
         )
 
 
-def _reply_text(response: httpx.Response, endpoint: str) -> str:
+def _reply_text(response: httpx.Response, endpoint: str) -> tuple[str, bool]:
+    """The reply's text, and whether the token limit cut it off."""
     try:
-        content = response.json()["choices"][0]["message"]["content"]
+        choice = response.json()["choices"][0]
+        content = choice["message"]["content"]
+        truncated = choice.get("finish_reason") == "length"
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise TeacherUnavailable(
             f"the teacher at {endpoint} answered something that is not a chat completion "
             f"({type(exc).__name__}: {response.text[:200]})"
         ) from exc
-    return str(content or "").strip()
+    return str(content or "").strip(), truncated

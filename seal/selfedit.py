@@ -200,15 +200,26 @@ def item_sequences(
 
 
 def choose_format(
-    rewards: dict[str, list[float]], rng: random.Random, *, explore: float = 0.2
+    rewards: dict[str, list[float]],
+    rng: random.Random,
+    *,
+    explore: float = 0.2,
+    passage: float | None = None,
 ) -> str:
     """The ``auto`` format: a format never tried first; else, with probability ``explore``, one
-    of the others at random; else the one whose self-edits earned the best mean reward."""
+    of the others at random; else the one whose self-edits earned the best mean reward. With
+    ``passage`` (the reward the document alone earns on the same scale: 0 when ``rewards``
+    are gains over the passage alone), ``passage`` is a contender too and wins ties: a tenant
+    whose self-edits teach no more than its documents stops paying for them."""
     untried = [f for f in FORMATS if not rewards.get(f)]
     if untried:
         return untried[0]
-    means = {f: sum(rewards[f]) / len(rewards[f]) for f in FORMATS}
-    best = max(FORMATS, key=lambda f: (means[f], -FORMATS.index(f)))
+    means: dict[str, float] = {f: sum(rewards[f]) / len(rewards[f]) for f in FORMATS}
+    contenders: list[str] = list(FORMATS)
+    if passage is not None:
+        means[PASSAGE] = passage
+        contenders.insert(0, PASSAGE)
+    best = max(contenders, key=lambda f: (means[f], -contenders.index(f)))
     if rng.random() < explore:
-        return rng.choice([f for f in FORMATS if f != best])
+        return rng.choice([f for f in contenders if f != best])
     return best

@@ -144,6 +144,32 @@ class Settings(BaseSettings):
         "`implications`.",
     )
     num_candidates: int = Field(3, ge=1, le=16, description="k self-edits per document (paper: 5).")
+    ground_self_edits: bool = Field(
+        True,
+        description="Train a self-edit's items only when they are grounded in the document: a "
+        "question-answer item whose answer is a span of it, another item whose numbers and "
+        "names all occur in it; items that repeat a probe question are dropped too "
+        "(`seal.grounding`). Off: every parsed item is trained, as before.",
+    )
+    truncated_self_edits: Literal["drop", "trim", "keep"] = Field(
+        "drop",
+        description="A self-edit cut off by `self_edit_max_tokens`: `drop` it, `trim` its last, "
+        "unfinished item, or `keep` it whole.",
+    )
+    selection_margin: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="The passage alone is every document's incumbent candidate: a self-edit "
+        "replaces it only when it answers at least this many more of the probe questions the "
+        "candidates are chosen on (a tie keeps the passage alone).",
+    )
+    held_out_gate: bool = Field(
+        True,
+        description="In a `select` update, a document's probe questions are split in two: the "
+        "candidates are chosen on one half and the version is judged on the other, so the gate "
+        "is not graded on the probes that chose the winner. Off: both use every probe.",
+    )
     teacher_temperature: float = Field(1.0, gt=0, le=2.0, description="Paper: 1.0.")
     teacher_top_p: float = Field(0.95, gt=0, le=1.0, description="Paper: 0.95.")
     self_edit_max_tokens: int = Field(
@@ -204,12 +230,12 @@ class Settings(BaseSettings):
         32, ge=4, le=512, description="Greedy tokens decoded for one probe answer when grading."
     )
     generated_probe_questions: int = Field(
-        5,
+        8,
         ge=0,
         le=20,
         description="Probe questions a document that came without any is graded on: those "
         "the teacher writes, then cloze questions on its names, numbers and dates up to this "
-        "many.",
+        "many (half choose its self-edit, half judge its version: `held_out_gate`).",
     )
     seed: int = Field(
         0,

@@ -3,6 +3,7 @@ transaction per test, the app wired to it, and a real Redis broker (db 15) for t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import psycopg
@@ -23,7 +24,8 @@ from service.store.db import make_engine
 from tests.doubles import ReversingBackend
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-PG_TEST_DATABASE = "seal_test"
+#: Another name lets two checkouts run their tests side by side on one server.
+PG_TEST_DATABASE = os.environ.get("SEAL_TEST_PG_DATABASE", "seal_test")
 REDIS_URL = "redis://127.0.0.1:6379/15"
 ADMIN_KEY = "test-admin-key-0123456789"
 

@@ -26,3 +26,16 @@ def test_exploration_tries_the_others_now_and_then() -> None:
     picks = Counter(choose_format(rewards, random.Random(i), explore=0.2) for i in range(500))
     assert 0.7 < picks["self-qa"] / 500 < 0.9
     assert set(picks) == set(FORMATS), "every other format is tried sometimes"
+
+
+def test_auto_can_choose_the_passage_alone_when_self_edits_teach_no_more() -> None:
+    over_passage = {f: [-0.1, 0.0] for f in FORMATS}
+    assert choose_format(over_passage, random.Random(0), explore=0.0, passage=0.0) == "passage"
+    tie = {f: [0.0] for f in FORMATS}
+    assert choose_format(tie, random.Random(0), explore=0.0, passage=0.0) == "passage"
+    better = {**over_passage, "rewrite": [0.2, 0.1]}
+    assert choose_format(better, random.Random(0), explore=0.0, passage=0.0) == "rewrite"
+    picks = Counter(
+        choose_format(over_passage, random.Random(i), explore=0.2, passage=0.0) for i in range(300)
+    )
+    assert set(picks) == {"passage", *FORMATS}, "the formats are still explored"

@@ -25,6 +25,10 @@ def worker_settings(settings: Settings, tiny_model_dir: Path) -> Settings:  # no
             "self_edit_max_tokens": 12,
             "answer_max_tokens": 6,
             "generated_probe_questions": 2,
+            # the tiny model writes random tokens, always cut off at 12: the job's mechanics
+            # are tested on them as written (the checks themselves: test_grounded_update.py)
+            "ground_self_edits": False,
+            "truncated_self_edits": "keep",
             "lora_rank": 4,
             "lora_alpha": 8,
         }

@@ -51,7 +51,11 @@ def test_update_records_self_edits_rewards_and_an_atomic_version(
         tenant,
         title="Zorblat Industries",
         text=FACT,
-        questions=[("Who founded Zorblat Industries?", "Marisol Quenby")],
+        # two: one chooses the candidate, the other judges the version (held_out_gate)
+        questions=[
+            ("Who founded Zorblat Industries?", "Marisol Quenby"),
+            ("When was Zorblat Industries founded?", "1987"),
+        ],
     )
     job = make_job(session, tenant)
     session.commit()
@@ -209,7 +213,8 @@ def test_teacher_writes_probe_questions_for_a_document_without_any(
     version = session.scalars(
         select(AdapterVersion).where(AdapterVersion.tenant_id == tenant.id)
     ).one()
-    assert version.metrics["probe_questions"] == len(written), "the version was judged on them"
+    # the version was judged on the half of them that did not choose its candidate
+    assert version.metrics["probe_questions"] == len(written) - len(written) // 2
 
 
 def test_update_starts_from_the_active_adapter(
@@ -257,7 +262,7 @@ def test_cancelling_a_running_job_leaves_documents_and_versions_as_they_were(
     )
     job = make_job(session, tenant)
     session.commit()
-    real = sampling.write_self_edits_many
+    real = sampling.write_drafts_many
 
     def cancel_then_write(*args, **kwargs):  # type: ignore[no-untyped-def]
         # The admin cancels while the teacher is writing.
@@ -266,7 +271,7 @@ def test_cancelling_a_running_job_leaves_documents_and_versions_as_they_were(
             other.commit()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sampling, "write_self_edits_many", cancel_then_write)
+    monkeypatch.setattr(sampling, "write_drafts_many", cancel_then_write)
     run_update(runtime, job.id)
 
     assert _reload(session, job).status == JobStatus.cancelled
@@ -384,7 +389,7 @@ def test_a_document_whose_teacher_writes_no_question_is_graded_on_cloze_question
     assert {p.source for p in probes} == {ProbeSource.cloze}
     assert all(p.answer in text and p.answer not in p.question for p in probes)
     version = session.scalars(select(AdapterVersion)).one()
-    assert version.metrics["probe_questions"] == len(probes)
+    assert version.metrics["probe_questions"] == len(probes) - len(probes) // 2  # the gate's half
 
 
 def test_a_document_with_nothing_to_ask_waits_for_questions_instead_of_a_verdict(

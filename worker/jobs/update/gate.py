@@ -59,3 +59,13 @@ def evaluate_each(
 
 def merge(evaluations: list[Evaluation]) -> Evaluation:
     return Evaluation([g for e in evaluations for g in e.graded])
+
+
+def judged(evaluation: Evaluation | None, work: DocumentWork) -> Evaluation:
+    """The part of a document's evaluation the gate judges: the probes that did not choose
+    its candidate (``work.judged_on``), or all of them."""
+    if evaluation is None:
+        return Evaluation([])
+    if work.judged_on is None:
+        return evaluation
+    return Evaluation([evaluation.graded[i] for i in work.judged_on])

@@ -36,9 +36,14 @@ from service.store.repositories import documents as document_repo
 from worker.jobs.common import Progress, version_folder
 from worker.jobs.lifecycle import JobRun, run_job
 from worker.jobs.rebuild import run_rebuild
-from worker.jobs.update.gate import Gate, evaluate, evaluate_each, merge
+from worker.jobs.update.gate import Gate, evaluate, evaluate_each, judged, merge
 from worker.jobs.update.records import commit_version, record_candidates
-from worker.jobs.update.sampling import finish_unjudged, judgeable, sample_self_edits
+from worker.jobs.update.sampling import (
+    finish_unjudged,
+    grounded_self_edits,
+    judgeable,
+    sample_self_edits,
+)
 from worker.jobs.update.scoring import score_document
 from worker.jobs.update.state import Snapshot, replay_sample, take_snapshot
 from worker.runtime import Runtime, inner_loop_config, student_spec
@@ -91,11 +96,12 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
     progress = Progress(run, total=len(snap.documents) * ((k + 3) if select else 1) + 3)
     replay = replay_sample(snap.replay_pool, settings, rng)
     progress.step(f"{snap.mode} update of {len(snap.documents)} document(s), format {snap.fmt}", 0)
-    texts_of = sample_self_edits(teacher_host, snap, config, k, progress)
+    drafts = sample_self_edits(teacher_host, snap, config, k, progress)
     docs = judgeable(run, snap, teacher_host)
     if not docs:
         finish_unjudged(run, snap)
         return
+    texts_of, dropped = grounded_self_edits(settings, snap, drafts, config.format)
     # every document's baseline graded in the same batches
     for work, baseline in zip(
         docs, evaluate_each(host, snap.parent_state, docs, config), strict=True
@@ -107,7 +113,18 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
             work.kept = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
             continue
         label = f"document {index}/{len(docs)}"
-        candidates = score_document(host, snap, work, texts, config, replay, progress, label)
+        candidates = score_document(
+            host,
+            snap,
+            work,
+            texts,
+            config,
+            replay,
+            progress,
+            label,
+            margin=settings.selection_margin,
+            held_out=settings.held_out_gate,
+        )
         record_candidates(run.runtime, run.id, snap, work, candidates, config)
         assert work.winner is not None
         kept = "the passage alone" if work.winner.passage_alone else "a self-edit"
@@ -115,7 +132,7 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
 
     trained, own = _train_version(run, snap, config, replay)
     progress.step(f"trained the new version on {own} sequences + {len(replay)} replayed")
-    _judge_and_commit(run, snap, config, trained, own, replay, progress)
+    _judge_and_commit(run, snap, config, trained, own, replay, progress, dropped)
 
 
 def _train_version(
@@ -153,11 +170,13 @@ def _judge_and_commit(
     own: int,
     replay: list[str | ChatTurn],
     progress: Progress,
+    dropped: dict[str, int],
 ) -> None:
-    """Grade the version against the active one, save it and record it through the gate."""
+    """Grade the version against the active one, on the probes that did not choose its
+    candidates, save it and record it through the gate."""
     settings, host, docs = run.runtime.settings, run.runtime.student, snap.documents
-    before = merge([w.baseline for w in docs if w.baseline])
-    after = merge([w.after for w in docs if w.after])
+    before = merge([judged(w.baseline, w) for w in docs])
+    after = merge([judged(w.after, w) for w in docs])
     retention_before = evaluate(host, snap.parent_state, snap.retention, config)
     retention_after = evaluate(host, trained.state, snap.retention, config)
     progress.step("evaluated the new version")
@@ -186,6 +205,7 @@ def _judge_and_commit(
             1 for w in docs if w.winner is not None and w.winner.passage_alone
         ),
         "train_sequences": own + len(replay),
+        "self_edit_items_dropped": dropped,
         "train_loss": trained.losses[-1] if trained.losses else None,
         "train_tokens": trained.tokens,
         "train_seconds": round(trained.seconds, 3),

@@ -4,10 +4,12 @@ or written are set aside until questions come)."""
 
 from __future__ import annotations
 
-from seal.knowledge import InnerLoopConfig, write_probe_questions_many, write_self_edits_many
+from seal.grounding import ground
+from seal.knowledge import Draft, InnerLoopConfig, write_drafts_many, write_probe_questions_many
 from seal.lora import AdapterHost
 from seal.probes import cloze_questions
 from seal.selfedit import Passage
+from service.settings import Settings
 from service.store.db import session_scope
 from service.store.models import DocumentStatus, ProbeSource
 from service.store.repositories import documents as document_repo
@@ -30,7 +32,7 @@ def sample_self_edits(
     config: InnerLoopConfig,
     k: int,
     progress: Progress,
-) -> dict[str, list[str]]:
+) -> dict[str, list[Draft]]:
     """k self-edits of each document, by document id. The teacher does not change during a
     job, so every document's self-edits are sampled first, in shared batches (far cheaper per
     document than one document at a time)."""
@@ -46,7 +48,7 @@ def sample_self_edits(
         )
         written[0] = done
 
-    batched = write_self_edits_many(
+    batched = write_drafts_many(
         teacher_host,
         [w.passage for w in docs],
         config.format,
@@ -55,7 +57,45 @@ def sample_self_edits(
         snap.teacher,
         on_batch=wrote,
     )
-    return {w.id: texts for w, texts in zip(docs, batched, strict=True)}
+    return {w.id: drafts for w, drafts in zip(docs, batched, strict=True)}
+
+
+def grounded_self_edits(
+    settings: Settings, snap: Snapshot, drafts: dict[str, list[Draft]], fmt: str
+) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Each judgeable document's self-edits as they will be trained: checked against the
+    document and its probes (``seal.grounding``; a self-edit left with no item is dropped),
+    or as written when ``ground_self_edits`` is off (a cut-off one still goes by
+    ``truncated_self_edits``). Returns them by document id, and how many items and whole
+    self-edits each rule dropped."""
+    kept: dict[str, list[str]] = {}
+    dropped: dict[str, int] = {}
+    for work in snap.documents:
+        texts = []
+        for draft in drafts.get(work.id, []):
+            if not settings.ground_self_edits:
+                if draft.truncated and settings.truncated_self_edits == "drop":
+                    dropped["truncated_self_edits"] = dropped.get("truncated_self_edits", 0) + 1
+                    continue
+                texts.append(draft.text)
+                continue
+            result = ground(
+                draft.text,
+                fmt,
+                work.passage.title,
+                work.passage.text,
+                work.passage.questions,
+                truncated=draft.truncated,
+                on_truncated=settings.truncated_self_edits,
+            )
+            for reason, n in result.dropped.items():
+                dropped[f"{reason}_items"] = dropped.get(f"{reason}_items", 0) + n
+            if result.kept:
+                texts.append(result.text)
+            else:
+                dropped["empty_self_edits"] = dropped.get("empty_self_edits", 0) + 1
+        kept[work.id] = texts
+    return kept, dropped
 
 
 def write_probes(

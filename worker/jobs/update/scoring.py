@@ -3,7 +3,13 @@ passage alone) trained from the active version, rewarded on its probes, and one 
 
 from __future__ import annotations
 
-from seal.knowledge import Candidate, InnerLoopConfig, best_candidate, score_candidates
+from seal.knowledge import (
+    Candidate,
+    InnerLoopConfig,
+    choose_candidate,
+    score_candidates,
+    split_probes,
+)
 from seal.lora import AdapterHost
 from seal.selfedit import ChatTurn
 from worker.jobs.common import Progress
@@ -19,10 +25,16 @@ def score_document(
     replay: list[str | ChatTurn],
     progress: Progress,
     label: str,
+    *,
+    margin: int = 1,
+    held_out: bool = True,
 ) -> list[Candidate]:
     """Train and reward ``work``'s candidates side by side (``k + 1`` progress units), choose
     the one it is learned from (``work.winner``, ``work.kept``, ``work.after``) and return them
-    all, the chosen one among them."""
+    all, the chosen one among them. With ``held_out``, the choice is made on half of the
+    document's probes and the other half is left to the gate (``work.judged_on``); the
+    passage alone is the incumbent, replaced only by a self-edit that answers ``margin`` more
+    (:func:`seal.knowledge.choose_candidate`)."""
     assert work.baseline is not None
     n = len(texts) + 1
 
@@ -50,8 +62,17 @@ def score_document(
         on_candidate=report,
         on_step=training,
     )
-    best = best_candidate(candidates)
+    n_probes = len(work.passage.questions)
+    if held_out:
+        chosen_on, work.judged_on = split_probes(n_probes, snap.seed + index_of(snap, work))
+    else:
+        chosen_on, work.judged_on = list(range(n_probes)), None
+    best = choose_candidate(candidates, chosen_on, margin=margin)
     work.winner = best
     work.kept = [] if best.passage_alone else [best]
     work.after = best.evaluation
     return candidates
+
+
+def index_of(snap: Snapshot, work: DocumentWork) -> int:
+    return next(i for i, w in enumerate(snap.documents) if w is work)

@@ -53,6 +53,9 @@ class DocumentWork:
     passage alone won; batch: all written)."""
     winner: Candidate | None = None
     """select: the candidate chosen (a self-edit or the passage alone), its adapter trained."""
+    judged_on: list[int] | None = None
+    """The indices of the probes the gate judges this document on (those that did not choose
+    its candidate); None: all of them."""
 
     def probes(self) -> list[Probe]:
         return [Probe(self.passage.title, qa) for qa in self.passage.questions]
@@ -101,11 +104,12 @@ def take_snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
 
     seed = job_seed(settings, job_id, params)
     fmt = tenant.self_edit_format or settings.self_edit_format
-    if fmt == "auto":
+    if fmt == "auto":  # by the self-edits' gains over the passage alone (which gains 0)
         rewards = learning_repo.rewards_by_format(
-            session, tenant_id=tenant_id, metric=CANDIDATE_METRIC
+            session, tenant_id=tenant_id, metric=PASSAGE_GAIN_METRIC
         )
-        fmt = choose_format(rewards, random.Random(seed), explore=settings.auto_explore)
+        rng = random.Random(seed)
+        fmt = choose_format(rewards, rng, explore=settings.auto_explore, passage=0.0)
 
     remote = remote_teacher(settings)
     if remote is not None:  # an external endpoint writes every tenant's self-edits
