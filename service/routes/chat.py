@@ -15,12 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service import metrics
-from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
-from service.domain import completions
-from service.domain import skills as skill_domain
-from service.errors import COMMON_ERRORS, InvalidRequest, error_responses
-from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
-from service.schemas import (
+from service.chat_schemas import (
     AssistantMessage,
     ChatChoice,
     ChatCompletionChunk,
@@ -30,6 +25,11 @@ from service.schemas import (
     ChunkDelta,
     Usage,
 )
+from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
+from service.domain import completions
+from service.domain import skills as skill_domain
+from service.errors import COMMON_ERRORS, InvalidRequest, error_responses
+from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
 from service.settings import Settings
 from service.store.models import Tenant, new_completion_id
 from service.store.repositories import adapters as adapter_repo
