@@ -29,7 +29,7 @@ from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, Settings
 from service.domain import completions
 from service.domain import skills as skill_domain
 from service.domain.prompts import check_prompt
-from service.errors import COMMON_ERRORS, InvalidRequest, error_responses
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, InvalidRequest, error_responses
 from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
 from service.settings import Settings
 from service.store.models import Tenant, new_completion_id
@@ -65,7 +65,7 @@ def _usage(result: ChatResult) -> Usage:
             "description": "With `stream: true`, `chat.completion.chunk` server-sent events "
             "ending with `data: [DONE]`.",
         },
-        **error_responses(404, 409),
+        **error_responses(404, 409, *WRITE_ERRORS),
     },
 )
 def create_chat_completion(
