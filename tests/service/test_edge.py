@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -183,7 +184,7 @@ def test_a_made_up_key_never_opens_a_writers_session(app: FastAPI, session: Sess
         assert opened == [1]
 
 
-def test_an_unreachable_store_at_the_edge_is_503(app: FastAPI, tmp_path: Any) -> None:
+def test_an_unreachable_store_at_the_edge_is_503(app: FastAPI, tmp_path: Path) -> None:
     missing = make_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'seal.db'}")
     app.state.read_sessionmaker = make_sessionmaker(missing)
     response = _send(app, "POST", "/v1/documents", Body(HUGE), "seal-some-key", length=True)
@@ -199,3 +200,9 @@ def test_reads_and_the_dashboard_are_not_behind_the_edge(client: TestClient) -> 
     # the dashboard signs in with a form and a cookie, never a bearer key
     response = client.post("/admin/login", data={"key": "wrong", "csrf": "x"})
     assert response.status_code == 403 and "expired" in response.text
+
+
+def test_docs_give_the_body_limits() -> None:
+    api = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    for limit in (*BODY_LIMITS.values(), SMALL_BODY_BYTES):
+        assert f"{limit:,}" in api
