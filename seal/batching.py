@@ -35,6 +35,7 @@ from seal.generation import (
     _cut_at_stop,
     _text,
     narrow_head,
+    prompt_ids,
 )
 from seal.lora import AdapterHost, AdapterState
 from seal.multi import NO_ADAPTER, AdapterStack
@@ -108,10 +109,7 @@ class BatchEngine:
         """Queue a reply to ``messages``; ``adapter`` is (its key, its weights), or None for
         the base model."""
         tok = self.host.tokenizer
-        text = str(
-            tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-        )
-        prompt = list(tok(text, add_special_tokens=False)["input_ids"])
+        prompt = prompt_ids(tok, messages)
         key, state = adapter if adapter is not None else (None, None)
         request = _Request(
             prompt=prompt,

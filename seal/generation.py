@@ -96,6 +96,13 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+def prompt_ids(tokenizer: Any, messages: Messages) -> list[int]:
+    """The tokens the model reads for ``messages``: their chat template, up to the start of
+    the reply."""
+    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+
+
 def _text(decoded: object) -> str:
     """Decoded text without NUL characters: a model can emit a token that decodes to one, and
     no store (PostgreSQL's text) or client takes it."""

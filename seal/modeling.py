@@ -148,3 +148,9 @@ def load_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, device=dev)
+
+
+def context_length(model: PreTrainedModel) -> int:
+    """The most tokens ``model`` attends to, prompt and reply together: its configuration's
+    ``max_position_embeddings`` (8192 for SmolLM2-135M)."""
+    return int(model.config.max_position_embeddings)

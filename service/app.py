@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.edge import EdgeMiddleware
 from service.errors import install_error_handlers
 from service.metrics import MetricsMiddleware
 from service.routes import (
@@ -57,5 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (health, metrics, admin, documents, feedback, jobs, adapters, teachers, skills, chat)
     for module in (*routers, dashboard):
         app.include_router(module.router)
+    app.add_middleware(EdgeMiddleware)  # inside the metrics: its refusals are counted
     app.add_middleware(MetricsMiddleware)
     return app

@@ -19,6 +19,8 @@ from service.store.models import Tenant
 from service.store.repositories import tenants as tenant_repo
 
 _bearer = HTTPBearer(auto_error=False, description="A tenant's API key, or the admin key.")
+MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>'"
+INVALID_KEY = "invalid or revoked API key"
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -30,8 +32,9 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 TaskSenderDep = Annotated[TaskSender, Depends(get_task_sender)]
 
 
-#: Methods that only read: their transactions need not queue for SQLite's write lock.
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Methods that only read: their transactions need not queue for SQLite's write lock (and
+#: the key of any other is checked before then, by service.edge).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_session(request: Request, sender: TaskSenderDep) -> Generator[Session, None, None]:
@@ -41,7 +44,7 @@ def get_session(request: Request, sender: TaskSenderDep) -> Generator[Session, N
     may write gets a writer's session (on SQLite it waits for the write lock up front, see
     :mod:`service.store.db`); a GET reads without waiting."""
     state = request.app.state
-    factory = state.read_sessionmaker if request.method in _SAFE_METHODS else state.sessionmaker
+    factory = state.read_sessionmaker if request.method in READ_METHODS else state.sessionmaker
     with factory() as session:
         try:
             yield session
@@ -71,7 +74,7 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 def _bearer_key(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or not credentials.credentials:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+        raise Unauthorized(MISSING_KEY)
     return credentials.credentials
 
 
@@ -79,7 +82,7 @@ def _tenant(session: Session, credentials: HTTPAuthorizationCredentials | None) 
     key = _bearer_key(credentials)
     tenant = tenant_repo.tenant_for_api_key(session, key=key)
     if tenant is None:
-        raise Unauthorized("invalid or revoked API key")
+        raise Unauthorized(INVALID_KEY)
     return tenant
 
 

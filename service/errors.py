@@ -25,6 +25,7 @@ from service.domain.errors import (
 
 __all__ = [
     "COMMON_ERRORS",
+    "WRITE_ERRORS",
     "Conflict",
     "ErrorBody",
     "ErrorDetail",
@@ -35,6 +36,7 @@ __all__ = [
     "error_response",
     "error_responses",
     "install_error_handlers",
+    "store_unavailable_response",
     "validation_message",
 ]
 
@@ -69,6 +71,7 @@ _DESCRIPTIONS = {
     401: "Missing, invalid or revoked API key (or not the admin key where one is needed).",
     404: "Not found (or not this tenant's).",
     409: "Conflicts with the current state; the message says what to do.",
+    413: "The request body is larger than the route's limit (the message names it).",
     422: "The request is invalid; the message names each wrong field.",
     503: "The store is busy or unreachable; retry after the Retry-After header's seconds.",
 }
@@ -83,6 +86,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 #: What every route behind an API key can return: a bad key, a bad request, a busy store.
 COMMON_ERRORS = (401, 422, 503)
+#: What a route that may write can return besides: a body over its limit (service.edge).
+WRITE_ERRORS = (413,)
 
 
 def error_response(
@@ -137,17 +142,21 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "conflict", "the request conflicts with the current state")
 
 
-async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    # The store could not serve the request now: SQLite's "database is locked" (a writer was
-    # in the way of a transaction that had read first; nothing was committed) or a lost
-    # PostgreSQL connection. The request can be sent again.
-    log.warning("store unavailable: %s", exc)
+def store_unavailable_response() -> JSONResponse:
     return error_response(
         503,
         "service_unavailable",
         "the store is busy or unreachable; retry the request",
         {"Retry-After": "1"},
     )
+
+
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # The store could not serve the request now: SQLite's "database is locked" (a writer was
+    # in the way of a transaction that had read first; nothing was committed) or a lost
+    # PostgreSQL connection. The request can be sent again.
+    log.warning("store unavailable: %s", exc)
+    return store_unavailable_response()
 
 
 def install_error_handlers(app: FastAPI) -> None:

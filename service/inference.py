@@ -6,8 +6,9 @@ answers with the tenant's adapter; tests may override :func:`get_chat_backend`.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,6 +63,15 @@ class ChatRequest:
 
 
 class ChatBackend(Protocol):
+    def context_tokens(self) -> int:
+        """The most tokens the model attends to, prompt and reply together."""
+        ...
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """How many tokens the model reads for ``messages``, its chat template included (None:
+        the backend cannot tell); counted in the caller's thread."""
+        ...
+
     def complete(self, request: ChatRequest) -> ChatResult: ...
 
     def stream(self, request: ChatRequest) -> ChatStream:
@@ -80,6 +90,8 @@ class ModelChatBackend:
         self._serial: ChatEngine | None = None
         self._batched: BatchEngine | None = None
         self._adapters: AdapterCache | None = None
+        self._context = 0
+        self._prompt_ids: Callable[[list[dict[str, str]]], list[int]] | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> AdapterCache:
@@ -88,8 +100,9 @@ class ModelChatBackend:
             if self._adapters is None:
                 # Imported here: the API starts (and serves everything else) without torch loaded.
                 from seal.batching import BatchEngine
+                from seal.generation import prompt_ids
                 from seal.lora import STUDENT, AdapterHost, LoraSpec
-                from seal.modeling import load_model
+                from seal.modeling import context_length, load_model
                 from seal.serving import AdapterCache, ChatEngine
                 from service.metrics import observe_adapter, observe_batch
 
@@ -99,6 +112,8 @@ class ModelChatBackend:
                 )
                 spec = LoraSpec(s.lora_rank, s.lora_alpha, s.lora_dropout, tuple(s.lora_targets))
                 host = AdapterHost(loaded, {STUDENT: spec}, seed=s.seed)
+                self._context = context_length(loaded.model)
+                self._prompt_ids = functools.partial(prompt_ids, host.tokenizer)
                 cache = AdapterCache(s.adapter_cache_size, on_lookup=observe_adapter)
                 if s.chat_engine == "batched":
                     self._batched = BatchEngine(
@@ -108,6 +123,15 @@ class ModelChatBackend:
                     self._serial = ChatEngine(host, STUDENT, on_batch=observe_batch, adapters=cache)
                 self._adapters = cache
             return self._adapters
+
+    def context_tokens(self) -> int:
+        self._load()
+        return self._context
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        self._load()
+        assert self._prompt_ids is not None
+        return len(self._prompt_ids(messages))
 
     def _options(self, request: ChatRequest) -> dict[str, Any]:
         return dict(

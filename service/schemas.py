@@ -1,4 +1,5 @@
-"""Request (``...Create``) and response (``...Public``) models of the API."""
+"""Request (``...Create``) and response (``...Public``) models of the API (the chat's:
+:mod:`service.chat_schemas`); the lengths they allow are set in :mod:`service.limits`."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
 from seal.skills.tasks import grid_text
+from service import limits
 from service.settings import TenantSelfEditFormat
 from service.store.models import (
     DocumentStatus,
@@ -29,18 +31,7 @@ from service.store.models import (
 
 T = TypeVar("T")
 
-MAX_TITLE_CHARS = 500
-MAX_TEXT_CHARS = 100_000
-MAX_QUESTIONS = 100
-MAX_QA_CHARS = 10_000
 SKILL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-MAX_SKILL_DESCRIPTION_CHARS = 2000
-#: Examples of one request that creates a skill (at least two: one to learn from while the
-#: other is held out) or adds to one; a skill has at most ``domain.skills.MAX_SKILL_EXAMPLES``.
-MIN_NEW_SKILL_EXAMPLES = 2
-MAX_REQUEST_EXAMPLES = 64
-MAX_EXAMPLE_CHARS = 4000
-MAX_GRID_SIDE = 30
 #: The largest number a path, query or body field may carry to the store: the end of a 32-bit
 #: integer column (a larger one would be a server error there, not a 404 or an empty page).
 MAX_NUMBER = 2**31 - 1
@@ -62,9 +53,7 @@ class Page(BaseModel, Generic[T]):
 
 
 # --- tenants --------------------------------------------------------------------------------
-def _valid_cron(value: str | None) -> str | None:
-    if value is None:
-        return None
+def _valid_cron(value: str) -> str:
     from croniter import croniter
 
     if not croniter.is_valid(value):
@@ -72,21 +61,19 @@ def _valid_cron(value: str | None) -> str | None:
     return value
 
 
+CronText = Annotated[str, Field(max_length=limits.MAX_CRON_CHARS), AfterValidator(_valid_cron)]
+
+
 class TenantCreate(_Create):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=limits.MAX_TENANT_NAME_CHARS)
     self_edit_format: TenantSelfEditFormat | None = Field(
         None,
         description="Default: the service's SEAL_SELF_EDIT_FORMAT. `auto` picks, per update, "
         "the format whose self-edits earned the best rewards, trying the others now and then.",
     )
-    update_schedule: str | None = Field(
-        None, max_length=100, description="Cron expression of the scheduled update."
+    update_schedule: CronText | None = Field(
+        None, description="Cron expression of the scheduled update."
     )
-
-    @field_validator("update_schedule")
-    @classmethod
-    def _valid_cron(cls, value: str | None) -> str | None:
-        return _valid_cron(value)
 
 
 class TenantUpdate(_Create):
@@ -95,14 +82,9 @@ class TenantUpdate(_Create):
     self_edit_format: TenantSelfEditFormat | None = Field(
         None, description="null: the service's SEAL_SELF_EDIT_FORMAT."
     )
-    update_schedule: str | None = Field(
-        None, max_length=100, description="Cron expression; null: the default schedule."
+    update_schedule: CronText | None = Field(
+        None, description="Cron expression; null: the default schedule."
     )
-
-    @field_validator("update_schedule")
-    @classmethod
-    def _valid_cron(cls, value: str | None) -> str | None:
-        return _valid_cron(value)
 
 
 class TenantCreated(BaseModel):
@@ -150,16 +132,16 @@ class ApiKeyPublic(_Public):
 
 # --- documents ------------------------------------------------------------------------------
 class QuestionAnswer(_Create):
-    question: str = Field(min_length=1, max_length=MAX_QA_CHARS)
-    answer: str = Field(min_length=1, max_length=MAX_QA_CHARS)
+    question: str = Field(min_length=1, max_length=limits.MAX_PROBE_CHARS)
+    answer: str = Field(min_length=1, max_length=limits.MAX_PROBE_CHARS)
 
 
 class DocumentCreate(_Create):
-    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    title: str = Field(min_length=1, max_length=limits.MAX_TITLE_CHARS)
+    text: str = Field(min_length=1, max_length=limits.MAX_TEXT_CHARS)
     questions: list[QuestionAnswer] = Field(
         default_factory=list,
-        max_length=MAX_QUESTIONS,
+        max_length=limits.MAX_QUESTIONS,
         description="Probe questions with gold answers, used to measure what was learned.",
     )
 
@@ -216,9 +198,9 @@ class DocumentDeleted(DocumentPublic):
 
 # --- feedback -------------------------------------------------------------------------------
 class FeedbackCreate(_Create):
-    question: str | None = Field(None, min_length=1, max_length=MAX_QA_CHARS)
-    answer: str | None = Field(None, min_length=1, max_length=MAX_QA_CHARS)
-    document_id: str | None = Field(None, max_length=36)
+    question: str | None = Field(None, min_length=1, max_length=limits.MAX_QA_CHARS)
+    answer: str | None = Field(None, min_length=1, max_length=limits.MAX_QA_CHARS)
+    document_id: str | None = Field(None, max_length=limits.MAX_ID_CHARS)
     rating: int | None = Field(None, ge=-1, le=5, description="-1/0/1 (thumbs) or 1..5.")
     completion_id: str | None = Field(None, max_length=64)
 
@@ -401,7 +383,9 @@ class TeacherRollbackRequest(_Create):
         description="The teacher version to make active; 0: retire the active one.",
     )
     tenant_id: str | None = Field(
-        None, max_length=36, description="The tenant's own teacher; null: the shared teacher."
+        None,
+        max_length=limits.MAX_ID_CHARS,
+        description="The tenant's own teacher; null: the shared teacher.",
     )
     domain: TeacherDomain = Field(
         TeacherDomain.documents,
@@ -424,6 +408,9 @@ class RewardList(BaseModel):
 
 
 # --- skills -------------------------------------------------------------------------------
+_SIDE = limits.MAX_GRID_SIDE
+
+
 def _grid_as_text(value: Any) -> Any:
     """A grid (a list of rows of integers 0-9) as its text, one line of digits per row; a
     string is left to the string's own checks."""
@@ -431,34 +418,34 @@ def _grid_as_text(value: Any) -> Any:
         return value
     if not all(isinstance(row, list) for row in value):
         raise ValueError("a grid is a list of rows, each a list of integers 0-9")
-    if len(value) > MAX_GRID_SIDE or any(len(row) > MAX_GRID_SIDE for row in value):
-        raise ValueError(f"a grid has at most {MAX_GRID_SIDE} rows of {MAX_GRID_SIDE} cells")
+    if len(value) > _SIDE or any(len(row) > _SIDE for row in value):
+        raise ValueError(f"a grid has at most {_SIDE} rows of {_SIDE} cells")
     return grid_text(value)
 
 
 _GRID_SCHEMA = {
     "type": "array",
     "minItems": 1,
-    "maxItems": MAX_GRID_SIDE,
+    "maxItems": _SIDE,
     "items": {
         "type": "array",
         "minItems": 1,
-        "maxItems": MAX_GRID_SIDE,
+        "maxItems": _SIDE,
         "items": {"type": "integer", "minimum": 0, "maximum": 9},
     },
 }
 ExampleText = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_EXAMPLE_CHARS),
+    Field(min_length=1, max_length=limits.MAX_EXAMPLE_CHARS),
     BeforeValidator(_grid_as_text),
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "minLength": 1, "maxLength": MAX_EXAMPLE_CHARS},
+                {"type": "string", "minLength": 1, "maxLength": limits.MAX_EXAMPLE_CHARS},
                 _GRID_SCHEMA,
             ],
             "description": "Text, or a grid: rows of integers 0-9, all the same length (at "
-            f"most {MAX_GRID_SIDE}x{MAX_GRID_SIDE}), kept as one line of digits per row.",
+            f"most {_SIDE}x{_SIDE}), kept as one line of digits per row.",
         },
         mode="validation",
     ),
@@ -472,6 +459,7 @@ class SkillExampleIn(_Create):
 
 class SkillCreate(_Create):
     name: str = Field(
+        max_length=limits.MAX_SKILL_NAME_CHARS,
         pattern=SKILL_NAME_PATTERN,
         description='Lower case letters, digits and "_.-", at most 64; chat with it as '
         '`"model": "skill:<name>"`.',
@@ -479,18 +467,18 @@ class SkillCreate(_Create):
     description: str | None = Field(
         None,
         min_length=1,
-        max_length=MAX_SKILL_DESCRIPTION_CHARS,
+        max_length=limits.MAX_SKILL_DESCRIPTION_CHARS,
         description="What the skill does, in a sentence; it goes into every prompt.",
     )
     examples: list[SkillExampleIn] = Field(
-        min_length=MIN_NEW_SKILL_EXAMPLES,
-        max_length=MAX_REQUEST_EXAMPLES,
+        min_length=limits.MIN_NEW_SKILL_EXAMPLES,
+        max_length=limits.MAX_REQUEST_EXAMPLES,
         description="Input -> output demonstrations (at least 2 different ones).",
     )
 
 
 class SkillExamplesCreate(_Create):
-    examples: list[SkillExampleIn] = Field(min_length=1, max_length=MAX_REQUEST_EXAMPLES)
+    examples: list[SkillExampleIn] = Field(min_length=1, max_length=limits.MAX_REQUEST_EXAMPLES)
 
 
 class SkillExamplePublic(_Public):
@@ -546,137 +534,6 @@ class SkillRollbackRequest(_Create):
 class SkillRollbackResult(BaseModel):
     active: SkillVersionPublic | None = Field(description="The active version now; null: none.")
     previous: SkillVersionPublic | None = Field(description="The version that was active before.")
-
-
-# --- chat -----------------------------------------------------------------------------------
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    include_usage: bool = Field(
-        False, description="Send a last chunk with the token usage (and no choices)."
-    )
-
-
-class ChatCompletionCreate(BaseModel):
-    """The OpenAI chat-completions request; fields it does not know are ignored.
-
-    Unlike OpenAI, ``temperature`` defaults to 0 (greedy decoding), so that answers are
-    reproducible; 0 always means greedy.
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = Field(
-        min_length=1,
-        max_length=200,
-        description='"base": the base model; "skill:<name>": the skill\'s active version alone, '
-        "the last user message its input; anything else: the tenant's active adapter.",
-    )
-    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
-    temperature: float = Field(
-        0.0, ge=0.0, le=2.0, description="0 (the default), or below 0.001: greedy."
-    )
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = Field(
-        None,
-        ge=-(2**63),
-        le=2**63 - 1,
-        description="Seeds sampling (temperature > 0): the same request and seed give the same "
-        "reply. A 64-bit integer.",
-    )
-    stop: str | list[str] | None = None
-    n: int = Field(1, description="Only 1 is supported.")
-    stream: bool = Field(
-        False, description="Send the reply as server-sent events, a piece at a time."
-    )
-    stream_options: StreamOptions | None = None
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported")
-        return value
-
-    @field_validator("stop")
-    @classmethod
-    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return value
-
-    def stop_list(self) -> list[str] | None:
-        if self.stop is None:
-            return None
-        stops = [self.stop] if isinstance(self.stop, str) else self.stop
-        return [s for s in stops if s] or None
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class ChatChoice(BaseModel):
-    index: int
-    message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ChatCompletionPublic(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage
-
-
-class ChunkDelta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: ChunkDelta
-    finish_reason: Literal["stop", "length"] | None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    """One server-sent event of a streamed chat completion."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Usage | None = None
 
 
 class Health(BaseModel):

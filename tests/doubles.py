@@ -31,12 +31,30 @@ def grade_probes(
     monkeypatch.setattr(knowledge, "evaluate_many", grade)
 
 
+#: The context of :class:`ReversingBackend`, as SmolLM2's.
+CONTEXT_TOKENS = 8192
+
+
+def _words(messages: list[dict[str, str]]) -> int:
+    return sum(len(m["content"].split()) for m in messages)
+
+
 @dataclass
 class ReversingBackend:
     """A deterministic stand-in for the chat model: answers with the words of the last user
-    message in reverse order, cut to ``max_tokens`` words (one word = one token)."""
+    message in reverse order, cut to ``max_tokens`` words (one word = one token). ``counted``
+    has the prompts it tokenized (their lengths), ``calls`` the requests it answered."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
+    counted: list[int] = field(default_factory=list)
+    context: int = CONTEXT_TOKENS
+
+    def context_tokens(self) -> int:
+        return self.context
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        self.counted.append(_words(messages))
+        return self.counted[-1]
 
     def complete(self, request: ChatRequest) -> ChatResult:
         self.calls.append(asdict(request) | {"adapter": request.adapter})
@@ -45,7 +63,7 @@ class ReversingBackend:
         out = words[: request.max_tokens]
         return ChatResult(
             text=" ".join(out),
-            prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
+            prompt_tokens=_words(request.messages),
             completion_tokens=len(out),
             finish_reason="length" if len(words) > request.max_tokens else "stop",
         )

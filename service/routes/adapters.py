@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep
 from service.errors import COMMON_ERRORS, NotFound, error_responses
+from service.limits import MAX_ID_CHARS
 from service.presenters import adapter_public
 from service.schemas import (
     MAX_NUMBER,
@@ -25,6 +26,7 @@ from service.store.repositories import documents as document_repo
 from service.store.repositories import learning as learning_repo
 
 router = APIRouter(prefix="/v1", tags=["learning"], responses=error_responses(*COMMON_ERRORS))
+DocumentIdQuery = Annotated[str | None, Query(max_length=MAX_ID_CHARS)]
 
 
 def _check_document(session: Session, tenant_id: str, document_id: str | None) -> None:
@@ -45,7 +47,7 @@ def list_adapters(session: SessionDep, tenant: CurrentTenant) -> list[AdapterPub
 def list_self_edits(
     session: SessionDep,
     tenant: CurrentTenant,
-    document_id: str | None = None,
+    document_id: DocumentIdQuery = None,
     selected: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[SelfEditPublic]:
@@ -71,8 +73,8 @@ def list_self_edits(
 def list_rewards(
     session: SessionDep,
     tenant: CurrentTenant,
-    document_id: str | None = None,
-    format: str | None = None,
+    document_id: DocumentIdQuery = None,
+    format: Annotated[str | None, Query(max_length=64)] = None,
     teacher_version: Annotated[
         int | None, Query(ge=0, le=MAX_NUMBER, description="0: the untrained base teacher.")
     ] = None,

@@ -13,7 +13,7 @@ from service.domain import adapters as adapter_domain
 from service.domain import skills as skill_domain
 from service.domain import teachers as teacher_domain
 from service.domain import tenants as tenant_domain
-from service.errors import COMMON_ERRORS, error_responses
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.presenters import adapter_public, skill_version_public, teacher_public
 from service.schemas import (
     MAX_NUMBER,
@@ -41,7 +41,7 @@ router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMM
     "/tenants",
     response_model=TenantCreated,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(409),
+    responses=error_responses(409, *WRITE_ERRORS),
 )
 def create_tenant(body: TenantCreate, session: SessionDep, _admin: AdminDep) -> TenantCreated:
     tenant, plain = tenant_domain.create_tenant(
@@ -59,7 +59,9 @@ def list_tenants(session: SessionDep, _admin: AdminDep) -> list[TenantPublic]:
 
 
 @router.patch(
-    "/admin/tenants/{tenant_id}", response_model=TenantPublic, responses=error_responses(404)
+    "/admin/tenants/{tenant_id}",
+    response_model=TenantPublic,
+    responses=error_responses(404, *WRITE_ERRORS),
 )
 def update_tenant(
     tenant_id: str, body: TenantUpdate, session: SessionDep, _admin: AdminDep
@@ -73,7 +75,9 @@ def update_tenant(
 
 
 @router.delete(
-    "/admin/tenants/{tenant_id}", response_model=TenantDeleted, responses=error_responses(404)
+    "/admin/tenants/{tenant_id}",
+    response_model=TenantDeleted,
+    responses=error_responses(404, *WRITE_ERRORS),
 )
 def delete_tenant(
     tenant_id: str, session: SessionDep, settings: SettingsDep, _admin: AdminDep
@@ -99,7 +103,7 @@ def delete_tenant(
     "/admin/tenants/{tenant_id}/keys",
     response_model=ApiKeyCreated,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(404),
+    responses=error_responses(404, *WRITE_ERRORS),
 )
 def create_key(tenant_id: str, session: SessionDep, _admin: AdminDep) -> ApiKeyCreated:
     tenant = tenant_domain.get_tenant(session, tenant_id)
@@ -125,7 +129,7 @@ def list_keys(tenant_id: str, session: SessionDep, _admin: AdminDep) -> list[Api
 @router.delete(
     "/admin/tenants/{tenant_id}/keys/{key_id}",
     response_model=ApiKeyPublic,
-    responses=error_responses(404),
+    responses=error_responses(404, *WRITE_ERRORS),
 )
 def revoke_key(tenant_id: str, key_id: str, session: SessionDep, _admin: AdminDep) -> ApiKeyPublic:
     """Revoke a key: from the next request on it answers 401. Revoking a revoked key changes
@@ -137,7 +141,7 @@ def revoke_key(tenant_id: str, key_id: str, session: SessionDep, _admin: AdminDe
 @router.post(
     "/admin/tenants/{tenant_id}/rollback",
     response_model=RollbackResult,
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, *WRITE_ERRORS),
 )
 def rollback(
     tenant_id: str, body: RollbackRequest, session: SessionDep, _admin: AdminDep
@@ -154,7 +158,7 @@ def rollback(
 @router.delete(
     "/admin/tenants/{tenant_id}/adapters/{version}",
     response_model=AdapterPurged,
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, *WRITE_ERRORS),
 )
 def delete_adapter_weights(
     tenant_id: str,
@@ -179,7 +183,7 @@ def delete_adapter_weights(
 @router.post(
     "/admin/tenants/{tenant_id}/skills/{skill_id}/rollback",
     response_model=SkillRollbackResult,
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, *WRITE_ERRORS),
 )
 def rollback_skill(
     tenant_id: str, skill_id: str, body: SkillRollbackRequest, session: SessionDep, _admin: AdminDep
@@ -198,7 +202,7 @@ def rollback_skill(
 @router.post(
     "/admin/teachers/rollback",
     response_model=TeacherRollbackResult,
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, *WRITE_ERRORS),
 )
 def rollback_teacher(
     body: TeacherRollbackRequest, session: SessionDep, _admin: AdminDep

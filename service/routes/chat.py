@@ -15,12 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service import metrics
-from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
-from service.domain import completions
-from service.domain import skills as skill_domain
-from service.errors import COMMON_ERRORS, InvalidRequest, error_responses
-from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
-from service.schemas import (
+from service.chat_schemas import (
     AssistantMessage,
     ChatChoice,
     ChatCompletionChunk,
@@ -30,6 +25,12 @@ from service.schemas import (
     ChunkDelta,
     Usage,
 )
+from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
+from service.domain import completions
+from service.domain import skills as skill_domain
+from service.domain.prompts import check_prompt
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, InvalidRequest, error_responses
+from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
 from service.settings import Settings
 from service.store.models import Tenant, new_completion_id
 from service.store.repositories import adapters as adapter_repo
@@ -64,7 +65,7 @@ def _usage(result: ChatResult) -> Usage:
             "description": "With `stream: true`, `chat.completion.chunk` server-sent events "
             "ending with `data: [DONE]`.",
         },
-        **error_responses(404, 409),
+        **error_responses(404, 409, *WRITE_ERRORS),
     },
 )
 def create_chat_completion(
@@ -79,9 +80,10 @@ def create_chat_completion(
     active version alone, the last user message its input and the skill's newest examples its
     context (404 for a skill the tenant does not have, 409 while it has no active version);
     any other name with the tenant's active adapter (the base model while it has none).
-    ``temperature`` 0, the default, is greedy decoding. Runs in the threadpool, as the backend
-    blocks. The request only reads; its completion is recorded, once the reply is written, in
-    a transaction of its own."""
+    ``temperature`` 0, the default, is greedy decoding. A prompt the model's context cannot
+    hold with ``max_tokens`` to spare is a 422 (:func:`check_prompt`). Runs in the threadpool,
+    as the backend blocks. The request only reads; its completion is recorded, once the reply
+    is written, in a transaction of its own."""
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
@@ -105,6 +107,7 @@ def create_chat_completion(
     # What the reply needs is read: end the read transaction, so that none stays open while
     # the model writes (nothing to commit: the completion is recorded by record_completion)
     session.close()
+    check_prompt(backend, chat)  # before the request is queued for decoding
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         started = time.perf_counter()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from service.deps import CurrentTenant, SessionDep
 from service.domain import documents as document_domain
-from service.errors import COMMON_ERRORS, NotFound, error_responses
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, NotFound, error_responses
 from service.schemas import (
     MAX_NUMBER,
     DocumentCreate,
@@ -47,7 +47,7 @@ def _detail(document: Document) -> DocumentDetail:
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": DocumentDetail, "description": "The same content already exists"},
-        **error_responses(409),
+        **error_responses(409, *WRITE_ERRORS),
     },
 )
 def create_document(
@@ -110,7 +110,9 @@ def get_document(document_id: str, session: SessionDep, tenant: CurrentTenant) -
 
 
 @router.delete(
-    "/{document_id}", response_model=DocumentDeleted, responses=error_responses(404, 409)
+    "/{document_id}",
+    response_model=DocumentDeleted,
+    responses=error_responses(404, 409, *WRITE_ERRORS),
 )
 def delete_document(
     document_id: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.deps import CurrentTenant, SessionDep
-from service.errors import COMMON_ERRORS, NotFound, error_responses
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, NotFound, error_responses
 from service.schemas import FeedbackCreate, FeedbackPublic
 from service.store.models import ProbeSource
 from service.store.repositories import documents as document_repo
@@ -24,7 +24,7 @@ RATING_METRIC = "rating"
     "",
     response_model=FeedbackPublic,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, *WRITE_ERRORS),
 )
 def create_feedback(
     body: FeedbackCreate, session: SessionDep, tenant: CurrentTenant

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from service.deps import CurrentTenant, SessionDep
 from service.domain import updates as update_domain
-from service.errors import COMMON_ERRORS, error_responses
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.schemas import MAX_NUMBER, JobPublic, Page, UpdateAccepted, UpdateCreate
 from service.store.repositories import jobs as job_repo
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["jobs"], responses=error_responses(*COMMO
     "/updates",
     response_model=UpdateAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(409),
+    responses=error_responses(409, *WRITE_ERRORS),
 )
 def request_update(
     session: SessionDep, tenant: CurrentTenant, body: UpdateCreate | None = None
@@ -51,7 +51,11 @@ def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobPubli
     return JobPublic.model_validate(update_domain.get_job(session, tenant.id, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404, 409))
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobPublic,
+    responses=error_responses(404, 409, *WRITE_ERRORS),
+)
 def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
     """Cancel a queued or running job; a running one stops at its next check."""
     return JobPublic.model_validate(update_domain.cancel_job(session, tenant.id, job_id))

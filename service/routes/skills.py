@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import CurrentTenant, SessionDep, SettingsDep
 from service.domain import skills as skill_domain
-from service.errors import COMMON_ERRORS, error_responses
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.presenters import skill_public, skill_version_public
 from service.schemas import (
     JobPublic,
@@ -40,7 +40,7 @@ def _learning(session: Session, learning: skill_domain.SkillLearning) -> SkillLe
     "",
     response_model=SkillLearning,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(409),
+    responses=error_responses(409, *WRITE_ERRORS),
 )
 def create_skill(body: SkillCreate, session: SessionDep, tenant: CurrentTenant) -> SkillLearning:
     """Create a skill from input -> output examples (text, or grids as rows of integers 0-9);
@@ -79,7 +79,7 @@ def get_skill(skill_id: str, session: SessionDep, tenant: CurrentTenant) -> Skil
     "/{skill_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(404),
+    responses=error_responses(404, *WRITE_ERRORS),
 )
 def delete_skill(
     skill_id: str, session: SessionDep, tenant: CurrentTenant, settings: SettingsDep
@@ -108,7 +108,7 @@ def list_examples(
     "/{skill_id}/examples",
     response_model=SkillLearning,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(404, 409),
+    responses=error_responses(404, 409, *WRITE_ERRORS),
 )
 def add_examples(
     skill_id: str, body: SkillExamplesCreate, session: SessionDep, tenant: CurrentTenant

@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 
 from service.deps import CurrentTenant, SessionDep, SettingsDep
 from service.domain import teachers as teacher_domain
-from service.errors import COMMON_ERRORS, error_responses
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.presenters import teacher_public
 from service.schemas import TeacherListItem, TeacherRoundAccepted, TeacherRoundRequest
 from service.store.models import TeacherDomain
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1", tags=["teachers"], responses=error_responses(*C
     "/teacher/rounds",
     response_model=TeacherRoundAccepted,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(409),
+    responses=error_responses(409, *WRITE_ERRORS),
 )
 def request_teacher_round(
     session: SessionDep,

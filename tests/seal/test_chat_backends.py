@@ -13,7 +13,7 @@ from seal.lora import STUDENT, AdapterHost, LoraSpec, save_adapter
 from service.inference import AdapterRef, ChatRequest, ChatResult, ModelChatBackend
 from service.settings import Settings
 from tests.model_cache import CACHE
-from tests.tiny import load_tiny
+from tests.tiny import TINY, load_tiny
 
 QUESTIONS = ["Who founded it?", "Where is the harbour?", "Name the mayor.", "Why?"]
 
@@ -75,3 +75,18 @@ def test_both_engines_give_the_same_replies_and_batching_serves_them_together(
         *pieces, result = list(batched.stream(request))
         assert isinstance(result, ChatResult) and result == want
         assert "".join(pieces) == want.text  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("engine", ["serial", "batched"])
+def test_the_backend_knows_its_context_and_counts_a_prompt_as_the_model_sees_it(
+    tiny_model_dir: Path, tmp_path: Path, engine: str
+) -> None:
+    backend = ModelChatBackend(_settings(tiny_model_dir, tmp_path, engine))
+    assert backend.context_tokens() == TINY.max_position_embeddings
+    request = ChatRequest(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why?"}],
+        adapter=None,
+        max_tokens=4,
+    )
+    counted = backend.prompt_tokens(request.messages)
+    assert counted == backend.complete(request).prompt_tokens > 5

@@ -130,8 +130,9 @@ def test_every_limit_is_a_422_that_says_what_is_wrong(
             "body.description: String should have at most 2000 characters",
         ),
         ({"examples": [pair, pair]}, "body.name: Field required"),
+        ({"name": "a" * 65, "examples": EXAMPLES}, "body.name: String should have at most 64"),
     ]
-    for name in ("Reverse", "-x", "_x", "with space", "a" * 65, "", "x/y", "é"):
+    for name in ("Reverse", "-x", "_x", "with space", "", "x/y", "é"):
         cases.append(({"name": name, "examples": EXAMPLES}, "body.name: String should match"))
     grids = [
         ([[1, 2], [3]], "the same non-zero length"),
