@@ -27,7 +27,7 @@ from typing import Literal
 
 from seal.grading import normalize
 from seal.probes import answer_span
-from seal.selfedit import QA, canonical, parse_items, parse_qa
+from seal.selfedit import QA, QA_SELF_EDITS, canonical, parse_items, parse_qa
 
 Truncated = Literal["drop", "trim", "keep"]
 TRUNCATED: tuple[Truncated, ...] = ("drop", "trim", "keep")
@@ -118,7 +118,7 @@ def ground(
         result = Grounded("")
         result.drop("truncated", len(parse_items(text, fmt)) or 1)
         return result
-    if fmt == "self-qa":
+    if fmt in QA_SELF_EDITS:
         return _ground_qa(text, title, passage, probes, truncated and on_truncated == "trim")
     items = parse_items(text, fmt)
     result = Grounded("")

@@ -216,3 +216,11 @@ def cloze_questions(title: str, text: str, n: int) -> list[QA]:
                 seen.add(normalize(qas[depth].answer))
         depth += 1
     return picked
+
+
+def with_cloze(title: str, text: str, written: Sequence[QA], n: int) -> list[QA]:
+    """A document's probe questions: the teacher's ``written`` ones, then cloze questions
+    (their answers not among the written ones) up to ``n`` in all."""
+    given = {q.answer.lower() for q in written}
+    cloze = [qa for qa in cloze_questions(title, text, n) if qa.answer.lower() not in given]
+    return [*written, *cloze[: max(0, n - len(written))]]

@@ -79,9 +79,15 @@ class Passage:
 
 #: How the teacher's reply starts: a small model follows a format far better once it has begun it.
 PRIMERS = {"implications": "1.", "implications-long": "1.", "rewrite": "1.", "self-qa": "Question:"}
+#: Formats whose self-edits are question-answer pairs: ``self-qa``, and ``open-book``
+#: (``seal.openbook``: the teacher's questions, answered with the document in the prompt).
+QA_SELF_EDITS = frozenset({"self-qa", "open-book"})
 
 
 def teacher_messages(passage: Passage, fmt: str) -> list[dict[str, str]]:
+    """The prompt of format ``fmt`` (``open-book``: the ``self-qa`` prompt, whose questions
+    it answers open book)."""
+    fmt = "self-qa" if fmt == "open-book" else fmt
     if fmt not in _INSTRUCTIONS:
         raise ValueError(f"unknown self-edit format {fmt!r}; expected one of {', '.join(FORMATS)}")
     content = f"{_INSTRUCTIONS[fmt]}\n\nTitle: {passage.title}\n{passage.text}"
@@ -94,7 +100,7 @@ def _is_header(line: str) -> bool:
 
 def parse_items(text: str, fmt: str) -> list[str]:
     """Split a self-edit into training items, without the title prefix."""
-    if fmt == "self-qa":
+    if fmt in QA_SELF_EDITS:
         return [f"Question: {qa.question}\nAnswer: {qa.answer}" for qa in parse_qa(text)]
     lines = [ln.strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln]
@@ -141,7 +147,7 @@ def canonical(text: str, fmt: str) -> str:
     ``self-qa`` its pairs as "Question: ..." / "Answer: ..." lines, else its items as a
     numbered list. Another model's self-edit becomes a distillation target this way; an empty
     string when nothing in it parses."""
-    if fmt == "self-qa":
+    if fmt in QA_SELF_EDITS:
         return "\n".join(f"Question: {qa.question}\nAnswer: {qa.answer}" for qa in parse_qa(text))
     return "\n".join(f"{n}. {item}" for n, item in enumerate(parse_items(text, fmt), start=1))
 

@@ -19,7 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from seal.selfedit import Format
 
 #: ``passage`` trains on the document alone (no self-edits): the baseline a tenant can A/B.
-SelfEditFormat = Literal[Format, "passage"]
+#: ``open-book``: the teacher's questions answered with the document in the prompt
+#: (``seal.openbook``); ``passage``: the document alone, no self-edit.
+SelfEditFormat = Literal[Format, "open-book", "passage"]
 #: A tenant's format may also be ``auto``: the service picks by the rewards earned so far.
 TenantSelfEditFormat = Literal[SelfEditFormat, "auto"]
 

@@ -96,7 +96,7 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
     progress = Progress(run, total=len(snap.documents) * ((k + 3) if select else 1) + 3)
     replay = replay_sample(snap.replay_pool, settings, rng)
     progress.step(f"{snap.mode} update of {len(snap.documents)} document(s), format {snap.fmt}", 0)
-    drafts = sample_self_edits(teacher_host, snap, config, k, progress)
+    drafts = sample_self_edits(teacher_host, host, snap, config, k, progress)
     docs = judgeable(run, snap, teacher_host)
     if not docs:
         finish_unjudged(run, snap)

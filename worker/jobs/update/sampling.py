@@ -7,7 +7,8 @@ from __future__ import annotations
 from seal.grounding import ground
 from seal.knowledge import Draft, InnerLoopConfig, write_drafts_many, write_probe_questions_many
 from seal.lora import AdapterHost
-from seal.probes import cloze_questions
+from seal.openbook import OPEN_BOOK, write_open_book_many
+from seal.probes import with_cloze
 from seal.selfedit import Passage
 from service.settings import Settings
 from service.store.db import session_scope
@@ -28,14 +29,16 @@ NEEDS_QUESTIONS = (
 
 def sample_self_edits(
     teacher_host: AdapterHost,
+    answer_host: AdapterHost,
     snap: Snapshot,
     config: InnerLoopConfig,
     k: int,
     progress: Progress,
 ) -> dict[str, list[Draft]]:
-    """k self-edits of each document, by document id. The teacher does not change during a
-    job, so every document's self-edits are sampled first, in shared batches (far cheaper per
-    document than one document at a time)."""
+    """k self-edits of each document, by document id (``open-book``: answered by the base
+    model of ``answer_host``, the student). The teacher does not change during a job, so
+    every document's self-edits are sampled first, in shared batches (far cheaper per document
+    than one document at a time)."""
     docs = snap.documents
     if not k:
         progress.step("no self-edits: the documents alone are trained on", len(docs))
@@ -48,15 +51,22 @@ def sample_self_edits(
         )
         written[0] = done
 
-    batched = write_drafts_many(
-        teacher_host,
-        [w.passage for w in docs],
-        config.format,
-        k,
-        config.sample,
-        snap.teacher,
-        on_batch=wrote,
-    )
+    passages = [w.passage for w in docs]
+    if config.format == OPEN_BOOK:  # the teacher asks, the student's base answers open book
+        batched = write_open_book_many(
+            teacher_host,
+            answer_host,
+            passages,
+            k,
+            config.sample,
+            snap.teacher,
+            answer_max_tokens=config.answer_max_tokens,
+            on_batch=wrote,
+        )
+    else:
+        batched = write_drafts_many(
+            teacher_host, passages, config.format, k, config.sample, snap.teacher, on_batch=wrote
+        )
     return {w.id: drafts for w, drafts in zip(docs, batched, strict=True)}
 
 
@@ -115,14 +125,9 @@ def write_probes(
     n = settings.generated_probe_questions
     with session_scope(runtime.sessions) as session:
         for work, questions in zip(works, written, strict=True):
-            given = {q.answer.lower() for q in questions}
-            cloze = [
-                qa
-                for qa in cloze_questions(work.passage.title, work.passage.text, n)
-                if qa.answer.lower() not in given
-            ][: n - len(questions)]
-            sourced = [(qa, ProbeSource.teacher) for qa in questions]
-            for qa, source in [*sourced, *((qa, ProbeSource.cloze) for qa in cloze)]:
+            probes = with_cloze(work.passage.title, work.passage.text, questions, n)
+            for i, qa in enumerate(probes):
+                source = ProbeSource.teacher if i < len(questions) else ProbeSource.cloze
                 document_repo.add_probe_question(
                     session,
                     tenant_id=snap.tenant_id,
@@ -131,7 +136,7 @@ def write_probes(
                     answer=qa.answer,
                     source=source,
                 )
-            work.passage = Passage(work.passage.title, work.passage.text, (*questions, *cloze))
+            work.passage = Passage(work.passage.title, work.passage.text, tuple(probes))
 
 
 def judgeable(run: JobRun, snap: Snapshot, teacher_host: AdapterHost) -> list[DocumentWork]:

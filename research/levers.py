@@ -1,0 +1,254 @@
+"""The teacher's levers, measured as the product runs them: ``python -m research.levers``.
+
+For each SQuAD passage, sent as a tenant would send it (no questions), this does what a
+``select`` update does from a fresh tenant: the teacher writes the probe questions the
+service writes (its own, then cloze, up to ``SEAL_GENERATED_PROBE_QUESTIONS``) and k
+``self-qa`` self-edits at the service's sampling settings; candidates are trained from the
+base model and one is chosen per arm; the chosen adapter answers the passage's *real*
+questions closed book. The arms share the passage's samples, its passage-alone adapter and
+its probes, so a row costs training, not sampling:
+
+- ``passage``: the document alone (plain fine-tuning);
+- ``old``: the self-edits as written (cut-off ones kept) and the old rule: the highest reward
+  on every probe wins, the passage alone one candidate among k + 1, ties to the lowest loss;
+- ``grounded``: the self-edits checked against the document (``seal.grounding``) and the
+  honest choice (``seal.knowledge.choose_candidate``: the passage is the incumbent, the choice
+  is made on half of the probes);
+- ``grounded-trim``: as ``grounded``, but a cut-off self-edit loses only its unfinished
+  last item (``SEAL_TRUNCATED_SELF_EDITS=trim``) instead of being dropped;
+- ``open-book``: the same questions answered by the base model with the document in its
+  prompt (``seal.openbook``), checked and chosen as ``grounded``.
+
+Each arm's gate decision (its chosen version against the base model, on the probes that did not
+choose it; all of them for ``old``) is recorded beside whether the real questions agree. One
+JSON line per passage in the journal, which ``--resume`` continues; ``--summary`` prints the
+table with each arm against ``passage``: the difference in accuracy, a 95% cluster-bootstrap
+interval over passages, and a paired sign-flip permutation test over passages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from seal.grading import Probe
+from seal.grounding import Truncated, ground
+from seal.journal import Journal
+from seal.knowledge import (
+    Candidate,
+    Draft,
+    InnerLoopConfig,
+    Teacher,
+    best_candidate,
+    choose_candidate,
+    split_probes,
+    write_drafts_many,
+    write_probe_questions_many,
+)
+from seal.lora import AdapterHost, load_adapter
+from seal.multi import evaluate_many, train_many
+from seal.openbook import answer_open_book
+from seal.probes import with_cloze
+from seal.selfedit import QA, Passage, training_sequences
+from service.settings import Settings
+from worker.bundled import BUNDLED_TEACHER_DIR
+from worker.runtime import inner_loop_config, student_host
+
+ARMS = ("passage", "old", "grounded", "grounded-trim", "open-book")
+
+
+def _passages(path: Path, start: int, end: int) -> list[tuple[Passage, list[QA]]]:
+    rows = json.loads(path.read_text())[start:end]
+    return [
+        (
+            Passage(r["title"], r["context"]),
+            [QA(q["question"], q["answer"]) for q in r["questions"]],
+        )
+        for r in rows
+    ]
+
+
+def _ground_all(
+    drafts: list[Draft], fmt: str, passage: Passage, probes: list[QA], on_truncated: Truncated
+) -> tuple[list[str], int]:
+    """The drafts' grounded texts (none left: dropped), and how many items they kept."""
+    texts, items = [], 0
+    for d in drafts:
+        g = ground(
+            d.text, fmt, passage.title, passage.text, probes,
+            truncated=d.truncated, on_truncated=on_truncated,
+        )  # fmt: skip
+        items += g.kept
+        if g.kept:
+            texts.append(g.text)
+    return texts, items
+
+
+def run_passage(
+    host: AdapterHost,
+    teacher: Teacher,
+    config: InnerLoopConfig,
+    settings: Settings,
+    passage: Passage,
+    real: list[QA],
+    seed: int,
+) -> dict[str, Any]:
+    """One passage through every arm; what the journal keeps of it."""
+    started = time.perf_counter()
+    sample = replace(config.sample, seed=seed)
+    written = write_probe_questions_many(
+        host, [passage], settings.generated_probe_questions, teacher, seed=seed
+    )[0]
+    probes = with_cloze(passage.title, passage.text, written, settings.generated_probe_questions)
+    drafts = write_drafts_many(host, [passage], "self-qa", config.num_candidates, sample, teacher)[
+        0
+    ]
+    open_drafts = answer_open_book(host, [passage], [drafts], config.answer_max_tokens)[0]
+    grounded = {
+        "grounded": _ground_all(drafts, "self-qa", passage, probes, "drop"),
+        "grounded-trim": _ground_all(drafts, "self-qa", passage, probes, "trim"),
+        "open-book": _ground_all(open_drafts, "open-book", passage, probes, "drop"),
+    }
+    sets = {"old": [d.text for d in drafts], **{arm: ts for arm, (ts, _) in grounded.items()}}
+    # every candidate of every arm trained side by side; the passage alone last
+    texts = [(arm, t) for arm, ts in sets.items() for t in ts]
+    sequences = [
+        training_sequences(passage, [("self-qa", t)], qa_form=config.qa_form) for _, t in texts
+    ]
+    sequences.append(training_sequences(passage, [], qa_form=config.qa_form))
+    trained = train_many(host, sequences, replace(config.train, seed=seed), init=None)
+    asked = [Probe(passage.title, qa) for qa in [*probes, *real]]
+    # the base model alone, then the adapters together (a batch mixing the bare model with
+    # adapters is not what the product runs)
+    base = evaluate_many(host, [None], asked, config.answer_max_tokens)[0]
+    evaluations = evaluate_many(host, [t.state for t in trained], asked, config.answer_max_tokens)
+    n = len(probes)
+
+    def part(evaluation: Any, lo: int, hi: int) -> Any:
+        return replace(evaluation, graded=evaluation.graded[lo:hi])
+
+    candidates = []
+    for (arm, text), result, evaluation in zip(
+        [*texts, ("passage", "")], trained, evaluations, strict=True
+    ):
+        c = Candidate(
+            text,
+            [],
+            trained=result,
+            evaluation=part(evaluation, 0, n),
+            passage_alone=arm == "passage",
+        )
+        c.reward = c.accuracy - part(base, 0, n).accuracy
+        candidates.append((arm, c, part(evaluation, n, n + len(real))))
+    plain = candidates[-1]
+    chosen_on, judged_on = split_probes(n, seed)
+    row: dict[str, Any] = {
+        "probes": n,
+        "real": len(real),
+        "base_real": part(base, n, n + len(real)).correct,
+    }
+    for arm in ARMS:
+        pool = [c for a, c, _ in candidates if a == arm] + ([plain[1]] if arm != "passage" else [])
+        if arm == "passage":
+            chosen, judge = plain[1], list(range(n))
+        elif arm == "old":
+            chosen, judge = best_candidate(pool), list(range(n))
+        else:
+            chosen, judge = choose_candidate(pool, chosen_on), judged_on
+        real_eval = next(r for _, c, r in candidates if c is chosen)
+        before = sum(base.graded[i].correct for i in judge)
+        after = sum(chosen.evaluation.graded[i].correct for i in judge) if chosen.evaluation else 0
+        row[arm] = {
+            "real": real_eval.correct,
+            "candidates": len(pool),
+            "self_edit": not chosen.passage_alone,
+            "promoted": after >= before,
+        }
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def summarize(entries: list[dict[str, Any]], arms: tuple[str, ...] = ARMS) -> str:
+    """The table: each arm's real accuracy, and against ``passage`` the difference with a
+    95% cluster-bootstrap interval and a paired sign-flip permutation p over passages."""
+    total = sum(e["real"] for e in entries)
+    lines = [
+        f"{len(entries)} passages, {total} real questions",
+        "| arm | right | accuracy | vs passage | 95% CI | p | self-edit kept | gate agrees |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rng = random.Random(0)
+    for arm in arms:
+        right = sum(e[arm]["real"] for e in entries)
+        diffs = [e[arm]["real"] - e["passage"]["real"] for e in entries]
+        sizes = [e["real"] for e in entries]
+        boots = []
+        for _ in range(2000):
+            pick = [rng.randrange(len(entries)) for _ in entries]
+            boots.append(sum(diffs[i] for i in pick) / max(1, sum(sizes[i] for i in pick)))
+        boots.sort()
+        observed = abs(sum(diffs))
+        flips = sum(
+            abs(sum(d if rng.random() < 0.5 else -d for d in diffs)) >= observed
+            for _ in range(5000)
+        )
+        # the gate agrees when it promotes a version that answers more real questions than the
+        # base model or the same, and refuses one that answers fewer
+        agree = sum((e[arm]["promoted"]) == (e[arm]["real"] >= e["base_real"]) for e in entries)
+        kept = sum(e[arm]["self_edit"] for e in entries)
+        share = sum(diffs) / max(1, total)
+        lines.append(
+            f"| {arm} | {right} | {right / max(1, total):.1%} | {share:+.1%} | "
+            f"{boots[50]:+.1%} to {boots[1949]:+.1%} | {flips / 5000:.3f} | {kept} | "
+            f"{agree}/{len(entries)} |"
+        )
+    base = sum(e["base_real"] for e in entries)
+    lines.append(f"base model: {base} right ({base / max(1, total):.1%})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data", type=Path, help="a SQuAD file of ../shared/data/squad")
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--end", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--journal", type=Path, required=True)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--summary", action="store_true", help="print the table and stop")
+    args = parser.parse_args()
+    settings = Settings()
+    config = inner_loop_config(settings, "self-qa")
+    plan = {
+        "data": args.data.name, "start": args.start, "end": args.end, "seed": args.seed,
+        "k": config.num_candidates, "probes": settings.generated_probe_questions,
+        "dtype": settings.dtype, "epochs": config.train.epochs,
+        "stop_loss": config.train.stop_loss, "max_tokens": config.sample.max_new_tokens,
+    }  # fmt: skip
+    journal = Journal(args.journal, plan, resume=args.resume or args.summary)
+    if args.summary:
+        print(summarize(journal.entries))
+        return
+    host = student_host(settings, with_teacher=True)
+    teacher = Teacher(state=load_adapter(BUNDLED_TEACHER_DIR))
+    done = {e["index"] for e in journal.entries}
+    for index, (passage, real) in enumerate(_passages(args.data, args.start, args.end), args.start):
+        if index in done:
+            continue
+        row = run_passage(host, teacher, config, settings, passage, real, args.seed * 1000 + index)
+        journal.append({"index": index, **row})
+        print(json.dumps({"index": index, **row}), flush=True)
+    print(
+        summarize([*journal.entries])
+        if not done
+        else summarize(Journal(args.journal, plan, resume=True).entries)
+    )
+
+
+if __name__ == "__main__":
+    main()
