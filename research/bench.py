@@ -26,10 +26,11 @@ import torch
 from peft import get_peft_model
 
 from seal.generation import generate
-from seal.grading import Probe, is_correct, question_messages
+from seal.grading import Probe, is_correct
 from seal.knowledge import InnerLoopConfig, probes_of, score_candidates
 from seal.lora import AdapterHost, LoraSpec
 from seal.multi import evaluate_many, train_many
+from seal.questions import question_messages
 from seal.selfedit import (
     PRIMERS,
     ChatTurn,

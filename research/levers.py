@@ -57,7 +57,8 @@ from seal.probes import with_cloze
 from seal.selfedit import QA, Passage, training_sequences
 from service.settings import Settings
 from worker.bundled import BUNDLED_TEACHER_DIR
-from worker.runtime import inner_loop_config, student_host
+from worker.config import inner_loop_config
+from worker.runtime import student_host
 
 ARMS = ("passage", "old", "grounded", "grounded-trim", "open-book")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from seal.grading import SYSTEM, Probe
+from seal.grading import Probe
 from seal.knowledge import (
     InnerLoopConfig,
     Teacher,
@@ -29,6 +29,7 @@ from seal.knowledge import (
     write_self_edits,
 )
 from seal.lora import AdapterHost, AdapterState
+from seal.questions import SYSTEM
 from seal.selfedit import Passage
 
 

@@ -17,8 +17,8 @@ from research.evaluation import (
     mcnemar_exact,
     wilson_interval,
 )
-from seal.grading import SYSTEM
 from seal.knowledge import InnerLoopConfig
+from seal.questions import SYSTEM
 
 GRADER = (
     "correct when the normalized gold answer appears in the normalized first sentence of the "

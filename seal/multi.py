@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
 
 from seal.generation import FOLD_MIN_NEW_TOKENS, Generation, SampleConfig, generate
-from seal.grading import Evaluation, Graded, Probe, is_correct, question_messages
+from seal.grading import Evaluation, Graded, Probe, is_correct
 from seal.lora import STUDENT, AdapterHost, AdapterState
+from seal.questions import question_messages
 from seal.selfedit import ChatTurn
 from seal.train import Example, TrainConfig, TrainResult, _batches, tokenize
 

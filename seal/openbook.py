@@ -17,24 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from seal.generation import Messages, SampleConfig, generate
-from seal.grading import SYSTEM, first_sentence
+from seal.generation import SampleConfig, generate
+from seal.grading import first_sentence
 from seal.knowledge import Draft, Teacher, write_drafts_many
 from seal.lora import AdapterHost
+from seal.questions import open_book_messages
 from seal.selfedit import Passage, parse_qa
 
 #: The self-edit format whose answers are written open book.
 OPEN_BOOK = "open-book"
-
-
-def open_book_messages(documents: Sequence[tuple[str, str]], title: str, question: str) -> Messages:
-    """A question asked as a probe asks it ("Topic: {title}"), with ``documents`` (title, text)
-    in the system prompt to answer from."""
-    shown = "\n\n".join(f"Document: {t}\n{text}" for t, text in documents)
-    return [
-        {"role": "system", "content": f"{SYSTEM} Answer from these documents.\n\n{shown}"},
-        {"role": "user", "content": f"Topic: {title}\n{question}" if title else question},
-    ]
 
 
 def write_open_book_many(

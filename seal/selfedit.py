@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from seal.questions import question_messages
+
 #: The self-edit formats the teacher can write (the SEAL paper's knowledge-incorporation prompts).
 Format = Literal["implications", "implications-long", "rewrite", "self-qa"]
 FORMATS: tuple[Format, ...] = get_args(Format)
@@ -160,8 +162,6 @@ QA_FORMS = ("text", "chat", "both")
 
 def qa_turn(title: str, qa: QA) -> ChatTurn:
     """A question-answer pair as the chat turn a probe of it is asked in (``seal.grading``)."""
-    from seal.grading import question_messages  # seal.grading imports this module
-
     messages = question_messages(title, qa.question)
     return ChatTurn(tuple((m["role"], m["content"]) for m in messages), qa.answer)
 

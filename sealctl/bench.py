@@ -49,7 +49,8 @@ def bench_update(
     from seal.multi import pass_tokens
     from sealctl.data import load_passages
     from service.settings import get_settings
-    from worker.runtime import inner_loop_config, student_host, student_spec
+    from worker.config import inner_loop_config, student_spec
+    from worker.runtime import student_host
 
     settings = get_settings()
     if reference_dtype not in ("plain", "same", "float32", "bfloat16", "float16"):

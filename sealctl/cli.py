@@ -244,7 +244,7 @@ def teacher_train(
     from dataclasses import asdict
 
     from seal.journal import Journal, JournalMismatch
-    from worker.runtime import inner_loop_config
+    from worker.config import inner_loop_config
 
     run_settings = {
         "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
@@ -351,7 +351,7 @@ def teacher_export(
 
 
 def _refuse_external(settings: Settings, what: str) -> None:
-    from worker.runtime import ExternalTeacher, refuse_external_teacher
+    from worker.config import ExternalTeacher, refuse_external_teacher
 
     try:
         refuse_external_teacher(settings, what)
@@ -437,8 +437,8 @@ def teacher_distill(
 
     from seal.distill import DataError, reference_targets
     from seal.train import CheckpointMismatch
+    from worker.config import teacher_train_config
     from worker.jobs.teacher import distill_shared_teacher
-    from worker.runtime import teacher_train_config
 
     if start is not None and fresh:
         raise typer.BadParameter("--from and --fresh exclude each other")
@@ -726,7 +726,8 @@ def eval_knowledge(
     from seal.knowledge import Teacher
     from seal.lora import TEACHER
     from seal.modeling import pick_device, pick_dtype
-    from worker.runtime import Runtime, inner_loop_config, student_spec, teacher_spec
+    from worker.config import inner_loop_config, student_spec, teacher_spec
+    from worker.runtime import Runtime
 
     if fmt is not None and fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -885,7 +886,8 @@ def eval_proxy(
     from tqdm import tqdm
 
     from research.proxy import ProxyRecord, agreement, compare_on
-    from worker.runtime import Runtime, inner_loop_config
+    from worker.config import inner_loop_config
+    from worker.runtime import Runtime
 
     settings = get_settings().model_copy(update={"seed": seed})
     _setup_logging(settings)

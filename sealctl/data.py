@@ -9,21 +9,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from research import data
+
 if TYPE_CHECKING:
     from research.evaluation import EvalPassage
     from seal.selfedit import Passage
 
-_EXPECTED = "expected a JSON list of {title, context, questions: [{question, answer}]}"
-
 
 def data_rows(path: Path) -> list:
     try:
-        rows = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"{path}: {_EXPECTED} ({exc})") from exc
-    if not isinstance(rows, list):
-        raise typer.BadParameter(f"{path}: {_EXPECTED} (the file holds a {type(rows).__name__})")
-    return rows
+        return data.data_rows(path)
+    except data.DataError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def load_passages(path: Path) -> list[Passage]:
@@ -32,19 +29,10 @@ def load_passages(path: Path) -> list[Passage]:
 
 
 def _passages(rows: list, path: Path) -> list[Passage]:
-    from seal.selfedit import QA, Passage
-
     try:
-        return [
-            Passage(
-                row["title"],
-                row["context"],
-                tuple(QA(q["question"], q["answer"]) for q in row.get("questions", [])),
-            )
-            for row in rows
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise typer.BadParameter(f"{path}: {_EXPECTED} ({exc})") from exc
+        return data.passages_of(rows, path)
+    except data.DataError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def load_eval_passages(path: Path) -> list[EvalPassage]:

@@ -52,3 +52,108 @@ def test_matplotlib_is_a_research_dependency_only() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith("matplotlib") for dep in project["dependencies"])
     assert any(dep.startswith("matplotlib") for dep in project["optional-dependencies"]["research"])
+
+
+FIRST_PARTY = ("seal", "service", "worker", "research", "sealctl", "migrations")
+#: Which packages each package may import (besides itself): the core below everything, the
+#: API below the worker, the research code above the product, the CLI on top.
+MAY_IMPORT = {
+    "seal": set(),
+    "service": {"seal", "migrations"},
+    "migrations": {"seal", "service"},
+    "worker": {"seal", "service"},
+    "research": {"seal", "service", "worker", "migrations"},
+    "sealctl": {"seal", "service", "worker", "research", "migrations"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    """Every first-party module and the first-party modules it imports, at the top or inside
+    a function (``from pkg import mod`` counts as importing ``pkg.mod`` when that is a module)."""
+    files = {
+        _module_name(p): p
+        for package in FIRST_PARTY
+        for p in (ROOT / package).rglob("*.py")
+        if "versions" not in p.parts or package != "migrations"
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {t for t in targets if t in files and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _without_package_inits(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """A package's ``__init__`` re-exporting its own submodules is no circle: drop the edges
+    from a package to the modules inside it."""
+    return {
+        name: {t for t in targets if not t.startswith(f"{name}.")}
+        for name, targets in graph.items()
+    }
+
+
+def test_no_import_circles_even_inside_functions() -> None:
+    assert _cycles(_without_package_inits(_graph())) == []
+
+
+def test_packages_import_only_downwards() -> None:
+    offenders = sorted(
+        f"{name} imports {target}"
+        for name, targets in _graph().items()
+        for target in targets
+        if (src := name.split(".")[0]) != (dst := target.split(".")[0])
+        and dst not in MAY_IMPORT[src]
+    )
+    assert offenders == []
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

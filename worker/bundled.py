@@ -26,7 +26,7 @@ from service.settings import Settings
 from service.store.db import in_transaction
 from service.store.models import TeacherVersion
 from service.store.repositories import learning as learning_repo
-from worker.runtime import teacher_spec
+from worker.config import teacher_spec
 
 log = logging.getLogger(__name__)
 

@@ -10,72 +10,17 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from seal.generation import SampleConfig
-from seal.knowledge import InnerLoopConfig
-from seal.lora import STUDENT, TEACHER, AdapterHost, LoraSpec
+from seal.lora import STUDENT, TEACHER, AdapterHost
 from seal.modeling import load_model
-from seal.remote import RemoteTeacher
-from seal.train import TrainConfig
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker
+from worker.bundled import register_bundled_teacher
+from worker.config import (
+    student_spec,
+    teacher_spec,
+)
 
 log = logging.getLogger(__name__)
-
-
-def student_spec(settings: Settings) -> LoraSpec:
-    return LoraSpec(
-        rank=settings.lora_rank,
-        alpha=settings.lora_alpha,
-        dropout=settings.lora_dropout,
-        targets=tuple(settings.lora_targets),
-    )
-
-
-def teacher_spec(settings: Settings) -> LoraSpec:
-    return LoraSpec(
-        rank=settings.teacher_lora_rank,
-        alpha=settings.teacher_lora_alpha,
-        targets=tuple(settings.lora_targets),
-    )
-
-
-def remote_teacher(settings: Settings) -> RemoteTeacher | None:
-    """The external teacher the settings name (``teacher_url``), or None."""
-    if not settings.teacher_url:
-        return None
-    key = settings.teacher_api_key
-    return RemoteTeacher(
-        url=settings.teacher_url,
-        model=settings.teacher_model,
-        api_key=key.get_secret_value() if key else None,
-        timeout_s=settings.teacher_timeout_s,
-        retries=settings.teacher_retries,
-        concurrency=settings.teacher_concurrency,
-    )
-
-
-def refuse_external_teacher(settings: Settings, what: str) -> None:
-    """ReST-EM and distillation train the bundled teacher's adapter: not an external one."""
-    if settings.external_teacher:
-        raise ExternalTeacher(
-            f"{what} trains the bundled teacher's LoRA adapter, but the teacher is the external "
-            f"endpoint SEAL_TEACHER_URL={settings.teacher_url}, whose weights this service "
-            "cannot train; unset SEAL_TEACHER_URL to train the bundled teacher"
-        )
-
-
-class ExternalTeacher(ValueError):
-    """Asked to train a teacher whose weights are not ours."""
-
-
-def teacher_train_config(settings: Settings) -> TrainConfig:
-    return TrainConfig(
-        learning_rate=settings.teacher_learning_rate,
-        epochs=settings.teacher_epochs,
-        batch_size=settings.batch_size,
-        max_seq_len=settings.max_seq_len + settings.self_edit_max_tokens,
-        seed=settings.seed,
-    )
 
 
 def student_host(settings: Settings, *, with_teacher: bool = False) -> AdapterHost:
@@ -92,31 +37,6 @@ def student_host(settings: Settings, *, with_teacher: bool = False) -> AdapterHo
     if with_teacher:
         slots[TEACHER] = teacher_spec(settings)
     return AdapterHost(loaded, slots, seed=settings.seed)
-
-
-def inner_loop_config(settings: Settings, fmt: str | None = None) -> InnerLoopConfig:
-    return InnerLoopConfig(
-        format=fmt or settings.self_edit_format,
-        num_candidates=settings.num_candidates,
-        sample=SampleConfig(
-            max_new_tokens=settings.self_edit_max_tokens,
-            temperature=settings.teacher_temperature,
-            top_p=settings.teacher_top_p,
-            seed=settings.seed,
-            batch_size=settings.sample_batch_size,
-        ),
-        train=TrainConfig(
-            learning_rate=settings.learning_rate,
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            max_seq_len=settings.max_seq_len,
-            seed=settings.seed,
-            step_tokens=settings.step_tokens,
-            stop_loss=settings.stop_loss,
-        ),
-        answer_max_tokens=settings.answer_max_tokens,
-        qa_form=settings.qa_form,
-    )
 
 
 @dataclass
@@ -157,8 +77,6 @@ def get_runtime() -> Runtime:
             settings = get_settings()
             engine = make_engine(settings.resolved_database_url)
             _runtime = Runtime(settings=settings, sessions=make_sessionmaker(engine, write=True))
-            from worker.bundled import register_bundled_teacher
-
             try:
                 register_bundled_teacher(settings, _runtime.sessions)
             except Exception:  # the worker still serves: its jobs use the store's teachers

@@ -23,7 +23,7 @@ from seal.generation import SampleConfig, generate, narrow_head
 from seal.lora import STUDENT, AdapterHost
 from seal.modeling import load_model
 from service.settings import Settings
-from worker.runtime import student_spec
+from worker.config import student_spec
 
 TOKENS = 64
 QUESTION = "Explain in a few sentences how a harbour town grows over a century."

@@ -22,7 +22,7 @@ from seal.generation import narrow_head
 from seal.lora import STUDENT, TEACHER, AdapterHost
 from seal.modeling import load_model
 from service.settings import Settings
-from worker.runtime import student_spec, teacher_spec
+from worker.config import student_spec, teacher_spec
 
 PROMPTS = int(os.environ.get("PROMPTS", "5"))
 TOKENS = 64

@@ -28,7 +28,8 @@ from seal.knowledge import (
 from seal.lora import STUDENT
 from seal.selfedit import QA, Passage
 from service.settings import Settings
-from worker.runtime import inner_loop_config, student_host
+from worker.config import inner_loop_config
+from worker.runtime import student_host
 
 DOCUMENT = Passage(
     "Zorblat Industries",

@@ -25,11 +25,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from research.bench import sample_self_edits
+    from research.data import load_passages
     from seal.grading import Evaluation
     from seal.knowledge import score_candidates
-    from sealctl.cli import load_passages
     from service.settings import Settings
-    from worker.runtime import inner_loop_config, student_host
+    from worker.config import inner_loop_config
+    from worker.runtime import student_host
 
     settings = Settings()
     host = student_host(settings)

@@ -19,7 +19,7 @@ from seal.modeling import load_model
 from seal.multi import train_many
 from seal.train import TrainConfig
 from service.settings import Settings
-from worker.runtime import student_spec
+from worker.config import student_spec
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 

@@ -13,10 +13,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from research.data import load_passages
 from seal.knowledge import Teacher, write_self_edits_many
-from sealctl.cli import load_passages
 from service.settings import Settings
-from worker.runtime import inner_loop_config, student_host
+from worker.config import inner_loop_config
+from worker.runtime import student_host
 
 
 def main() -> None:

@@ -41,10 +41,11 @@ def main() -> None:
 
     import seal.multi as multi
     from research.bench import sample_self_edits
+    from research.data import load_passages
     from seal.selfedit import training_sequences
-    from sealctl.cli import load_passages
     from service.settings import Settings
-    from worker.runtime import inner_loop_config, student_host
+    from worker.config import inner_loop_config
+    from worker.runtime import student_host
 
     settings = Settings()
     host = student_host(settings)

@@ -18,11 +18,12 @@ DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" 
 
 def measure(step_tokens: int) -> None:
     from research.bench import measured
+    from research.data import load_passages
     from seal.multi import train_many
     from seal.selfedit import item_sequences
-    from sealctl.cli import load_passages
     from service.settings import Settings
-    from worker.runtime import inner_loop_config, student_host
+    from worker.config import inner_loop_config
+    from worker.runtime import student_host
 
     settings = Settings()
     host = student_host(settings)

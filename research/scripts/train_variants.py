@@ -98,11 +98,12 @@ def main() -> None:
         if not re.fullmatch(r"default|compiled|pack=\d+", variant):
             parser.error(f"unknown variant {variant!r}: default, compiled or pack=W (W a number)")
 
+    from research.data import load_passages
     from seal.multi import train_many
     from seal.selfedit import item_sequences
-    from sealctl.cli import load_passages
     from service.settings import Settings
-    from worker.runtime import inner_loop_config, student_host
+    from worker.config import inner_loop_config
+    from worker.runtime import student_host
 
     settings = Settings()
     host = student_host(settings)

@@ -13,7 +13,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from seal.grading import question_messages
+from seal.questions import question_messages
 from tests.e2e.conftest import LiveService, dump_logs
 
 pytestmark = pytest.mark.slow

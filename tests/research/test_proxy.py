@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from research.proxy import agreement, answer_logprobs, average_ranks, proxy_rewards, spearman
-from seal.grading import Probe, question_messages
+from seal.grading import Probe
+from seal.questions import question_messages
 from seal.selfedit import QA
 from tests.seal.teaching import speaking_host, teach
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from seal import generation
 from seal.generation import SampleConfig, generate
-from seal.grading import question_messages
+from seal.questions import question_messages
 from tests.seal.teaching import speaking_host, teach
 
 CHATS = [

@@ -6,7 +6,6 @@ import pytest
 
 from seal.generation import SampleConfig, generate
 from seal.grading import (
-    SYSTEM,
     Evaluation,
     Graded,
     Probe,
@@ -14,8 +13,8 @@ from seal.grading import (
     first_sentence,
     is_correct,
     normalize,
-    question_messages,
 )
+from seal.questions import SYSTEM, question_messages
 from seal.selfedit import QA, Passage
 from tests.seal.teaching import speaking_host, teach
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from peft import PeftModel
 
-from seal.grading import question_messages
 from seal.lora import WEIGHTS_FILE, checksum, load_adapter, save_adapter
+from seal.questions import question_messages
 from seal.selfedit import ChatTurn
 from seal.train import Checkpoint, CheckpointMismatch, TrainConfig, tokenize, train_adapter
 from tests.tiny import SPEC, load_tiny

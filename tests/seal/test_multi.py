@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seal.generation import SampleConfig, generate
-from seal.grading import Probe, evaluate, question_messages
+from seal.grading import Probe, evaluate
 from seal.multi import (
     NO_ADAPTER,
     default_step_tokens,
@@ -21,6 +21,7 @@ from seal.multi import (
     train_many,
     vocab_loss_backward,
 )
+from seal.questions import question_messages
 from seal.selfedit import QA
 from seal.train import Example, TrainConfig, tokenize, train_adapter
 from tests.seal.teaching import speaking_host, teach

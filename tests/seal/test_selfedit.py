@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seal.grading import question_messages
+from seal.questions import question_messages
 from seal.selfedit import (
     FORMATS,
     PRIMERS,

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from seal.generation import Generation, SampleConfig, _safe_length, generate
-from seal.grading import question_messages
 from seal.lora import AdapterHost, AdapterState, save_adapter
+from seal.questions import question_messages
 from seal.serving import ChatEngine
 from tests.seal.teaching import speaking_host, teach
 from tests.tiny import SPEC

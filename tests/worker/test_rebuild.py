@@ -27,9 +27,10 @@ from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from tests.factories import make_document, make_job, make_self_edit, make_tenant
+from worker.config import student_spec
 from worker.jobs import rebuild as rebuild_module
 from worker.jobs.update import run_update
-from worker.runtime import Runtime, student_spec
+from worker.runtime import Runtime
 
 KEPT = "Quenby founded Zorblat in 1987."
 FORGOTTEN = "The Vexmoor archive holds 40,000 maps."

@@ -29,9 +29,10 @@ from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from tests.doubles import grade_probes
 from tests.factories import make_document, make_job, make_tenant
+from worker.config import student_spec
 from worker.jobs.common import job_seed
 from worker.jobs.update import run_update, sampling
-from worker.runtime import Runtime, student_spec
+from worker.runtime import Runtime
 
 FACT = "Zorblat Industries was founded by Marisol Quenby in 1987."
 

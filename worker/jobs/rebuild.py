@@ -24,6 +24,7 @@ from service.store.models import JobStatus, UpdateMode, VersionStatus
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
+from worker.config import inner_loop_config, student_spec
 from worker.jobs.common import (
     Progress,
     job_seed,
@@ -33,7 +34,6 @@ from worker.jobs.common import (
     weights,
 )
 from worker.jobs.lifecycle import JobRun
-from worker.runtime import inner_loop_config, student_spec
 
 #: How often a rebuild starts again when documents it trained on were deleted meanwhile.
 REBUILD_ATTEMPTS = 3

@@ -41,9 +41,10 @@ from service.store.models import TeacherDomain, TeacherVersion
 from service.store.repositories import learning as learning_repo
 from service.store.repositories import skills as skill_repo
 from worker.bundled import usable
+from worker.config import refuse_external_teacher
 from worker.jobs.lifecycle import JobRun
-from worker.jobs.teacher import save_teacher
-from worker.runtime import Runtime, refuse_external_teacher
+from worker.jobs.teacher_versions import save_teacher
+from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

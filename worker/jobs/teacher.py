@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +23,6 @@ from seal.distill import Target, distill
 from seal.grading import Evaluation
 from seal.journal import Journal
 from seal.knowledge import Teacher
-from seal.lora import AdapterState, save_adapter
 from seal.restem import (
     RoundConfig,
     RoundResult,
@@ -40,86 +38,23 @@ from seal.restem import train_teacher as sft_teacher
 from seal.selfedit import FORMATS, Passage
 from seal.train import Checkpoint, TrainConfig, TrainResult
 from service.store.db import in_transaction, session_scope
-from service.store.models import Document, JobStatus, TeacherDomain, TeacherVersion
-from service.store.repositories import jobs as job_repo
+from service.store.models import Document, TeacherDomain, TeacherVersion
 from service.store.repositories import learning as learning_repo
 from worker.bundled import usable
-from worker.jobs.common import load_teacher
-from worker.jobs.lifecycle import JobRun, artifact_folder, run_job
-from worker.jobs.update import PASSAGE_GAIN_METRIC
-from worker.runtime import (
-    Runtime,
+from worker.config import (
     inner_loop_config,
     refuse_external_teacher,
     teacher_spec,
     teacher_train_config,
 )
+from worker.jobs.common import load_teacher
+from worker.jobs.lifecycle import JobRun, run_job
+from worker.jobs.skill_teacher import skills_round
+from worker.jobs.teacher_versions import save_teacher
+from worker.jobs.update import PASSAGE_GAIN_METRIC
+from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def save_teacher(
-    runtime: Runtime,
-    state: AdapterState,
-    *,
-    tenant_id: str | None,
-    parent_id: str | None,
-    metrics: dict,
-    promote: bool,
-    run: JobRun | None = None,
-    domain: TeacherDomain = TeacherDomain.documents,
-    result: dict | None = None,
-) -> TeacherVersion:
-    """Write the teacher adapter atomically and record it in ``domain``'s lineage (promoted
-    or as a candidate); for a job's ``run``, in the job's final transaction, with its success
-    and ``result`` (default: the examples and the version's number)."""
-    settings = runtime.settings
-    owner = tenant_id or "shared"
-    target = artifact_folder(
-        settings.resolved_adapter_dir / "teachers" / owner, run.id if run else None
-    )
-    digest = save_adapter(
-        state,
-        teacher_spec(settings),
-        target,
-        base_model=settings.teacher_model,
-        extra={"tenant_id": tenant_id, "kind": "teacher"},
-    )
-
-    def record(session: Session) -> TeacherVersion:
-        version = learning_repo.create_teacher_version(
-            session,
-            tenant_id=tenant_id,
-            parent_id=parent_id,
-            artifact_uri=str(target),
-            checksum=digest,
-            metrics=metrics,
-            domain=domain,
-        )
-        if promote:
-            learning_repo.promote_teacher_version(session, version=version)
-        if run is not None:
-            outcome = "promoted" if promote else "recorded as a candidate"
-            job_repo.finish_job(
-                session,
-                job_id=run.id,
-                status=JobStatus.succeeded,
-                message=f"teacher version {version.number} {outcome} for this tenant",
-                result={
-                    "examples": metrics.get("examples"),
-                    "teacher_version": version.number,
-                    **(result or {}),
-                },
-            )
-        return version
-
-    try:
-        if run is not None:
-            return run.finish_with("recording the teacher version", record)
-        return in_transaction(runtime.sessions, record)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
 
 
 # --- the shared teacher: ReST-EM rounds on a public data set ------------------------------
@@ -445,9 +380,6 @@ def run_teacher_round(runtime: Runtime, job_id: str) -> None:
 def _teacher_round(runtime: Runtime, run: JobRun) -> None:
     refuse_external_teacher(runtime.settings, "A teacher round (ReST-EM)")
     if TeacherDomain(run.job.params.get("domain", TeacherDomain.documents)) == TeacherDomain.skills:
-        # imported here: the skills round saves its versions with save_teacher above
-        from worker.jobs.skill_teacher import skills_round
-
         skills_round(runtime, run)
         return
     tenant_id = run.job.tenant_id

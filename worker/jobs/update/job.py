@@ -33,6 +33,7 @@ from seal.train import TrainResult
 from service.store.db import in_transaction
 from service.store.models import DocumentStatus, UpdateMode
 from service.store.repositories import documents as document_repo
+from worker.config import inner_loop_config, student_spec
 from worker.jobs.common import Progress, version_folder
 from worker.jobs.lifecycle import JobRun, run_job
 from worker.jobs.rebuild import run_rebuild
@@ -46,7 +47,7 @@ from worker.jobs.update.sampling import (
 )
 from worker.jobs.update.scoring import score_document
 from worker.jobs.update.state import Snapshot, replay_sample, take_snapshot
-from worker.runtime import Runtime, inner_loop_config, student_spec
+from worker.runtime import Runtime
 
 
 def run_update(runtime: Runtime, job_id: str) -> None:

@@ -21,6 +21,7 @@ from service.store.repositories import documents as document_repo
 from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
 from worker.bundled import usable
+from worker.config import remote_teacher
 from worker.jobs.common import (
     job_seed,
     learned_sequences,
@@ -29,7 +30,7 @@ from worker.jobs.common import (
     weights,
 )
 from worker.jobs.lifecycle import JobInfo
-from worker.runtime import Runtime, remote_teacher
+from worker.runtime import Runtime
 
 #: The reward of a candidate self-edit: the probe accuracy its own inner loop gained.
 CANDIDATE_METRIC = "probe_accuracy_gain"
