@@ -22,8 +22,6 @@ from service.schemas import (
     ApiKeyPublic,
     RollbackRequest,
     RollbackResult,
-    SkillRollbackRequest,
-    SkillRollbackResult,
     TeacherRollbackRequest,
     TeacherRollbackResult,
     TenantCreate,
@@ -32,6 +30,7 @@ from service.schemas import (
     TenantPublic,
     TenantUpdate,
 )
+from service.skill_schemas import SkillRollbackRequest, SkillRollbackResult
 from service.store.repositories import tenants as tenant_repo
 
 router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMMON_ERRORS))
