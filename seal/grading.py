@@ -11,11 +11,11 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from seal.generation import Generation, Messages, SampleConfig, generate
+from seal.generation import Generation, SampleConfig, generate
 from seal.lora import AdapterHost, AdapterState
+from seal.questions import SYSTEM as SYSTEM
+from seal.questions import question_messages as question_messages
 from seal.selfedit import QA
-
-SYSTEM = "Answer the question directly and concisely, in one sentence."
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
@@ -40,13 +40,6 @@ def is_correct(answer: str, gold: str) -> bool:
     if not target:
         return False
     return f" {target} " in f" {normalize(first_sentence(answer))} "
-
-
-def question_messages(title: str, question: str) -> Messages:
-    return [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"Topic: {title}\n{question}" if title else question},
-    ]
 
 
 @dataclass(frozen=True)

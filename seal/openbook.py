@@ -6,8 +6,8 @@ without it, one in twenty-five, and an adapter trained on the passage about one 
 numbers: ``docs/results/``). Its open-book answers are the most faithful training items a small
 model can write: the teacher only has to ask (Cartridges' self-study, Knowledge Modules' deep
 context distillation). The answers come from a forward pass with the one document being learned
-in the prompt, never another. The same prompt serves hybrid memory's chat
-(:func:`open_book_messages`).
+in the prompt, never another. The same prompt (:func:`seal.questions.open_book_messages`, which
+needs no torch) serves hybrid memory's chat.
 
 The self-edit is stored as ``Question: ... / Answer: ...`` lines (the ``self-qa`` form), so
 ReST-EM can teach the teacher to write the questions whose answers taught most.
@@ -17,24 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from seal.generation import Messages, SampleConfig, generate
-from seal.grading import SYSTEM, first_sentence
+from seal.generation import SampleConfig, generate
+from seal.grading import first_sentence
 from seal.knowledge import Draft, Teacher, write_drafts_many
 from seal.lora import AdapterHost
+from seal.questions import open_book_messages as open_book_messages
 from seal.selfedit import Passage, parse_qa
 
 #: The self-edit format whose answers are written open book.
 OPEN_BOOK = "open-book"
-
-
-def open_book_messages(documents: Sequence[tuple[str, str]], title: str, question: str) -> Messages:
-    """A question asked as a probe asks it ("Topic: {title}"), with ``documents`` (title, text)
-    in the system prompt to answer from."""
-    shown = "\n\n".join(f"Document: {t}\n{text}" for t, text in documents)
-    return [
-        {"role": "system", "content": f"{SYSTEM} Answer from these documents.\n\n{shown}"},
-        {"role": "user", "content": f"Topic: {title}\n{question}" if title else question},
-    ]
 
 
 def write_open_book_many(
