@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -21,6 +22,7 @@ from service.store.models import (
     DocumentStatus,
     JobKind,
     JobStatus,
+    MemoryMode,
     ProbeSource,
     TeacherDomain,
     UpdateMode,
@@ -61,6 +63,12 @@ def _valid_cron(value: str) -> str:
 CronText = Annotated[str, Field(max_length=limits.MAX_CRON_CHARS), AfterValidator(_valid_cron)]
 
 
+_MEMORY = (
+    "What its chat answers from: `hybrid` (the adapter with the best chunks of its documents "
+    "in the prompt) or `weights` (the adapter alone); a chat's `memory` overrides it."
+)
+
+
 class TenantCreate(_Create):
     name: str = Field(min_length=1, max_length=limits.MAX_TENANT_NAME_CHARS)
     self_edit_format: TenantSelfEditFormat | None = Field(
@@ -71,6 +79,7 @@ class TenantCreate(_Create):
     update_schedule: CronText | None = Field(
         None, description="Cron expression of the scheduled update."
     )
+    memory: MemoryMode = Field(MemoryMode.hybrid, description=_MEMORY)
 
 
 class TenantUpdate(_Create):
@@ -82,6 +91,12 @@ class TenantUpdate(_Create):
     update_schedule: CronText | None = Field(
         None, description="Cron expression; null: the default schedule."
     )
+    memory: MemoryMode | None = Field(None, description=f"{_MEMORY} null: `hybrid`.")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_default(cls, value: MemoryMode | None) -> MemoryMode:
+        return value or MemoryMode.hybrid
 
 
 class TenantCreated(BaseModel):
@@ -95,6 +110,7 @@ class TenantPublic(_Public):
     name: str
     self_edit_format: str | None
     update_schedule: str | None
+    memory: MemoryMode
     created_at: datetime
 
 
@@ -141,6 +157,11 @@ class DocumentCreate(_Create):
         max_length=limits.MAX_QUESTIONS,
         description="Probe questions with gold answers, used to measure what was learned.",
     )
+    volatile: bool = Field(
+        False,
+        description="Answered from memory only, never trained into an adapter (prices, "
+        "schedules); a new document of the same title supersedes it.",
+    )
 
 
 class ProbeQuestionPublic(_Public):
@@ -156,6 +177,7 @@ class DocumentPublic(_Public):
     title: str
     status: DocumentStatus
     error: str | None
+    volatile: bool
     content_hash: str
     created_at: datetime
     updated_at: datetime

@@ -48,6 +48,7 @@ def create_tenant(body: TenantCreate, session: SessionDep, _admin: AdminDep) -> 
         name=body.name,
         self_edit_format=body.self_edit_format,
         update_schedule=body.update_schedule,
+        memory=body.memory,
     )
     return TenantCreated(id=tenant.id, name=tenant.name, api_key=plain)
 
