@@ -15,7 +15,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from service.settings import get_settings
-from service.store import models  # noqa: F401  (registers the tables)
+from service.store import models  # registers the tables
 from service.store.base import Base
 from service.store.db import make_engine
 
@@ -40,6 +40,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=models.is_modelled,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -53,6 +54,7 @@ def run_migrations_offline() -> None:
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
         render_as_batch=url.startswith("sqlite"),
+        include_object=models.is_modelled,
     )
     with context.begin_transaction():
         context.run_migrations()

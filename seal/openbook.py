@@ -6,8 +6,8 @@ without it, one in twenty-five, and an adapter trained on the passage about one 
 numbers: ``docs/results/``). Its open-book answers are the most faithful training items a small
 model can write: the teacher only has to ask (Cartridges' self-study, Knowledge Modules' deep
 context distillation). The answers come from a forward pass with the one document being learned
-in the prompt, never another. The same prompt serves hybrid memory's chat
-(:func:`open_book_messages`).
+in the prompt, never another. The same prompt (:func:`seal.questions.open_book_messages`, which
+needs no torch) serves hybrid memory's chat.
 
 The self-edit is stored as ``Question: ... / Answer: ...`` lines (the ``self-qa`` form), so
 ReST-EM can teach the teacher to write the questions whose answers taught most.

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service import limits
+from service.memory_schemas import MemoryUsed
+from service.store.models import MemoryMode
 
 #: One stop sequence.
 StopText = Annotated[str, Field(max_length=limits.MAX_STOP_CHARS)]
@@ -81,6 +83,13 @@ class ChatCompletionCreate(BaseModel):
         False, description="Send the reply as server-sent events, a piece at a time."
     )
     stream_options: StreamOptions | None = None
+    memory: MemoryMode | None = Field(
+        None,
+        description="Not OpenAI's (the `openai` client sends it through `extra_body`): "
+        '`"hybrid"`, the best chunks of the tenant\'s documents for the last user message in '
+        'the prompt; `"weights"`, the adapter alone. Default: the tenant\'s `memory` for its '
+        'own model, `"weights"` for `"base"` and skills.',
+    )
 
     @field_validator("n")
     @classmethod
@@ -130,6 +139,7 @@ class ChatCompletionPublic(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+    memory: MemoryUsed = Field(description="What the reply drew on besides the weights.")
 
 
 class ChunkDelta(BaseModel):
@@ -152,3 +162,6 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
+    memory: MemoryUsed | None = Field(
+        None, description="On the last chunk only: what the reply drew on besides the weights."
+    )

@@ -6,13 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.schemas import (
-    AdapterPublic,
-    JobPublic,
-    SkillPublic,
-    SkillVersionPublic,
-    TeacherPublic,
-)
+from service.schemas import AdapterPublic, JobPublic, TeacherPublic
+from service.skill_schemas import SkillPublic, SkillVersionPublic
 from service.store.models import AdapterVersion, SkillVersion, TeacherVersion
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import learning as learning_repo

@@ -1,5 +1,6 @@
 """Request (``...Create``) and response (``...Public``) models of the API (the chat's:
-:mod:`service.chat_schemas`); the lengths they allow are set in :mod:`service.limits`."""
+:mod:`service.chat_schemas`; the skills': :mod:`service.skill_schemas`); the lengths they
+allow are set in :mod:`service.limits`."""
 
 from __future__ import annotations
 
@@ -9,20 +10,19 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
-from seal.skills.tasks import grid_text
 from service import limits
 from service.settings import TenantSelfEditFormat
 from service.store.models import (
     DocumentStatus,
     JobKind,
     JobStatus,
+    MemoryMode,
     ProbeSource,
     TeacherDomain,
     UpdateMode,
@@ -31,7 +31,6 @@ from service.store.models import (
 
 T = TypeVar("T")
 
-SKILL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 #: The largest number a path, query or body field may carry to the store: the end of a 32-bit
 #: integer column (a larger one would be a server error there, not a 404 or an empty page).
 MAX_NUMBER = 2**31 - 1
@@ -64,6 +63,12 @@ def _valid_cron(value: str) -> str:
 CronText = Annotated[str, Field(max_length=limits.MAX_CRON_CHARS), AfterValidator(_valid_cron)]
 
 
+_MEMORY = (
+    "What its chat answers from: `hybrid` (the adapter with the best chunks of its documents "
+    "in the prompt) or `weights` (the adapter alone); a chat's `memory` overrides it."
+)
+
+
 class TenantCreate(_Create):
     name: str = Field(min_length=1, max_length=limits.MAX_TENANT_NAME_CHARS)
     self_edit_format: TenantSelfEditFormat | None = Field(
@@ -74,6 +79,7 @@ class TenantCreate(_Create):
     update_schedule: CronText | None = Field(
         None, description="Cron expression of the scheduled update."
     )
+    memory: MemoryMode = Field(MemoryMode.hybrid, description=_MEMORY)
 
 
 class TenantUpdate(_Create):
@@ -85,6 +91,12 @@ class TenantUpdate(_Create):
     update_schedule: CronText | None = Field(
         None, description="Cron expression; null: the default schedule."
     )
+    memory: MemoryMode | None = Field(None, description=f"{_MEMORY} null: `hybrid`.")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_default(cls, value: MemoryMode | None) -> MemoryMode:
+        return value or MemoryMode.hybrid
 
 
 class TenantCreated(BaseModel):
@@ -98,6 +110,7 @@ class TenantPublic(_Public):
     name: str
     self_edit_format: str | None
     update_schedule: str | None
+    memory: MemoryMode
     created_at: datetime
 
 
@@ -144,6 +157,11 @@ class DocumentCreate(_Create):
         max_length=limits.MAX_QUESTIONS,
         description="Probe questions with gold answers, used to measure what was learned.",
     )
+    volatile: bool = Field(
+        False,
+        description="Answered from memory only, never trained into an adapter (prices, "
+        "schedules); a new document of the same title supersedes it.",
+    )
 
 
 class ProbeQuestionPublic(_Public):
@@ -159,6 +177,7 @@ class DocumentPublic(_Public):
     title: str
     status: DocumentStatus
     error: str | None
+    volatile: bool
     content_hash: str
     created_at: datetime
     updated_at: datetime
@@ -405,135 +424,6 @@ class TeacherRollbackResult(BaseModel):
 class RewardList(BaseModel):
     items: list[RewardPublic]
     summary: RewardSummary
-
-
-# --- skills -------------------------------------------------------------------------------
-_SIDE = limits.MAX_GRID_SIDE
-
-
-def _grid_as_text(value: Any) -> Any:
-    """A grid (a list of rows of integers 0-9) as its text, one line of digits per row; a
-    string is left to the string's own checks."""
-    if not isinstance(value, list):
-        return value
-    if not all(isinstance(row, list) for row in value):
-        raise ValueError("a grid is a list of rows, each a list of integers 0-9")
-    if len(value) > _SIDE or any(len(row) > _SIDE for row in value):
-        raise ValueError(f"a grid has at most {_SIDE} rows of {_SIDE} cells")
-    return grid_text(value)
-
-
-_GRID_SCHEMA = {
-    "type": "array",
-    "minItems": 1,
-    "maxItems": _SIDE,
-    "items": {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": _SIDE,
-        "items": {"type": "integer", "minimum": 0, "maximum": 9},
-    },
-}
-ExampleText = Annotated[
-    str,
-    Field(min_length=1, max_length=limits.MAX_EXAMPLE_CHARS),
-    BeforeValidator(_grid_as_text),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "minLength": 1, "maxLength": limits.MAX_EXAMPLE_CHARS},
-                _GRID_SCHEMA,
-            ],
-            "description": "Text, or a grid: rows of integers 0-9, all the same length (at "
-            f"most {_SIDE}x{_SIDE}), kept as one line of digits per row.",
-        },
-        mode="validation",
-    ),
-]
-
-
-class SkillExampleIn(_Create):
-    input: ExampleText
-    output: ExampleText
-
-
-class SkillCreate(_Create):
-    name: str = Field(
-        max_length=limits.MAX_SKILL_NAME_CHARS,
-        pattern=SKILL_NAME_PATTERN,
-        description='Lower case letters, digits and "_.-", at most 64; chat with it as '
-        '`"model": "skill:<name>"`.',
-    )
-    description: str | None = Field(
-        None,
-        min_length=1,
-        max_length=limits.MAX_SKILL_DESCRIPTION_CHARS,
-        description="What the skill does, in a sentence; it goes into every prompt.",
-    )
-    examples: list[SkillExampleIn] = Field(
-        min_length=limits.MIN_NEW_SKILL_EXAMPLES,
-        max_length=limits.MAX_REQUEST_EXAMPLES,
-        description="Input -> output demonstrations (at least 2 different ones).",
-    )
-
-
-class SkillExamplesCreate(_Create):
-    examples: list[SkillExampleIn] = Field(min_length=1, max_length=limits.MAX_REQUEST_EXAMPLES)
-
-
-class SkillExamplePublic(_Public):
-    id: str
-    input: str
-    output: str
-    created_at: datetime
-
-
-class SkillVersionPublic(BaseModel):
-    version: int
-    status: VersionStatus
-    parent: int | None
-    metrics: dict[str, Any]
-    config: dict[str, Any] | None = Field(
-        description="The training configuration its adapter was trained with."
-    )
-    created_at: datetime
-    promoted_at: datetime | None
-    checksum: str | None
-
-
-class SkillPublic(BaseModel):
-    id: str
-    name: str
-    description: str | None
-    examples: int = Field(description="How many examples it has.")
-    active_version: int | None = Field(
-        description="The version that answers its chats; null: none yet (chats answer 409)."
-    )
-    job: JobPublic | None = Field(description="Its queued or running job, if any.")
-    created_at: datetime
-    updated_at: datetime
-
-
-class SkillDetail(SkillPublic):
-    versions: list[SkillVersionPublic] = Field(description="Newest first.")
-
-
-class SkillLearning(BaseModel):
-    skill: SkillPublic
-    job: JobPublic = Field(description="The job that learns the skill's next version.")
-
-
-class SkillRollbackRequest(_Create):
-    version: int = Field(
-        ge=0,
-        le=MAX_NUMBER,
-        description="The skill version to make active; 0: none (its chats answer 409).",
-    )
-
-
-class SkillRollbackResult(BaseModel):
-    active: SkillVersionPublic | None = Field(description="The active version now; null: none.")
-    previous: SkillVersionPublic | None = Field(description="The version that was active before.")
 
 
 class Health(BaseModel):

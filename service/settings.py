@@ -358,6 +358,14 @@ class Settings(BaseSettings):
 
     # --- serving ---------------------------------------------------------------------------
     chat_max_tokens: int = Field(256, ge=1, le=4096, description="Default max_tokens of a chat.")
+    memory_chunks: int = Field(
+        3,
+        ge=0,
+        le=32,
+        description="Hybrid memory: how many of the best-matching chunks of a tenant's "
+        "documents (about 200 words each) a chat's prompt may show, as far as its context "
+        "holds them; 0 turns the memory off.",
+    )
     adapter_cache_size: int = Field(
         8, ge=1, description="Adapters kept loaded by each API process (by checksum)."
     )

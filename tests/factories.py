@@ -15,6 +15,7 @@ import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.domain import memory
 from service.store.db import session_scope
 from service.store.models import (
     AdapterVersion,
@@ -62,11 +63,19 @@ def make_document(
     text: str = "The capital of Atlantis is Poseidonia.",
     status: DocumentStatus = DocumentStatus.pending,
     questions: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    volatile: bool = False,
 ) -> Document:
+    """A document, in its tenant's memory as an accepted one is."""
     document = documents.create_document(
-        session, tenant_id=tenant.id, title=title or f"Document {next(_counter)}", text=text
+        session,
+        tenant_id=tenant.id,
+        title=title or f"Document {next(_counter)}",
+        text=text,
+        volatile=volatile,
     )
-    document.status = status
+    memory.index_document(session, document)
+    if not volatile:
+        document.status = status
     for question, answer in questions:
         documents.add_probe_question(
             session,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.domain import memory
 from service.domain.errors import Conflict, NotFound
 from service.domain.updates import open_rebuild
 from service.store.models import (
@@ -33,6 +34,8 @@ class AddedDocument:
     """All of the document's probe questions, those this request added included."""
     created: bool
     """False when the same title and text already were a document of the tenant."""
+    superseded: list[str]
+    """The volatile documents of the same title that the new one deleted."""
 
 
 def add_document(
@@ -42,10 +45,14 @@ def add_document(
     title: str,
     text: str,
     questions: Sequence[tuple[str, str]],
+    volatile: bool = False,
 ) -> AddedDocument:
-    """Add a document with its probe questions, ``(question, answer)`` pairs. The same title
-    and text again is the same document (also when two requests send it at once): the
-    questions it does not have yet are added to it, which may make it learnable again."""
+    """Add a document with its probe questions, ``(question, answer)`` pairs, and put it in
+    the tenant's memory (:mod:`service.domain.memory`), where the next chat finds it. The same
+    title and text again is the same document (also when two requests send it at once): the
+    questions it does not have yet are added to it, which may make it learnable again. A new
+    document supersedes the tenant's volatile documents of the same title; a ``volatile`` one
+    is answered from memory only, never learned."""
     digest = document_repo.content_hash(title=title, text=text)
     document = document_repo.get_document_by_hash(session, tenant_id=tenant.id, content_hash=digest)
     created = document is None
@@ -57,7 +64,7 @@ def add_document(
             sqlite = session.get_bind().dialect.name == "sqlite"
             with nullcontext() if sqlite else session.begin_nested():
                 document = document_repo.create_document(
-                    session, tenant_id=tenant.id, title=title, text=text
+                    session, tenant_id=tenant.id, title=title, text=text, volatile=volatile
                 )
         except IntegrityError:  # the same content arrived in a concurrent request
             document = document_repo.get_document_by_hash(
@@ -66,7 +73,13 @@ def add_document(
             if document is None:
                 raise
             created = False
-    if not created:
+    superseded: list[str] = []
+    if created:
+        memory.index_document(session, document)
+        superseded = document_repo.delete_volatile_by_title(
+            session, tenant_id=tenant.id, title=title, keep_id=document.id
+        )
+    else:
         known = list(
             document_repo.probe_questions_for_documents(session, document_ids=[document.id])[
                 document.id
@@ -93,7 +106,7 @@ def add_document(
         session.flush()  # the questions' ids and times
         if not created:  # questions may make it learnable
             session.refresh(document, ["status", "error", "updated_at"])
-    return AddedDocument(document, known, created)
+    return AddedDocument(document, known, created, superseded)
 
 
 @dataclass

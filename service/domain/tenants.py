@@ -12,7 +12,7 @@ from service.domain.errors import Conflict, NotFound
 from service.domain.files import remove_after_commit
 from service.domain.skills import skill_folder
 from service.settings import Settings
-from service.store.models import ApiKey, Tenant
+from service.store.models import ApiKey, MemoryMode, Tenant
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import tenants as tenant_repo
 
@@ -27,13 +27,22 @@ def get_tenant(session: Session, tenant_id: str) -> Tenant:
 
 
 def create_tenant(
-    session: Session, *, name: str, self_edit_format: str | None, update_schedule: str | None
+    session: Session,
+    *,
+    name: str,
+    self_edit_format: str | None,
+    update_schedule: str | None,
+    memory: MemoryMode = MemoryMode.hybrid,
 ) -> tuple[Tenant, str]:
     """A new tenant and its first API key (the key in plain text, shown only now)."""
     if tenant_repo.get_tenant_by_name(session, name=name) is not None:
         raise Conflict(f"a tenant named {name!r} already exists")
     tenant = tenant_repo.create_tenant(
-        session, name=name, self_edit_format=self_edit_format, update_schedule=update_schedule
+        session,
+        name=name,
+        self_edit_format=self_edit_format,
+        update_schedule=update_schedule,
+        memory=memory,
     )
     _key, plain = tenant_repo.create_api_key(session, tenant_id=tenant.id)
     return tenant, plain

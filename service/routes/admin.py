@@ -22,8 +22,6 @@ from service.schemas import (
     ApiKeyPublic,
     RollbackRequest,
     RollbackResult,
-    SkillRollbackRequest,
-    SkillRollbackResult,
     TeacherRollbackRequest,
     TeacherRollbackResult,
     TenantCreate,
@@ -32,6 +30,7 @@ from service.schemas import (
     TenantPublic,
     TenantUpdate,
 )
+from service.skill_schemas import SkillRollbackRequest, SkillRollbackResult
 from service.store.repositories import tenants as tenant_repo
 
 router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMMON_ERRORS))
@@ -49,6 +48,7 @@ def create_tenant(body: TenantCreate, session: SessionDep, _admin: AdminDep) -> 
         name=body.name,
         self_edit_format=body.self_edit_format,
         update_schedule=body.update_schedule,
+        memory=body.memory,
     )
     return TenantCreated(id=tenant.id, name=tenant.name, api_key=plain)
 

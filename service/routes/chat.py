@@ -26,14 +26,16 @@ from service.chat_schemas import (
     Usage,
 )
 from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
-from service.domain import completions
+from service.domain import completions, memory
 from service.domain import skills as skill_domain
-from service.domain.prompts import check_prompt
+from service.domain.prompts import check_prompt, with_memory
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, InvalidRequest, error_responses
-from service.inference import AdapterRef, ChatRequest, ChatResult, ChatStream
+from service.inference import AdapterRef, ChatBackend, ChatRequest, ChatResult, ChatStream
+from service.memory_schemas import MemoryDocument, MemoryUsed
 from service.settings import Settings
-from service.store.models import Tenant, new_completion_id
+from service.store.models import MemoryMode, Tenant, new_completion_id
 from service.store.repositories import adapters as adapter_repo
+from service.store.repositories.memory import Found
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["chat"], responses=error_responses(*COMMON_ERRORS))
@@ -80,14 +82,18 @@ def create_chat_completion(
     active version alone, the last user message its input and the skill's newest examples its
     context (404 for a skill the tenant does not have, 409 while it has no active version);
     any other name with the tenant's active adapter (the base model while it has none).
-    ``temperature`` 0, the default, is greedy decoding. A prompt the model's context cannot
-    hold with ``max_tokens`` to spare is a 422 (:func:`check_prompt`). Runs in the threadpool,
+    ``memory`` ``hybrid`` (the tenant's setting, for its own model) puts the tenant's chunks
+    that best match the last user message first in the prompt, as many as the context leaves
+    room for (:func:`with_memory`); the reply names their documents. ``temperature`` 0, the
+    default, is greedy decoding. A prompt the model's context cannot hold with ``max_tokens``
+    to spare is a 422 (:func:`check_prompt`). Runs in the threadpool,
     as the backend blocks. The request only reads; its completion is recorded, once the reply
     is written, in a transaction of its own."""
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
     ]
+    mode, found = _recall(session, settings, tenant, body, messages)
     adapter: AdapterRef | None
     if body.model.startswith(SKILL_PREFIX):
         messages, adapter, answered_by = _skill(session, settings, tenant, body.model, messages)
@@ -108,11 +114,13 @@ def create_chat_completion(
     # the model writes (nothing to commit: the completion is recorded by record_completion)
     session.close()
     check_prompt(backend, chat)  # before the request is queued for decoding
+    chat, used = _remember(backend, chat, mode, found)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         started = time.perf_counter()
         pieces = backend.stream(chat)
-        return _stream(request, pieces, record, include_usage, chat.adapter is not None, started)
+        adapted = chat.adapter is not None
+        return _stream(request, pieces, record, include_usage, adapted, started, used)
 
     started = time.perf_counter()
     result = backend.complete(chat)
@@ -131,7 +139,38 @@ def create_chat_completion(
             )
         ],
         usage=_usage(result),
+        memory=used,
     )
+
+
+def _recall(
+    session: Session,
+    settings: Settings,
+    tenant: Tenant,
+    body: ChatCompletionCreate,
+    messages: list[dict[str, str]],
+) -> tuple[MemoryMode, list[Found]]:
+    """What the chat answers from, and (``hybrid``) the tenant's chunks that best match its
+    last user message."""
+    own_model = body.model != BASE_MODEL and not body.model.startswith(SKILL_PREFIX)
+    mode = memory.memory_mode(tenant.memory, body.memory, own_model=own_model)
+    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    if mode != MemoryMode.hybrid or not question:
+        return mode, []
+    found = memory.recall(
+        session, tenant_id=tenant.id, question=question, limit=settings.memory_chunks
+    )
+    return mode, found
+
+
+def _remember(
+    backend: ChatBackend, chat: ChatRequest, mode: MemoryMode, found: list[Found]
+) -> tuple[ChatRequest, MemoryUsed]:
+    """The chat with the chunks its context holds in its prompt, and what it shows."""
+    if found:
+        chat, found = with_memory(backend, chat, found)
+    documents = [MemoryDocument(id=i, title=t) for i, t in memory.documents_used(found)]
+    return chat, MemoryUsed(mode=mode, documents=documents)
 
 
 def _adapter(
@@ -187,11 +226,13 @@ def _stream(
     include_usage: bool,
     request_adapter: bool,
     started: float,
+    used: MemoryUsed,
 ) -> StreamingResponse:
     """The reply as server-sent events, as OpenAI sends them: a chunk with the role, a chunk
     per piece of text, one with the finish reason, optionally one with the usage, then
-    ``[DONE]``. The first piece is decoded before the response starts, so that an error
-    there (a missing adapter, say) is an error response. The completion is recorded when the
+    ``[DONE]``; the last chunk carries the reply's ``memory``. The first piece is decoded
+    before the response starts, so that an error there (a missing adapter, say) is an error
+    response. The completion is recorded when the
     reply is complete, under the id its chunks carried; a client that leaves early stops the
     decoding and leaves no record."""
     completion_id = new_completion_id()
@@ -236,12 +277,13 @@ def _stream(
                 time.perf_counter() - started
             )
             await run_in_threadpool(save, item)
-            yield _event(chunk(ChunkDelta(), _finish_reason(item)))
-            if include_usage:
-                usage = ChatCompletionChunk(
-                    id=completion_id, created=created, model=model, choices=[], usage=_usage(item)
-                )
-                yield _event(usage)  # with its empty choices
+            last = [chunk(ChunkDelta(), _finish_reason(item))]
+            if include_usage:  # a chunk with the usage and empty choices
+                last.append(chunk(ChunkDelta()).model_copy(update={"choices": []}))
+                last[-1].usage = _usage(item)
+            last[-1].memory = used
+            for event in last:
+                yield _event(event)
             yield _event("[DONE]")
         except Exception as exc:  # the response has started: the error goes in the stream
             log.exception("streamed chat completion %s failed", completion_id)

@@ -27,8 +27,9 @@ from service.domain import skills as skill_domain
 from service.domain import tenants as tenant_domain
 from service.domain.errors import Forbidden, ServiceError
 from service.presenters import adapter_public, skill_version_public
-from service.schemas import MAX_NUMBER, AdapterPublic, SkillVersionPublic
+from service.schemas import MAX_NUMBER, AdapterPublic
 from service.settings import Settings
+from service.skill_schemas import SkillVersionPublic
 from service.store.models import AdapterVersion, Document, Job, Skill, VersionStatus
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import jobs as job_repo

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from service.deps import CurrentTenant, SessionDep
 from service.domain import documents as document_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, NotFound, error_responses
+from service.memory_schemas import DocumentCreated
 from service.schemas import (
     MAX_NUMBER,
     DocumentCreate,
@@ -43,33 +44,37 @@ def _detail(document: Document) -> DocumentDetail:
 
 @router.post(
     "",
-    response_model=DocumentDetail,
+    response_model=DocumentCreated,
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"model": DocumentDetail, "description": "The same content already exists"},
+        200: {"model": DocumentCreated, "description": "The same content already exists"},
         **error_responses(409, *WRITE_ERRORS),
     },
 )
 def create_document(
     body: DocumentCreate, session: SessionDep, tenant: CurrentTenant, response: Response
-) -> DocumentDetail:
+) -> DocumentCreated:
     """Add a document; sending the same title and text again returns the existing one (200),
-    with any new questions added to it."""
+    with any new questions added to it. A new document is in the tenant's memory when this
+    answers (chat finds it from the next request); it supersedes the volatile documents of the
+    same title. A `volatile` one is answered from memory only and never learned."""
     added = document_domain.add_document(
         session,
         tenant,
         title=body.title,
         text=body.text,
         questions=[(qa.question, qa.answer) for qa in body.questions],
+        volatile=body.volatile,
     )
     if not added.created:
         response.status_code = status.HTTP_200_OK
     # built from what this request holds, not read back: a new document costs one lookup and
     # its inserts (see docs/results/2026-12-02-concurrency-and-crash-safety.md)
-    return DocumentDetail(
+    return DocumentCreated(
         **DocumentPublic.model_validate(added.document).model_dump(),
         questions=[ProbeQuestionPublic.model_validate(q) for q in added.questions],
         text=added.document.text,
+        superseded=added.superseded,
     )
 
 

@@ -10,8 +10,8 @@ from service.deps import CurrentTenant, SessionDep, SettingsDep
 from service.domain import skills as skill_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.presenters import skill_public, skill_version_public
-from service.schemas import (
-    JobPublic,
+from service.schemas import JobPublic
+from service.skill_schemas import (
     SkillCreate,
     SkillDetail,
     SkillExamplePublic,

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -32,6 +33,8 @@ class DocumentStatus(StrEnum):
     #: No probe question could be found or written for it, so no update of it can be judged;
     #: a question sent with it or as feedback makes it ``pending`` again.
     needs_questions = "needs_questions"
+    #: Sent ``volatile``: answered from the tenant's memory only, never trained into an adapter.
+    memory = "memory"
 
 
 class ProbeSource(StrEnum):
@@ -42,6 +45,15 @@ class ProbeSource(StrEnum):
     #: A cloze question made from the document's own sentences (no model), where the teacher
     #: wrote too few.
     cloze = "cloze"
+
+
+class MemoryMode(StrEnum):
+    """What a tenant's chat answers from (its ``memory``; a chat's ``memory`` overrides it)."""
+
+    #: the active adapter alone (closed book)
+    weights = "weights"
+    #: the active adapter with the best chunks of the tenant's documents in its prompt
+    hybrid = "hybrid"
 
 
 class VersionStatus(StrEnum):
@@ -114,6 +126,10 @@ class Tenant(IdMixin, CreatedAtMixin, Base):
     self_edit_format: Mapped[str | None] = mapped_column(String(32))
     #: A cron expression for this tenant's scheduled update; None means the default schedule.
     update_schedule: Mapped[str | None] = mapped_column(String(100))
+    #: What its chat answers from, unless a chat asks otherwise.
+    memory: Mapped[MemoryMode] = mapped_column(
+        _str_enum(MemoryMode), default=MemoryMode.hybrid, server_default=MemoryMode.hybrid.value
+    )
 
 
 class ApiKey(IdMixin, CreatedAtMixin, Base):
@@ -141,10 +157,49 @@ class Document(IdMixin, CreatedAtMixin, Base):
         String(36), ForeignKey("adapter_versions.id", ondelete="SET NULL")
     )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: Answered from memory only, never trained (status ``memory``); a document with the same
+    #: title supersedes it.
+    volatile: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     probe_questions: Mapped[list[ProbeQuestion]] = relationship(
         lazy="raise", order_by="ProbeQuestion.created_at", viewonly=True
     )
+
+
+class MemoryChunk(Base):
+    """A passage of a document in its tenant's memory, found by the store's full-text search.
+
+    The search index is not modelled: it differs by store and is made by migration 0005
+    (:data:`FULL_TEXT_OBJECTS`). PostgreSQL: a generated ``tsv`` column (title weighted A, text
+    B) with a GIN index; SQLite: the FTS5 table ``memory_chunks_fts`` over this one, kept
+    current by triggers (also when a document's deletion cascades here)."""
+
+    __tablename__ = "memory_chunks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    document_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    #: Its place in the document, from 0.
+    ordinal: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+
+
+#: The memory's full-text search objects, which differ by store and are not modelled:
+#: autogenerate and the schema comparison leave them alone (:func:`is_modelled`).
+FULL_TEXT_OBJECTS = frozenset({"tsv", "ix_memory_chunks_tsv"})
+FULL_TEXT_TABLE_PREFIX = "memory_chunks_fts"
+
+
+def is_modelled(_object: Any, name: str | None, type_: str, _reflected: bool, _to: Any) -> bool:
+    """Alembic's ``include_object``: False for the memory's full-text objects."""
+    if name is None:
+        return True
+    if type_ == "table" and name.startswith(FULL_TEXT_TABLE_PREFIX):
+        return False
+    return name not in FULL_TEXT_OBJECTS
 
 
 class ProbeQuestion(IdMixin, CreatedAtMixin, Base):

@@ -10,7 +10,8 @@ from seal.generation import SampleConfig, generate
 from seal.grading import first_sentence
 from seal.knowledge import Draft, Teacher
 from seal.lora import AdapterHost
-from seal.openbook import open_book_messages, write_open_book_many
+from seal.openbook import write_open_book_many
+from seal.questions import open_book_messages
 from seal.selfedit import QA, Passage, parse_items, parse_qa, teacher_messages
 
 PASSAGES = [

@@ -306,7 +306,10 @@ def test_a_document_is_claimed_by_an_update_or_deleted_never_both(engine: Engine
         document_id = make_document(session, tenant).id
 
     def delete_it() -> bool:
-        with session_scope(factory) as session:
+        # as the API deletes: a writer (on SQLite, BEGIN IMMEDIATE). A deferred transaction
+        # whose DELETE cascades to the memory's FTS5 trigger is refused at once while another
+        # holds the write lock, instead of waiting for it (see service.store.db)
+        with session_scope(make_sessionmaker(engine, write=True)) as session:
             return document_repo.delete_document(
                 session, tenant_id=tenant_id, document_id=document_id
             )
@@ -352,7 +355,8 @@ def test_a_rebuild_records_a_document_or_sees_it_deleted_never_both(engine: Engi
         job_id = make_job(session, tenant, status=JobStatus.running).id
 
     def delete_it() -> bool:
-        with session_scope(factory) as session:
+        # a writer, as the API deletes (see the claim's test above)
+        with session_scope(make_sessionmaker(engine, write=True)) as session:
             return document_repo.delete_document(
                 session, tenant_id=tenant_id, document_id=document_id
             )

@@ -6,16 +6,20 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session
 
 from migrations import alembic_config
 from service.store.base import Base
 from service.store.db import make_engine
+from service.store.models import is_modelled
+from service.store.repositories import memory as memory_repo
 from tests.conftest import ensure_pg_database, reset_pg_schema
 
 
 def test_migration_matches_the_models(engine: Engine) -> None:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": is_modelled}
+        context = MigrationContext.configure(connection, opts=opts)
         assert compare_metadata(context, Base.metadata) == []
 
 
@@ -94,4 +98,50 @@ def test_alembic_ini_points_at_the_migrations() -> None:
 
     root = Path(__file__).resolve().parents[2]
     script = ScriptDirectory.from_config(Config(str(root / "alembic.ini")))
-    assert script.get_current_head() == "0004"
+    assert script.get_current_head() == "0005"
+
+
+def test_the_memory_migration_indexes_the_documents_already_stored(
+    database_url: str, tmp_path: Path
+) -> None:
+    """0005 chunks and indexes the documents stored before it, each in its own tenant's memory;
+    its tenants answer from both (``hybrid``)."""
+    url = _scratch_url(database_url, tmp_path)
+    config = alembic_config(url)
+    engine = make_engine(url)
+    text_of = {
+        "d1": "Poseidonia is the capital of Atlantis.",
+        "d2": "The capital of Lemuria is Mu. " * 80,  # 480 words: three chunks
+    }
+    try:
+        command.upgrade(config, "0004")
+        with engine.begin() as connection:
+            for tenant in ("t1", "t2"):
+                connection.execute(
+                    text(
+                        "INSERT INTO tenants (id, name, created_at) VALUES (:t, :t, '2026-01-01')"
+                    ),
+                    {"t": tenant},
+                )
+            for doc, tenant in (("d1", "t1"), ("d2", "t2")):
+                connection.execute(
+                    text(
+                        "INSERT INTO documents (id, tenant_id, title, text, content_hash, status,"
+                        " updated_at, created_at) VALUES (:d, :t, 'Capitals', :x, :d, 'learned',"
+                        " '2026-01-01', '2026-01-01')"
+                    ),
+                    {"d": doc, "t": tenant, "x": text_of[doc]},
+                )
+        command.upgrade(config, "0005")
+        with Session(engine) as session:
+            assert session.scalars(text("SELECT memory FROM tenants")).all() == ["hybrid"] * 2
+            chunks = session.execute(
+                text("SELECT document_id, count(*) FROM memory_chunks GROUP BY document_id")
+            )
+            assert dict(chunks.all()) == {"d1": 1, "d2": 3}
+            found = memory_repo.search(session, tenant_id="t1", terms=["capital"], limit=5)
+            assert [f.document_id for f in found] == ["d1"]
+            found = memory_repo.search(session, tenant_id="t2", terms=["poseidonia"], limit=5)
+            assert found == []
+    finally:
+        engine.dispose()

@@ -142,7 +142,14 @@ def test_update_tenant_changes_only_the_fields_given(
     response = client.patch(url, json={"self_edit_format": "auto"}, headers=admin_headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"id", "name", "self_edit_format", "update_schedule", "created_at"}
+    assert set(body) == {
+        "id",
+        "name",
+        "self_edit_format",
+        "update_schedule",
+        "memory",
+        "created_at",
+    }
     assert (body["name"], body["self_edit_format"], body["update_schedule"]) == (
         "patchy",
         "auto",
@@ -361,6 +368,7 @@ def test_delete_a_tenant_with_everything_of_it(
     assert body["deleted"] == {
         "api_keys": 1,
         "documents": 1,
+        "memory_chunks": 1,
         "jobs": 1,
         "adapter_versions": 2,
         "teacher_versions": 1,

@@ -305,6 +305,46 @@ def test_a_corrupt_active_adapter_fails_the_job_and_keeps_documents_pending(
     assert adapter_repo.active_adapter(session, tenant_id=tenant.id).id == v1.id  # type: ignore[union-attr]
 
 
+def test_a_volatile_document_is_left_to_memory_never_trained(
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grade_probes(monkeypatch, before=False, self_edits=True, passage=False)
+    tenant, _ = make_tenant(session)
+    volatile = make_document(
+        session,
+        tenant,
+        title="Prices",
+        text="A Zorblat widget costs 12 euros.",
+        questions=[("How much does a Zorblat widget cost?", "12 euros")],
+        volatile=True,
+    )
+    learned = make_document(
+        session,
+        tenant,
+        title="Zorblat Industries",
+        text=FACT,
+        questions=[
+            ("Who founded Zorblat Industries?", "Marisol Quenby"),
+            ("When was Zorblat Industries founded?", "1987"),
+        ],
+    )
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    job = _reload(session, job)
+    assert job.status == JobStatus.succeeded, job.error
+    assert job.result is not None
+    assert (job.result["documents"], job.result["left_to_memory"]) == (1, 1)
+    assert _reload(session, learned).status == DocumentStatus.learned
+    volatile = _reload(session, volatile)
+    assert (volatile.status, volatile.learned_version_id) == (DocumentStatus.memory, None)
+    edits = session.scalars(select(SelfEdit).where(SelfEdit.tenant_id == tenant.id)).all()
+    assert edits and {e.document_id for e in edits} == {learned.id}
+    assert not any("12 euros" in e.text or "widget" in e.text for e in edits)
+
+
 def test_no_pending_documents_succeeds_with_nothing_to_do(
     session: Session, runtime: Runtime
 ) -> None:
@@ -320,6 +360,7 @@ def test_no_pending_documents_succeeds_with_nothing_to_do(
         "documents": 0,
         "adapter_version": None,
         "promoted": False,
+        "left_to_memory": 0,
     }
     assert (
         session.scalars(select(Document).where(Document.status == DocumentStatus.learning)).all()

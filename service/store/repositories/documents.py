@@ -31,7 +31,10 @@ def get_document_by_hash(session: Session, *, tenant_id: str, content_hash: str)
     return session.scalar(stmt)
 
 
-def create_document(session: Session, *, tenant_id: str, title: str, text: str) -> Document:
+def create_document(
+    session: Session, *, tenant_id: str, title: str, text: str, volatile: bool = False
+) -> Document:
+    """A new document: ``pending`` (to be learned), or ``memory`` when ``volatile``."""
     now = utcnow()
     document = Document(
         tenant_id=tenant_id,
@@ -40,7 +43,8 @@ def create_document(session: Session, *, tenant_id: str, title: str, text: str) 
         title=title,
         text=text,
         content_hash=content_hash(title=title, text=text),
-        status=DocumentStatus.pending,
+        status=DocumentStatus.memory if volatile else DocumentStatus.pending,
+        volatile=volatile,
     )
     session.add(document)
     session.flush()
@@ -101,10 +105,15 @@ def claim_pending_documents(session: Session, *, tenant_id: str) -> list[Documen
     both: on PostgreSQL its row stays locked until the transaction ends (a concurrent
     ``delete_document`` waits, then finds it learning), and SQLite has one writer at a time.
     Make it the transaction's first statement, so that SQLite takes its write lock on a fresh
-    snapshot."""
+    snapshot. A volatile document is never claimed (its status is ``memory``; the flag is
+    checked too, so that no way of making it pending could train it)."""
     claimed = session.scalars(
         update(Document)
-        .where(Document.tenant_id == tenant_id, Document.status == DocumentStatus.pending)
+        .where(
+            Document.tenant_id == tenant_id,
+            Document.status == DocumentStatus.pending,
+            Document.volatile.is_(False),
+        )
         .values(status=DocumentStatus.learning, error=None, updated_at=utcnow())
         .returning(Document.id)
         .execution_options(synchronize_session=False)
@@ -118,6 +127,33 @@ def claim_pending_documents(session: Session, *, tenant_id: str) -> list[Documen
         .execution_options(populate_existing=True)
     )
     return list(session.scalars(stmt))
+
+
+def delete_volatile_by_title(
+    session: Session, *, tenant_id: str, title: str, keep_id: str
+) -> list[str]:
+    """Delete the tenant's volatile documents titled ``title`` but ``keep_id`` (superseded by
+    it), with their chunks; their ids."""
+    ids = list(
+        session.scalars(
+            delete(Document)
+            .where(
+                Document.tenant_id == tenant_id,
+                Document.title == title,
+                Document.volatile.is_(True),
+                Document.id != keep_id,
+            )
+            .returning(Document.id)
+            .execution_options(synchronize_session="fetch")
+        )
+    )
+    return sorted(ids)
+
+
+def count_volatile(session: Session, *, tenant_id: str) -> int:
+    """How many of the tenant's documents are answered from memory only."""
+    stmt = select(func.count()).where(Document.tenant_id == tenant_id, Document.volatile.is_(True))
+    return session.scalar(stmt) or 0
 
 
 def document_status(session: Session, *, document_id: str) -> DocumentStatus | None:

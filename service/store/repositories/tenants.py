@@ -18,6 +18,8 @@ from service.store.models import (
     Document,
     Feedback,
     Job,
+    MemoryChunk,
+    MemoryMode,
     Reward,
     SelfEdit,
     Skill,
@@ -30,7 +32,7 @@ from service.store.models import (
 
 KEY_PREFIX = "seal-"
 DISPLAY_PREFIX_LEN = 12
-_UPDATABLE = frozenset({"self_edit_format", "update_schedule"})
+_UPDATABLE = frozenset({"self_edit_format", "update_schedule", "memory"})
 
 
 def generate_api_key() -> str:
@@ -47,15 +49,22 @@ def create_tenant(
     name: str,
     self_edit_format: str | None = None,
     update_schedule: str | None = None,
+    memory: MemoryMode = MemoryMode.hybrid,
 ) -> Tenant:
-    tenant = Tenant(name=name, self_edit_format=self_edit_format, update_schedule=update_schedule)
+    tenant = Tenant(
+        name=name,
+        self_edit_format=self_edit_format,
+        update_schedule=update_schedule,
+        memory=memory,
+    )
     session.add(tenant)
     session.flush()
     return tenant
 
 
 def update_tenant(session: Session, *, tenant: Tenant, changes: Mapping[str, Any]) -> Tenant:
-    """Set the given settings of a tenant (``self_edit_format``, ``update_schedule``)."""
+    """Set the given settings of a tenant (``self_edit_format``, ``update_schedule``,
+    ``memory``)."""
     for name, value in changes.items():
         if name not in _UPDATABLE:
             raise ValueError(f"tenant field {name!r} cannot be changed")
@@ -119,6 +128,7 @@ def tenant_for_api_key(session: Session, *, key: str) -> Tenant | None:
 _TENANT_ROWS = {
     "api_keys": ApiKey.tenant_id,
     "documents": Document.tenant_id,
+    "memory_chunks": MemoryChunk.tenant_id,
     "jobs": Job.tenant_id,
     "adapter_versions": AdapterVersion.tenant_id,
     "teacher_versions": TeacherVersion.tenant_id,

@@ -64,7 +64,12 @@ def run_update(runtime: Runtime, job_id: str) -> None:
         if not snapshot.documents:
             run.succeed(
                 "no pending documents",
-                {"documents": 0, "adapter_version": None, "promoted": False},
+                {
+                    "documents": 0,
+                    "adapter_version": None,
+                    "promoted": False,
+                    "left_to_memory": snapshot.left_to_memory,
+                },
             )
             return
         _learn(run, snapshot)

@@ -209,6 +209,7 @@ def _record_version(
             "advice": None if reason is None else RETRY,
             "documents": len(doc_ids),
             "needs_questions": snap.needs_questions,
+            "left_to_memory": snap.left_to_memory,
             "metrics": metrics,
         },
     )

@@ -170,5 +170,6 @@ def finish_unjudged(run: JobRun, snap: Snapshot) -> None:
             "promoted": False,
             "rejected_because": None,
             "needs_questions": snap.needs_questions,
+            "left_to_memory": snap.left_to_memory,
         },
     )

@@ -80,6 +80,8 @@ class Snapshot:
     """Training sequences of earlier kept self-edits (and their documents) to rehearse."""
     needs_questions: list[str] = field(default_factory=list)
     """Documents set aside during the job: no probe question could be found or written."""
+    left_to_memory: int = 0
+    """The tenant's volatile documents: answered from memory, never claimed or trained."""
 
 
 def take_snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
@@ -136,6 +138,7 @@ def take_snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
         documents=works,
         retention=retention,
         replay_pool=replay_pool,
+        left_to_memory=document_repo.count_volatile(session, tenant_id=tenant_id),
     )
 
 
