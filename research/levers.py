@@ -152,6 +152,8 @@ def run_passage(
         "probes": n,
         "real": len(real),
         "base_real": part(base, n, n + len(real)).correct,
+        "truncated_drafts": sum(d.truncated for d in drafts),
+        "items_kept": {arm: items for arm, (_, items) in grounded.items()},
     }
     for arm in ARMS:
         pool = [c for a, c, _ in candidates if a == arm] + ([plain[1]] if arm != "passage" else [])

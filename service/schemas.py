@@ -74,7 +74,8 @@ class TenantCreate(_Create):
     self_edit_format: TenantSelfEditFormat | None = Field(
         None,
         description="Default: the service's SEAL_SELF_EDIT_FORMAT. `auto` picks, per update, "
-        "the format whose self-edits earned the best rewards, trying the others now and then.",
+        "the format whose self-edits gained most over the passage alone (`passage` itself when "
+        "none did), trying the others now and then.",
     )
     update_schedule: CronText | None = Field(
         None, description="Cron expression of the scheduled update."
