@@ -117,9 +117,12 @@ def test_a_tenant_learns_a_fact_rolls_back_and_forgets_it(live_service: LiveServ
     headers_a = {"Authorization": f"Bearer {key_a}"}
     edits = httpx.get(f"{service.url}/v1/self-edits", headers=headers_a).json()
     rewards = httpx.get(f"{service.url}/v1/rewards", headers=headers_a).json()
-    # k self-edits stored; one selected unless the passage alone (trained beside them) won
-    won_by_passage = first["result"]["metrics"]["documents_won_by_passage_alone"]
-    assert len(edits) == K and sum(e["selected"] for e in edits) == 1 - won_by_passage
+    # k self-edits written; those left with a grounded item stored (the others counted as
+    # dropped); one selected unless the passage alone (the incumbent) kept the document
+    metrics = first["result"]["metrics"]
+    won_by_passage = metrics["documents_won_by_passage_alone"]
+    assert len(edits) + metrics["self_edit_items_dropped"].get("empty_self_edits", 0) == K
+    assert 0 < len(edits) and sum(e["selected"] for e in edits) == 1 - won_by_passage
     assert rewards["summary"]["count"] >= 2
     headers_b = {"Authorization": f"Bearer {key_b}"}
     assert httpx.get(f"{service.url}/v1/self-edits", headers=headers_b).json() == []
