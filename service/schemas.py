@@ -277,7 +277,16 @@ class JobPublic(_Public):
     message: str | None
     params: dict[str, Any] | None
     result: dict[str, Any] | None
-    error: str | None
+    error: str | None = Field(
+        description="A failed job: what happened and what to do, written for the tenant (the "
+        "details are in the worker's log under the job's id)."
+    )
+    error_code: str | None = Field(
+        None,
+        description="A failed job's stable reason: `teacher_unavailable`, `external_teacher`, "
+        "`model_unavailable`, `out_of_memory`, `time_limit`, `artifact_corrupt` or "
+        "`internal_error`.",
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -285,9 +285,11 @@ def _stream(
             for event in last:
                 yield _event(event)
             yield _event("[DONE]")
-        except Exception as exc:  # the response has started: the error goes in the stream
+        except Exception:  # the response has started: the error goes in the stream
             log.exception("streamed chat completion %s failed", completion_id)
-            error = {"error": {"type": "server_error", "message": f"{type(exc).__name__}: {exc}"}}
+            # the exception is for the log; the client reads what happened and what to quote
+            message = f"the reply failed on an internal error; quote completion {completion_id}"
+            error = {"error": {"type": "server_error", "message": message}}
             yield _event(json.dumps(error))
         finally:
             pieces.close()  # also while a thread waits in next(): decoding ends at its next step

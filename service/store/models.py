@@ -312,7 +312,10 @@ class Job(IdMixin, CreatedAtMixin, Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: What the job was asked to do (an update's ``mode``; a teacher round's options).
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: What a failed job's tenant reads: what to do, never the exception's text.
     error: Mapped[str | None] = mapped_column(Text)
+    #: The failure's stable name (``worker.jobs.failures``).
+    error_code: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     #: How many times a worker started the job (a job whose worker died runs again).

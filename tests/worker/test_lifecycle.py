@@ -12,6 +12,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from seal.remote import TeacherUnavailable
 from service.settings import Settings
 from service.store.db import make_sessionmaker, session_scope
 from service.store.models import Job, JobStatus, Tenant
@@ -88,9 +89,25 @@ def test_a_failure_is_recorded_with_its_reason_and_undone(live: Runtime) -> None
         run_job(live, job_id, body, message="m", undo=lambda s, error: undone.append(error))
 
     job = _job(live.sessions, job_id)
-    assert job.status == JobStatus.failed
-    assert job.error == "ValueError: the teacher wrote nothing"
-    assert undone == ["ValueError: the teacher wrote nothing"]
+    assert job.status == JobStatus.failed and job.error_code == "internal_error"
+    # the tenant reads what to do and the job's id to quote, not the exception's text
+    assert job.error is not None and job_id in job.error and "teacher wrote" not in job.error
+    assert undone == [job.error]
+
+
+def test_a_failure_never_shows_the_tenant_the_exception_text(live: Runtime) -> None:
+    job_id = _queued(live.sessions)
+    secret = "http://10.0.0.7:8000/v1/chat/completions answered: SELECT * FROM documents"
+
+    def body(run: JobRun) -> None:
+        raise TeacherUnavailable(secret)
+
+    with pytest.raises(TeacherUnavailable):
+        run_job(live, job_id, body, message="m")
+
+    job = _job(live.sessions, job_id)
+    assert job.error_code == "teacher_unavailable"
+    assert job.error is not None and "10.0.0.7" not in job.error and "SELECT" not in job.error
 
 
 def test_a_cancelled_job_stops_at_its_next_progress_and_is_undone(live: Runtime) -> None:

@@ -31,6 +31,7 @@ from service.settings import Settings
 from service.store.db import in_transaction
 from service.store.models import AdapterVersion, Job, JobStatus, SkillVersion, TeacherVersion
 from service.store.repositories import jobs as job_repo
+from worker.jobs.failures import describe
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -198,9 +199,9 @@ class JobRun:
             ),
         )
 
-    def fail(self, error: str, undo: Undo | None = None) -> None:
+    def fail(self, error: str, undo: Undo | None = None, *, code: str | None = None) -> None:
         """Record the failure (and ``undo`` what the attempt claimed) unless the job is no
-        longer this attempt's."""
+        longer this attempt's: ``error`` is what the tenant reads, ``code`` its stable name."""
 
         def unit(session: Session) -> None:
             if not job_repo.hold_running_job(
@@ -210,7 +211,12 @@ class JobRun:
             if undo is not None:
                 undo(session, error)
             job_repo.finish_job(
-                session, job_id=self.id, status=JobStatus.failed, error=error, message="failed"
+                session,
+                job_id=self.id,
+                status=JobStatus.failed,
+                error=error,
+                error_code=code,
+                message="failed",
             )
 
         in_transaction(self.runtime.sessions, unit)
@@ -242,10 +248,11 @@ def run_job(
     """Start ``job_id``'s next attempt and run ``body`` with it to the job's end.
 
     ``body`` records success itself (:meth:`JobRun.finish_with`); an exception fails the job
-    with its text and is raised again; a cancellation ends it quietly. ``undo(session, error)``
-    puts back what the attempt claimed (documents) when it fails (``error``) or is cancelled
-    (None), in the transaction that records it; a superseded attempt puts nothing back, as the
-    next attempt owns it now."""
+    with a message for the tenant and an ``error_code`` (:mod:`worker.jobs.failures`; the
+    exception goes to the log) and is raised again; a cancellation ends it quietly.
+    ``undo(session, error)`` puts back what the attempt claimed (documents) when it fails
+    (``error``) or is cancelled (None), in the transaction that records it; a superseded
+    attempt puts nothing back, as the next attempt owns it now."""
 
     def start(session: Session) -> JobInfo | None:
         job = job_repo.start_job(session, job_id=job_id, message=message)
@@ -268,8 +275,9 @@ def run_job(
         log.info("job %s was cancelled (or deleted with its tenant)", job_id)
         run.cancelled(undo)
     except Exception as exc:
-        log.exception("job %s failed", job_id)
-        run.fail(f"{type(exc).__name__}: {exc}", undo)
+        log.exception("job %s failed", job_id)  # the exception, for the operator
+        failure = describe(exc, job_id)  # what the tenant reads
+        run.fail(failure.message, undo, code=failure.code)
         raise
     finally:
         run.stop_heartbeat()

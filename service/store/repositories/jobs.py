@@ -233,9 +233,10 @@ def finish_job(
     status: JobStatus,
     result: dict[str, Any] | None = None,
     error: str | None = None,
+    error_code: str | None = None,
     message: str | None = None,
 ) -> Job | None:
-    """Mark a job succeeded, failed or cancelled with its result / error."""
+    """Mark a job succeeded, failed or cancelled with its result / error (and its code)."""
     if status not in FINISHED_JOB_STATUSES:
         raise ValueError(f"{status} is not a finished status")
     job = get_job(session, job_id=job_id)
@@ -249,6 +250,8 @@ def finish_job(
         job.result = result
     if error is not None:
         job.error = error
+    if error_code is not None:
+        job.error_code = error_code
     if message is not None:
         job.message = message
     session.flush()
