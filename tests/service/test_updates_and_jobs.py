@@ -135,7 +135,8 @@ def test_list_get_and_cancel_jobs(client: TestClient, session: Session) -> None:
     body = client.get(f"/v1/jobs/{new.id}", headers=auth(key)).json()
     assert set(body) == {
         "id", "kind", "status", "progress", "message", "params", "result", "error",
-        "created_at", "started_at", "finished_at", "attempts", "heartbeat_at", "skill_id",
+        "error_code", "created_at", "started_at", "finished_at", "attempts", "heartbeat_at",
+        "skill_id",
     }  # fmt: skip
     assert body["status"] == "queued"
 
