@@ -143,13 +143,11 @@ class AdapterStack:
                 if self.dropout and module.training:
                     chunk = F.dropout(chunk, self.dropout, training=True)
                 if self._frozen is not None and (index, j) in self._frozen:
-                    # frozen in float32 on a CPU, whatever the activations' dtype
-                    aj, bj = self._frozen[index, j]
-                    part = ((chunk.to(aj.dtype) @ aj.T) * site.scaling) @ bj.T
-                    parts.append(part.to(chunk.dtype))
-                    continue
-                aj, bj = a[j].to(chunk.dtype), b[j].to(chunk.dtype)
-                parts.append(((chunk @ aj.T) * site.scaling) @ bj.T)
+                    aj, bj = self._frozen[index, j]  # float32 on a CPU, whatever chunk's dtype
+                else:
+                    aj, bj = a[j].to(chunk.dtype), b[j].to(chunk.dtype)
+                part = ((chunk.to(aj.dtype) @ aj.T) * site.scaling) @ bj.T
+                parts.append(part.to(chunk.dtype))
             delta = torch.cat(parts) if len(parts) > 1 else parts[0]
             return output + delta.view(*output.shape[:-1], -1).to(output.dtype)
 
