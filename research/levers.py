@@ -36,12 +36,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from research.data import load_passages
 from seal.grading import Probe
-from seal.grounding import Truncated, ground
+from seal.grounding import ground_drafts
 from seal.journal import Journal
 from seal.knowledge import (
     Candidate,
-    Draft,
     InnerLoopConfig,
     Teacher,
     best_candidate,
@@ -61,33 +61,6 @@ from worker.config import inner_loop_config
 from worker.runtime import student_host
 
 ARMS = ("passage", "old", "grounded", "grounded-trim", "open-book")
-
-
-def _passages(path: Path, start: int, end: int) -> list[tuple[Passage, list[QA]]]:
-    rows = json.loads(path.read_text())[start:end]
-    return [
-        (
-            Passage(r["title"], r["context"]),
-            [QA(q["question"], q["answer"]) for q in r["questions"]],
-        )
-        for r in rows
-    ]
-
-
-def _ground_all(
-    drafts: list[Draft], fmt: str, passage: Passage, probes: list[QA], on_truncated: Truncated
-) -> tuple[list[str], int]:
-    """The drafts' grounded texts (none left: dropped), and how many items they kept."""
-    texts, items = [], 0
-    for d in drafts:
-        g = ground(
-            d.text, fmt, passage.title, passage.text, probes,
-            truncated=d.truncated, on_truncated=on_truncated,
-        )  # fmt: skip
-        items += g.kept
-        if g.kept:
-            texts.append(g.text)
-    return texts, items
 
 
 def run_passage(
@@ -110,12 +83,13 @@ def run_passage(
         0
     ]
     open_drafts = answer_open_book(host, [passage], [drafts], config.answer_max_tokens)[0]
+    probed = Passage(passage.title, passage.text, tuple(probes))
     grounded = {
-        "grounded": _ground_all(drafts, "self-qa", passage, probes, "drop"),
-        "grounded-trim": _ground_all(drafts, "self-qa", passage, probes, "trim"),
-        "open-book": _ground_all(open_drafts, "open-book", passage, probes, "drop"),
+        "grounded": ground_drafts(drafts, "self-qa", probed, on_truncated="drop"),
+        "grounded-trim": ground_drafts(drafts, "self-qa", probed, on_truncated="trim"),
+        "open-book": ground_drafts(open_drafts, "open-book", probed, on_truncated="drop"),
     }
-    sets = {"old": [d.text for d in drafts], **{arm: ts for arm, (ts, _) in grounded.items()}}
+    sets = {"old": [d.text for d in drafts], **{arm: g.texts for arm, g in grounded.items()}}
     # every candidate of every arm trained side by side; the passage alone last
     texts = [(arm, t) for arm, ts in sets.items() for t in ts]
     sequences = [
@@ -153,7 +127,7 @@ def run_passage(
         "real": len(real),
         "base_real": part(base, n, n + len(real)).correct,
         "truncated_drafts": sum(d.truncated for d in drafts),
-        "items_kept": {arm: items for arm, (_, items) in grounded.items()},
+        "items_kept": {arm: g.items for arm, g in grounded.items()},
     }
     for arm in ARMS:
         pool = [c for a, c, _ in candidates if a == arm] + ([plain[1]] if arm != "passage" else [])
@@ -240,17 +214,18 @@ def main() -> None:
     host = student_host(settings, with_teacher=True)
     teacher = Teacher(state=load_adapter(BUNDLED_TEACHER_DIR))
     done = {e["index"] for e in journal.entries}
-    for index, (passage, real) in enumerate(_passages(args.data, args.start, args.end), args.start):
+    passages = load_passages(args.data)[args.start : args.end]
+    for index, with_questions in enumerate(passages, args.start):
         if index in done:
             continue
+        # sent as a tenant sends it: without its questions, which only grade it
+        passage = Passage(with_questions.title, with_questions.text)
+        real = list(with_questions.questions)
         row = run_passage(host, teacher, config, settings, passage, real, args.seed * 1000 + index)
         journal.append({"index": index, **row})
         print(json.dumps({"index": index, **row}), flush=True)
-    print(
-        summarize([*journal.entries])
-        if not done
-        else summarize(Journal(args.journal, plan, resume=True).entries)
-    )
+    # what the journal holds now: the passages of earlier runs and of this one
+    print(summarize(Journal(args.journal, plan, resume=True).entries))
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ when the student answers. So every item must be grounded:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from seal.grading import normalize
 from seal.probes import answer_span
-from seal.selfedit import QA, QA_SELF_EDITS, canonical, parse_items, parse_qa
+from seal.selfedit import QA, QA_SELF_EDITS, Draft, Passage, canonical, parse_items, parse_qa
 
 Truncated = Literal["drop", "trim", "keep"]
 TRUNCATED: tuple[Truncated, ...] = ("drop", "trim", "keep")
@@ -135,6 +136,42 @@ def ground(
     result.kept = len(kept)
     result.text = canonical("\n".join(f"{n}. {it}" for n, it in enumerate(kept, 1)), fmt)
     return result
+
+
+@dataclass
+class GroundedDrafts:
+    """One document's drafts after :func:`ground`: the texts left to train on (a draft left
+    with no item is dropped), the items they keep, and each rule's drops (``<reason>_items``,
+    and ``empty_self_edits`` for the drafts dropped whole)."""
+
+    texts: list[str] = field(default_factory=list)
+    items: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+def ground_drafts(
+    drafts: Sequence[Draft], fmt: str, passage: Passage, *, on_truncated: Truncated = "drop"
+) -> GroundedDrafts:
+    """Every draft of ``passage`` checked by :func:`ground` against the passage and its
+    questions (the probes)."""
+    out = GroundedDrafts()
+    for draft in drafts:
+        result = ground(
+            draft.text,
+            fmt,
+            passage.title,
+            passage.text,
+            passage.questions,
+            truncated=draft.truncated,
+            on_truncated=on_truncated,
+        )
+        out.dropped.update({f"{reason}_items": n for reason, n in result.dropped.items()})
+        out.items += result.kept
+        if result.kept:
+            out.texts.append(result.text)
+        else:
+            out.dropped["empty_self_edits"] += 1
+    return out
 
 
 def _ground_qa(

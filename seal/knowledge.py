@@ -22,6 +22,7 @@ from seal.selfedit import (
     PRIMERS,
     QA,
     ChatTurn,
+    Draft,
     Passage,
     parse_items,
     parse_qa,
@@ -110,14 +111,6 @@ def write_self_edits_many(
     sampled together. ``on_batch(done, total)`` reports the passages written after each batch."""
     drafts = write_drafts_many(host, passages, fmt, k, sample, teacher, on_batch=on_batch)
     return [[d.text for d in row] for row in drafts]
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A self-edit as the teacher wrote it, and whether the token limit cut it off."""
-
-    text: str
-    truncated: bool = False
 
 
 def write_drafts_many(
@@ -320,8 +313,6 @@ def choose_candidate(
     best = min(edits, key=key)
     if plain is None:
         return best
-    if not chosen_on:
-        return plain
     gain = correct_on(best, chosen_on) - correct_on(plain, chosen_on)
     return best if gain >= max(1, margin) else plain
 

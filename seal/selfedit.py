@@ -71,6 +71,14 @@ class ChatTurn:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """A self-edit as the teacher wrote it, and whether the token limit cut it off."""
+
+    text: str
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
 class Passage:
     """A document as the ML core sees it: no ids, no tenant."""
 

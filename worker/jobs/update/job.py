@@ -128,6 +128,7 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
             replay,
             progress,
             label,
+            position=index - 1,
             margin=settings.selection_margin,
             held_out=settings.held_out_gate,
         )

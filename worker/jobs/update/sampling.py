@@ -4,7 +4,9 @@ or written are set aside until questions come)."""
 
 from __future__ import annotations
 
-from seal.grounding import ground
+from collections import Counter
+
+from seal.grounding import ground_drafts
 from seal.knowledge import Draft, InnerLoopConfig, write_drafts_many, write_probe_questions_many
 from seal.lora import AdapterHost
 from seal.openbook import OPEN_BOOK, write_open_book_many
@@ -74,38 +76,25 @@ def grounded_self_edits(
     settings: Settings, snap: Snapshot, drafts: dict[str, list[Draft]], fmt: str
 ) -> tuple[dict[str, list[str]], dict[str, int]]:
     """Each judgeable document's self-edits as they will be trained: checked against the
-    document and its probes (``seal.grounding``; a self-edit left with no item is dropped),
-    or as written when ``ground_self_edits`` is off (a cut-off one still goes by
-    ``truncated_self_edits``). Returns them by document id, and how many items and whole
-    self-edits each rule dropped."""
+    document and its probes (:func:`seal.grounding.ground_drafts`), or as written when
+    ``ground_self_edits`` is off (a cut-off one still goes by ``truncated_self_edits``).
+    Returns them by document id, and how many items and whole self-edits each rule dropped."""
     kept: dict[str, list[str]] = {}
-    dropped: dict[str, int] = {}
+    dropped: Counter[str] = Counter()
     for work in snap.documents:
-        texts = []
-        for draft in drafts.get(work.id, []):
-            if not settings.ground_self_edits:
-                if draft.truncated and settings.truncated_self_edits == "drop":
-                    dropped["truncated_self_edits"] = dropped.get("truncated_self_edits", 0) + 1
-                    continue
-                texts.append(draft.text)
-                continue
-            result = ground(
-                draft.text,
-                fmt,
-                work.passage.title,
-                work.passage.text,
-                work.passage.questions,
-                truncated=draft.truncated,
-                on_truncated=settings.truncated_self_edits,
+        mine = drafts.get(work.id, [])
+        if settings.ground_self_edits:
+            grounded = ground_drafts(
+                mine, fmt, work.passage, on_truncated=settings.truncated_self_edits
             )
-            for reason, n in result.dropped.items():
-                dropped[f"{reason}_items"] = dropped.get(f"{reason}_items", 0) + n
-            if result.kept:
-                texts.append(result.text)
-            else:
-                dropped["empty_self_edits"] = dropped.get("empty_self_edits", 0) + 1
-        kept[work.id] = texts
-    return kept, dropped
+            kept[work.id] = grounded.texts
+            dropped.update(grounded.dropped)
+            continue
+        drop_cut = settings.truncated_self_edits == "drop"
+        kept[work.id] = [d.text for d in mine if not (drop_cut and d.truncated)]
+        if len(kept[work.id]) < len(mine):
+            dropped["truncated_self_edits"] += len(mine) - len(kept[work.id])
+    return kept, dict(dropped)
 
 
 def write_probes(

@@ -26,13 +26,15 @@ def score_document(
     progress: Progress,
     label: str,
     *,
+    position: int,
     margin: int = 1,
     held_out: bool = True,
 ) -> list[Candidate]:
     """Train and reward ``work``'s candidates side by side (``k + 1`` progress units), choose
     the one it is learned from (``work.winner``, ``work.kept``, ``work.after``) and return them
     all, the chosen one among them. With ``held_out``, the choice is made on half of the
-    document's probes and the other half is left to the gate (``work.judged_on``); the
+    document's probes and the other half is left to the gate (``work.judged_on``; the split
+    is seeded by the job's seed and the document's ``position`` in the job); the
     passage alone is the incumbent, replaced only by a self-edit that answers ``margin`` more
     (:func:`seal.knowledge.choose_candidate`)."""
     assert work.baseline is not None
@@ -64,7 +66,7 @@ def score_document(
     )
     n_probes = len(work.passage.questions)
     if held_out:
-        chosen_on, work.judged_on = split_probes(n_probes, snap.seed + index_of(snap, work))
+        chosen_on, work.judged_on = split_probes(n_probes, snap.seed + position)
     else:
         chosen_on, work.judged_on = list(range(n_probes)), None
     best = choose_candidate(candidates, chosen_on, margin=margin)
@@ -72,7 +74,3 @@ def score_document(
     work.kept = [] if best.passage_alone else [best]
     work.after = best.evaluation
     return candidates
-
-
-def index_of(snap: Snapshot, work: DocumentWork) -> int:
-    return next(i for i, w in enumerate(snap.documents) if w is work)
