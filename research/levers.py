@@ -9,18 +9,23 @@ questions closed book. The arms share the passage's samples, its passage-alone a
 its probes, so a row costs training, not sampling:
 
 - ``passage``: the document alone (plain fine-tuning);
-- ``old``: the self-edits as written (cut-off ones kept) and the old rule: the highest reward
-  on every probe wins, the passage alone one candidate among k + 1, ties to the lowest loss;
-- ``grounded``: the self-edits checked against the document (``seal.grounding``) and the
-  honest choice (``seal.knowledge.choose_candidate``: the passage is the incumbent, the choice
-  is made on half of the probes);
-- ``grounded-trim``: as ``grounded``, but a cut-off self-edit loses only its unfinished
-  last item (``SEAL_TRUNCATED_SELF_EDITS=trim``) instead of being dropped;
+- ``grounded-trim``: the self-edits checked against the document (``seal.grounding``; a
+  cut-off self-edit loses only its unfinished last item) and the honest choice
+  (``seal.knowledge.choose_candidate``: the passage is the incumbent, the choice is made on
+  half of the probes), as the product runs it;
 - ``open-book``: the same questions answered by the base model with the document in its
-  prompt (``seal.openbook``), checked and chosen as ``grounded``.
+  prompt (``seal.openbook``), checked and chosen as ``grounded-trim``;
+- ``sentences``: no teacher, the document's own sentences as items (``seal.augment``),
+  chosen as ``grounded-trim``;
+- ``anchored``: the ``grounded-trim`` self-edits trained on from the passage-alone adapter
+  instead of the base model (``SEAL_ANCHORED_TRAINING``), chosen as ``grounded-trim``.
+
+(The first look, docs/results/2026-12-07-teacher-levers-first-look.md, measured two more:
+``old``, the self-edits as written and chosen by the old rule, and ``grounded``, cut-off
+self-edits dropped whole.)
 
 Each arm's gate decision (its chosen version against the base model, on the probes that did not
-choose it; all of them for ``old``) is recorded beside whether the real questions agree. One
+choose it) is recorded beside whether the real questions agree. One
 JSON line per passage in the journal, which ``--resume`` continues; ``--summary`` prints the
 table with each arm against ``passage``: the difference in accuracy, a 95% cluster-bootstrap
 interval over passages, and a paired sign-flip permutation test over passages.
@@ -37,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from research.data import load_passages
+from seal.augment import SENTENCES, sentence_drafts
 from seal.grading import Probe
 from seal.grounding import ground_drafts
 from seal.journal import Journal
@@ -44,7 +50,6 @@ from seal.knowledge import (
     Candidate,
     InnerLoopConfig,
     Teacher,
-    best_candidate,
     choose_candidate,
     split_probes,
     write_drafts_many,
@@ -54,13 +59,20 @@ from seal.lora import AdapterHost, load_adapter
 from seal.multi import evaluate_many, train_many
 from seal.openbook import answer_open_book
 from seal.probes import with_cloze
-from seal.selfedit import QA, Passage, training_sequences
+from seal.selfedit import QA, ChatTurn, Passage, training_sequences
 from service.settings import Settings
 from worker.bundled import BUNDLED_TEACHER_DIR
 from worker.config import inner_loop_config
 from worker.runtime import student_host
 
-ARMS = ("passage", "old", "grounded", "grounded-trim", "open-book")
+ARMS = ("passage", "grounded-trim", "open-book", "sentences", "anchored")
+#: The format each arm's items are parsed as.
+FORMAT = {
+    "grounded-trim": "self-qa",
+    "open-book": "self-qa",
+    "sentences": SENTENCES,
+    "anchored": "self-qa",
+}
 
 
 def run_passage(
@@ -83,20 +95,32 @@ def run_passage(
         0
     ]
     open_drafts = answer_open_book(host, [passage], [drafts], config.answer_max_tokens)[0]
+    own = sentence_drafts(passage, config.num_candidates, seed)
     probed = Passage(passage.title, passage.text, tuple(probes))
     grounded = {
-        "grounded": ground_drafts(drafts, "self-qa", probed, on_truncated="drop"),
         "grounded-trim": ground_drafts(drafts, "self-qa", probed, on_truncated="trim"),
         "open-book": ground_drafts(open_drafts, "open-book", probed, on_truncated="drop"),
+        "sentences": ground_drafts(own, SENTENCES, probed),
     }
-    sets = {"old": [d.text for d in drafts], **{arm: g.texts for arm, g in grounded.items()}}
-    # every candidate of every arm trained side by side; the passage alone last
+    sets = {arm: g.texts for arm, g in grounded.items()}
+    sets["anchored"] = sets["grounded-trim"]
     texts = [(arm, t) for arm, ts in sets.items() for t in ts]
-    sequences = [
-        training_sequences(passage, [("self-qa", t)], qa_form=config.qa_form) for _, t in texts
-    ]
-    sequences.append(training_sequences(passage, [], qa_form=config.qa_form))
-    trained = train_many(host, sequences, replace(config.train, seed=seed), init=None)
+
+    def sequences(arm: str, text: str) -> list[str | ChatTurn]:
+        edits = [(FORMAT[arm], text)] if arm != "passage" else []
+        return training_sequences(passage, edits, qa_form=config.qa_form)
+
+    # every candidate from the base model trained side by side, the passage alone last; then
+    # the anchored ones from the passage-alone adapter
+    train = replace(config.train, seed=seed)
+    free = [(arm, t) for arm, t in texts if arm != "anchored"] + [("passage", "")]
+    trained = train_many(host, [sequences(a, t) for a, t in free], train, init=None)
+    anchored = [(arm, t) for arm, t in texts if arm == "anchored"]
+    if anchored:
+        trained += train_many(
+            host, [sequences(a, t) for a, t in anchored], train, init=trained[-1].state
+        )
+    order = [*free, *anchored]
     asked = [Probe(passage.title, qa) for qa in [*probes, *real]]
     # the base model alone, then the adapters together (a batch mixing the bare model with
     # adapters is not what the product runs)
@@ -108,9 +132,7 @@ def run_passage(
         return replace(evaluation, graded=evaluation.graded[lo:hi])
 
     candidates = []
-    for (arm, text), result, evaluation in zip(
-        [*texts, ("passage", "")], trained, evaluations, strict=True
-    ):
+    for (arm, text), result, evaluation in zip(order, trained, evaluations, strict=True):
         c = Candidate(
             text,
             [],
@@ -120,7 +142,7 @@ def run_passage(
         )
         c.reward = c.accuracy - part(base, 0, n).accuracy
         candidates.append((arm, c, part(evaluation, n, n + len(real))))
-    plain = candidates[-1]
+    plain = next(c for c in candidates if c[1].passage_alone)
     chosen_on, judged_on = split_probes(n, seed)
     row: dict[str, Any] = {
         "probes": n,
@@ -133,8 +155,6 @@ def run_passage(
         pool = [c for a, c, _ in candidates if a == arm] + ([plain[1]] if arm != "passage" else [])
         if arm == "passage":
             chosen, judge = plain[1], list(range(n))
-        elif arm == "old":
-            chosen, judge = best_candidate(pool), list(range(n))
         else:
             chosen, judge = choose_candidate(pool, chosen_on), judged_on
         real_eval = next(r for _, c, r in candidates if c is chosen)
@@ -142,6 +162,8 @@ def run_passage(
         after = sum(chosen.evaluation.graded[i].correct for i in judge) if chosen.evaluation else 0
         row[arm] = {
             "real": real_eval.correct,
+            # each of its own candidates' real answers, before any choice
+            "each": [r.correct for a, _, r in candidates if a == arm],
             "candidates": len(pool),
             "self_edit": not chosen.passage_alone,
             "promoted": after >= before,
@@ -150,9 +172,12 @@ def run_passage(
     return row
 
 
-def summarize(entries: list[dict[str, Any]], arms: tuple[str, ...] = ARMS) -> str:
+def summarize(entries: list[dict[str, Any]]) -> str:
     """The table: each arm's real accuracy, and against ``passage`` the difference with a
     95% cluster-bootstrap interval and a paired sign-flip permutation p over passages."""
+    if not entries:
+        return "no passages yet"
+    arms = [k for k, v in entries[0].items() if isinstance(v, dict) and "real" in v]
     total = sum(e["real"] for e in entries)
     lines = [
         f"{len(entries)} passages, {total} real questions",
@@ -206,6 +231,7 @@ def main() -> None:
         "k": config.num_candidates, "probes": settings.generated_probe_questions,
         "dtype": settings.dtype, "epochs": config.train.epochs,
         "stop_loss": config.train.stop_loss, "max_tokens": config.sample.max_new_tokens,
+        "arms": list(ARMS),
     }  # fmt: skip
     journal = Journal(args.journal, plan, resume=args.resume or args.summary)
     if args.summary:

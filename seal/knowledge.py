@@ -223,6 +223,7 @@ def score_candidates(
     baseline: Evaluation,
     replay: Sequence[str | ChatTurn] = (),
     passage_alone: bool = False,
+    anchored: bool = False,
     on_candidate: Callable[[int, Candidate], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[Candidate]:
@@ -230,7 +231,10 @@ def score_candidates(
     same ``replay`` sequences for every candidate) and reward it by its probe accuracy gain
     over ``baseline``; the candidates come back in the order of ``texts``. With
     ``passage_alone``, one more candidate, last, trains on the passage alone (and the same
-    replay), and every self-edit's ``over_passage`` is its accuracy above that one.
+    replay), and every self-edit's ``over_passage`` is its accuracy above that one. With
+    ``anchored`` as well, the passage alone is trained first and every self-edit's candidate
+    continues from it (its items + the passage), so the items never cost the document its own
+    training (``SEAL_ANCHORED_TRAINING``).
 
     All adapters are trained side by side and graded in the same batches (``seal.multi``)."""
     if not texts and not passage_alone:
@@ -239,20 +243,22 @@ def score_candidates(
     candidates = [Candidate(text=t, items=parse_items(t, config.format)) for t in texts]
     if passage_alone:
         candidates.append(Candidate(text="", items=[], passage_alone=True))
-    trained = train_many(
-        host,
+    sets = [
         [
-            [
-                *training_sequences(passage, c.self_edits(config.format), qa_form=config.qa_form),
-                *replay,
-            ]
-            for c in candidates
-        ],
-        config.train,
-        init=init,
-        slot=STUDENT,
-        on_step=on_step,
-    )
+            *training_sequences(passage, c.self_edits(config.format), qa_form=config.qa_form),
+            *replay,
+        ]
+        for c in candidates
+    ]
+    if anchored and passage_alone and texts:
+        # the passage alone first; the self-edits then continue from it
+        first = train_many(host, sets[-1:], config.train, init=init, slot=STUDENT)
+        rest = train_many(
+            host, sets[:-1], config.train, init=first[0].state, slot=STUDENT, on_step=on_step
+        )
+        trained = [*rest, *first]
+    else:
+        trained = train_many(host, sets, config.train, init=init, slot=STUDENT, on_step=on_step)
     evaluations = evaluate_many(
         host, [t.state for t in trained], probes, config.answer_max_tokens, slot=STUDENT
     )
