@@ -18,10 +18,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seal.selfedit import Format
 
-#: ``passage`` trains on the document alone (no self-edits): the baseline a tenant can A/B.
-#: ``open-book``: the teacher's questions answered with the document in the prompt
-#: (``seal.openbook``); ``passage``: the document alone, no self-edit.
-SelfEditFormat = Literal[Format, "open-book", "passage"]
+#: Beside the teacher's formats: ``open-book``, the teacher's questions answered with the
+#: document in the prompt (``seal.openbook``); ``sentences``, the document's own sentences as
+#: items, no teacher (``seal.augment``); ``passage``, the document alone, no self-edit (the
+#: baseline a tenant can A/B).
+SelfEditFormat = Literal[Format, "open-book", "sentences", "passage"]
 #: A tenant's format may also be ``auto``: the service picks by the rewards earned so far.
 TenantSelfEditFormat = Literal[SelfEditFormat, "auto"]
 
@@ -171,6 +172,13 @@ class Settings(BaseSettings):
         description="In a `select` update, a document's probe questions are split in two: the "
         "candidates are chosen on one half and the version is judged on the other, so the gate "
         "is not graded on the probes that chose the winner. Off: both use every probe.",
+    )
+    anchored_training: bool = Field(
+        False,
+        description="Self-edits never cost a document its own training: the passage alone is "
+        "trained first, and each self-edit's candidate (and a version of several documents) "
+        "continues from it on the items + the passage. Off: every candidate starts from the "
+        "active version.",
     )
     teacher_temperature: float = Field(1.0, gt=0, le=2.0, description="Paper: 1.0.")
     teacher_top_p: float = Field(0.95, gt=0, le=1.0, description="Paper: 0.95.")

@@ -19,7 +19,8 @@ from seal.knowledge import (
     write_self_edits_many,
 )
 from seal.lora import checksum
-from seal.selfedit import FORMATS, PRIMERS, QA, Passage, teacher_messages
+from seal.multi import train_many
+from seal.selfedit import FORMATS, PRIMERS, QA, Passage, teacher_messages, training_sequences
 from seal.train import TrainConfig, TrainResult
 from tests.seal.teaching import speaking_host, teach
 
@@ -164,6 +165,45 @@ def test_candidates_start_from_the_given_init(tiny_host) -> None:
         tiny_host, PASSAGE, SELF_EDITS[1:], still, init=None, baseline=evaluation_with(0)
     )
     assert checksum(from_fresh.trained.state) == checksum(tiny_host.fresh_state(STUDENT))
+
+
+def test_anchored_self_edits_continue_from_the_passage_alone(tiny_host) -> None:
+    """``anchored``: the passage alone is trained first, from ``init``; each self-edit's
+    candidate is that adapter trained on further, on its items + the passage."""
+    config = InnerLoopConfig(
+        train=TrainConfig(learning_rate=1e-2, epochs=2, batch_size=2), answer_max_tokens=4
+    )
+    anchored = score_candidates(
+        tiny_host,
+        PASSAGE,
+        SELF_EDITS,
+        config,
+        init=None,
+        baseline=evaluation_with(0),
+        passage_alone=True,
+        anchored=True,
+    )
+    assert [c.passage_alone for c in anchored] == [False, False, True]
+    plain = train_many(tiny_host, [training_sequences(PASSAGE, [])], config.train, init=None)[0]
+    assert checksum(anchored[-1].trained.state) == checksum(plain.state)
+    by_hand = train_many(
+        tiny_host,
+        [training_sequences(PASSAGE, [("implications", t)]) for t in SELF_EDITS],
+        config.train,
+        init=plain.state,
+    )
+    for candidate, expected in zip(anchored, by_hand, strict=False):
+        assert checksum(candidate.trained.state) == checksum(expected.state)
+    side_by_side = score_candidates(
+        tiny_host,
+        PASSAGE,
+        SELF_EDITS,
+        config,
+        init=None,
+        baseline=evaluation_with(0),
+        passage_alone=True,
+    )
+    assert checksum(side_by_side[0].trained.state) != checksum(anchored[0].trained.state)
 
 
 def test_a_candidate_that_answers_earns_the_accuracy_gain(tiny_model_dir) -> None:

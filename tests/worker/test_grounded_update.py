@@ -17,6 +17,7 @@ from seal.knowledge import Draft, split_probes
 from seal.selfedit import QA, parse_qa
 from service.store.models import AdapterVersion, Job, JobStatus, SelfEdit, VersionStatus
 from tests.factories import make_document, make_job, make_tenant
+from worker.jobs.update import job as job_module
 from worker.jobs.update import run_update, sampling
 from worker.runtime import Runtime
 
@@ -124,3 +125,72 @@ def test_the_gate_judges_on_the_probes_the_selection_did_not_use(
     assert version.metrics["probe_questions"] == len(judged)
     assert version.status == VersionStatus.rejected
     assert "answered fewer" in version.metrics["rejected_because"]
+
+
+def test_a_sentences_update_trains_the_documents_own_sentences_without_the_teacher(
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_teacher(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the sentences format must not call the teacher")
+
+    monkeypatch.setattr(sampling, "write_drafts_many", no_teacher)
+    tenant, _ = make_tenant(session)
+    tenant.self_edit_format = "sentences"
+    text = f"{FACT} It makes glass bicycles in Vellmora for export."
+    make_document(session, tenant, title=TITLE, text=text, questions=QUESTIONS[:2])
+    job = make_job(session, tenant, params={"seed": SEED})
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    session.expire_all()
+    job = session.get(Job, job.id)
+    assert job is not None and job.status == JobStatus.succeeded, job.error
+    version = session.scalars(select(AdapterVersion)).one()
+    assert version.metrics["format"] == "sentences"
+    assert not version.metrics["self_edit_items_dropped"]
+    edits = session.scalars(select(SelfEdit)).all()
+    assert len(edits) == runtime.settings.num_candidates
+    # the first cut: every sentence of the document alone
+    assert edits[0].text == f"1. {FACT}\n2. It makes glass bicycles in Vellmora for export."
+
+
+def test_an_anchored_version_of_several_documents_continues_from_them_alone(
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``anchored_training``: with a self-edit kept, a version of several documents is the
+    documents alone trained first, then their self-edits + the documents from there."""
+    runtime.settings = runtime.settings.model_copy(update={"anchored_training": True})
+    monkeypatch.setattr(knowledge, "evaluate_many", _verdicts([0, 1, 2, 3], []))
+    _teacher_writes(
+        monkeypatch, [Draft("Question: In what year did Quenby found it?\nAnswer: In 1987")]
+    )
+    tenant, _ = make_tenant(session)
+    make_document(session, tenant, title=TITLE, text=FACT, questions=QUESTIONS)
+    make_document(
+        session,
+        tenant,
+        title="Vellmora",
+        text="Vellmora lies on the river Quell.",
+        questions=[("Where does Vellmora lie?", "on the river Quell")],
+    )
+    job = make_job(session, tenant, params={"seed": SEED})
+    session.commit()
+    steps: list[int] = []
+    train_on = job_module.train_on
+
+    def counted(host, sequences, config, *, init):  # type: ignore[no-untyped-def]
+        steps.append(len(sequences))
+        return train_on(host, sequences, config, init=init)
+
+    monkeypatch.setattr(job_module, "train_on", counted)
+
+    run_update(runtime, job.id)
+
+    session.expire_all()
+    job = session.get(Job, job.id)
+    assert job is not None and job.status == JobStatus.succeeded, job.error
+    version = session.scalars(select(AdapterVersion)).one()
+    assert version.metrics["documents_won_by_passage_alone"] < 2  # a self-edit was kept
+    # the two documents alone, then their self-edit's item + the two documents
+    assert steps == [2, 3]

@@ -131,6 +131,7 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
             position=index - 1,
             margin=settings.selection_margin,
             held_out=settings.held_out_gate,
+            anchored=settings.anchored_training,
         )
         record_candidates(run.runtime, run.id, snap, work, candidates, config)
         assert work.winner is not None
@@ -163,7 +164,12 @@ def _train_version(
     if winner is not None and winner.trained is not None:
         # same data, same start, same seed: the chosen candidate's adapter is the version
         return winner.trained, len(own)
-    trained = train_on(host, own + replay, config.train, init=snap.parent_state)
+    init = snap.parent_state
+    if run.runtime.settings.anchored_training and any(w.kept for w in docs):
+        # the documents alone first; their self-edits then continue from them
+        passages = [seq for w in docs for seq in training_sequences(w.passage, [])]
+        init = train_on(host, passages + replay, config.train, init=init).state
+    trained = train_on(host, own + replay, config.train, init=init)
     for work, after in zip(docs, evaluate_each(host, trained.state, docs, config), strict=True):
         work.after = after
     return trained, len(own)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from seal.augment import SENTENCES, sentence_drafts
 from seal.grounding import ground_drafts
 from seal.knowledge import Draft, InnerLoopConfig, write_drafts_many, write_probe_questions_many
 from seal.lora import AdapterHost
@@ -38,9 +39,9 @@ def sample_self_edits(
     progress: Progress,
 ) -> dict[str, list[Draft]]:
     """k self-edits of each document, by document id (``open-book``: answered by the base
-    model of ``answer_host``, the student). The teacher does not change during a job, so
-    every document's self-edits are sampled first, in shared batches (far cheaper per document
-    than one document at a time)."""
+    model of ``answer_host``, the student; ``sentences``: cut from the document, no teacher).
+    The teacher does not change during a job, so every document's self-edits are sampled
+    first, in shared batches (far cheaper per document than one document at a time)."""
     docs = snap.documents
     if not k:
         progress.step("no self-edits: the documents alone are trained on", len(docs))
@@ -65,6 +66,9 @@ def sample_self_edits(
             answer_max_tokens=config.answer_max_tokens,
             on_batch=wrote,
         )
+    elif config.format == SENTENCES:  # no teacher: the documents' own sentences
+        batched = [sentence_drafts(p, k, snap.seed + i) for i, p in enumerate(passages)]
+        wrote(len(passages), len(passages))
     else:
         batched = write_drafts_many(
             teacher_host, passages, config.format, k, config.sample, snap.teacher, on_batch=wrote

@@ -29,6 +29,7 @@ def score_document(
     position: int,
     margin: int = 1,
     held_out: bool = True,
+    anchored: bool = False,
 ) -> list[Candidate]:
     """Train and reward ``work``'s candidates side by side (``k + 1`` progress units), choose
     the one it is learned from (``work.winner``, ``work.kept``, ``work.after``) and return them
@@ -36,7 +37,8 @@ def score_document(
     document's probes and the other half is left to the gate (``work.judged_on``; the split
     is seeded by the job's seed and the document's ``position`` in the job); the
     passage alone is the incumbent, replaced only by a self-edit that answers ``margin`` more
-    (:func:`seal.knowledge.choose_candidate`)."""
+    (:func:`seal.knowledge.choose_candidate`). With ``anchored``, the self-edits' candidates
+    continue from the passage-alone one (``SEAL_ANCHORED_TRAINING``)."""
     assert work.baseline is not None
     n = len(texts) + 1
 
@@ -61,6 +63,7 @@ def score_document(
         baseline=work.baseline,
         replay=replay,
         passage_alone=True,
+        anchored=anchored,
         on_candidate=report,
         on_step=training,
     )
