@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from service.edge import EdgeMiddleware
 from service.errors import install_error_handlers
 from service.metrics import MetricsMiddleware
+from service.ratelimit import TenantCounters
 from service.routes import (
     adapters,
     admin,
@@ -23,6 +24,7 @@ from service.routes import (
     metrics,
     skills,
     teachers,
+    usage,
 )
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker
@@ -54,8 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine, write=True)  # requests that may write
     app.state.read_sessionmaker = make_sessionmaker(engine)
     app.state.task_sender = None  # made on first use from settings.resolved_broker_url
+    app.state.counters = TenantCounters(settings.rate_limit_storage)  # rates, running chats
     install_error_handlers(app)
-    routers = (health, metrics, admin, documents, feedback, jobs, adapters, teachers, skills, chat)
+    routers = (
+        health, metrics, admin, documents, feedback, jobs, adapters, teachers, skills, chat, usage
+    )  # fmt: skip
     for module in (*routers, dashboard):
         app.include_router(module.router)
     app.add_middleware(EdgeMiddleware)  # inside the metrics: its refusals are counted

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.domain import quotas
 from service.domain.errors import Unauthorized
 from service.enqueue import TaskSender, discard_pending, get_task_sender, send_pending
 from service.inference import ChatBackend, get_chat_backend
@@ -86,13 +87,23 @@ def _tenant(session: Session, credentials: HTTPAuthorizationCredentials | None) 
     return tenant
 
 
-def get_current_tenant(session: SessionDep, credentials: Credentials) -> Tenant:
-    return _tenant(session, credentials)
+def _counted(request: Request, tenant: Tenant) -> Tenant:
+    """The tenant, once its request is counted against its ``requests_per_minute`` quota."""
+    settings: Settings = request.app.state.settings
+    limit = quotas.limits_of(settings, tenant)["requests_per_minute"]
+    request.app.state.counters.hit(tenant.id, limit)
+    return tenant
 
 
-def get_reading_tenant(session: ReadSessionDep, credentials: Credentials) -> Tenant:
+def get_current_tenant(request: Request, session: SessionDep, credentials: Credentials) -> Tenant:
+    return _counted(request, _tenant(session, credentials))
+
+
+def get_reading_tenant(
+    request: Request, session: ReadSessionDep, credentials: Credentials
+) -> Tenant:
     """The key's tenant, read through :func:`get_read_session`."""
-    return _tenant(session, credentials)
+    return _counted(request, _tenant(session, credentials))
 
 
 def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
@@ -103,5 +114,13 @@ def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
 
 CurrentTenant = Annotated[Tenant, Depends(get_current_tenant)]
 ReadingTenant = Annotated[Tenant, Depends(get_reading_tenant)]
+
+
+def get_limits(settings: SettingsDep, tenant: CurrentTenant) -> dict[str, int]:
+    """The quotas of the request's tenant (:func:`service.domain.quotas.limits_of`)."""
+    return quotas.limits_of(settings, tenant)
+
+
+LimitsDep = Annotated[dict[str, int], Depends(get_limits)]
 AdminDep = Annotated[None, Depends(require_admin)]
 ChatBackendDep = Annotated[ChatBackend, Depends(get_chat_backend)]

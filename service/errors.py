@@ -51,8 +51,10 @@ _HTTP_TYPES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    410: "gone",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "quota_exceeded",
 }
 
 
@@ -71,8 +73,11 @@ _DESCRIPTIONS = {
     401: "Missing, invalid or revoked API key (or not the admin key where one is needed).",
     404: "Not found (or not this tenant's).",
     409: "Conflicts with the current state; the message says what to do.",
+    410: "Gone for good: the version's weights were deleted (the message says what to do).",
     413: "The request body is larger than the route's limit (the message names it).",
     422: "The request is invalid; the message names each wrong field.",
+    429: "Over one of the tenant's quotas (the message names it); retry after the "
+    "Retry-After header's seconds. GET /v1/usage shows the tenant's use and limits.",
     503: "The store is busy or unreachable; retry after the Retry-After header's seconds.",
 }
 
@@ -84,8 +89,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
 
 
-#: What every route behind an API key can return: a bad key, a bad request, a busy store.
-COMMON_ERRORS = (401, 422, 503)
+#: What every route behind an API key can return: a bad key, a bad request, a quota reached,
+#: a busy store.
+COMMON_ERRORS = (401, 422, 429, 503)
 #: What a route that may write can return besides: a body over its limit (service.edge).
 WRITE_ERRORS = (413,)
 

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from service import limits
+from service.domain.quotas import MAX_QUOTA, QUOTAS, check_quotas
 from service.settings import TenantSelfEditFormat
 from service.store.models import (
     DocumentStatus,
@@ -93,6 +94,18 @@ class TenantUpdate(_Create):
         None, description="Cron expression; null: the default schedule."
     )
     memory: MemoryMode | None = Field(None, description=f"{_MEMORY} null: `hybrid`.")
+    quotas: dict[str, Annotated[int, Field(strict=True, ge=1, le=MAX_QUOTA)]] | None = Field(
+        None,
+        max_length=len(QUOTAS),
+        description="The tenant's own quotas, by name (`concurrent_chats`, "
+        "`requests_per_minute`, `queued_jobs`, `documents`, `stored_bytes`); those it does not "
+        "name are the service's defaults (SEAL_QUOTA_<NAME>). null: the defaults for all.",
+    )
+
+    @field_validator("quotas")
+    @classmethod
+    def _known_quotas(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        return None if value is None else check_quotas(value)
 
     @field_validator("memory")
     @classmethod
@@ -112,6 +125,9 @@ class TenantPublic(_Public):
     self_edit_format: str | None
     update_schedule: str | None
     memory: MemoryMode
+    quotas: dict[str, int] | None = Field(
+        description="Its own quotas; null or a missing one: the service's default."
+    )
     created_at: datetime
 
 
@@ -439,3 +455,15 @@ class RewardList(BaseModel):
 class Health(BaseModel):
     status: str
     database: str
+
+
+class QuotaUse(BaseModel):
+    limit: int = Field(description="The tenant's quota.")
+    used: int = Field(description="What it uses of it now.")
+
+
+class TenantUsage(BaseModel):
+    """A tenant's use of each of its quotas (``requests_per_minute``: in the last 60 s;
+    ``concurrent_chats``: in the API process that answered)."""
+
+    quotas: dict[str, QuotaUse]

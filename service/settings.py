@@ -173,6 +173,20 @@ class Settings(BaseSettings):
         "candidates are chosen on one half and the version is judged on the other, so the gate "
         "is not graded on the probes that chose the winner. Off: both use every probe.",
     )
+    keep_rejected_weights: int = Field(
+        2,
+        ge=0,
+        description="Rejected adapter versions keep their weights for the newest this many of "
+        "each tenant (to inspect them); older ones lose them once a new version is recorded. "
+        "The rows stay.",
+    )
+    keep_retired_weights: int = Field(
+        5,
+        ge=0,
+        description="Adapter versions that were active and were replaced keep their weights "
+        "for the newest this many of each tenant (the versions a rollback can go back to); a "
+        "rollback to an older one answers 410.",
+    )
     anchored_training: bool = Field(
         False,
         description="Self-edits never cost a document its own training: the passage alone is "
@@ -394,6 +408,26 @@ class Settings(BaseSettings):
         ge=60,
         description="The soft time limit of an update or teacher-round task, in seconds; the "
         "hard limit is 300 s more.",
+    )
+
+    # --- quotas: each tenant's, unless the admin set its own (PATCH /v1/admin/tenants/{id}) --
+    quota_concurrent_chats: int = Field(
+        16, ge=1, description="Chats of one tenant decoded at once, every model counted."
+    )
+    quota_requests_per_minute: int = Field(
+        6000, ge=1, description="Requests with one tenant's keys in any 60 s (a moving window)."
+    )
+    quota_queued_jobs: int = Field(
+        20, ge=1, description="Jobs of one tenant queued or running at once, of every kind."
+    )
+    quota_documents: int = Field(100_000, ge=1, description="Documents one tenant stores.")
+    quota_stored_bytes: int = Field(
+        2 * 1024**3, ge=1, description="Bytes of title and text one tenant's documents hold."
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where request counts are kept (a `limits` storage URI): `memory://` in "
+        "each API process, or `redis://host:6379/1` shared by every API process.",
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
-"""A tenant's adapter versions: rollback, and deleting the weights of one not in use."""
+"""A tenant's adapter versions: rollback, deleting the weights of one not in use, and the
+retention that deletes those no one will use."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from service.domain.errors import NotFound
 from service.domain.files import remove_after_commit
 from service.domain.versions import check_can_activate
 from service.settings import Settings
-from service.store.models import AdapterVersion, Tenant
+from service.store.models import AdapterVersion, Tenant, VersionStatus
 from service.store.repositories import adapters as adapter_repo
 
 
@@ -60,3 +61,25 @@ def delete_weights(
         else:
             left = folder
     return WeightsDeletion(version, removed, left)
+
+
+def purge_unused_weights(session: Session, settings: Settings, tenant_id: str) -> list[str]:
+    """Delete the weights of the tenant's rejected versions but the newest
+    ``keep_rejected_weights``, and of its retired ones but the newest ``keep_retired_weights``
+    (the rows stay; a rollback to one answers 410). Returns their folders inside the adapter
+    folder, for the caller to remove once this is committed."""
+    keep = {
+        VersionStatus.rejected: settings.keep_rejected_weights,
+        VersionStatus.retired: settings.keep_retired_weights,
+    }
+    folders: list[str] = []
+    root = settings.resolved_adapter_dir
+    for status, n in keep.items():
+        for version in adapter_repo.past_retention(
+            session, tenant_id=tenant_id, status=status, keep=n
+        ):
+            folder = adapter_repo.drop_weights(session, version=version)
+            if folder and Path(folder).resolve().is_relative_to(root):
+                folders.append(folder)
+    session.flush()
+    return folders

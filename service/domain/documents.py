@@ -3,14 +3,14 @@ merged) and deleting one (with ``forget``, a rebuild without it)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.domain import memory
+from service.domain import memory, quotas
 from service.domain.errors import Conflict, NotFound
 from service.domain.updates import open_rebuild
 from service.store.models import (
@@ -46,18 +46,23 @@ def add_document(
     text: str,
     questions: Sequence[tuple[str, str]],
     volatile: bool = False,
+    limits: Mapping[str, int] | None = None,
 ) -> AddedDocument:
     """Add a document with its probe questions, ``(question, answer)`` pairs, and put it in
     the tenant's memory (:mod:`service.domain.memory`), where the next chat finds it. The same
     title and text again is the same document (also when two requests send it at once): the
     questions it does not have yet are added to it, which may make it learnable again. A new
     document supersedes the tenant's volatile documents of the same title; a ``volatile`` one
-    is answered from memory only, never learned."""
+    is answered from memory only, never learned. A new document counts against the tenant's
+    ``documents`` and ``stored_bytes`` quotas (``limits``); the same one again does not."""
     digest = document_repo.content_hash(title=title, text=text)
     document = document_repo.get_document_by_hash(session, tenant_id=tenant.id, content_hash=digest)
     created = document is None
     known: list[ProbeQuestion] = []
     if document is None:
+        if limits is not None:
+            size = len(title.encode()) + len(text.encode())
+            quotas.check_room_for_document(session, limits, tenant.id, size)
         try:
             # SQLite's writer holds the write lock since its BEGIN: no one can insert the same
             # content between the lookup and the insert, so it needs no SAVEPOINT around it

@@ -45,6 +45,13 @@ class Conflict(ServiceError):
     type = "conflict"
 
 
+class Gone(ServiceError):
+    """What was asked for existed and was deleted for good (a version's purged weights)."""
+
+    status_code = 410
+    type = "gone"
+
+
 class InvalidRequest(ServiceError):
     status_code = 422
     type = "invalid_request"
@@ -56,3 +63,14 @@ class VersionIsActive(Conflict):
 
 class JobFinished(Conflict):
     """A job that has finished cannot be cancelled (it may have finished meanwhile)."""
+
+
+class QuotaExceeded(ServiceError):
+    """Over one of the tenant's quotas: the message names it, ``Retry-After`` says when to
+    try again."""
+
+    status_code = 429
+    type = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})

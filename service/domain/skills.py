@@ -5,7 +5,7 @@ sends to the model."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.domain import quotas
 from service.domain.errors import Conflict, InvalidRequest, NotFound
 from service.domain.files import remove_after_commit
 from service.domain.versions import check_can_activate
@@ -85,12 +86,15 @@ def create_skill(
     name: str,
     description: str | None,
     examples: Sequence[Example],
+    limits: Mapping[str, int] | None = None,
 ) -> SkillLearning:
     """A new skill with its examples (each once) and the job that learns its first version. A
     conflict when the tenant has a skill of that name (also when two requests make it at
-    once)."""
+    once). Its job counts against the tenant's ``queued_jobs`` quota (``limits``)."""
     if skill_repo.get_skill_by_name(session, tenant_id=tenant.id, name=name) is not None:
         raise Conflict(_name_taken(name))
+    if limits is not None:
+        quotas.check_room_for_job(session, limits, tenant.id)
     distinct = _distinct(examples)
     if len(distinct) < MIN_SKILL_EXAMPLES:
         raise InvalidRequest(
@@ -119,12 +123,16 @@ def _name_taken(name: str) -> str:
 
 
 def add_examples(
-    session: Session, tenant: Tenant, skill_id: str, examples: Sequence[Example]
+    session: Session,
+    tenant: Tenant,
+    skill_id: str,
+    examples: Sequence[Example],
+    limits: Mapping[str, int] | None = None,
 ) -> SkillLearning:
     """Add examples to a skill (those it has already are left out) and a job that learns its
     next version from all of them. A conflict, saving nothing, while the skill has a queued
     or running job (it reads the examples it learns from when it starts) or when none of the
-    examples is new."""
+    examples is new; 429 past the tenant's ``queued_jobs`` quota (``limits``)."""
     skill = get_skill(session, tenant, skill_id)
     busy = skill_repo.open_skill_job(session, skill_id=skill.id)
     if busy is not None:
@@ -141,6 +149,8 @@ def add_examples(
             f"body.examples: a skill has at most {MAX_SKILL_EXAMPLES} examples; "
             f"{skill.name!r} has {count} and {len(new)} of these are new"
         )
+    if limits is not None:
+        quotas.check_room_for_job(session, limits, tenant.id)
     job = _learn(session, skill)  # first: a concurrent request waits here, then is refused
     skill_repo.add_examples(session, skill=skill, examples=new)
     skill.updated_at = utcnow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from service.domain import quotas
 from service.domain.errors import Conflict, NotFound
 from service.domain.versions import check_can_activate
 from service.enqueue import TEACHER_ROUND_TASK, enqueue_after_commit
@@ -42,6 +43,7 @@ def request_round(
         None,
     )
     if job is None:
+        quotas.check_room_for_job(session, quotas.limits_of(settings, tenant), tenant.id)
         params = {} if domain == TeacherDomain.documents else {"domain": domain.value}
         job = job_repo.create_job(
             session, tenant_id=tenant.id, kind=JobKind.teacher_train, params=params

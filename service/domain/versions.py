@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from service.domain.errors import Conflict
+from service.domain.errors import Conflict, Gone
 from service.store.models import VersionStatus
 
 
@@ -15,9 +15,10 @@ class Versioned(Protocol):
 
 
 def check_can_activate(version: Versioned, what: str) -> None:
-    """A conflict when ``version`` (named ``what`` in the message) cannot be made active: it
-    was rejected by its gate, or its weights are gone."""
+    """Refuse to make ``version`` (named ``what`` in the message) active: a conflict when it
+    was rejected by its gate, :class:`Gone` (410) when its weights were deleted (by hand, or
+    by the retention of weights no version uses: ``SEAL_KEEP_RETIRED_WEIGHTS``)."""
     if version.status == VersionStatus.rejected:
         raise Conflict(f"{what} was rejected and cannot be made active")
     if not version.artifact_uri:
-        raise Conflict(f"{what} has no artifact")
+        raise Gone(f"{what} has no artifact: its weights were deleted; choose a newer version")

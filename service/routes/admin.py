@@ -141,7 +141,7 @@ def revoke_key(tenant_id: str, key_id: str, session: SessionDep, _admin: AdminDe
 @router.post(
     "/admin/tenants/{tenant_id}/rollback",
     response_model=RollbackResult,
-    responses=error_responses(404, 409, *WRITE_ERRORS),
+    responses=error_responses(404, 409, 410, *WRITE_ERRORS),
 )
 def rollback(
     tenant_id: str, body: RollbackRequest, session: SessionDep, _admin: AdminDep
@@ -183,7 +183,7 @@ def delete_adapter_weights(
 @router.post(
     "/admin/tenants/{tenant_id}/skills/{skill_id}/rollback",
     response_model=SkillRollbackResult,
-    responses=error_responses(404, 409, *WRITE_ERRORS),
+    responses=error_responses(404, 409, 410, *WRITE_ERRORS),
 )
 def rollback_skill(
     tenant_id: str, skill_id: str, body: SkillRollbackRequest, session: SessionDep, _admin: AdminDep
@@ -202,7 +202,7 @@ def rollback_skill(
 @router.post(
     "/admin/teachers/rollback",
     response_model=TeacherRollbackResult,
-    responses=error_responses(404, 409, *WRITE_ERRORS),
+    responses=error_responses(404, 409, 410, *WRITE_ERRORS),
 )
 def rollback_teacher(
     body: TeacherRollbackRequest, session: SessionDep, _admin: AdminDep

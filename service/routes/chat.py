@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from service import metrics
@@ -26,7 +27,7 @@ from service.chat_schemas import (
     Usage,
 )
 from service.deps import ChatBackendDep, ReadingTenant, ReadSessionDep, SettingsDep
-from service.domain import completions, memory
+from service.domain import completions, memory, quotas
 from service.domain import skills as skill_domain
 from service.domain.prompts import check_prompt, with_memory
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, InvalidRequest, error_responses
@@ -115,15 +116,25 @@ def create_chat_completion(
     session.close()
     check_prompt(backend, chat)  # before the request is queued for decoding
     chat, used = _remember(backend, chat, mode, found)
+    # one of the tenant's concurrent chats until its reply is written (429 past its quota)
+    limit = quotas.limits_of(settings, tenant)["concurrent_chats"]
+    release = request.app.state.counters.open_chat(tenant.id, limit)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         started = time.perf_counter()
-        pieces = backend.stream(chat)
+        try:
+            pieces = backend.stream(chat)
+        except BaseException:
+            release()
+            raise
         adapted = chat.adapter is not None
-        return _stream(request, pieces, record, include_usage, adapted, started, used)
+        return _stream(request, pieces, record, include_usage, adapted, started, used, release)
 
     started = time.perf_counter()
-    result = backend.complete(chat)
+    try:
+        result = backend.complete(chat)
+    finally:
+        release()
     _observe(chat, result, time.perf_counter() - started)
     completion_id = new_completion_id()
     completions.record_completion(request.app.state.sessionmaker, record, result, completion_id)
@@ -227,14 +238,16 @@ def _stream(
     request_adapter: bool,
     started: float,
     used: MemoryUsed,
+    release: Callable[[], None],
 ) -> StreamingResponse:
     """The reply as server-sent events, as OpenAI sends them: a chunk with the role, a chunk
     per piece of text, one with the finish reason, optionally one with the usage, then
     ``[DONE]``; the last chunk carries the reply's ``memory``. The first piece is decoded
     before the response starts, so that an error there (a missing adapter, say) is an error
-    response. The completion is recorded when the
-    reply is complete, under the id its chunks carried; a client that leaves early stops the
-    decoding and leaves no record."""
+    response. The completion is recorded when the reply is complete, under the id its chunks
+    carried; a client that leaves early stops the decoding and leaves no record. The chat
+    counts against the tenant's ``concurrent_chats`` until the stream ends, however it ends
+    (``release``)."""
     completion_id = new_completion_id()
     created = int(time.time())
     model = record["model"]
@@ -259,6 +272,7 @@ def _stream(
         )
     except BaseException:
         pieces.close()
+        release()
         raise
 
     async def events() -> AsyncIterator[str]:
@@ -293,9 +307,12 @@ def _stream(
             yield _event(json.dumps(error))
         finally:
             pieces.close()  # also while a thread waits in next(): decoding ends at its next step
+            release()
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # also when the client left before the stream started (the events never ran)
+        background=BackgroundTask(release),
     )

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from service.deps import CurrentTenant, SessionDep
+from service.deps import CurrentTenant, LimitsDep, SessionDep
 from service.domain import documents as document_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, NotFound, error_responses
 from service.memory_schemas import DocumentCreated
@@ -52,7 +52,11 @@ def _detail(document: Document) -> DocumentDetail:
     },
 )
 def create_document(
-    body: DocumentCreate, session: SessionDep, tenant: CurrentTenant, response: Response
+    body: DocumentCreate,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    limits: LimitsDep,
+    response: Response,
 ) -> DocumentCreated:
     """Add a document; sending the same title and text again returns the existing one (200),
     with any new questions added to it. A new document is in the tenant's memory when this
@@ -65,6 +69,7 @@ def create_document(
         text=body.text,
         questions=[(qa.question, qa.answer) for qa in body.questions],
         volatile=body.volatile,
+        limits=limits,
     )
     if not added.created:
         response.status_code = status.HTTP_200_OK

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from service.deps import CurrentTenant, SessionDep
+from service.deps import CurrentTenant, LimitsDep, SessionDep
 from service.domain import updates as update_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.schemas import MAX_NUMBER, JobPublic, Page, UpdateAccepted, UpdateCreate
@@ -22,13 +22,13 @@ router = APIRouter(prefix="/v1", tags=["jobs"], responses=error_responses(*COMMO
     responses=error_responses(409, *WRITE_ERRORS),
 )
 def request_update(
-    session: SessionDep, tenant: CurrentTenant, body: UpdateCreate | None = None
+    session: SessionDep, tenant: CurrentTenant, limits: LimitsDep, body: UpdateCreate | None = None
 ) -> UpdateAccepted:
     """Start an update of the tenant's adapter on its pending documents now (mode
     ``rebuild``: again from the base model on its learned documents). An update already
     queued or running is returned instead of a second one (for a rebuild, only a rebuild)."""
     params = (body or UpdateCreate()).model_dump(mode="json", exclude_none=True)
-    job = update_domain.request_update(session, tenant, params)
+    job = update_domain.request_update(session, tenant, params, limits=limits)
     return UpdateAccepted(job_id=job.id, status=job.status)
 
 

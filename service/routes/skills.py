@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from sqlalchemy.orm import Session
 
-from service.deps import CurrentTenant, SessionDep, SettingsDep
+from service.deps import CurrentTenant, LimitsDep, SessionDep, SettingsDep
 from service.domain import skills as skill_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.presenters import skill_public, skill_version_public
@@ -42,7 +42,9 @@ def _learning(session: Session, learning: skill_domain.SkillLearning) -> SkillLe
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(409, *WRITE_ERRORS),
 )
-def create_skill(body: SkillCreate, session: SessionDep, tenant: CurrentTenant) -> SkillLearning:
+def create_skill(
+    body: SkillCreate, session: SessionDep, tenant: CurrentTenant, limits: LimitsDep
+) -> SkillLearning:
     """Create a skill from input -> output examples (text, or grids as rows of integers 0-9);
     the job that learns its first version is queued. 409 when the tenant has a skill of that
     name."""
@@ -52,6 +54,7 @@ def create_skill(body: SkillCreate, session: SessionDep, tenant: CurrentTenant) 
         name=body.name,
         description=body.description,
         examples=[(e.input, e.output) for e in body.examples],
+        limits=limits,
     )
     return _learning(session, learning)
 
@@ -111,12 +114,16 @@ def list_examples(
     responses=error_responses(404, 409, *WRITE_ERRORS),
 )
 def add_examples(
-    skill_id: str, body: SkillExamplesCreate, session: SessionDep, tenant: CurrentTenant
+    skill_id: str,
+    body: SkillExamplesCreate,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    limits: LimitsDep,
 ) -> SkillLearning:
     """Add examples (those the skill has already are left out) and queue the job that learns
     its next version from all of them. 409, saving nothing, while the skill has a queued or
     running job, or when none of the examples is new."""
     learning = skill_domain.add_examples(
-        session, tenant, skill_id, [(e.input, e.output) for e in body.examples]
+        session, tenant, skill_id, [(e.input, e.output) for e in body.examples], limits
     )
     return _learning(session, learning)

@@ -130,6 +130,9 @@ class Tenant(IdMixin, CreatedAtMixin, Base):
     memory: Mapped[MemoryMode] = mapped_column(
         _str_enum(MemoryMode), default=MemoryMode.hybrid, server_default=MemoryMode.hybrid.value
     )
+    #: Its own quotas, by name (``service.domain.quotas.QUOTAS``); a missing one is the
+    #: settings default (``SEAL_QUOTA_<NAME>``).
+    quotas: Mapped[dict[str, int] | None] = mapped_column(JSON)
 
 
 class ApiKey(IdMixin, CreatedAtMixin, Base):
@@ -148,6 +151,8 @@ class Document(IdMixin, CreatedAtMixin, Base):
     tenant_id: Mapped[str] = _tenant_fk()
     title: Mapped[str] = mapped_column(String(500))
     text: Mapped[str] = mapped_column(Text)
+    #: The UTF-8 bytes of its title and text: what it counts against the tenant's quota.
+    size_bytes: Mapped[int] = mapped_column(default=0, server_default="0")
     content_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[DocumentStatus] = mapped_column(
         _str_enum(DocumentStatus), default=DocumentStatus.pending, index=True

@@ -87,7 +87,7 @@ def test_rollback_errors(
     rejected = client.post(url, json={"version": 3}, headers=admin_headers)
     assert rejected.status_code == 409
     assert "rejected" in rejected.json()["error"]["message"]
-    assert client.post(url, json={"version": 4}, headers=admin_headers).status_code == 409
+    assert client.post(url, json={"version": 4}, headers=admin_headers).status_code == 410
     assert client.post(url, json={"version": 9}, headers=admin_headers).status_code == 404
     assert client.post(url, json={"version": -1}, headers=admin_headers).status_code == 422
     assert client.post(url, json={"version": 1}, headers=auth(key)).status_code == 401
@@ -129,7 +129,7 @@ def test_delete_an_old_versions_weights(
     rollback = client.post(
         f"/v1/admin/tenants/{tenant.id}/rollback", json={"version": 1}, headers=admin_headers
     )
-    assert rollback.status_code == 409 and "no artifact" in rollback.json()["error"]["message"]
+    assert rollback.status_code == 410 and "no artifact" in rollback.json()["error"]["message"]
     again = client.delete(f"{url}/1", headers=admin_headers)
     assert again.status_code == 200 and again.json()["folder_removed"] is None
 

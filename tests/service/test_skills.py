@@ -526,7 +526,7 @@ def test_skill_rollback_errors(
     rejected = rollback(3)
     assert rejected.status_code == 409 and "rejected" in rejected.json()["error"]["message"]
     weightless = rollback(4)
-    assert weightless.status_code == 409 and "no artifact" in weightless.json()["error"]["message"]
+    assert weightless.status_code == 410 and "no artifact" in weightless.json()["error"]["message"]
     assert rollback(9).status_code == 404
     assert rollback(-1).status_code == 422
     assert rollback(1, headers=auth(key)).status_code == 401

@@ -246,7 +246,7 @@ def test_rollback_teacher_errors(
         return response.status_code, response.json()["error"]["message"]
 
     status, message = post({"version": 3, "tenant_id": tenant.id})
-    assert status == 409 and "no artifact" in message
+    assert status == 410 and "no artifact" in message
     status, message = post({"version": 4, "tenant_id": tenant.id})  # only the other has v4
     assert status == 404 and "no teacher version 4" in message
     assert post({"version": 2})[0] == 404  # the shared teacher has only v1

@@ -148,6 +148,7 @@ def test_update_tenant_changes_only_the_fields_given(
         "self_edit_format",
         "update_schedule",
         "memory",
+        "quotas",
         "created_at",
     }
     assert (body["name"], body["self_edit_format"], body["update_schedule"]) == (

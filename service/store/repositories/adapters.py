@@ -141,3 +141,21 @@ def drop_weights(session: Session, *, version: AdapterVersion) -> str | None:
             "(rollback, or a rebuild)"
         )
     return folder
+
+
+def past_retention(
+    session: Session, *, tenant_id: str, status: VersionStatus, keep: int
+) -> list[AdapterVersion]:
+    """The tenant's versions of ``status`` that still have weights, but for the newest
+    ``keep`` of them: those whose weights the retention deletes."""
+    stmt = (
+        select(AdapterVersion)
+        .where(
+            AdapterVersion.tenant_id == tenant_id,
+            AdapterVersion.status == status,
+            AdapterVersion.artifact_uri.is_not(None),
+        )
+        .order_by(AdapterVersion.number.desc())
+        .offset(keep)
+    )
+    return list(session.scalars(stmt))

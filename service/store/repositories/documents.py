@@ -43,6 +43,7 @@ def create_document(
         title=title,
         text=text,
         content_hash=content_hash(title=title, text=text),
+        size_bytes=len(title.encode()) + len(text.encode()),
         status=DocumentStatus.memory if volatile else DocumentStatus.pending,
         volatile=volatile,
     )

@@ -32,7 +32,7 @@ from service.store.models import (
 
 KEY_PREFIX = "seal-"
 DISPLAY_PREFIX_LEN = 12
-_UPDATABLE = frozenset({"self_edit_format", "update_schedule", "memory"})
+_UPDATABLE = frozenset({"self_edit_format", "update_schedule", "memory", "quotas"})
 
 
 def generate_api_key() -> str:
@@ -64,7 +64,7 @@ def create_tenant(
 
 def update_tenant(session: Session, *, tenant: Tenant, changes: Mapping[str, Any]) -> Tenant:
     """Set the given settings of a tenant (``self_edit_format``, ``update_schedule``,
-    ``memory``)."""
+    ``memory``, ``quotas``)."""
     for name, value in changes.items():
         if name not in _UPDATABLE:
             raise ValueError(f"tenant field {name!r} cannot be changed")

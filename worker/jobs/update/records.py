@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from seal.knowledge import Candidate, InnerLoopConfig
+from service.domain.adapters import purge_unused_weights
 from service.store.db import session_scope
 from service.store.models import DocumentStatus, JobStatus, UpdateMode, VersionStatus
 from service.store.repositories import adapters as adapter_repo
@@ -114,17 +115,22 @@ def commit_version(
     config: InnerLoopConfig,
 ) -> None:
     """Record the saved version in the job's final transaction; its folder is removed if
-    that fails (a version folder exists only if recorded)."""
+    that fails (a version folder exists only if recorded). In the same transaction the
+    retention deletes the weights of the tenant's versions past ``keep_rejected_weights`` and
+    ``keep_retired_weights``; their folders go once it is committed."""
+    purged: list[str] = []
+
+    def record(session: Session) -> None:
+        _record_version(session, run.id, snap, target, digest, metrics, gate, config)
+        purged[:] = purge_unused_weights(session, run.runtime.settings, snap.tenant_id)
+
     try:
-        run.finish_with(
-            "recording the version",
-            lambda session: _record_version(
-                session, run.id, snap, target, digest, metrics, gate, config
-            ),
-        )
+        run.finish_with("recording the version", record)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
+    for folder in purged:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _record_version(

@@ -1,0 +1,91 @@
+"""What the API counts per tenant as requests come: requests in the last minute (the
+``requests_per_minute`` quota, a moving window kept by the ``limits`` library, in this process
+or in Redis) and chats being decoded (``concurrent_chats``, in this process, where they decode).
+
+A storage that fails (Redis gone) lets requests through and logs it: the rate limit guards the
+service, it must not take it down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from limits import RateLimitItemPerMinute
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from service.domain.errors import QuotaExceeded
+
+log = logging.getLogger(__name__)
+
+
+class TenantCounters:
+    """The per-tenant counts of one API process (its ``app.state.counters``)."""
+
+    def __init__(self, storage_uri: str = "memory://") -> None:
+        self.storage = storage_from_string(storage_uri)
+        self.window = MovingWindowRateLimiter(self.storage)
+        self._chats: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def hit(self, tenant_id: str, per_minute: int) -> None:
+        """Count one request; 429 when it is past the tenant's ``per_minute``."""
+        item = RateLimitItemPerMinute(per_minute)
+        try:
+            allowed = self.window.hit(item, "tenant", tenant_id)
+            if allowed:
+                return
+            reset = self.window.get_window_stats(item, "tenant", tenant_id).reset_time
+        except Exception:
+            log.exception("the rate limit's storage failed; the request goes through")
+            return
+        raise QuotaExceeded(
+            f"over quota requests_per_minute: this tenant sent {per_minute:,} requests in the "
+            "last minute, its limit; retry after the Retry-After header's seconds",
+            retry_after=math.ceil(reset - time.time()),
+        )
+
+    def requests(self, tenant_id: str, per_minute: int) -> int:
+        """The tenant's requests in the last minute (0 when the storage cannot tell)."""
+        item = RateLimitItemPerMinute(per_minute)
+        try:
+            remaining = self.window.get_window_stats(item, "tenant", tenant_id).remaining
+        except Exception:
+            log.exception("the rate limit's storage failed")
+            return 0
+        return per_minute - remaining
+
+    def open_chat(self, tenant_id: str, limit: int) -> Callable[[], None]:
+        """Count one chat of the tenant as decoding; 429 when ``limit`` already are. Returns
+        its release, which may be called more than once (only the first counts)."""
+        with self._lock:
+            if self._chats[tenant_id] >= limit:
+                running = self._chats[tenant_id]
+                raise QuotaExceeded(
+                    f"over quota concurrent_chats: {running} chats of this tenant are being "
+                    f"answered, its limit is {limit}; retry when one has finished",
+                    retry_after=1,
+                )
+            self._chats[tenant_id] += 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if released.is_set():
+                    return
+                released.set()
+                self._chats[tenant_id] -= 1
+                if self._chats[tenant_id] <= 0:
+                    del self._chats[tenant_id]
+
+        return release
+
+    def chats(self, tenant_id: str) -> int:
+        """The tenant's chats being answered by this process."""
+        with self._lock:
+            return self._chats[tenant_id]
