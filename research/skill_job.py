@@ -69,7 +69,7 @@ def _watch(read: Callable[[], str | None], stop: threading.Event, every_s: float
             return phases
 
 
-def _timed(work: Callable[[], None], read: Callable[[], str | None]) -> tuple[float, list[Phase]]:
+def _timed(work: Callable[[], object], read: Callable[[], str | None]) -> tuple[float, list[Phase]]:
     """Run ``work`` (a job, which records its own failure), its seconds and the phases that
     ``read`` showed meanwhile."""
     stop = threading.Event()

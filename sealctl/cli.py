@@ -34,6 +34,14 @@ def _setup_logging(settings: Settings) -> None:
     )
 
 
+def admin_key_line(settings: Settings, key: str) -> str:
+    """What ``seal run`` and ``seal prepare`` say of the admin key: in development the key
+    they made (to sign in with); elsewhere the key is the operator's and never printed."""
+    if settings.environment == "development":
+        return f"admin key: {key}"
+    return "admin key: SEAL_ADMIN_KEY (not printed)"
+
+
 def _prepare(settings: Settings) -> str:
     """Migrate the store, make sure the admin key and the converted model exist."""
     from migrations import upgrade
@@ -119,7 +127,7 @@ def run() -> None:
     url = f"http://{settings.host}:{settings.port}"
     print(
         f"\nSEAL is starting at {url}  (API docs: {url}/docs)\n"
-        f"admin key: {key}\n"
+        f"{admin_key_line(settings, key)}\n"
         f"data: {settings.data_dir.resolve()}   stop: Ctrl+C\n",
         flush=True,
     )
@@ -156,9 +164,7 @@ def prepare() -> None:
     """Migrate the store and convert the configured models once (what `run` does first)."""
     settings = get_settings()
     _setup_logging(settings)
-    key = _prepare(settings)
-    if settings.environment == "development":
-        print(f"admin key: {key}")
+    print(admin_key_line(settings, _prepare(settings)))
 
 
 @app.command()

@@ -33,7 +33,7 @@ def _sign(settings: Settings, message: str) -> str:
 
 
 def key_is_admin(settings: Settings, key: str) -> bool:
-    return hmac.compare_digest(key.encode(), settings.ensure_admin_key().encode())
+    return settings.is_admin_key(key)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Generator
 from typing import Annotated
 
@@ -108,7 +107,7 @@ def get_reading_tenant(
 
 def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
     key = _bearer_key(credentials)
-    if not hmac.compare_digest(key.encode(), settings.ensure_admin_key().encode()):
+    if not settings.is_admin_key(key):
         raise Unauthorized("this endpoint needs the admin key")
 
 

@@ -8,6 +8,7 @@ transport over SQLite) and a local adapter folder, all under ``SEAL_DATA_DIR``.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -62,6 +63,17 @@ class Settings(BaseSettings):
         None,
         description="Bearer key of the admin endpoints. In development, `seal run` makes one, "
         "keeps it in DATA_DIR/admin_key and prints it.",
+    )
+    admin_extra_keys: SecretStr | None = Field(
+        None,
+        description="More admin keys, comma-separated, each as good as SEAL_ADMIN_KEY: to "
+        "rotate it without downtime (add the new key here, move clients to it, then make it "
+        "SEAL_ADMIN_KEY and drop the old one).",
+    )
+    metrics_key: SecretStr | None = Field(
+        None,
+        description="A key that reads GET /metrics and nothing else, for Prometheus (the admin "
+        "keys read it too).",
     )
     log_level: str = Field(
         "INFO", description="Log level of the api, the worker, the beat and the CLI."
@@ -442,6 +454,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production":
+            metrics = [self.metrics_key.get_secret_value()] if self.metrics_key else []
+            for name, other in (
+                ("SEAL_ADMIN_EXTRA_KEYS", self._extra_keys()),
+                ("SEAL_METRICS_KEY", metrics),
+            ):
+                if any(k.lower() in _PLACEHOLDER_SECRETS or len(k) < 16 for k in other):
+                    raise ValueError(f"each key of {name} must be at least 16 characters")
             key = self.admin_key.get_secret_value() if self.admin_key else ""
             if key.strip().lower() in _PLACEHOLDER_SECRETS or len(key) < 16:
                 raise ValueError(
@@ -490,6 +509,23 @@ class Settings(BaseSettings):
             path.chmod(0o600)
         self.admin_key = SecretStr(key)
         return key
+
+    def _extra_keys(self) -> list[str]:
+        raw = self.admin_extra_keys.get_secret_value() if self.admin_extra_keys else ""
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
+    def is_admin_key(self, key: str) -> bool:
+        """Whether ``key`` is an admin key (SEAL_ADMIN_KEY or one of SEAL_ADMIN_EXTRA_KEYS);
+        every key is compared, in constant time."""
+        given = key.encode()
+        keys = [self.ensure_admin_key(), *self._extra_keys()]
+        return any([hmac.compare_digest(given, k.encode()) for k in keys])
+
+    def reads_metrics(self, key: str) -> bool:
+        """Whether ``key`` may read GET /metrics: an admin key or SEAL_METRICS_KEY."""
+        metrics = self.metrics_key.get_secret_value() if self.metrics_key else None
+        own = metrics is not None and hmac.compare_digest(key.encode(), metrics.encode())
+        return self.is_admin_key(key) or own
 
 
 @lru_cache

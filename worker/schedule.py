@@ -5,8 +5,9 @@ that a lost message or a dead worker left behind. It runs in the beat process it
 A job whose heartbeat is older than ``job_stale_after_s`` lost its worker: its half-written
 artifact folders are removed, an update's claimed documents go back to pending, and the job is
 queued again as its next attempt, or, after ``job_max_attempts``, failed with the reason. A
-queued job whose message was sent longer than ``requeue_after_s`` ago is sent again (a broker
-restart loses messages; a message sent twice starts its job once).
+queued job whose message was sent longer than ``requeue_after_s`` ago is sent again while no
+job runs anywhere (a broker restart loses messages; a message sent twice starts one job; while a
+job runs, the queued ones are waiting their turn, not lost, and a backlog is not sent again).
 
 A tenant is due when the last fire time of its cron expression (its own ``update_schedule`` or
 the global default) lies less than ``schedule_catch_up_s`` in the past and no update job of the
@@ -91,7 +92,10 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
                 report.reaped.append(job.id)
 
         lost = now - timedelta(seconds=settings.requeue_after_s)
-        for job in job_repo.list_lost_queued_jobs(session, before=lost):
+        # while a job runs, the queued ones wait their turn (a worker runs the fairest queued
+        # job on any message: worker.jobs.fair), and their messages are not lost but waiting
+        busy = job_repo.count_running_jobs(session) > 0
+        for job in [] if busy else job_repo.list_lost_queued_jobs(session, before=lost):
             if job.id not in tasks:
                 report.requeued.append(job.id)
                 tasks[job.id] = task_for(job.kind)

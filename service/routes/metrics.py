@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Response
 
 from service.deps import Credentials, ReadSessionDep, SettingsDep
@@ -25,9 +23,12 @@ router = APIRouter(tags=["health"])
 def metrics(session: ReadSessionDep, settings: SettingsDep, credentials: Credentials) -> Response:
     """The service's metrics for Prometheus: HTTP requests, chat, the adapter cache (this
     host's API processes) and jobs, the queue and adapter versions (the store). Needs the
-    admin key as a bearer token unless ``SEAL_METRICS_PUBLIC`` is true."""
+    metrics key (``SEAL_METRICS_KEY``) or an admin key as a bearer token unless
+    ``SEAL_METRICS_PUBLIC`` is true."""
     if not settings.metrics_public:
         key = credentials.credentials if credentials else ""
-        if not hmac.compare_digest(key.encode(), settings.ensure_admin_key().encode()):
-            raise Unauthorized("metrics need the admin key (or SEAL_METRICS_PUBLIC=true)")
+        if not settings.reads_metrics(key):
+            raise Unauthorized(
+                "metrics need the metrics key or an admin key (or SEAL_METRICS_PUBLIC=true)"
+            )
     return Response(exposition(session), media_type=CONTENT_TYPE_LATEST)

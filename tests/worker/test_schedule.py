@@ -121,6 +121,24 @@ def test_a_lost_queued_job_is_not_sent_again_at_every_check(
     assert run_schedule(runtime, Outbox(), now=later).requeued == [job.id]
 
 
+def test_a_backlog_waiting_behind_a_running_job_is_not_sent_again(
+    session: Session, runtime: Runtime
+) -> None:
+    """While a job runs, the queued ones wait their turn: their messages are not lost, and
+    sending them again would only grow the broker's queue with the backlog."""
+    tenant, _ = make_tenant(session)
+    other, _ = make_tenant(session)
+    running = make_job(session, other, status=JobStatus.running)
+    running.heartbeat_at = utcnow()
+    waiting = make_job(session, tenant, kind=JobKind.skill)
+    waiting.created_at = utcnow() - timedelta(hours=1)
+    session.commit()
+    assert run_schedule(runtime, Outbox()).requeued == []
+    running.status = JobStatus.succeeded
+    session.commit()
+    assert run_schedule(runtime, Outbox()).requeued == [waiting.id]
+
+
 def _running(session: Session, tenant, *, attempts: int, silent_s: float, kind=JobKind.update):  # type: ignore[no-untyped-def]
     job = make_job(session, tenant, status=JobStatus.running, kind=kind)
     job.attempts = attempts

@@ -244,8 +244,9 @@ def run_job(
     *,
     message: str,
     undo: Undo | None = None,
-) -> None:
-    """Start ``job_id``'s next attempt and run ``body`` with it to the job's end.
+) -> bool:
+    """Start ``job_id``'s next attempt and run ``body`` with it to the job's end; False, doing
+    nothing, when the job is not queued (taken by another worker, cancelled, gone).
 
     ``body`` records success itself (:meth:`JobRun.finish_with`); an exception fails the job
     with a message for the tenant and an ``error_code`` (:mod:`worker.jobs.failures`; the
@@ -263,7 +264,7 @@ def run_job(
     info = in_transaction(runtime.sessions, start)
     if info is None:
         log.info("job %s is not queued any more; nothing to do", job_id)
-        return
+        return False
     log.info("job %s (%s) attempt %d started", job_id, info.kind, info.attempt)
     run = JobRun(runtime, info)
     run.start_heartbeat()
@@ -281,3 +282,4 @@ def run_job(
         raise
     finally:
         run.stop_heartbeat()
+    return True

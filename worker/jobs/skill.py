@@ -111,9 +111,11 @@ def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> SkillSnapshot
     )
 
 
-def run_skill(runtime: Runtime, job_id: str) -> None:
-    """Run one skill job to its end through the job lifecycle."""
-    run_job(runtime, job_id, lambda run: _learn(runtime, run), message="reading the examples")
+def run_skill(runtime: Runtime, job_id: str) -> bool:
+    """Run one skill job to its end through the job lifecycle (False: it was not queued)."""
+    return run_job(
+        runtime, job_id, lambda run: _learn(runtime, run), message="reading the examples"
+    )
 
 
 def _learn(runtime: Runtime, run: JobRun) -> None:

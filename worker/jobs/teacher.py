@@ -366,10 +366,10 @@ def tenant_teacher_pairs(
     return pairs
 
 
-def run_teacher_round(runtime: Runtime, job_id: str) -> None:
+def run_teacher_round(runtime: Runtime, job_id: str) -> bool:
     """Fine-tune a teacher for one tenant on that tenant's best-rewarded self-edits (job kind
-    ``teacher_train``, through the job lifecycle)."""
-    run_job(
+    ``teacher_train``, through the job lifecycle; False: it was not queued)."""
+    return run_job(
         runtime,
         job_id,
         functools.partial(_teacher_round, runtime),

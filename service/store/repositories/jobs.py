@@ -307,3 +307,9 @@ def list_lost_queued_jobs(session: Session, *, before: datetime) -> list[Job]:
     sent = func.coalesce(Job.heartbeat_at, Job.created_at)
     stmt = select(Job).where(Job.status == JobStatus.queued, sent < before).order_by(sent, Job.id)
     return list(session.scalars(stmt))
+
+
+def count_running_jobs(session: Session) -> int:
+    """Jobs of every tenant running now."""
+    stmt = select(func.count(Job.id)).where(Job.status == JobStatus.running)
+    return int(session.scalar(stmt) or 0)

@@ -50,9 +50,9 @@ from worker.jobs.update.state import Snapshot, replay_sample, take_snapshot
 from worker.runtime import Runtime
 
 
-def run_update(runtime: Runtime, job_id: str) -> None:
+def run_update(runtime: Runtime, job_id: str) -> bool:
     """Run one update job (any mode, a rebuild included) to its end through the job
-    lifecycle; every outcome is recorded on the job."""
+    lifecycle; every outcome is recorded on the job (False: it was not queued)."""
     claimed: list[Snapshot] = []
 
     def body(run: JobRun) -> None:
@@ -84,7 +84,7 @@ def run_update(runtime: Runtime, job_id: str) -> None:
                 error=error,
             )
 
-    run_job(runtime, job_id, body, message="reading pending documents", undo=undo)
+    return run_job(runtime, job_id, body, message="reading pending documents", undo=undo)
 
 
 def _learn(run: JobRun, snap: Snapshot) -> None:
