@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.audit import AuditMiddleware
 from service.edge import EdgeMiddleware
 from service.errors import install_error_handlers
 from service.metrics import MetricsMiddleware
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )  # fmt: skip
     for module in (*routers, dashboard):
         app.include_router(module.router)
+    app.add_middleware(AuditMiddleware)  # inside the edge: what it lets through is recorded
     app.add_middleware(EdgeMiddleware)  # inside the metrics: its refusals are counted
     app.add_middleware(MetricsMiddleware)
     return app

@@ -60,6 +60,19 @@ class TenantCounters:
             return 0
         return per_minute - remaining
 
+    def sign_in_failed(self, client: str, per_minute: int) -> int:
+        """Count a failed dashboard sign-in from ``client``; the seconds to wait when it is
+        past ``per_minute`` of them, else 0 (a failing storage never throttles)."""
+        item = RateLimitItemPerMinute(per_minute)
+        try:
+            if self.window.hit(item, "sign-in", client):
+                return 0
+            reset = self.window.get_window_stats(item, "sign-in", client).reset_time
+        except Exception:
+            log.exception("the rate limit's storage failed; the sign-in is not throttled")
+            return 0
+        return max(1, math.ceil(reset - time.time()))
+
     def open_chat(self, tenant_id: str, limit: int) -> Callable[[], None]:
         """Count one chat of the tenant as decoding; 429 when ``limit`` already are. Returns
         its release, which may be called more than once (only the first counts)."""

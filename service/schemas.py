@@ -467,3 +467,16 @@ class TenantUsage(BaseModel):
     ``concurrent_chats``: in the API process that answered)."""
 
     quotas: dict[str, QuotaUse]
+
+
+class AuditEventPublic(_Public):
+    id: str
+    created_at: datetime
+    actor: str = Field(
+        description="Which admin key: `SEAL_ADMIN_KEY`, `SEAL_ADMIN_EXTRA_KEYS[i]`, `dashboard` "
+        "(a signed-in session) or `sign-in` (a dashboard sign-in attempt); never the key."
+    )
+    method: str
+    path: str
+    status_code: int
+    client: str | None = Field(description="The client's address as the API saw it.")

@@ -514,12 +514,19 @@ class Settings(BaseSettings):
         raw = self.admin_extra_keys.get_secret_value() if self.admin_extra_keys else ""
         return [k.strip() for k in raw.split(",") if k.strip()]
 
-    def is_admin_key(self, key: str) -> bool:
-        """Whether ``key`` is an admin key (SEAL_ADMIN_KEY or one of SEAL_ADMIN_EXTRA_KEYS);
-        every key is compared, in constant time."""
+    def admin_key_name(self, key: str) -> str | None:
+        """Which admin key ``key`` is (``SEAL_ADMIN_KEY``, ``SEAL_ADMIN_EXTRA_KEYS[i]``), None
+        for none; every key is compared, in constant time."""
         given = key.encode()
         keys = [self.ensure_admin_key(), *self._extra_keys()]
-        return any([hmac.compare_digest(given, k.encode()) for k in keys])
+        matches = [hmac.compare_digest(given, k.encode()) for k in keys]
+        if matches[0]:
+            return "SEAL_ADMIN_KEY"
+        return next((f"SEAL_ADMIN_EXTRA_KEYS[{i}]" for i, m in enumerate(matches[1:]) if m), None)
+
+    def is_admin_key(self, key: str) -> bool:
+        """Whether ``key`` is an admin key (SEAL_ADMIN_KEY or one of SEAL_ADMIN_EXTRA_KEYS)."""
+        return self.admin_key_name(key) is not None
 
     def reads_metrics(self, key: str) -> bool:
         """Whether ``key`` may read GET /metrics: an admin key or SEAL_METRICS_KEY."""

@@ -4,7 +4,9 @@ model (loaded once, shared by the teacher and every tenant's student adapter).""
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -43,6 +45,9 @@ def student_host(settings: Settings, *, with_teacher: bool = False) -> AdapterHo
 class Runtime:
     settings: Settings
     sessions: sessionmaker[Session]
+    #: Ends the worker process at once: a job past its hard time limit, which no check of its
+    #: own stopped, cannot be stopped otherwise (its supervisor starts a new worker).
+    exit_process: Callable[[int], None] = os._exit
 
     @cached_property
     def student(self) -> AdapterHost:

@@ -36,6 +36,7 @@ from service.store.repositories import jobs as job_repo
 from service.store.repositories import tenants as tenant_repo
 from worker.jobs.lifecycle import remove_unrecorded_artifacts
 from worker.runtime import Runtime
+from worker.sweeper import sweep
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class ScheduleReport:
     """Running jobs whose worker died, queued again as their next attempt."""
     reaped: list[str] = field(default_factory=list)
     """Running jobs whose worker died in their last attempt: failed."""
+    swept: list[str] = field(default_factory=list)
+    """Folders nothing owned any more, removed (:mod:`worker.sweeper`)."""
 
 
 def last_fire(expression: str, now: datetime) -> datetime:
@@ -103,7 +106,8 @@ def run_schedule(runtime: Runtime, send: Send, *, now: datetime | None = None) -
     # Sent only after the commit: a worker must find the job it is told about.
     for job_id, task in tasks.items():
         send(task, {"job_id": job_id})
-    if report.started or report.requeued or report.retried or report.reaped:
+    report.swept = sweep(runtime)
+    if report.started or report.requeued or report.retried or report.reaped or report.swept:
         log.info("schedule: %s", report)
     return report
 

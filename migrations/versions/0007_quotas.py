@@ -1,6 +1,6 @@
 """Per-tenant quotas: a tenant's own limits beside the settings defaults, and each document's
 size in bytes (what it counts against the ``stored_bytes`` quota), filled in for the
-documents already stored.
+documents already stored. And the audit log of admin actions (``audit_events``).
 
 Revision ID: 0007
 Revises: 0006
@@ -19,6 +19,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "audit_events",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("method", sa.String(8), nullable=False),
+        sa.Column("path", sa.String(500), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("client", sa.String(64), nullable=True),
+    )
     with op.batch_alter_table("tenants") as batch:
         batch.add_column(sa.Column("quotas", sa.JSON(), nullable=True))
     with op.batch_alter_table("documents") as batch:
@@ -37,3 +47,4 @@ def downgrade() -> None:
         batch.drop_column("size_bytes")
     with op.batch_alter_table("tenants") as batch:
         batch.drop_column("quotas")
+    op.drop_table("audit_events")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from fastapi import Path as PathParam
 
 from service.deps import AdminDep, SessionDep, SettingsDep
@@ -20,6 +20,8 @@ from service.schemas import (
     AdapterPurged,
     ApiKeyCreated,
     ApiKeyPublic,
+    AuditEventPublic,
+    Page,
     RollbackRequest,
     RollbackResult,
     TeacherRollbackRequest,
@@ -31,6 +33,7 @@ from service.schemas import (
     TenantUpdate,
 )
 from service.skill_schemas import SkillRollbackRequest, SkillRollbackResult
+from service.store.repositories import audit as audit_repo
 from service.store.repositories import tenants as tenant_repo
 
 router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMMON_ERRORS))
@@ -214,4 +217,22 @@ def rollback_teacher(
     return TeacherRollbackResult(
         active=teacher_public(session, target) if target else None,
         previous=teacher_public(session, previous) if previous else None,
+    )
+
+
+@router.get("/admin/audit", response_model=Page[AuditEventPublic])
+def audit_log(
+    session: SessionDep,
+    _admin: AdminDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_NUMBER)] = 0,
+) -> Page[AuditEventPublic]:
+    """The audit log, newest first: every admin request that may write and every dashboard
+    sign-in attempt, with the admin key's name (never the key), the path and the status."""
+    events, total = audit_repo.list_events(session, limit=limit, offset=offset)
+    return Page(
+        items=[AuditEventPublic.model_validate(e) for e in events],
+        total=total,
+        limit=limit,
+        offset=offset,
     )

@@ -117,8 +117,14 @@ def page(request: Request, settings: SettingsDep) -> HTMLResponse:
     )
 
 
+#: Failed sign-ins one address may make in a minute; past them it is answered 429 (a valid
+#: admin key still signs in: an attacker cannot lock the admin out).
+SIGN_IN_FAILURES_PER_MINUTE = 10
+
+
 @router.post("/login")
 def login(
+    request: Request,
     settings: SettingsDep,
     key: Annotated[str, Form(max_length=1000)],
     csrf: Annotated[str, Form(max_length=200)],
@@ -129,6 +135,16 @@ def login(
             dashboard.new_login_token(), "The form expired; sign in again.", status=403
         )
     if not dashboard.key_is_admin(settings, key):
+        client = request.client.host if request.client else "unknown"
+        wait = request.app.state.counters.sign_in_failed(client, SIGN_IN_FAILURES_PER_MINUTE)
+        if wait:
+            page = _sign_in_page(
+                dashboard.new_login_token(),
+                f"Too many failed sign-ins from this address; try again in {wait} s.",
+                status=429,
+            )
+            page.headers["Retry-After"] = str(wait)
+            return page
         return _sign_in_page(dashboard.new_login_token(), "That is not the admin key.", status=401)
     response = RedirectResponse("/admin", status_code=303)
     response.set_cookie(

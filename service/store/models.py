@@ -504,3 +504,19 @@ class SkillSelfEdit(IdMixin, CreatedAtMixin, Base):
     reward: Mapped[float | None] = mapped_column(Float)
     #: Its adapter became the job's version.
     selected: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEvent(IdMixin, CreatedAtMixin, Base):
+    """An admin's action: a request that may write, made with an admin key or on the
+    dashboard (or refused for want of one), and its outcome. Kept when a tenant is deleted."""
+
+    __tablename__ = "audit_events"
+
+    #: Which key: ``SEAL_ADMIN_KEY``, ``SEAL_ADMIN_EXTRA_KEYS[i]``, ``dashboard`` (a signed-in
+    #: session) or ``sign-in`` (an attempt to sign in to the dashboard). Never the key itself.
+    actor: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(500))
+    status_code: Mapped[int] = mapped_column(Integer)
+    #: The client's address, as the API saw it.
+    client: Mapped[str | None] = mapped_column(String(64))

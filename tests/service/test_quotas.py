@@ -177,16 +177,21 @@ def test_a_second_update_while_one_is_open_is_that_job_even_at_the_jobs_quota(
 
 
 class _Held(ReversingBackend):
-    """Answers once ``go`` is set; ``entered`` counts the chats being decoded."""
+    """Answers its n-th chat once ``gates[n]`` is set; ``entered`` counts the chats being
+    decoded. (One at a time through the store: the tests share one connection.)"""
 
     def __init__(self) -> None:
         super().__init__()
-        self.go = threading.Event()
+        self.gates = [threading.Event() for _ in range(8)]
         self.entered = threading.Semaphore(0)
+        self._n = 0
+        self._lock = threading.Lock()
 
     def complete(self, request: ChatRequest) -> ChatResult:
+        with self._lock:
+            gate, self._n = self.gates[self._n], self._n + 1
         self.entered.release()
-        assert self.go.wait(30)
+        assert gate.wait(30)
         return super().complete(request)
 
 
@@ -213,9 +218,12 @@ def test_past_its_concurrent_chats_a_chat_is_refused_until_one_ends(
         _refused(chat(key, "base"), "concurrent_chats")  # every model counts
         other = pool.submit(chat, other_key)  # another tenant's chat is not refused
         assert held.entered.acquire(timeout=30)
-        held.go.set()
+        held.gates[0].set()
         assert first.result(30).status_code == 200
+        held.gates[1].set()
         assert other.result(30).status_code == 200
+    for gate in held.gates:
+        gate.set()
     assert chat(key).status_code == 200
     stream = client.post(
         "/v1/chat/completions",

@@ -167,3 +167,42 @@ def test_a_progress_write_that_meets_a_busy_store_never_fails_the_job(
 
     run_job(live, job_id, body, message="m")
     assert len(calls) > 1 and _job(live.sessions, job_id).status == JobStatus.succeeded
+
+
+def test_a_job_past_its_time_limit_fails_at_its_next_check_whatever_the_pool(
+    live: Runtime,
+) -> None:
+    live.settings = live.settings.model_copy(update={"update_time_limit_s": 0})
+    job_id = _queued(live.sessions)
+    undone = []
+
+    def body(run: JobRun) -> None:
+        run.progress(0.5, "half way")  # its first check: already past the limit
+
+    with pytest.raises(lifecycle.SoftTimeLimitExceeded):
+        run_job(live, job_id, body, message="m", undo=lambda s, error: undone.append(error))
+    job = _job(live.sessions, job_id)
+    assert job.status == JobStatus.failed and job.error_code == "time_limit"
+    assert job.error is not None and "time limit" in job.error and undone == [job.error]
+
+
+def test_a_runaway_past_its_hard_limit_is_failed_and_its_worker_ended(
+    live: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that never reaches a check: the heartbeat stops keeping it alive, records its
+    failure and ends the worker process (here, what would end it is recorded instead)."""
+    monkeypatch.setattr(lifecycle, "HARD_LIMIT_GRACE_S", 0)
+    live.settings = live.settings.model_copy(update={"update_time_limit_s": 0})
+    ended: list[int] = []
+    live.exit_process = ended.append
+    job_id = _queued(live.sessions)
+
+    def runaway(run: JobRun) -> None:
+        deadline = time.monotonic() + 30
+        while not ended and time.monotonic() < deadline:  # never checks
+            time.sleep(0.05)
+
+    run_job(live, job_id, runaway, message="m")
+    assert ended == [lifecycle.EXIT_TIME_LIMIT]
+    job = _job(live.sessions, job_id)
+    assert job.status == JobStatus.failed and job.error_code == "time_limit"

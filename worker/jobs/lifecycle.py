@@ -10,6 +10,11 @@ slow, not dead, finds it was superseded and stops without touching what the next
 
 A progress or heartbeat write that meets a busy store is retried and then skipped with a log
 line: it never fails its job.
+
+The time limit (``update_time_limit_s``) is kept here, whatever the Celery pool (its own
+limits hold only in prefork): past it, the job's next check raises and fails it
+(``time_limit``); a runaway that reaches no check for ``HARD_LIMIT_GRACE_S`` more is failed by
+the heartbeat thread, which then ends the worker process, the only way to stop it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -39,6 +45,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Puts back what an attempt claimed: given the session and the error (None: cancelled).
 Undo = Callable[[Session, "str | None"], None]
+
+
+#: How long past its soft limit a job that never reaches a check runs before the worker ends.
+HARD_LIMIT_GRACE_S = 300
+#: The worker's exit status then (EX_SOFTWARE).
+EXIT_TIME_LIMIT = 70
 
 
 class JobCancelled(Exception):
@@ -98,11 +110,15 @@ class JobInfo:
 class JobRun:
     """A running attempt of a job: its heartbeat, progress, cancellation checks and end."""
 
-    def __init__(self, runtime: Runtime, job: JobInfo) -> None:
-        self.runtime, self.job = runtime, job
+    def __init__(self, runtime: Runtime, job: JobInfo, undo: Undo | None = None) -> None:
+        self.runtime, self.job, self.undo = runtime, job, undo
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # the time limits, kept here whatever the pool (Celery keeps them only in prefork)
+        self.limit_s = runtime.settings.update_time_limit_s
+        self._soft = time.monotonic() + self.limit_s
+        self._hard = self._soft + HARD_LIMIT_GRACE_S
 
     @property
     def id(self) -> str:
@@ -123,6 +139,9 @@ class JobRun:
     def _beat(self) -> None:
         interval = self.runtime.settings.job_heartbeat_s
         while not self._stop.wait(interval):
+            if time.monotonic() > self._hard:
+                self._hard_limit()
+                return
             try:
                 alive = in_transaction(
                     self.runtime.sessions,
@@ -135,6 +154,18 @@ class JobRun:
             if not alive:
                 self._lost.set()
                 return
+
+    def _hard_limit(self) -> None:
+        """The job ran past its hard limit without reaching a check of its own (a runaway):
+        its failure is recorded, then the worker process ends, as only that stops it; the
+        heartbeat does not keep it looking alive."""
+        log.error(
+            "job %s ran %d s past its time limit; ending the worker", self.id, HARD_LIMIT_GRACE_S
+        )
+        try:
+            self.fail(_time_limit(self.id, self.limit_s), self.undo, code="time_limit")
+        finally:
+            self.runtime.exit_process(EXIT_TIME_LIMIT)
 
     # --- while it runs -----------------------------------------------------------------------
     def _why_lost(self) -> JobCancelled:
@@ -167,6 +198,8 @@ class JobRun:
         ``skipped``."""
         if self._lost.is_set():
             raise self._why_lost()
+        if time.monotonic() > self._soft:
+            raise SoftTimeLimitExceeded(f"job {self.id} ran past its limit of {self.limit_s} s")
         try:
             current = in_transaction(self.runtime.sessions, unit, attempts=3, backoff_s=0.2)
         except OperationalError:
@@ -233,6 +266,10 @@ class JobRun:
         in_transaction(self.runtime.sessions, unit)
 
 
+def _time_limit(job_id: str, limit_s: int) -> str:
+    return describe(SoftTimeLimitExceeded(f"{limit_s} s"), job_id).message
+
+
 def _status(session: Session, job_id: str) -> JobStatus | None:
     return session.scalar(select(Job.status).where(Job.id == job_id))
 
@@ -266,7 +303,7 @@ def run_job(
         log.info("job %s is not queued any more; nothing to do", job_id)
         return False
     log.info("job %s (%s) attempt %d started", job_id, info.kind, info.attempt)
-    run = JobRun(runtime, info)
+    run = JobRun(runtime, info, undo)
     run.start_heartbeat()
     try:
         body(run)
