@@ -58,7 +58,7 @@ def read_session(
         return None
     expires, nonce, signature = value.split(".")
     body = f"{expires}.{nonce}"
-    if not hmac.compare_digest(signature, _sign(settings, "session:" + body)):
+    if not hmac.compare_digest(signature.encode(), _sign(settings, "session:" + body).encode()):
         return None
     if not expires.isdigit() or int(expires) < (now if now is not None else time.time()):
         return None
@@ -71,7 +71,8 @@ def csrf_token(settings: Settings, session: Session) -> str:
 
 
 def csrf_ok(settings: Settings, session: Session, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(token or "", csrf_token(settings, session))
+    expected = csrf_token(settings, session).encode()
+    return bool(token) and hmac.compare_digest((token or "").encode(), expected)
 
 
 def new_login_token() -> str:

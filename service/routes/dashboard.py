@@ -130,7 +130,7 @@ def login(
     csrf: Annotated[str, Form(max_length=200)],
     login_cookie: Annotated[str | None, Cookie(alias=dashboard.LOGIN_COOKIE)] = None,
 ) -> Response:
-    if not login_cookie or not hmac.compare_digest(csrf, login_cookie):
+    if not login_cookie or not hmac.compare_digest(csrf.encode(), login_cookie.encode()):
         return _sign_in_page(
             dashboard.new_login_token(), "The form expired; sign in again.", status=403
         )

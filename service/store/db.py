@@ -41,12 +41,13 @@ T = TypeVar("T")
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and real
     transactions (pysqlite's own transaction handling is replaced by explicit BEGINs, so
-    SAVEPOINTs work, and writers begin IMMEDIATE)."""
+    SAVEPOINTs work, and writers begin IMMEDIATE). Statement parameters never appear in its
+    errors or logs (``hide_parameters``): they hold tenants' documents and chats."""
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
     connect_args = {"check_same_thread": False, **kwargs.pop("connect_args", {})}
-    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, hide_parameters=True, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from service.domain.errors import VersionIsActive
+from service.domain.errors import Gone, VersionIsActive
 from service.store.base import utcnow
 from service.store.models import AdapterVersion, VersionStatus
 
@@ -107,7 +107,10 @@ def promote_version(
 
     ``None`` retires the active version, so the base model serves the tenant. Returns the
     version that was active before (or None). The demotion is flushed before the promotion
-    because of the one-active-version-per-tenant unique index.
+    because of the one-active-version-per-tenant unique index. The promotion is one
+    conditional UPDATE on the version still having its weights, so a rollback that races a
+    deletion of its weights (:func:`drop_weights`) fails (:class:`Gone`) instead of leaving
+    an active version without weights.
     """
     if version is not None and version.tenant_id != tenant_id:
         raise ValueError("the version belongs to another tenant")
@@ -118,9 +121,17 @@ def promote_version(
         previous.status = VersionStatus.retired
         session.flush()
     if version is not None:
-        version.status = VersionStatus.active
-        version.promoted_at = utcnow()
-        session.flush()
+        result = session.execute(
+            update(AdapterVersion)
+            .where(AdapterVersion.id == version.id, AdapterVersion.artifact_uri.is_not(None))
+            .values(status=VersionStatus.active, promoted_at=utcnow())
+            .execution_options(synchronize_session="fetch")
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise Gone(
+                f"version {version.number} has no artifact: its weights were deleted; choose "
+                "a newer version"
+            )
     return previous
 
 

@@ -115,10 +115,14 @@ def test_versions_numbers_and_promotion(session: Session) -> None:
     tenant, _ = make_tenant(session)
     assert adapters.next_adapter_number(session, tenant_id=tenant.id) == 1
     assert adapters.active_adapter(session, tenant_id=tenant.id) is None
-    v1 = adapters.create_adapter_version(session, tenant_id=tenant.id, parent_id=None)
+    v1 = adapters.create_adapter_version(
+        session, tenant_id=tenant.id, parent_id=None, artifact_uri="/adapters/1"
+    )
     assert (v1.number, v1.status) == (1, VersionStatus.candidate)
     assert adapters.promote_version(session, tenant_id=tenant.id, version=v1) is None
-    v2 = adapters.create_adapter_version(session, tenant_id=tenant.id, parent_id=v1.id)
+    v2 = adapters.create_adapter_version(
+        session, tenant_id=tenant.id, parent_id=v1.id, artifact_uri="/adapters/2"
+    )
     assert v2.number == 2
     previous = adapters.promote_version(session, tenant_id=tenant.id, version=v2)
     assert previous is v1 and v1.status == VersionStatus.retired
