@@ -37,6 +37,9 @@ def request_round(
             "the teacher is an external endpoint (SEAL_TEACHER_URL); ReST-EM trains the "
             "bundled teacher's adapter and cannot train it"
         )
+    # two requests at once must not both start a round: the tenant's row is held until the
+    # commit (PostgreSQL; SQLite's writers already take turns)
+    tenant_repo.hold_tenant(session, tenant_id=tenant.id)
     open_jobs = job_repo.list_open_jobs(session, tenant_id=tenant.id, kind=JobKind.teacher_train)
     job = next(
         (j for j in open_jobs if (j.params or {}).get("domain", TeacherDomain.documents) == domain),

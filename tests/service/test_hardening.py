@@ -3,18 +3,22 @@ tenant data, a CSRF token that is not ASCII, a rollback that races a weights del
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text, update
+from sqlalchemy import Engine, delete, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service import dashboard
+from service.domain import teachers as teacher_domain
 from service.domain.errors import Gone
-from service.store.db import make_engine
-from service.store.models import AdapterVersion, VersionStatus
+from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker, session_scope
+from service.store.models import AdapterVersion, Tenant, VersionStatus
 from service.store.repositories import adapters as adapter_repo
 from tests.factories import make_adapter_version, make_tenant
 
@@ -60,3 +64,41 @@ def test_a_rollback_that_races_a_weights_deletion_fails_and_changes_nothing(
         adapter_repo.promote_version(session, tenant_id=tenant.id, version=old)
     session.rollback()
     assert adapter_repo.active_adapter(session, tenant_id=tenant.id).id == active.id  # type: ignore[union-attr]
+
+
+def test_two_teacher_round_requests_at_once_make_one_round(
+    engine: Engine, settings: Settings
+) -> None:
+    """The second request waits on the tenant's row until the first commits, then finds its
+    round (the rounds have no unique index: a round's domain is in its params)."""
+    factory = make_sessionmaker(engine, write=True)
+    name = f"hardening-{time.time_ns()}"
+    with session_scope(factory) as session:
+        tenant_id = make_tenant(session, name=name)[0].id
+    first = factory()
+    thread: threading.Thread | None = None
+    try:
+        tenant = first.get(Tenant, tenant_id)
+        assert tenant is not None
+        job = teacher_domain.request_round(first, settings, tenant)
+        second: list[str] = []
+
+        def request() -> None:
+            with session_scope(factory) as session:
+                other = session.get(Tenant, tenant_id)
+                assert other is not None
+                second.append(teacher_domain.request_round(session, settings, other).id)
+
+        thread = threading.Thread(target=request, daemon=True)
+        thread.start()
+        time.sleep(0.5)
+        assert not second  # it waits for the first transaction
+        first.commit()
+        thread.join(30)
+        assert second == [job.id]
+    finally:
+        first.close()
+        if thread is not None:
+            thread.join(30)
+        with session_scope(factory) as session:
+            session.execute(delete(Tenant).where(Tenant.name == name))

@@ -175,3 +175,10 @@ def delete_tenant(session: Session, *, tenant_id: str) -> dict[str, int]:
     )
     session.expunge_all()  # the cascades removed rows the session may hold
     return counts
+
+
+def hold_tenant(session: Session, *, tenant_id: str) -> None:
+    """Lock the tenant's row until the transaction ends (``SELECT ... FOR UPDATE``; a no-op on
+    SQLite, whose writers hold the whole store): requests of one tenant that check, then
+    create, take turns."""
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
