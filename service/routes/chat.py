@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -130,6 +131,20 @@ def create_chat_completion(
         adapted = chat.adapter is not None
         return _stream(request, pieces, record, include_usage, adapted, started, used, release)
 
+    return _complete(request, backend, chat, body.model, record, used, release)
+
+
+def _complete(
+    request: Request,
+    backend: ChatBackend,
+    chat: ChatRequest,
+    model: str,
+    record: dict[str, Any],
+    used: MemoryUsed,
+    release: Callable[[], None],
+) -> ChatCompletionPublic:
+    """The whole reply at once, recorded; the chat counts against the tenant's
+    ``concurrent_chats`` until it is decoded (``release``)."""
     started = time.perf_counter()
     try:
         result = backend.complete(chat)
@@ -141,7 +156,7 @@ def create_chat_completion(
     return ChatCompletionPublic(
         id=completion_id,
         created=int(time.time()),
-        model=body.model,
+        model=model,
         choices=[
             ChatChoice(
                 index=0,
@@ -230,6 +245,22 @@ def _event(data: BaseModel | str) -> str:
     return f"data: {text}\n\n"
 
 
+def _chunk(
+    completion_id: str,
+    created: int,
+    model: str,
+    delta: ChunkDelta,
+    finish: Literal["stop", "length"] | None = None,
+) -> ChatCompletionChunk:
+    """One ``chat.completion.chunk`` of a streamed reply."""
+    return ChatCompletionChunk(
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+    )
+
+
 def _stream(
     request: Request,
     pieces: ChatStream,
@@ -249,18 +280,7 @@ def _stream(
     counts against the tenant's ``concurrent_chats`` until the stream ends, however it ends
     (``release``)."""
     completion_id = new_completion_id()
-    created = int(time.time())
-    model = record["model"]
-
-    def chunk(
-        delta: ChunkDelta, finish: Literal["stop", "length"] | None = None
-    ) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=completion_id,
-            created=created,
-            model=model,
-            choices=[ChunkChoice(delta=delta, finish_reason=finish)],
-        )
+    chunk = partial(_chunk, completion_id, int(time.time()), record["model"])
 
     def save(result: ChatResult) -> None:
         completions.record_completion(request.app.state.sessionmaker, record, result, completion_id)
