@@ -152,24 +152,39 @@ def run_passage(
         "items_kept": {arm: g.items for arm, g in grounded.items()},
     }
     for arm in ARMS:
-        pool = [c for a, c, _ in candidates if a == arm] + ([plain[1]] if arm != "passage" else [])
-        if arm == "passage":
-            chosen, judge = plain[1], list(range(n))
-        else:
-            chosen, judge = choose_candidate(pool, chosen_on), judged_on
-        real_eval = next(r for _, c, r in candidates if c is chosen)
-        before = sum(base.graded[i].correct for i in judge)
-        after = sum(chosen.evaluation.graded[i].correct for i in judge) if chosen.evaluation else 0
-        row[arm] = {
-            "real": real_eval.correct,
-            # each of its own candidates' real answers, before any choice
-            "each": [r.correct for a, _, r in candidates if a == arm],
-            "candidates": len(pool),
-            "self_edit": not chosen.passage_alone,
-            "promoted": after >= before,
-        }
+        row[arm] = _arm(arm, candidates, plain[1], base, n, (chosen_on, judged_on))
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
+
+
+def _arm(
+    arm: str,
+    candidates: list[tuple[str, Candidate, Any]],
+    plain: Candidate,
+    base: Any,
+    n: int,
+    halves: tuple[list[int], list[int]],
+) -> dict[str, Any]:
+    """What the journal keeps of one arm: the choice among its candidates and the passage
+    alone (made on the first half of the probes), its real answers, and its gate's decision
+    (on the other half; the passage arm on all of them)."""
+    chosen_on, judged_on = halves
+    pool = [c for a, c, _ in candidates if a == arm] + ([plain] if arm != "passage" else [])
+    if arm == "passage":
+        chosen, judge = plain, list(range(n))
+    else:
+        chosen, judge = choose_candidate(pool, chosen_on), judged_on
+    real_eval = next(r for _, c, r in candidates if c is chosen)
+    before = sum(base.graded[i].correct for i in judge)
+    after = sum(chosen.evaluation.graded[i].correct for i in judge) if chosen.evaluation else 0
+    return {
+        "real": real_eval.correct,
+        # each of its own candidates' real answers, before any choice
+        "each": [r.correct for a, _, r in candidates if a == arm],
+        "candidates": len(pool),
+        "self_edit": not chosen.passage_alone,
+        "promoted": after >= before,
+    }
 
 
 def summarize(entries: list[dict[str, Any]]) -> str:
