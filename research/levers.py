@@ -187,13 +187,34 @@ def _arm(
     }
 
 
+def _compare(
+    diffs: list[float], sizes: list[int], rng: random.Random
+) -> tuple[float, float, float, float]:
+    """Paired differences per passage against ``passage``: their share of the questions, a
+    95% cluster-bootstrap interval, and a sign-flip permutation p."""
+    boots = []
+    for _ in range(2000):
+        pick = [rng.randrange(len(diffs)) for _ in diffs]
+        boots.append(sum(diffs[i] for i in pick) / max(1, sum(sizes[i] for i in pick)))
+    boots.sort()
+    observed = abs(sum(diffs))
+    flips = sum(
+        abs(sum(d if rng.random() < 0.5 else -d for d in diffs)) >= observed - 1e-9
+        for _ in range(5000)
+    )
+    return sum(diffs) / max(1, sum(sizes)), boots[50], boots[1949], flips / 5000
+
+
 def summarize(entries: list[dict[str, Any]]) -> str:
     """The table: each arm's real accuracy, and against ``passage`` the difference with a
-    95% cluster-bootstrap interval and a paired sign-flip permutation p over passages."""
+    95% cluster-bootstrap interval and a paired sign-flip permutation p over passages; then
+    the same for the mean of each arm's candidates (what the lever teaches before any choice;
+    an arm left without a candidate counts as the passage alone)."""
     if not entries:
         return "no passages yet"
     arms = [k for k, v in entries[0].items() if isinstance(v, dict) and "real" in v]
     total = sum(e["real"] for e in entries)
+    sizes = [e["real"] for e in entries]
     lines = [
         f"{len(entries)} passages, {total} real questions",
         "| arm | right | accuracy | vs passage | 95% CI | p | self-edit kept | gate agrees |",
@@ -203,29 +224,37 @@ def summarize(entries: list[dict[str, Any]]) -> str:
     for arm in arms:
         right = sum(e[arm]["real"] for e in entries)
         diffs = [e[arm]["real"] - e["passage"]["real"] for e in entries]
-        sizes = [e["real"] for e in entries]
-        boots = []
-        for _ in range(2000):
-            pick = [rng.randrange(len(entries)) for _ in entries]
-            boots.append(sum(diffs[i] for i in pick) / max(1, sum(sizes[i] for i in pick)))
-        boots.sort()
-        observed = abs(sum(diffs))
-        flips = sum(
-            abs(sum(d if rng.random() < 0.5 else -d for d in diffs)) >= observed
-            for _ in range(5000)
-        )
+        share, lo, hi, p = _compare(diffs, sizes, rng)
         # the gate agrees when it promotes a version that answers more real questions than the
         # base model or the same, and refuses one that answers fewer
         agree = sum((e[arm]["promoted"]) == (e[arm]["real"] >= e["base_real"]) for e in entries)
         kept = sum(e[arm]["self_edit"] for e in entries)
-        share = sum(diffs) / max(1, total)
         lines.append(
             f"| {arm} | {right} | {right / max(1, total):.1%} | {share:+.1%} | "
-            f"{boots[50]:+.1%} to {boots[1949]:+.1%} | {flips / 5000:.3f} | {kept} | "
-            f"{agree}/{len(entries)} |"
+            f"{lo:+.1%} to {hi:+.1%} | {p:.3f} | {kept} | {agree}/{len(entries)} |"
         )
     base = sum(e["base_real"] for e in entries)
     lines.append(f"base model: {base} right ({base / max(1, total):.1%})")
+    if all("each" in e[arm] for e in entries for arm in arms):
+        lines += [
+            "",
+            "each arm's candidates, before any choice (mean per passage):",
+            "| arm | right | accuracy | vs passage | 95% CI | p |",
+            "|---|---|---|---|---|---|",
+        ]
+        for arm in arms:
+            means = [
+                sum(e[arm]["each"]) / len(e[arm]["each"])
+                if e[arm]["each"]
+                else e["passage"]["real"]
+                for e in entries
+            ]
+            diffs = [m - e["passage"]["real"] for m, e in zip(means, entries, strict=True)]
+            share, lo, hi, p = _compare(diffs, sizes, rng)
+            lines.append(
+                f"| {arm} | {sum(means):.1f} | {sum(means) / max(1, total):.1%} | "
+                f"{share:+.1%} | {lo:+.1%} to {hi:+.1%} | {p:.3f} |"
+            )
     return "\n".join(lines)
 
 
