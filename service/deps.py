@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -86,23 +86,26 @@ def _tenant(session: Session, credentials: HTTPAuthorizationCredentials | None) 
     return tenant
 
 
-def _counted(request: Request, tenant: Tenant) -> Tenant:
-    """The tenant, once its request is counted against its ``requests_per_minute`` quota."""
+def _counted(request: Request, response: Response, tenant: Tenant) -> Tenant:
+    """The tenant, once its request is counted against its ``requests_per_minute`` quota (the
+    response tells where it stands: ``RateLimit-Limit``, ``-Remaining``, ``-Reset``)."""
     settings: Settings = request.app.state.settings
     limit = quotas.limits_of(settings, tenant)["requests_per_minute"]
-    request.app.state.counters.hit(tenant.id, limit)
+    response.headers.update(request.app.state.counters.hit(tenant.id, limit))
     return tenant
 
 
-def get_current_tenant(request: Request, session: SessionDep, credentials: Credentials) -> Tenant:
-    return _counted(request, _tenant(session, credentials))
+def get_current_tenant(
+    request: Request, response: Response, session: SessionDep, credentials: Credentials
+) -> Tenant:
+    return _counted(request, response, _tenant(session, credentials))
 
 
 def get_reading_tenant(
-    request: Request, session: ReadSessionDep, credentials: Credentials
+    request: Request, response: Response, session: ReadSessionDep, credentials: Credentials
 ) -> Tenant:
     """The key's tenant, read through :func:`get_read_session`."""
-    return _counted(request, _tenant(session, credentials))
+    return _counted(request, response, _tenant(session, credentials))
 
 
 def require_admin(settings: SettingsDep, credentials: Credentials) -> None:

@@ -33,21 +33,28 @@ class TenantCounters:
         self._chats: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def hit(self, tenant_id: str, per_minute: int) -> None:
-        """Count one request; 429 when it is past the tenant's ``per_minute``."""
+    def hit(self, tenant_id: str, per_minute: int) -> dict[str, str]:
+        """Count one request; 429 when it is past the tenant's ``per_minute``. Returns the
+        ``RateLimit-*`` headers that tell the client where it stands (none when the storage
+        cannot tell)."""
         item = RateLimitItemPerMinute(per_minute)
         try:
             allowed = self.window.hit(item, "tenant", tenant_id)
-            if allowed:
-                return
-            reset = self.window.get_window_stats(item, "tenant", tenant_id).reset_time
+            stats = self.window.get_window_stats(item, "tenant", tenant_id)
         except Exception:
             log.exception("the rate limit's storage failed; the request goes through")
-            return
+            return {}
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        if allowed:
+            return {
+                "RateLimit-Limit": str(per_minute),
+                "RateLimit-Remaining": str(stats.remaining),
+                "RateLimit-Reset": str(reset),
+            }
         raise QuotaExceeded(
             f"over quota requests_per_minute: this tenant sent {per_minute:,} requests in the "
             "last minute, its limit; retry after the Retry-After header's seconds",
-            retry_after=math.ceil(reset - time.time()),
+            retry_after=reset,
         )
 
     def requests(self, tenant_id: str, per_minute: int) -> int:

@@ -140,8 +140,12 @@ def test_past_its_requests_per_minute_a_tenant_waits_and_the_others_do_not(
     _other, other_key = make_tenant(session)
     session.commit()
     _set(client, admin_headers, tenant.id, requests_per_minute=3)
-    statuses = [client.get("/v1/documents", headers=auth(key)).status_code for _ in range(3)]
-    assert statuses == [200, 200, 200]
+    responses = [client.get("/v1/documents", headers=auth(key)) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    # each answer says where the tenant stands
+    assert [r.headers["RateLimit-Remaining"] for r in responses] == ["2", "1", "0"]
+    assert {r.headers["RateLimit-Limit"] for r in responses} == {"3"}
+    assert all(0 <= int(r.headers["RateLimit-Reset"]) <= 60 for r in responses)
     response = client.get("/v1/documents", headers=auth(key))
     _refused(response, "requests_per_minute")
     assert int(response.headers["Retry-After"]) <= 60
