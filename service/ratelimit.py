@@ -19,15 +19,21 @@ from limits import RateLimitItemPerMinute
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from service.domain.errors import QuotaExceeded
+from service.domain.errors import Busy, QuotaExceeded
 
 log = logging.getLogger(__name__)
+
+#: Chats one API process answers at once, whatever their tenants: each holds one of AnyIO's 40
+#: worker threads while it decodes, and the other routes (``/healthz`` included) need the
+#: rest. Past it a chat is answered 503 with ``Retry-After``.
+ALL_CHATS = 32
 
 
 class TenantCounters:
     """The per-tenant counts of one API process (its ``app.state.counters``)."""
 
-    def __init__(self, storage_uri: str = "memory://") -> None:
+    def __init__(self, storage_uri: str = "memory://", all_chats: int = ALL_CHATS) -> None:
+        self.all_chats = all_chats
         self.storage = storage_from_string(storage_uri)
         self.window = MovingWindowRateLimiter(self.storage)
         self._chats: Counter[str] = Counter()
@@ -90,6 +96,11 @@ class TenantCounters:
                     f"over quota concurrent_chats: {running} chats of this tenant are being "
                     f"answered, its limit is {limit}; retry when one has finished",
                     retry_after=1,
+                )
+            if self._chats.total() >= self.all_chats:
+                raise Busy(
+                    f"this API process is answering {self.all_chats} chats, all it takes at "
+                    "once; retry after the Retry-After header's seconds"
                 )
             self._chats[tenant_id] += 1
         released = threading.Event()

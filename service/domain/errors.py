@@ -65,6 +65,16 @@ class JobFinished(Conflict):
     """A job that has finished cannot be cancelled (it may have finished meanwhile)."""
 
 
+class Busy(ServiceError):
+    """The service is at capacity for everyone (not one tenant's quota): try again soon."""
+
+    status_code = 503
+    type = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+
+
 class QuotaExceeded(ServiceError):
     """Over one of the tenant's quotas: the message names it, ``Retry-After`` says when to
     try again."""

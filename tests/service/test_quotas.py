@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from service.domain.errors import Busy
 from service.domain.quotas import QUOTAS
 from service.inference import ChatRequest, ChatResult
 from service.ratelimit import TenantCounters
@@ -252,3 +253,18 @@ def test_the_request_counts_can_live_in_redis(broker: redis.Redis) -> None:
     counters.hit("t", 2)
     with pytest.raises(Exception, match="over quota requests_per_minute"):
         counters.hit("t", 2)
+
+
+def test_past_the_process_wide_chat_cap_a_chat_is_503_whatever_its_tenant() -> None:
+    """Each chat holds a worker thread while it decodes: past ``all_chats`` of every tenant
+    together the next waits (503), so the other routes keep threads to answer."""
+    counters = TenantCounters(all_chats=2)
+    first = counters.open_chat("a", 16)
+    counters.open_chat("b", 16)
+    with pytest.raises(Busy, match="all it takes at once") as caught:
+        counters.open_chat("c", 16)
+    assert caught.value.status_code == 503 and caught.value.headers == {"Retry-After": "1"}
+    first()
+    first()  # a second release changes nothing
+    counters.open_chat("c", 16)
+    assert (counters.chats("a"), counters.chats("b"), counters.chats("c")) == (0, 1, 1)
