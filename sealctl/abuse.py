@@ -8,7 +8,8 @@ two tenants, then prints what issue "One tenant cannot hurt another" sets target
 2. **A tenant's chat flood**: tenant A sends ``--chats`` long streamed chats at once (prompts
    of about ``--prompt-words`` words, ``--max-tokens`` each) while a prober asks ``/healthz`` and
    tenant B's ``GET /v1/documents`` every 0.25 s: A's statuses (200, or 429 past its
-   ``concurrent_chats`` quota), A's time to first token, and the prober's latencies.
+   ``concurrent_chats`` quota), A's time to first token, and the prober's latencies. One chat
+   of B's loads the model first, as in a service in use.
 
 Timings depend on the machine and on what else runs on it: name it beside every figure.
 """
@@ -174,6 +175,14 @@ def main() -> None:
                 f"{time.perf_counter() - started:.3f} s; the API grew "
                 f"{rss_mb(pid) - before:+.1f} MB"
             )
+            # a service in use has its model loaded: one chat of tenant B loads it first
+            warm = {"model": "student", "messages": [{"role": "user", "content": "hi"}]}
+            httpx.post(
+                f"{stack.url}/v1/chat/completions",
+                json={**warm, "max_tokens": 4},
+                headers={"Authorization": f"Bearer {keys[1]}"},
+                timeout=600,
+            ).raise_for_status()
             before = rss_mb(pid)
             out = asyncio.run(
                 flood(stack.url, keys[0], keys[1], args.chats, args.prompt_words, args.max_tokens)
