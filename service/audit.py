@@ -13,15 +13,15 @@ that cannot take it loses the record (logged), never the request.
 from __future__ import annotations
 
 import logging
-from http.cookies import SimpleCookie
 
-from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import dashboard
 from service.deps import READ_METHODS
+from service.edge import bearer_key
 from service.settings import Settings
 from service.store.models import AuditEvent
 
@@ -40,21 +40,15 @@ def audited(method: str, path: str) -> bool:
     return path in AUDITED_EXACT or path.startswith(AUDITED)
 
 
-def actor(settings: Settings, headers: Headers) -> str:
+def actor(settings: Settings, scope: Scope) -> str:
     """Who made a request: the admin key it carries, by name; ``dashboard`` for a signed-in
     dashboard session; ``none`` otherwise."""
-    scheme, key = get_authorization_scheme_param(headers.get("authorization"))
-    if scheme.lower() == "bearer" and key:
-        name = settings.admin_key_name(key)
-        if name is not None:
-            return name
-    cookies = SimpleCookie()
-    try:
-        cookies.load(headers.get("cookie", ""))
-    except Exception:
-        return "none"
-    morsel = cookies.get(dashboard.SESSION_COOKIE)
-    if morsel is not None and dashboard.read_session(settings, morsel.value) is not None:
+    key = bearer_key(scope)
+    name = settings.admin_key_name(key) if key else None
+    if name is not None:
+        return name
+    cookies = cookie_parser(Headers(scope=scope).get("cookie", ""))
+    if dashboard.read_session(settings, cookies.get(dashboard.SESSION_COOKIE)) is not None:
         return "dashboard"
     return "none"
 
@@ -78,7 +72,7 @@ class AuditMiddleware:
             await self.app(scope, receive, sending)
         finally:
             state = scope["app"].state
-            who = actor(state.settings, Headers(scope=scope))
+            who = actor(state.settings, scope)
             if scope["path"] == SIGN_IN and who == "none":
                 who = "sign-in"  # its key is in the form: 303 signed in, 401 not, 429 throttled
             if who != "none":

@@ -59,7 +59,7 @@ def _unauthorized(message: str) -> Response:
     return error_response(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
 
 
-def _bearer_key(scope: Scope) -> str | None:
+def bearer_key(scope: Scope) -> str | None:
     """The key of ``Authorization: Bearer <key>``, as :class:`fastapi.security.HTTPBearer`
     reads it."""
     scheme, key = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
@@ -76,7 +76,7 @@ def _known_key(state: Any, key: str) -> bool:
 
 async def _key_refusal(scope: Scope) -> Response | None:
     """The answer to a request whose key cannot write anything; None for a known key."""
-    key = _bearer_key(scope)
+    key = bearer_key(scope)
     if key is None:
         return _unauthorized(MISSING_KEY)
     try:

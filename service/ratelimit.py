@@ -39,22 +39,31 @@ class TenantCounters:
         self._chats: Counter[str] = Counter()
         self._lock = threading.Lock()
 
+    def _count(self, per_minute: int, *key: str, what: str) -> tuple[bool, int, int] | None:
+        """Count one event under ``key``: whether it is within ``per_minute``, how many
+        remain, and the seconds until the window lets one more in; None when the storage
+        failed (logged: ``what`` goes through)."""
+        item = RateLimitItemPerMinute(per_minute)
+        try:
+            allowed = self.window.hit(item, *key)
+            stats = self.window.get_window_stats(item, *key)
+        except Exception:
+            log.exception("the rate limit's storage failed; %s goes through", what)
+            return None
+        return allowed, stats.remaining, max(0, math.ceil(stats.reset_time - time.time()))
+
     def hit(self, tenant_id: str, per_minute: int) -> dict[str, str]:
         """Count one request; 429 when it is past the tenant's ``per_minute``. Returns the
         ``RateLimit-*`` headers that tell the client where it stands (none when the storage
         cannot tell)."""
-        item = RateLimitItemPerMinute(per_minute)
-        try:
-            allowed = self.window.hit(item, "tenant", tenant_id)
-            stats = self.window.get_window_stats(item, "tenant", tenant_id)
-        except Exception:
-            log.exception("the rate limit's storage failed; the request goes through")
+        counted = self._count(per_minute, "tenant", tenant_id, what="the request")
+        if counted is None:
             return {}
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        allowed, remaining, reset = counted
         if allowed:
             return {
                 "RateLimit-Limit": str(per_minute),
-                "RateLimit-Remaining": str(stats.remaining),
+                "RateLimit-Remaining": str(remaining),
                 "RateLimit-Reset": str(reset),
             }
         raise QuotaExceeded(
@@ -76,15 +85,10 @@ class TenantCounters:
     def sign_in_failed(self, client: str, per_minute: int) -> int:
         """Count a failed dashboard sign-in from ``client``; the seconds to wait when it is
         past ``per_minute`` of them, else 0 (a failing storage never throttles)."""
-        item = RateLimitItemPerMinute(per_minute)
-        try:
-            if self.window.hit(item, "sign-in", client):
-                return 0
-            reset = self.window.get_window_stats(item, "sign-in", client).reset_time
-        except Exception:
-            log.exception("the rate limit's storage failed; the sign-in is not throttled")
+        counted = self._count(per_minute, "sign-in", client, what="the sign-in")
+        if counted is None or counted[0]:
             return 0
-        return max(1, math.ceil(reset - time.time()))
+        return max(1, counted[2])
 
     def open_chat(self, tenant_id: str, limit: int) -> Callable[[], None]:
         """Count one chat of the tenant as decoding; 429 when ``limit`` already are. Returns

@@ -61,7 +61,7 @@ def add_document(
     known: list[ProbeQuestion] = []
     if document is None:
         if limits is not None:
-            size = len(title.encode()) + len(text.encode())
+            size = document_repo.size_bytes(title=title, text=text)
             quotas.check_room_for_document(session, limits, tenant.id, size)
         try:
             # SQLite's writer holds the write lock since its BEGIN: no one can insert the same

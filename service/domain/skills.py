@@ -93,8 +93,6 @@ def create_skill(
     once). Its job counts against the tenant's ``queued_jobs`` quota (``limits``)."""
     if skill_repo.get_skill_by_name(session, tenant_id=tenant.id, name=name) is not None:
         raise Conflict(_name_taken(name))
-    if limits is not None:
-        quotas.check_room_for_job(session, limits, tenant.id)
     distinct = _distinct(examples)
     if len(distinct) < MIN_SKILL_EXAMPLES:
         raise InvalidRequest(
@@ -112,7 +110,7 @@ def create_skill(
     except IntegrityError as exc:  # the name was taken by a concurrent request
         raise Conflict(_name_taken(name)) from exc
     skill_repo.add_examples(session, skill=skill, examples=distinct)
-    return SkillLearning(skill, _learn(session, skill))
+    return SkillLearning(skill, _learn(session, skill, limits))
 
 
 def _name_taken(name: str) -> str:
@@ -149,9 +147,7 @@ def add_examples(
             f"body.examples: a skill has at most {MAX_SKILL_EXAMPLES} examples; "
             f"{skill.name!r} has {count} and {len(new)} of these are new"
         )
-    if limits is not None:
-        quotas.check_room_for_job(session, limits, tenant.id)
-    job = _learn(session, skill)  # first: a concurrent request waits here, then is refused
+    job = _learn(session, skill, limits)  # first: a concurrent request waits, then is refused
     skill_repo.add_examples(session, skill=skill, examples=new)
     skill.updated_at = utcnow()
     session.flush()
@@ -165,9 +161,12 @@ def _busy(skill: Skill, job: Job) -> Conflict:
     )
 
 
-def _learn(session: Session, skill: Skill) -> Job:
+def _learn(session: Session, skill: Skill, limits: Mapping[str, int] | None) -> Job:
     """A new job that learns the skill, sent to the worker after the commit; a conflict when
-    the skill has an open one (a concurrent request made it)."""
+    the skill has an open one (a concurrent request made it), 429 past the tenant's
+    ``queued_jobs`` quota (``limits``; the request's writes are rolled back with it)."""
+    if limits is not None:
+        quotas.check_room_for_job(session, limits, skill.tenant_id)
     job, created = skill_repo.create_skill_job(session, skill=skill)
     if not created:
         raise _busy(skill, job)

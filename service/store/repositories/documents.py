@@ -24,6 +24,12 @@ def content_hash(*, title: str, text: str) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def size_bytes(*, title: str, text: str) -> int:
+    """The UTF-8 bytes of a document's title and text: what it counts against the tenant's
+    ``stored_bytes`` quota."""
+    return len(title.encode()) + len(text.encode())
+
+
 def get_document_by_hash(session: Session, *, tenant_id: str, content_hash: str) -> Document | None:
     stmt = select(Document).where(
         Document.tenant_id == tenant_id, Document.content_hash == content_hash
@@ -43,7 +49,7 @@ def create_document(
         title=title,
         text=text,
         content_hash=content_hash(title=title, text=text),
-        size_bytes=len(title.encode()) + len(text.encode()),
+        size_bytes=size_bytes(title=title, text=text),
         status=DocumentStatus.memory if volatile else DocumentStatus.pending,
         volatile=volatile,
     )
