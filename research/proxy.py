@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -228,3 +229,44 @@ def compare_on(
         if on_record:
             on_record(record)
     return records
+
+
+def proxy_summary(
+    records: Sequence[ProxyRecord], *, data: str, k: int, seed: int, fmt: str, total: int
+) -> dict[str, Any]:
+    """The JSON of a comparison, whole or cut short (``complete`` says which)."""
+    result = agreement([r.full for r in records], [r.proxy for r in records])
+    return {
+        "data": data,
+        "k": k,
+        "seed": seed,
+        "format": fmt,
+        "passages": len(records),
+        "complete": len(records) == total,
+        "agreement": asdict(result),
+        "full_seconds": sum(r.full_seconds for r in records),
+        "proxy_seconds": sum(r.proxy_seconds for r in records),
+        "records": [asdict(r) for r in records],
+    }
+
+
+def proxy_table(records: Sequence[ProxyRecord], *, k: int, fmt: str) -> str:
+    """What ``seal eval proxy`` prints at the end."""
+    result = agreement([r.full for r in records], [r.proxy for r in records])
+    full_s = sum(r.full_seconds for r in records)
+    proxy_s = sum(r.proxy_seconds for r in records)
+
+    def signed(x: float | None) -> str:
+        return "n/a (no ranking)" if x is None else f"{x:+.3f}"
+
+    return (
+        f"proxy vs full reward on {len(records)} passages x k={k} ({fmt}):\n"
+        f"  Spearman, all candidates pooled:   {signed(result.pooled_spearman)}\n"
+        f"  Spearman, mean per passage:        {signed(result.mean_spearman)} "
+        f"({result.documents_ranked} passages whose full rewards are not all tied)\n"
+        f"  proxy's pick is a best candidate:  {result.top_pick_is_best:.0%}\n"
+        f"  mean full reward: proxy's pick {result.pick_reward:+.3f}, best "
+        f"{result.best_reward:+.3f}, all candidates {result.mean_reward:+.3f}\n"
+        f"  time: full reward {full_s:.1f} s, proxy {proxy_s:.1f} s "
+        f"({full_s / max(proxy_s, 1e-9):.0f}x less)"
+    )

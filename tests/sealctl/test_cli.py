@@ -434,17 +434,17 @@ def test_bench_update_needs_enough_documents(tiny_settings: Path) -> None:
 def test_the_rest_em_command_starts_from_the_shipped_teacher_on_a_new_store(
     data_dir: Path,
 ) -> None:
-    from sealctl.cli import _shared_runtime
+    from sealctl.common import shared_runtime
     from service.store.repositories import learning as learning_repo
     from worker.bundled import bundled_meta
 
     settings = get_settings()
     meta = bundled_meta()
     assert meta is not None
-    runtime = _shared_runtime(settings)  # as distillation opens it: no teacher registered
+    runtime = shared_runtime(settings)  # as distillation opens it: no teacher registered
     with runtime.sessions() as session:
         assert learning_repo.shared_teacher_versions(session) == []
-    runtime = _shared_runtime(settings, bundled=True)  # as `seal teacher train` opens it
+    runtime = shared_runtime(settings, bundled=True)  # as `seal teacher train` opens it
     with runtime.sessions() as session:
         (version,) = learning_repo.shared_teacher_versions(session)
         assert version.number == 1 and version.checksum == meta["checksum"]
