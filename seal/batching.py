@@ -4,11 +4,11 @@ One decoding thread owns the model. Requests join the running batch at a token b
 each is prefilled alone (its prompt through the model with its own adapter), its key/value
 cache is left-padded to the batch's and stacked onto it, and from then on every decoding step
 is one forward pass of the whole batch, each row with its own LoRA delta: per LoRA layer, the
-rows' A and B matrices are gathered into two batched products (``seal.multi.AdapterStack``),
-the bare base model's rows getting none. A batch whose rows all have the same adapter (a
-single chat, above all) runs with that adapter folded into the weights instead. A request
-leaves at the step its reply ends (its end of turn, a stop string, ``max_tokens``, or
-``cancel``) and its rows of the cache go with it.
+rows' A and B matrices are gathered into two batched products
+(``seal.adapter_stack.AdapterStack``), the bare base model's rows getting none. A batch whose
+rows all have the same adapter (a single chat, above all) runs with that adapter folded into
+the weights instead. A request leaves at the step its reply ends (its end of turn, a stop
+string, ``max_tokens``, or ``cancel``) and its rows of the cache go with it.
 
 A reply is sampled from its own seeded generator, so what it writes does not depend on the
 requests it shares steps with, up to floating-point summation order in batched kernels (how
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from seal.adapter_stack import NO_ADAPTER, AdapterStack
 from seal.generation import (
     MIN_SAMPLING_TEMPERATURE,
     Generation,
@@ -38,7 +39,6 @@ from seal.generation import (
     prompt_ids,
 )
 from seal.lora import AdapterHost, AdapterState
-from seal.multi import NO_ADAPTER, AdapterStack
 
 
 @dataclass

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
+from seal.adapter_stack import NO_ADAPTER
 from seal.generation import SampleConfig, generate
 from seal.grading import Probe, evaluate
 from seal.multi import (
-    NO_ADAPTER,
     default_step_tokens,
     evaluate_many,
     generate_many,

@@ -30,12 +30,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from seal.lora import STUDENT, TEACHER, AdapterState, load_adapter, save_adapter
+from seal.lora import STUDENT, TEACHER, AdapterHost, AdapterState, load_adapter, save_adapter
 from seal.skills.config import DEFAULT_CONFIG
 from seal.skills.tasks import Demo, SkillTask
 from seal.skills.teacher import write_configs
 from seal.skills.ttt import (
     ConfigResult,
+    SkillScale,
     fit_context,
     score,
     score_config,
@@ -119,6 +120,9 @@ def run_skill(runtime: Runtime, job_id: str) -> bool:
 
 
 def _learn(runtime: Runtime, run: JobRun) -> None:
+    """The skill job's stages: the configurations scored, the active version and the base model
+    graded on the same held-out examples, the new version trained with the best configuration
+    on every example, and everything recorded in the job's final transaction."""
     settings = runtime.settings
     snap = in_transaction(runtime.sessions, lambda s: _snapshot(s, runtime, run.job))
     host, task, seed = runtime.student, snap.task, snap.seed
@@ -131,13 +135,72 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
     progress = Progress(run, total=1 + 2 * scored + 2 + 2 + 1)
     started = time.perf_counter()
 
+    configs = _score_configs(runtime, run, snap, progress, scale)
+    best, fixed = configs.best, configs.fixed
+    assert best.config is not None
+    parent_score, in_context, held_out = _grade_incumbents(host, snap, scale)
+    progress.step("the active version and the base model graded on the held-out examples", 2)
+
+    run.check()
+    state, steps = train_with(host, STUDENT, task, task.demos, best.config, scale, seed)
+    progress.step("the new version trained on every example", 2)
+    target = artifact_folder(skill_folder(settings, snap.tenant_id, snap.skill_id), run.id)
+    checksum = save_adapter(
+        state,
+        runtime.student.specs[STUDENT],
+        target,
+        base_model=settings.student_model,
+        extra={"skill": task.name, "config": best.config.as_dict()},
+    )
+    promote = parent_score is None or best.reward >= parent_score
+    metrics = {
+        HELD_OUT_METRIC: best.reward,
+        "parent_held_out_score": parent_score,
+        "in_context_score": in_context,
+        "examples": len(task.demos),
+        "held_out": held_out,
+        "configurations": len(configs.results),
+        "parsed": sum(r.config is not None for r in configs.results),
+        "fixed_config_reward": fixed.reward if fixed is not None else None,
+        "default_config": best is fixed,
+        "steps": steps,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    run.finish_with(
+        "recording the new version",
+        lambda session: _record(session, run.id, snap, configs, target, checksum, metrics, promote),
+    )
+    log.info("skill job %s: %s", run.id, metrics)
+
+
+@dataclass
+class _Configs:
+    """The configurations a skill job scored."""
+
+    results: list[ConfigResult]
+    """The teacher's, in the order it wrote them."""
+    fixed: ConfigResult | None
+    """The fixed configuration's (None: it was not scored)."""
+    best: ConfigResult
+    """The one the new version trains with."""
+
+
+def _score_configs(
+    runtime: Runtime, run: JobRun, snap: SkillSnapshot, progress: Progress, scale: SkillScale
+) -> _Configs:
+    """The teacher writes ``skill_configs`` configurations and each is scored by its own
+    test-time training, all with the job's seed (the same held-out examples and batch order).
+    The fixed configuration is scored beside them when ``skill_fixed_candidate`` asks (the
+    untrained teacher's choices learn less than it does) and always when none parses, so there
+    is a best: the first of the highest reward, the fixed one ahead of the teacher's."""
+    settings, host, task, seed = runtime.settings, runtime.student, snap.task, snap.seed
     progress.step("the teacher writes configurations", 0)
     texts = write_configs(
         host,
         TEACHER if snap.teacher_state is not None else None,
         snap.teacher_state,
         task,
-        k,
+        settings.skill_configs,
         seed,
         temperature=settings.skill_teacher_temperature,
     )
@@ -159,88 +222,78 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
         progress.step(f"{why}the fixed configuration: reward {fixed.reward:.2f}", 2)
     candidates = [*([fixed] if fixed is not None else []), *parsed]
     best = max(candidates, key=lambda r: r.reward)  # the first of the best
-    assert best.config is not None
+    return _Configs(results, fixed, best)
 
-    train, held = split_held_out(task.demos, scale.held_out, seed)
+
+def _grade_incumbents(
+    host: AdapterHost, snap: SkillSnapshot, scale: SkillScale
+) -> tuple[float | None, float, int]:
+    """What the new version must match, on the held-out examples its configurations were
+    scored on: the active version's score (None: there is none), the base model's with the
+    other examples in its context only, and how many examples were held out."""
+    task = snap.task
+    train, held = split_held_out(task.demos, scale.held_out, snap.seed)
     longest = max(held, key=lambda d: len(d.input)).input
     context = fit_context(host.tokenizer, task, train, longest, scale.max_seq_len)
     parent_score = None
     if snap.parent_state is not None:
         parent_score = score(host, STUDENT, snap.parent_state, task, context, held, scale)
     in_context = score(host, STUDENT, None, task, context, held, scale)
-    progress.step("the active version and the base model graded on the held-out examples", 2)
+    return parent_score, in_context, len(held)
 
-    run.check()
-    state, steps = train_with(host, STUDENT, task, task.demos, best.config, scale, seed)
-    progress.step("the new version trained on every example", 2)
-    target = artifact_folder(skill_folder(settings, snap.tenant_id, snap.skill_id), run.id)
-    checksum = save_adapter(
-        state,
-        runtime.student.specs[STUDENT],
-        target,
-        base_model=settings.student_model,
-        extra={"skill": task.name, "config": best.config.as_dict()},
-    )
-    promote = parent_score is None or best.reward >= parent_score
-    metrics = {
-        HELD_OUT_METRIC: best.reward,
-        "parent_held_out_score": parent_score,
-        "in_context_score": in_context,
-        "examples": len(task.demos),
-        "held_out": len(held),
-        "configurations": len(texts),
-        "parsed": sum(r.config is not None for r in results),
-        "fixed_config_reward": fixed.reward if fixed is not None else None,
-        "default_config": best is fixed,
-        "steps": steps,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
 
-    def record(session: Session) -> None:
-        skill = skill_repo.get_skill(session, tenant_id=snap.tenant_id, skill_id=snap.skill_id)
-        if skill is None:
-            raise ValueError("the skill was deleted while it was learned")
-        for result in [*results, *([fixed] if fixed else [])]:
-            skill_repo.add_skill_self_edit(
-                session,
-                skill=skill,
-                text=result.text,
-                config=result.config.as_dict() if result.config else None,
-                error=result.error,
-                job_id=run.id,
-                teacher_version_id=snap.teacher_version_id if result is not fixed else None,
-                reward=result.reward,
-                selected=result is best,
-            )
-        version: SkillVersion = skill_repo.create_skill_version(
+def _record(
+    session: Session,
+    job_id: str,
+    snap: SkillSnapshot,
+    configs: _Configs,
+    target: Path,
+    checksum: str,
+    metrics: dict,
+    promote: bool,
+) -> None:
+    """The job's final transaction: every configuration with its reward (for ReST-EM), the new
+    version promoted or rejected, and the job's result."""
+    best, fixed = configs.best, configs.fixed
+    skill = skill_repo.get_skill(session, tenant_id=snap.tenant_id, skill_id=snap.skill_id)
+    if skill is None:
+        raise ValueError("the skill was deleted while it was learned")
+    for result in [*configs.results, *([fixed] if fixed else [])]:
+        skill_repo.add_skill_self_edit(
             session,
             skill=skill,
-            parent_id=snap.parent_id,
-            artifact_uri=str(target),
-            checksum=checksum,
-            metrics=metrics,
-            config=best.config.as_dict() if best.config else None,
-            job_id=run.id,
+            text=result.text,
+            config=result.config.as_dict() if result.config else None,
+            error=result.error,
+            job_id=job_id,
+            teacher_version_id=snap.teacher_version_id if result is not fixed else None,
+            reward=result.reward,
+            selected=result is best,
         )
-        if promote:
-            skill_repo.promote_skill_version(session, skill_id=skill.id, version=version)
-        else:
-            skill_repo.set_skill_version_status(
-                session, version=version, status=VersionStatus.rejected
-            )
-        outcome = "promoted" if promote else "rejected"
-        job_repo.finish_job(
-            session,
-            job_id=run.id,
-            status=JobStatus.succeeded,
-            result={
-                "skill_id": skill.id,
-                "skill_version": version.number,
-                "promoted": promote,
-                **metrics,
-            },
-            message=f"version {version.number} {outcome} (held-out score {best.reward:.2f})",
-        )
-
-    run.finish_with("recording the new version", record)
-    log.info("skill job %s: %s", run.id, metrics)
+    version: SkillVersion = skill_repo.create_skill_version(
+        session,
+        skill=skill,
+        parent_id=snap.parent_id,
+        artifact_uri=str(target),
+        checksum=checksum,
+        metrics=metrics,
+        config=best.config.as_dict() if best.config else None,
+        job_id=job_id,
+    )
+    if promote:
+        skill_repo.promote_skill_version(session, skill_id=skill.id, version=version)
+    else:
+        skill_repo.set_skill_version_status(session, version=version, status=VersionStatus.rejected)
+    outcome = "promoted" if promote else "rejected"
+    job_repo.finish_job(
+        session,
+        job_id=job_id,
+        status=JobStatus.succeeded,
+        result={
+            "skill_id": skill.id,
+            "skill_version": version.number,
+            "promoted": promote,
+            **metrics,
+        },
+        message=f"version {version.number} {outcome} (held-out score {best.reward:.2f})",
+    )

@@ -247,6 +247,43 @@ class SharedSkillsRound:
     train_loss: float | None = None
 
 
+def _score_task(
+    host: AdapterHost,
+    settings: Settings,
+    init: AdapterState | None,
+    task: SkillTask,
+    tests: Sequence[Demo],
+    *,
+    index: int,
+    k: int,
+    seed: int,
+    scale: SkillScale,
+    keep: float,
+) -> tuple[list[ConfigResult], TaskReport]:
+    """The teacher (``init``; None: the base model) writes ``k`` configurations for the
+    ``index``-th task of a shared round, each scored by ``score_on_tests``. The writing seed is
+    ``seed + index``, so the teacher samples afresh for each task, while every configuration
+    trains with ``seed``."""
+    started = time.perf_counter()
+    texts = write_configs(
+        host,
+        TEACHER if init is not None else None,
+        init,
+        task,
+        k,
+        seed + index,
+        temperature=settings.skill_teacher_temperature,
+    )
+    results = [score_on_tests(host, task, tests, text, scale, seed, keep) for text in texts]
+    report = TaskReport(
+        task.name,
+        [r.reward for r in results],
+        sum(r.config is not None for r in results),
+        time.perf_counter() - started,
+    )
+    return results, report
+
+
 def train_shared_skills_teacher(
     runtime: Runtime,
     cases: Sequence[Case],
@@ -279,24 +316,10 @@ def train_shared_skills_teacher(
         report = SharedSkillsRound(started_from=start.number if start else None)
     scored: list[tuple[SkillTask, ConfigResult]] = []
     for index, (task, tests) in enumerate(cases):
-        started = time.perf_counter()
-        texts = write_configs(
-            host,
-            TEACHER if init is not None else None,
-            init,
-            task,
-            k,
-            seed + index,
-            temperature=settings.skill_teacher_temperature,
+        results, task_report = _score_task(
+            host, settings, init, task, tests, index=index, k=k, seed=seed, scale=scale, keep=keep
         )
-        results = [score_on_tests(host, task, tests, text, scale, seed, keep) for text in texts]
         scored.extend((task, r) for r in results)
-        task_report = TaskReport(
-            task.name,
-            [r.reward for r in results],
-            sum(r.config is not None for r in results),
-            time.perf_counter() - started,
-        )
         report.tasks.append(task_report)
         if on_task:
             on_task(index, task_report)

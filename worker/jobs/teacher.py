@@ -129,91 +129,87 @@ def train_shared_teacher(
             journal.append({"baseline": evaluation_json(baseline)})
     if on_baseline:
         on_baseline(baseline)
+    run = _SharedRun(
+        runtime, train, heldout, config, baseline, teacher, parent_id, past, journal, on_passage
+    )
     report = SharedTraining(baseline_heldout=baseline)
-    best = baseline.accuracy
-    current = baseline  # the held-out evaluation of the teacher the next round starts from
     for number in range(1, rounds + 1):
-        finished = past.finished.get(number)
-        if finished is not None:  # a round of the stopped run: its version stands
-            kept = [scored_from_json(p, past.passages[number][i]) for i, p in enumerate(train)]
-            result = RoundResult(scored=kept, teacher=None)
-            if finished["version"] is not None:
-                with session_scope(runtime.sessions) as session:
-                    done_version, teacher = start_teacher(session, number=finished["version"])
-                    parent_id = done_version.id if done_version else parent_id
-                result.teacher = teacher.state
-                current = evaluation_from_json(finished["heldout"])
-            best = max(best, finished["best"])
-            round_report = RoundReport(
-                number,
-                result,
-                evaluation_from_json(finished["heldout"]),
-                finished["version"],
-                finished["promoted"],
-                finished["seconds"],
-            )
-            report.rounds.append(round_report)
-            if on_round:
-                on_round(round_report)
-            continue
+        finished = past.finished.get(number)  # None: the stopped run did not finish it
+        round_report = run.play(number) if finished is None else run.replay(number, finished)
+        report.rounds.append(round_report)
+        if on_round:
+            on_round(round_report)
+    return report
+
+
+@dataclass
+class _SharedRun:
+    """The rounds of one ``train_shared_teacher`` run. Each round starts where the one before
+    it ended (its teacher, that teacher's version and held-out evaluation, the best accuracy so
+    far), so that state lives here, beside what every round shares."""
+
+    runtime: Runtime
+    train: Sequence[Passage]
+    heldout: Sequence[Passage]
+    config: RoundConfig
+    baseline: Evaluation
+    """The held-out evaluation of the teacher the run started from."""
+    teacher: Teacher
+    """The teacher the next round starts from."""
+    parent_id: str | None
+    """The version of that teacher: the parent of the next version."""
+    past: _Past
+    journal: Journal | None
+    on_passage: Callable[[int, int, Scored], None] | None
+    current: Evaluation = field(init=False)
+    """The held-out evaluation of the teacher the next round starts from."""
+    best: float = field(init=False)
+    """The best held-out accuracy so far, the start's included: the bar for promotion."""
+
+    def __post_init__(self) -> None:
+        self.current = self.baseline
+        self.best = self.baseline.accuracy
+
+    def replay(self, number: int, finished: dict) -> RoundReport:
+        """A round the stopped run finished is not run again: its journal entries make its
+        report, and the next round starts from its version (if it made one)."""
+        kept = [
+            scored_from_json(p, self.past.passages[number][i]) for i, p in enumerate(self.train)
+        ]
+        result = RoundResult(scored=kept, teacher=None)
+        if finished["version"] is not None:
+            with session_scope(self.runtime.sessions) as session:
+                done_version, self.teacher = start_teacher(session, number=finished["version"])
+                self.parent_id = done_version.id if done_version else self.parent_id
+            result.teacher = self.teacher.state
+            self.current = evaluation_from_json(finished["heldout"])
+        self.best = max(self.best, finished["best"])
+        return RoundReport(
+            number,
+            result,
+            evaluation_from_json(finished["heldout"]),
+            finished["version"],
+            finished["promoted"],
+            finished["seconds"],
+        )
+
+    def play(self, number: int) -> RoundReport:
+        """Run round ``number`` (or the rest of it, resumed). Its teacher, when a self-edit
+        earned a positive reward, becomes a version, promoted when its held-out accuracy is at
+        least the best so far; the journal records the round as finished."""
         started = time.perf_counter()
-        # Each round samples afresh (the same teacher would otherwise write the same text).
-        seed = (inner.sample.seed or 0) + 1000 * number
-        round_config = replace(
-            config, inner=replace(inner, sample=replace(inner.sample, seed=seed))
-        )
-
-        def on_scored(index: int, scored: Scored, number: int = number) -> None:
-            if journal:
-                journal.append({"round": number, "passage": index, "scored": scored_json(scored)})
-            _report(on_passage, number, index, scored)
-
-        def on_written(written: list[list[str]], number: int = number) -> None:
-            if journal:
-                journal.append({"round": number, "written": written})
-
-        done = {
-            i: scored_from_json(train[i], data) for i, data in past.passages.get(number, {}).items()
-        }
-        for index, earlier in sorted(done.items()):
-            _report(on_passage, number, index, earlier)
-        result = restem_round(
-            host,
-            train,
-            round_config,
-            teacher,
-            on_passage=on_scored,
-            written=past.written.get(number),
-            on_written=on_written,
-            done=done,
-        )
+        result = self._restem(number)
         if result.teacher is None:  # nothing earned a positive reward: the teacher stays
-            heldout_eval, version_number, promoted = current, None, False
+            heldout_eval, version_number, promoted = self.current, None, False
         else:
-            teacher = Teacher(state=result.teacher)
-            heldout_eval = current = heldout_evaluation(host, heldout, inner, teacher)
-            promoted = heldout_eval.accuracy >= best
-            best = max(best, heldout_eval.accuracy)
-            version = save_teacher(
-                runtime,
-                result.teacher,
-                tenant_id=None,
-                parent_id=parent_id,
-                promote=promoted,
-                metrics={
-                    "round": number,
-                    "mean_reward": result.mean_reward,
-                    "mean_gain_over_passage": result.mean_over_passage,
-                    "passages": len(train),
-                    "kept": len(result.kept),
-                    "heldout_passages": len(heldout),
-                    "heldout_accuracy": heldout_eval.accuracy,
-                    "heldout_accuracy_before": baseline.accuracy,
-                    "format": inner.format,
-                    "train_loss": result.trained.losses[-1] if result.trained else None,
-                },
+            self.teacher = Teacher(state=result.teacher)
+            heldout_eval = self.current = heldout_evaluation(
+                self.runtime.teacher, self.heldout, self.config.inner, self.teacher
             )
-            parent_id, version_number = version.id, version.number
+            promoted = heldout_eval.accuracy >= self.best
+            self.best = max(self.best, heldout_eval.accuracy)
+            version = self._save(number, result, heldout_eval, promoted)
+            self.parent_id, version_number = version.id, version.number
         round_report = RoundReport(
             number,
             result,
@@ -222,23 +218,83 @@ def train_shared_teacher(
             promoted,
             time.perf_counter() - started,
         )
-        if journal:
-            journal.append(
+        if self.journal:
+            self.journal.append(
                 {
                     "round": number,
                     "finished": {
                         "version": version_number,
                         "promoted": promoted,
                         "heldout": evaluation_json(heldout_eval),
-                        "best": best,
+                        "best": self.best,
                         "seconds": round_report.seconds,
                     },
                 }
             )
-        report.rounds.append(round_report)
-        if on_round:
-            on_round(round_report)
-    return report
+        return round_report
+
+    def _restem(self, number: int) -> RoundResult:
+        """The round's ReST-EM step from the current teacher. The journal records the written
+        self-edits and each scored passage as they come; resumed, the round reuses what the
+        stopped run wrote and scored, reporting those passages first."""
+        inner, journal = self.config.inner, self.journal
+        # Each round samples afresh (the same teacher would otherwise write the same text).
+        seed = (inner.sample.seed or 0) + 1000 * number
+        round_config = replace(
+            self.config, inner=replace(inner, sample=replace(inner.sample, seed=seed))
+        )
+
+        def on_scored(index: int, scored: Scored) -> None:
+            if journal:
+                journal.append({"round": number, "passage": index, "scored": scored_json(scored)})
+            _report(self.on_passage, number, index, scored)
+
+        def on_written(written: list[list[str]]) -> None:
+            if journal:
+                journal.append({"round": number, "written": written})
+
+        done = {
+            i: scored_from_json(self.train[i], data)
+            for i, data in self.past.passages.get(number, {}).items()
+        }
+        for index, earlier in sorted(done.items()):
+            _report(self.on_passage, number, index, earlier)
+        return restem_round(
+            self.runtime.teacher,
+            self.train,
+            round_config,
+            self.teacher,
+            on_passage=on_scored,
+            written=self.past.written.get(number),
+            on_written=on_written,
+            done=done,
+        )
+
+    def _save(
+        self, number: int, result: RoundResult, heldout_eval: Evaluation, promoted: bool
+    ) -> TeacherVersion:
+        """The round's teacher as a shared version, child of the one the round started from,
+        with what the round measured."""
+        assert result.teacher is not None
+        return save_teacher(
+            self.runtime,
+            result.teacher,
+            tenant_id=None,
+            parent_id=self.parent_id,
+            promote=promoted,
+            metrics={
+                "round": number,
+                "mean_reward": result.mean_reward,
+                "mean_gain_over_passage": result.mean_over_passage,
+                "passages": len(self.train),
+                "kept": len(result.kept),
+                "heldout_passages": len(self.heldout),
+                "heldout_accuracy": heldout_eval.accuracy,
+                "heldout_accuracy_before": self.baseline.accuracy,
+                "format": self.config.inner.format,
+                "train_loss": result.trained.losses[-1] if result.trained else None,
+            },
+        )
 
 
 class _Past:

@@ -12,7 +12,13 @@ from sqlalchemy.orm import Session
 from seal.knowledge import Candidate, InnerLoopConfig
 from service.domain.adapters import purge_unused_weights
 from service.store.db import session_scope
-from service.store.models import DocumentStatus, JobStatus, UpdateMode, VersionStatus
+from service.store.models import (
+    AdapterVersion,
+    DocumentStatus,
+    JobStatus,
+    UpdateMode,
+    VersionStatus,
+)
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
@@ -169,38 +175,9 @@ def _record_version(
         baseline=gate.before.accuracy,
         adapter_version_id=version.id,
     )
-    if snap.mode != UpdateMode.select:  # batch: each self-edit earns its document's gain
-        for work in snap.documents:
-            base = work.baseline.accuracy if work.baseline else 0.0
-            gain = (work.after.accuracy if work.after else 0.0) - base
-            for candidate in work.kept:
-                _store_rewarded_self_edit(
-                    session,
-                    snap,
-                    work.id,
-                    config.format,
-                    candidate.text,
-                    job_id,
-                    selected=True,
-                    rewards=[(BATCH_METRIC, gain, base)],
-                    adapter_version_id=version.id,
-                )
-    if reason is None:
-        adapter_repo.promote_version(session, tenant_id=snap.tenant_id, version=version)
-        document_repo.set_document_status(
-            session,
-            document_ids=doc_ids,
-            status=DocumentStatus.learned,
-            learned_version_id=version.id,
-        )
-    else:
-        adapter_repo.set_version_status(session, version=version, status=VersionStatus.rejected)
-        document_repo.set_document_status(
-            session,
-            document_ids=doc_ids,
-            status=DocumentStatus.pending,
-            error=f"version {version.number} was not promoted ({reason}); {RETRY}",
-        )
+    if snap.mode != UpdateMode.select:
+        _store_batch_rewards(session, job_id, snap, version.id, config)
+    _promote_or_reject(session, snap, version, doc_ids, reason)
     job_repo.finish_job(
         session,
         job_id=job_id,
@@ -219,3 +196,53 @@ def _record_version(
             "metrics": metrics,
         },
     )
+
+
+def _store_batch_rewards(
+    session: Session, job_id: str, snap: Snapshot, version_id: str, config: InnerLoopConfig
+) -> None:
+    """Outside ``select`` mode (a batch) the kept self-edits all train the one version, so
+    none has a reward of its own: each earns its document's gain (its accuracy after the
+    version, less its baseline)."""
+    for work in snap.documents:
+        base = work.baseline.accuracy if work.baseline else 0.0
+        gain = (work.after.accuracy if work.after else 0.0) - base
+        for candidate in work.kept:
+            _store_rewarded_self_edit(
+                session,
+                snap,
+                work.id,
+                config.format,
+                candidate.text,
+                job_id,
+                selected=True,
+                rewards=[(BATCH_METRIC, gain, base)],
+                adapter_version_id=version_id,
+            )
+
+
+def _promote_or_reject(
+    session: Session,
+    snap: Snapshot,
+    version: AdapterVersion,
+    doc_ids: list[str],
+    reason: str | None,
+) -> None:
+    """The version becomes active and its documents learned; or, refused for ``reason``, it
+    is rejected and its documents stay pending with what the user can do about it."""
+    if reason is None:
+        adapter_repo.promote_version(session, tenant_id=snap.tenant_id, version=version)
+        document_repo.set_document_status(
+            session,
+            document_ids=doc_ids,
+            status=DocumentStatus.learned,
+            learned_version_id=version.id,
+        )
+    else:
+        adapter_repo.set_version_status(session, version=version, status=VersionStatus.rejected)
+        document_repo.set_document_status(
+            session,
+            document_ids=doc_ids,
+            status=DocumentStatus.pending,
+            error=f"version {version.number} was not promoted ({reason}); {RETRY}",
+        )
