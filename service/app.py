@@ -23,6 +23,7 @@ from service.routes import (
     health,
     jobs,
     metrics,
+    rollback,
     skills,
     teachers,
     usage,
@@ -60,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.counters = TenantCounters(settings.rate_limit_storage)  # rates, running chats
     install_error_handlers(app)
     routers = (
-        health, metrics, admin, documents, feedback, jobs, adapters, teachers, skills, chat, usage
+        health, metrics, admin, rollback, documents, feedback, jobs, adapters, teachers, skills,
+        chat, usage,
     )  # fmt: skip
     for module in (*routers, dashboard):
         app.include_router(module.router)

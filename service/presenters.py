@@ -4,28 +4,42 @@ a row."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from sqlalchemy.orm import Session
 
 from service.schemas import AdapterPublic, JobPublic, TeacherPublic
 from service.skill_schemas import SkillPublic, SkillVersionPublic
-from service.store.models import AdapterVersion, SkillVersion, TeacherVersion
-from service.store.repositories import adapters as adapter_repo
-from service.store.repositories import learning as learning_repo
+from service.store.models import AdapterVersion, SkillVersion, TeacherVersion, VersionMixin
 from service.store.repositories import skills as skill_repo
+
+V = TypeVar("V", bound=VersionMixin)
+P = TypeVar("P")
+
+
+def _version_fields(
+    session: Session, version: VersionMixin, parent_number: int | None
+) -> dict[str, Any]:
+    """What every version shows (adapter, skill, teacher): its number, status, parent's
+    number, metrics and creation time."""
+    if parent_number is None and version.parent_id is not None:
+        parent = session.get(type(version), version.parent_id)
+        parent_number = parent.number if parent else None
+    return {
+        "version": version.number,
+        "status": version.status,
+        "parent": parent_number,
+        "metrics": version.metrics or {},
+        "created_at": version.created_at,
+    }
 
 
 def adapter_public(
     session: Session, version: AdapterVersion, parent_number: int | None = None
 ) -> AdapterPublic:
-    if parent_number is None and version.parent_id is not None:
-        parent = adapter_repo.get_adapter_version_by_id(session, version_id=version.parent_id)
-        parent_number = parent.number if parent else None
     return AdapterPublic(
-        version=version.number,
-        status=version.status,
-        parent=parent_number,
-        metrics=version.metrics or {},
-        created_at=version.created_at,
+        **_version_fields(session, version, parent_number),
         promoted_at=version.promoted_at,
         checksum=version.checksum,
     )
@@ -34,35 +48,33 @@ def adapter_public(
 def teacher_public(
     session: Session, version: TeacherVersion, parent_number: int | None = None
 ) -> TeacherPublic:
-    if parent_number is None and version.parent_id is not None:
-        parent = learning_repo.get_teacher_version_by_id(session, version_id=version.parent_id)
-        parent_number = parent.number if parent else None
     return TeacherPublic(
-        version=version.number,
+        **_version_fields(session, version, parent_number),
         scope="shared" if version.tenant_id is None else "tenant",
-        status=version.status,
-        parent=parent_number,
-        metrics=version.metrics or {},
-        created_at=version.created_at,
     )
 
 
 def skill_version_public(
     session: Session, version: SkillVersion, parent_number: int | None = None
 ) -> SkillVersionPublic:
-    if parent_number is None and version.parent_id is not None:
-        parent = skill_repo.get_skill_version_by_id(session, version_id=version.parent_id)
-        parent_number = parent.number if parent else None
     return SkillVersionPublic(
-        version=version.number,
-        status=version.status,
-        parent=parent_number,
-        metrics=version.metrics or {},
+        **_version_fields(session, version, parent_number),
         config=version.config,
-        created_at=version.created_at,
         promoted_at=version.promoted_at,
         checksum=version.checksum,
     )
+
+
+def rolled_back(
+    session: Session, versions: tuple[V | None, V | None], present: Callable[[Session, V], P]
+) -> dict[str, P | None]:
+    """A rollback's answer: the active version now and the one before, each as ``present``
+    shows it (None: none)."""
+    active, previous = versions
+    return {
+        "active": present(session, active) if active is not None else None,
+        "previous": present(session, previous) if previous is not None else None,
+    }
 
 
 def skill_public(summary: skill_repo.SkillSummary) -> SkillPublic:

@@ -421,21 +421,24 @@ class TeacherListItem(TeacherPublic):
     )
 
 
-class TeacherRollbackRequest(_Create):
+class TenantTeacherRollbackRequest(_Create):
     version: int = Field(
         ge=0,
         le=MAX_NUMBER,
         description="The teacher version to make active; 0: retire the active one.",
     )
-    tenant_id: str | None = Field(
-        None,
-        max_length=limits.MAX_ID_CHARS,
-        description="The tenant's own teacher; null: the shared teacher.",
-    )
     domain: TeacherDomain = Field(
         TeacherDomain.documents,
         description="`documents`: the teacher of the updates' self-edits; `skills`: the teacher "
         "of the skills' training configurations (a lineage of its own).",
+    )
+
+
+class TeacherRollbackRequest(TenantTeacherRollbackRequest):
+    tenant_id: str | None = Field(
+        None,
+        max_length=limits.MAX_ID_CHARS,
+        description="The tenant's own teacher; null: the shared teacher.",
     )
 
 

@@ -133,11 +133,12 @@ def make_teacher_version(
     tenant: Tenant | None = None,
     parent: TeacherVersion | None = None,
     status: VersionStatus = VersionStatus.candidate,
-    artifact_uri: str | None = None,
+    artifact_uri: str | None = "/adapters/teacher",
     metrics: dict[str, Any] | None = None,
 ) -> TeacherVersion:
     """A teacher version of ``tenant`` (None: the shared teacher); ``status=active``
-    promotes it."""
+    promotes it (a version is made active only with weights: give the folder of real ones
+    where a job loads them)."""
     version = learning.create_teacher_version(
         session,
         tenant_id=tenant.id if tenant else None,

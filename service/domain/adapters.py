@@ -1,5 +1,6 @@
-"""A tenant's adapter versions: rollback, deleting the weights of one not in use, and the
-retention that deletes those no one will use."""
+"""A tenant's adapter versions: deleting the weights of one not in use, and the retention that
+deletes those no one will use (their rollback is the one of every history:
+:func:`service.domain.versions.rollback`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from service.domain.errors import NotFound
 from service.domain.files import remove_after_commit
-from service.domain.versions import check_can_activate
 from service.settings import Settings
 from service.store.models import AdapterVersion, Tenant, VersionStatus
 from service.store.repositories import adapters as adapter_repo
@@ -21,19 +21,6 @@ def get_version(session: Session, tenant: Tenant, number: int) -> AdapterVersion
     if version is None:
         raise NotFound(f"tenant {tenant.name!r} has no adapter version {number}")
     return version
-
-
-def rollback(
-    session: Session, tenant: Tenant, number: int
-) -> tuple[AdapterVersion | None, AdapterVersion | None]:
-    """Make version ``number`` active at once (0: the base model); the new active version and
-    the one it replaced. A rejected version, or one whose weights were deleted, cannot be."""
-    target = None
-    if number != 0:
-        target = get_version(session, tenant, number)
-        check_can_activate(target, f"version {number}")
-    previous = adapter_repo.promote_version(session, tenant_id=tenant.id, version=target)
-    return target, previous
 
 
 @dataclass

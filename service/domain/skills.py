@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from service.domain import quotas
 from service.domain.errors import Conflict, InvalidRequest, NotFound
 from service.domain.files import remove_after_commit
-from service.domain.versions import check_can_activate
 from service.enqueue import SKILL_TASK, enqueue_after_commit
 from service.settings import Settings
 from service.store.base import utcnow
@@ -195,21 +194,6 @@ def get_version(session: Session, skill: Skill, number: int) -> SkillVersion:
     if version is None:
         raise NotFound(f"skill {skill.name!r} has no version {number}")
     return version
-
-
-def rollback(
-    session: Session, tenant: Tenant, skill_id: str, number: int
-) -> tuple[SkillVersion | None, SkillVersion | None]:
-    """Make version ``number`` of a skill active at once (0: none, so its chats answer 409
-    until a job promotes one); the new active version and the one it replaced. A rejected
-    version, or one without weights, cannot be (the rules of the adapters' rollback)."""
-    skill = get_skill(session, tenant, skill_id)
-    target = None
-    if number != 0:
-        target = get_version(session, skill, number)
-        check_can_activate(target, f"version {number}")
-    previous = skill_repo.promote_skill_version(session, skill_id=skill.id, version=target)
-    return target, previous
 
 
 @dataclass(frozen=True)

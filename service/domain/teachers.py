@@ -6,19 +6,16 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from service.domain import quotas
-from service.domain.errors import Conflict, NotFound
-from service.domain.versions import check_can_activate
+from service.domain.errors import Conflict
 from service.enqueue import TEACHER_ROUND_TASK, enqueue_after_commit
 from service.settings import Settings
 from service.store.models import (
     Job,
     JobKind,
     TeacherDomain,
-    TeacherVersion,
     Tenant,
 )
 from service.store.repositories import jobs as job_repo
-from service.store.repositories import learning as learning_repo
 from service.store.repositories import tenants as tenant_repo
 
 
@@ -53,32 +50,3 @@ def request_round(
         )
         enqueue_after_commit(session, TEACHER_ROUND_TASK, job_id=job.id)
     return job
-
-
-def rollback(
-    session: Session,
-    tenant_id: str | None,
-    number: int,
-    domain: TeacherDomain = TeacherDomain.documents,
-) -> tuple[TeacherVersion | None, TeacherVersion | None]:
-    """Make teacher version ``number`` of a tenant (or of the shared teacher, ``tenant_id``
-    None) in ``domain`` active at once; 0 retires the active one. The new active version and
-    the one it replaced."""
-    owner = "the shared teacher"
-    if tenant_id is not None:
-        tenant = tenant_repo.get_tenant(session, tenant_id=tenant_id)
-        if tenant is None:
-            raise NotFound(f"tenant {tenant_id} not found")
-        owner = f"tenant {tenant.name!r}"
-    target = None
-    if number != 0:
-        target = learning_repo.get_teacher_version(
-            session, tenant_id=tenant_id, number=number, domain=domain
-        )
-        if target is None:
-            raise NotFound(f"{owner} has no teacher version {number} of {domain}")
-        check_can_activate(target, f"teacher version {number} of {owner}")
-    previous = learning_repo.set_active_teacher_version(
-        session, tenant_id=tenant_id, version=target, domain=domain
-    )
-    return target, previous

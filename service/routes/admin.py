@@ -10,11 +10,9 @@ from fastapi import Path as PathParam
 
 from service.deps import AdminDep, SessionDep, SettingsDep
 from service.domain import adapters as adapter_domain
-from service.domain import skills as skill_domain
-from service.domain import teachers as teacher_domain
 from service.domain import tenants as tenant_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
-from service.presenters import adapter_public, skill_version_public, teacher_public
+from service.presenters import adapter_public
 from service.schemas import (
     MAX_NUMBER,
     AdapterPurged,
@@ -22,17 +20,12 @@ from service.schemas import (
     ApiKeyPublic,
     AuditEventPublic,
     Page,
-    RollbackRequest,
-    RollbackResult,
-    TeacherRollbackRequest,
-    TeacherRollbackResult,
     TenantCreate,
     TenantCreated,
     TenantDeleted,
     TenantPublic,
     TenantUpdate,
 )
-from service.skill_schemas import SkillRollbackRequest, SkillRollbackResult
 from service.store.repositories import audit as audit_repo
 from service.store.repositories import tenants as tenant_repo
 
@@ -141,23 +134,6 @@ def revoke_key(tenant_id: str, key_id: str, session: SessionDep, _admin: AdminDe
     return ApiKeyPublic.model_validate(tenant_domain.revoke_key(session, tenant, key_id))
 
 
-@router.post(
-    "/admin/tenants/{tenant_id}/rollback",
-    response_model=RollbackResult,
-    responses=error_responses(404, 409, 410, *WRITE_ERRORS),
-)
-def rollback(
-    tenant_id: str, body: RollbackRequest, session: SessionDep, _admin: AdminDep
-) -> RollbackResult:
-    """Make an earlier adapter version active at once (``version: 0``: the base model)."""
-    tenant = tenant_domain.get_tenant(session, tenant_id)
-    target, previous = adapter_domain.rollback(session, tenant, body.version)
-    return RollbackResult(
-        active=adapter_public(session, target) if target else None,
-        previous=adapter_public(session, previous) if previous else None,
-    )
-
-
 @router.delete(
     "/admin/tenants/{tenant_id}/adapters/{version}",
     response_model=AdapterPurged,
@@ -180,43 +156,6 @@ def delete_adapter_weights(
         **adapter_public(session, deletion.version).model_dump(),
         folder_removed=deletion.folder_removed,
         folder_left=deletion.folder_left,
-    )
-
-
-@router.post(
-    "/admin/tenants/{tenant_id}/skills/{skill_id}/rollback",
-    response_model=SkillRollbackResult,
-    responses=error_responses(404, 409, 410, *WRITE_ERRORS),
-)
-def rollback_skill(
-    tenant_id: str, skill_id: str, body: SkillRollbackRequest, session: SessionDep, _admin: AdminDep
-) -> SkillRollbackResult:
-    """Make an earlier version of a tenant's skill active at once (``version: 0``: none, so
-    chats with the skill answer 409 until a job promotes a version); the rules of the adapter
-    rollback."""
-    tenant = tenant_domain.get_tenant(session, tenant_id)
-    target, previous = skill_domain.rollback(session, tenant, skill_id, body.version)
-    return SkillRollbackResult(
-        active=skill_version_public(session, target) if target else None,
-        previous=skill_version_public(session, previous) if previous else None,
-    )
-
-
-@router.post(
-    "/admin/teachers/rollback",
-    response_model=TeacherRollbackResult,
-    responses=error_responses(404, 409, 410, *WRITE_ERRORS),
-)
-def rollback_teacher(
-    body: TeacherRollbackRequest, session: SessionDep, _admin: AdminDep
-) -> TeacherRollbackResult:
-    """Make a teacher version active at once: a tenant's own (``tenant_id``) or the shared
-    one (``tenant_id: null``), of documents or of skills (``domain``); ``version: 0`` retires
-    the active one (the base teacher, or for a tenant the shared teacher)."""
-    target, previous = teacher_domain.rollback(session, body.tenant_id, body.version, body.domain)
-    return TeacherRollbackResult(
-        active=teacher_public(session, target) if target else None,
-        previous=teacher_public(session, previous) if previous else None,
     )
 
 

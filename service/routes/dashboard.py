@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 
 from service import dashboard
 from service.deps import ReadSessionDep, SessionDep, SettingsDep
-from service.domain import adapters as adapter_domain
 from service.domain import skills as skill_domain
 from service.domain import tenants as tenant_domain
 from service.domain.errors import Forbidden, ServiceError
-from service.presenters import adapter_public, skill_version_public
+from service.domain.versions import rollback as rollback_version
+from service.presenters import adapter_public, rolled_back, skill_version_public
 from service.schemas import MAX_NUMBER, AdapterPublic
 from service.settings import Settings
 from service.skill_schemas import SkillVersionPublic
@@ -36,6 +36,8 @@ from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
 from service.store.repositories import skills as skill_repo
 from service.store.repositories import tenants as tenant_repo
+from service.store.repositories.adapters import ADAPTERS
+from service.store.repositories.skills import SKILL_VERSIONS
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -324,11 +326,15 @@ def rollback(
     """What ``POST /v1/admin/tenants/{id}/rollback`` does, from the page."""
     _checked(request, settings, token)
     tenant = tenant_domain.get_tenant(session, tenant_id)
-    target, previous = adapter_domain.rollback(session, tenant, body.version)
-    return {
-        "active": adapter_public(session, target) if target else None,
-        "previous": adapter_public(session, previous) if previous else None,
-    }
+    versions = rollback_version(
+        session,
+        ADAPTERS,
+        body.version,
+        owner_name=f"tenant {tenant.name!r}",
+        what="adapter version",
+        tenant_id=tenant.id,
+    )
+    return rolled_back(session, versions, adapter_public)
 
 
 @router.post("/api/tenants/{tenant_id}/skills/{skill_id}/rollback")
@@ -343,9 +349,8 @@ def skill_rollback(
 ) -> dict[str, SkillVersionPublic | None]:
     """What ``POST /v1/admin/tenants/{id}/skills/{skill_id}/rollback`` does, from the page."""
     _checked(request, settings, token)
-    tenant = tenant_domain.get_tenant(session, tenant_id)
-    target, previous = skill_domain.rollback(session, tenant, skill_id, body.version)
-    return {
-        "active": skill_version_public(session, target) if target else None,
-        "previous": skill_version_public(session, previous) if previous else None,
-    }
+    skill = skill_domain.get_skill(session, tenant_domain.get_tenant(session, tenant_id), skill_id)
+    versions = rollback_version(
+        session, SKILL_VERSIONS, body.version, owner_name=f"skill {skill.name!r}", skill_id=skill.id
+    )
+    return rolled_back(session, versions, skill_version_public)

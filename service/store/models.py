@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +20,7 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from service.store.base import Base, CreatedAtMixin, IdMixin, new_id, utcnow
 
@@ -116,6 +116,46 @@ def _str_enum(enum_cls: type[StrEnum]) -> Enum:
 
 def _tenant_fk() -> Mapped[str]:
     return mapped_column(String(36), ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+
+
+class VersionMixin(IdMixin, CreatedAtMixin):
+    """The columns of every version history (a tenant's adapter, a skill, a teacher): versions
+    numbered per owner, at most one active per owner, weights in a folder with their checksum,
+    the metrics that judged them, and the version each was trained from. The history's rules
+    are written once, in :mod:`service.store.repositories.versions`."""
+
+    #: The columns that name a version's owner: its versions are numbered 1, 2, ... per owner.
+    OWNER: ClassVar[tuple[str, ...]]
+
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[VersionStatus] = mapped_column(
+        _str_enum(VersionStatus), default=VersionStatus.candidate
+    )
+    artifact_uri: Mapped[str | None] = mapped_column(String(1000))
+    checksum: Mapped[str | None] = mapped_column(String(128))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    promoted_at: Mapped[datetime | None]
+
+    @declared_attr
+    def parent_id(cls) -> Mapped[str | None]:
+        return mapped_column(
+            String(36),
+            ForeignKey(f"{cls.__tablename__}.id", ondelete="SET NULL"),  # type: ignore[attr-defined]
+        )
+
+
+def _version_constraints(table: str, owner: str) -> tuple[UniqueConstraint, Index]:
+    """One number per owner, and at most one active version per owner."""
+    return (
+        UniqueConstraint(owner, "number"),
+        Index(
+            f"uq_{table}_{owner}_active",
+            owner,
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
 
 
 class Tenant(IdMixin, CreatedAtMixin, Base):
@@ -262,23 +302,36 @@ class Feedback(IdMixin, CreatedAtMixin, Base):
     )
 
 
-class TeacherVersion(IdMixin, CreatedAtMixin, Base):
+#: A teacher version's owner in its constraints: the tenant, or '' for the shared teacher (NULLs
+#: never collide in a unique index).
+_TEACHER_OWNER = text("coalesce(tenant_id, '')")
+
+
+class TeacherVersion(VersionMixin, Base):
     __tablename__ = "teacher_versions"
+    __table_args__ = (
+        Index(
+            "uq_teacher_versions_owner_number",
+            _TEACHER_OWNER,
+            "domain",
+            "number",
+            unique=True,
+        ),
+        Index(
+            "uq_teacher_versions_owner_active",
+            _TEACHER_OWNER,
+            "domain",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
+    OWNER = ("tenant_id", "domain")
 
     #: None: the shared teacher of all tenants.
     tenant_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
     )
-    number: Mapped[int] = mapped_column(Integer)
-    parent_id: Mapped[str | None] = mapped_column(
-        String(36), ForeignKey("teacher_versions.id", ondelete="SET NULL")
-    )
-    status: Mapped[VersionStatus] = mapped_column(
-        _str_enum(VersionStatus), default=VersionStatus.candidate
-    )
-    artifact_uri: Mapped[str | None] = mapped_column(String(1000))
-    checksum: Mapped[str | None] = mapped_column(String(128))
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     domain: Mapped[TeacherDomain] = mapped_column(
         _str_enum(TeacherDomain),
         default=TeacherDomain.documents,
@@ -334,35 +387,15 @@ class Job(IdMixin, CreatedAtMixin, Base):
     )
 
 
-class AdapterVersion(IdMixin, CreatedAtMixin, Base):
+class AdapterVersion(VersionMixin, Base):
     __tablename__ = "adapter_versions"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "number"),
-        # At most one active version per tenant.
-        Index(
-            "uq_adapter_versions_tenant_id_active",
-            "tenant_id",
-            unique=True,
-            postgresql_where=text("status = 'active'"),
-            sqlite_where=text("status = 'active'"),
-        ),
-    )
+    __table_args__ = _version_constraints("adapter_versions", "tenant_id")
+    OWNER = ("tenant_id",)
 
     tenant_id: Mapped[str] = _tenant_fk()
-    number: Mapped[int] = mapped_column(Integer)
-    parent_id: Mapped[str | None] = mapped_column(
-        String(36), ForeignKey("adapter_versions.id", ondelete="SET NULL")
-    )
-    status: Mapped[VersionStatus] = mapped_column(
-        _str_enum(VersionStatus), default=VersionStatus.candidate
-    )
-    artifact_uri: Mapped[str | None] = mapped_column(String(1000))
-    checksum: Mapped[str | None] = mapped_column(String(128))
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     job_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("jobs.id", ondelete="SET NULL")
     )
-    promoted_at: Mapped[datetime | None]
 
     parent: Mapped[AdapterVersion | None] = relationship(
         remote_side="AdapterVersion.id", lazy="raise"
@@ -440,42 +473,22 @@ class SkillExample(IdMixin, CreatedAtMixin, Base):
     content_hash: Mapped[str] = mapped_column(String(64))
 
 
-class SkillVersion(IdMixin, CreatedAtMixin, Base):
+class SkillVersion(VersionMixin, Base):
     """An adapter a skill job trained, with the configuration it was trained with."""
 
     __tablename__ = "skill_versions"
-    __table_args__ = (
-        UniqueConstraint("skill_id", "number"),
-        # At most one active version per skill.
-        Index(
-            "uq_skill_versions_skill_id_active",
-            "skill_id",
-            unique=True,
-            postgresql_where=text("status = 'active'"),
-            sqlite_where=text("status = 'active'"),
-        ),
-    )
+    __table_args__ = _version_constraints("skill_versions", "skill_id")
+    OWNER = ("skill_id",)
 
     tenant_id: Mapped[str] = _tenant_fk()
     skill_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("skills.id", ondelete="CASCADE"), index=True
     )
-    number: Mapped[int] = mapped_column(Integer)
-    parent_id: Mapped[str | None] = mapped_column(
-        String(36), ForeignKey("skill_versions.id", ondelete="SET NULL")
-    )
-    status: Mapped[VersionStatus] = mapped_column(
-        _str_enum(VersionStatus), default=VersionStatus.candidate
-    )
-    artifact_uri: Mapped[str | None] = mapped_column(String(1000))
-    checksum: Mapped[str | None] = mapped_column(String(128))
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: The chosen training configuration (``seal.skills.config.SkillConfig.as_dict()``).
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     job_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("jobs.id", ondelete="SET NULL")
     )
-    promoted_at: Mapped[datetime | None]
 
 
 class SkillSelfEdit(IdMixin, CreatedAtMixin, Base):

@@ -98,7 +98,7 @@ def test_alembic_ini_points_at_the_migrations() -> None:
 
     root = Path(__file__).resolve().parents[2]
     script = ScriptDirectory.from_config(Config(str(root / "alembic.ini")))
-    assert script.get_current_head() == "0007"
+    assert script.get_current_head() == "0008"
 
 
 def test_the_memory_migration_indexes_the_documents_already_stored(
@@ -143,5 +143,54 @@ def test_the_memory_migration_indexes_the_documents_already_stored(
             assert [f.document_id for f in found] == ["d1"]
             found = memory_repo.search(session, tenant_id="t2", terms=["poseidonia"], limit=5)
             assert found == []
+    finally:
+        engine.dispose()
+
+
+def test_the_teacher_constraints_migration_fits_the_rows_already_stored(
+    database_url: str, tmp_path: Path
+) -> None:
+    """0008 gives teacher versions one number per owner and one active per owner: of two
+    active shared teachers the higher number stays active, a repeated number becomes the
+    owner's next, and another owner (a tenant, or another domain) is left alone."""
+    url = _scratch_url(database_url, tmp_path)
+    config = alembic_config(url)
+    engine = make_engine(url)
+    rows = [  # id, tenant, domain, number, status, created
+        ("s1", None, "documents", 1, "active", "2026-01-01"),
+        ("s2", None, "documents", 2, "active", "2026-01-02"),
+        ("s2b", None, "documents", 2, "candidate", "2026-01-03"),
+        ("k1", None, "skills", 1, "active", "2026-01-01"),
+        ("t1", "t", "documents", 1, "active", "2026-01-01"),
+    ]
+    try:
+        command.upgrade(config, "0007")
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', '2026-01-01')")
+            )
+            for id_, tenant, domain, number, status, created in rows:
+                connection.execute(
+                    text(
+                        "INSERT INTO teacher_versions (id, tenant_id, domain, number, status, "
+                        "metrics, created_at) VALUES (:i, :t, :d, :n, :s, '{}', :c)"
+                    ),
+                    {"i": id_, "t": tenant, "d": domain, "n": number, "s": status, "c": created},
+                )
+        command.upgrade(config, "0008")
+        with engine.connect() as connection:
+            found = dict(
+                (r[0], (r[1], r[2]))
+                for r in connection.execute(text("SELECT id, number, status FROM teacher_versions"))
+            )
+        assert found == {
+            "s1": (1, "retired"),
+            "s2": (2, "active"),
+            "s2b": (3, "candidate"),
+            "k1": (1, "active"),
+            "t1": (1, "active"),
+        }
+        command.downgrade(config, "0007")
+        command.upgrade(config, "head")
     finally:
         engine.dispose()

@@ -431,7 +431,7 @@ def test_a_streamed_chat_with_a_skill(
 def test_chat_with_a_skill_it_cannot_answer(
     client: TestClient, session: Session, chat_backend: ReversingBackend
 ) -> None:
-    tenant, key = make_tenant(session)
+    _, key = make_tenant(session)
     created = _create(client, key)  # its job is queued: no version yet
     skill = session.get(Skill, created["skill"]["id"])
     assert skill is not None
@@ -455,7 +455,7 @@ def test_chat_with_a_skill_it_cannot_answer(
     session.commit()
     no_user = chat("skill:reverse", [{"role": "system", "content": "only a system message"}])
     assert no_user["status"] == 422 and "needs a user message" in no_user["message"]
-    skill_domain.rollback(session, tenant, skill.id, 0)  # the admin took its version away
+    skill_repo.promote_skill_version(session, skill_id=skill.id, version=None)  # the admin took it
     session.commit()
     assert chat("skill:reverse")["status"] == 409
     assert chat_backend.calls == []

@@ -154,7 +154,7 @@ def _own_teachers(session: Session, tenant: Tenant) -> None:
     make_teacher_version(
         session, tenant=tenant, parent=v1, status=VersionStatus.active, artifact_uri="/t/2"
     )
-    make_teacher_version(session, tenant=tenant)
+    make_teacher_version(session, tenant=tenant, artifact_uri=None)
 
 
 def test_rollback_a_tenants_teacher(
@@ -261,3 +261,28 @@ def test_rollback_teacher_errors(
     session.expire_all()
     active = learning_repo.active_teacher_version(session, tenant_id=tenant.id)
     assert active is not None and active.number == 2  # unchanged
+
+
+def test_a_tenants_teacher_rolls_back_at_the_path_of_its_history(
+    client: TestClient, session: Session, admin_headers: dict[str, str]
+) -> None:
+    """``/v1/admin/tenants/{id}/teachers/rollback`` does what ``/v1/admin/teachers/rollback``
+    with the tenant in the body does, under the URL shape of every history."""
+    tenant, key = make_tenant(session)
+    _own_teachers(session, tenant)
+    url = f"/v1/admin/tenants/{tenant.id}/teachers/rollback"
+    response = client.post(url, json={"version": 1}, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    assert (response.json()["active"]["version"], response.json()["previous"]["version"]) == (1, 2)
+    session.expire_all()
+    active = learning_repo.active_teacher_version(session, tenant_id=tenant.id)
+    assert active is not None and active.number == 1
+    wrong = client.post(url, json={"version": 1, "tenant_id": tenant.id}, headers=admin_headers)
+    assert wrong.status_code == 422  # the path names the tenant
+    missing = client.post(url, json={"version": 9}, headers=admin_headers)
+    assert (
+        missing.status_code == 404 and "no teacher version 9" in missing.json()["error"]["message"]
+    )
+    unknown = "/v1/admin/tenants/nope/teachers/rollback"
+    assert client.post(unknown, json={"version": 1}, headers=admin_headers).status_code == 404
+    assert client.post(url, json={"version": 1}, headers=auth(key)).status_code == 401

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.store.models import (
     AdapterVersion,
@@ -18,8 +17,8 @@ from service.store.models import (
     SelfEdit,
     TeacherDomain,
     TeacherVersion,
-    VersionStatus,
 )
+from service.store.repositories.versions import VersionHistory
 
 
 def add_self_edit(
@@ -182,86 +181,24 @@ def best_self_edits(
     return list(best.values())
 
 
-def next_teacher_number(
-    session: Session, *, tenant_id: str | None, domain: TeacherDomain = TeacherDomain.documents
-) -> int:
-    """1 for an owner's first teacher version of ``domain`` (``tenant_id=None``: the shared
-    teacher), then one more than the highest so far."""
-    stmt = select(func.max(TeacherVersion.number)).where(_teacher_owner(tenant_id, domain))
-    return (session.scalar(stmt) or 0) + 1
+#: Teacher versions (the history's rules: .versions), owned by a tenant or, with
+#: ``tenant_id=None``, the shared teacher, one lineage per domain (documents by default).
+TEACHERS: VersionHistory[TeacherVersion] = VersionHistory(
+    TeacherVersion, owner_noun="owner", defaults={"domain": TeacherDomain.documents}
+)
 
-
-def create_teacher_version(
-    session: Session,
-    *,
-    tenant_id: str | None,
-    parent_id: str | None,
-    artifact_uri: str | None = None,
-    checksum: str | None = None,
-    metrics: dict[str, Any] | None = None,
-    status: VersionStatus = VersionStatus.candidate,
-    domain: TeacherDomain = TeacherDomain.documents,
-) -> TeacherVersion:
-    """A new teacher version of an owner (``tenant_id=None``: the shared teacher), numbered
-    after the last one of its ``domain``: each domain is a lineage of its own."""
-    version = TeacherVersion(
-        tenant_id=tenant_id,
-        domain=domain,
-        number=next_teacher_number(session, tenant_id=tenant_id, domain=domain),
-        parent_id=parent_id,
-        status=status,
-        artifact_uri=artifact_uri,
-        checksum=checksum,
-        metrics=dict(metrics or {}),
-    )
-    session.add(version)
-    session.flush()
-    return version
-
-
-def _teacher_owner(tenant_id: str | None, domain: TeacherDomain) -> ColumnElement[bool]:
-    owner = (
-        TeacherVersion.tenant_id.is_(None)
-        if tenant_id is None
-        else TeacherVersion.tenant_id == tenant_id
-    )
-    return and_(owner, TeacherVersion.domain == domain)
-
-
-def active_teacher_version(
-    session: Session, *, tenant_id: str | None, domain: TeacherDomain = TeacherDomain.documents
-) -> TeacherVersion | None:
-    """The active teacher of a tenant (``None``: the shared teacher) for ``domain``; None: the
-    base teacher."""
-    stmt = select(TeacherVersion).where(
-        TeacherVersion.status == VersionStatus.active, _teacher_owner(tenant_id, domain)
-    )
-    return session.scalars(stmt.order_by(TeacherVersion.number.desc())).first()
-
-
-def get_teacher_version(
-    session: Session,
-    *,
-    tenant_id: str | None,
-    number: int,
-    domain: TeacherDomain = TeacherDomain.documents,
-) -> TeacherVersion | None:
-    """Teacher version ``number`` of a tenant (``None``: of the shared teacher) in ``domain``."""
-    stmt = select(TeacherVersion).where(
-        _teacher_owner(tenant_id, domain), TeacherVersion.number == number
-    )
-    return session.scalars(stmt.order_by(TeacherVersion.created_at.desc())).first()
-
-
-def get_teacher_version_by_id(session: Session, *, version_id: str) -> TeacherVersion | None:
-    return session.get(TeacherVersion, version_id)
+next_teacher_number = TEACHERS.next_number
+create_teacher_version = TEACHERS.create
+active_teacher_version = TEACHERS.active
+get_teacher_version = TEACHERS.get
+promote_teacher_version = TEACHERS.promote
 
 
 def shared_teacher_versions(
     session: Session, *, domain: TeacherDomain = TeacherDomain.documents
 ) -> list[TeacherVersion]:
     """Every version of the shared teacher of ``domain``, oldest first."""
-    stmt = select(TeacherVersion).where(_teacher_owner(None, domain))
+    stmt = select(TeacherVersion).where(TEACHERS.where_owner(tenant_id=None, domain=domain))
     return list(session.scalars(stmt.order_by(TeacherVersion.number)))
 
 
@@ -270,15 +207,13 @@ def list_teacher_versions(
 ) -> list[tuple[TeacherVersion, int | None]]:
     """The tenant's own teacher versions of documents and the shared ones, newest first, each
     with its parent's number. Never another tenant's."""
-    parent = aliased(TeacherVersion)
     stmt = (
-        select(TeacherVersion, parent.number)
-        .outerjoin(parent, parent.id == TeacherVersion.parent_id)
+        select(TeacherVersion)
         .where(TeacherVersion.tenant_id.is_(None) | (TeacherVersion.tenant_id == tenant_id))
         .where(TeacherVersion.domain == TeacherDomain.documents)
         .order_by(TeacherVersion.created_at.desc(), TeacherVersion.number.desc())
     )
-    return [(version, parent_number) for version, parent_number in session.execute(stmt)]
+    return TEACHERS.with_parents(session, stmt)
 
 
 def teacher_versions_trained_on(
@@ -289,7 +224,7 @@ def teacher_versions_trained_on(
     first."""
     versions = session.scalars(
         select(TeacherVersion)
-        .where(_teacher_owner(tenant_id, TeacherDomain.documents))
+        .where(TEACHERS.where_owner(tenant_id=tenant_id))
         .order_by(TeacherVersion.number)
     ).all()
     wanted = set(self_edit_ids)
@@ -301,51 +236,14 @@ def teacher_versions_trained_on(
     return [v for v in versions if v.id in holding]
 
 
-def set_active_teacher_version(
-    session: Session,
-    *,
-    tenant_id: str | None,
-    version: TeacherVersion | None,
-    domain: TeacherDomain = TeacherDomain.documents,
-) -> TeacherVersion | None:
-    """Make ``version`` the active teacher of its owner (``tenant_id``; ``None``: shared) in
-    ``domain``, retiring the one active before; ``version=None`` retires the active one, so
-    the owner falls back to the base teacher (a tenant: to the shared teacher). Returns the
-    version that was active before (or None)."""
-    if version is not None and version.tenant_id != tenant_id:
-        raise ValueError("the teacher version belongs to another owner")
-    if version is not None and version.domain != domain:
-        raise ValueError(f"the teacher version is one of {version.domain}, not of {domain}")
-    previous = active_teacher_version(session, tenant_id=tenant_id, domain=domain)
-    stmt = select(TeacherVersion).where(
-        TeacherVersion.status == VersionStatus.active, _teacher_owner(tenant_id, domain)
-    )
-    for active in session.scalars(stmt):
-        if version is None or active.id != version.id:
-            active.status = VersionStatus.retired
-    session.flush()
-    if version is not None:
-        version.status = VersionStatus.active
-        session.flush()
-    return previous
-
-
 def teacher_in_use(
     session: Session, *, tenant_id: str, domain: TeacherDomain = TeacherDomain.documents
 ) -> TeacherVersion | None:
     """The teacher a tenant's jobs of ``domain`` use (its updates: documents; its skill jobs:
     skills): its own active version, else the shared active one; None: the untrained base
     teacher."""
-    return active_teacher_version(
-        session, tenant_id=tenant_id, domain=domain
-    ) or active_teacher_version(session, tenant_id=None, domain=domain)
-
-
-def promote_teacher_version(session: Session, *, version: TeacherVersion) -> TeacherVersion | None:
-    """Make a teacher version active; the one active before it (same owner) is retired and
-    returned."""
-    return set_active_teacher_version(
-        session, tenant_id=version.tenant_id, version=version, domain=version.domain
+    return TEACHERS.active(session, tenant_id=tenant_id, domain=domain) or TEACHERS.active(
+        session, tenant_id=None, domain=domain
     )
 
 

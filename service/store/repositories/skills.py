@@ -11,9 +11,8 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from service.store.base import utcnow
 from service.store.models import (
     Job,
     JobKind,
@@ -24,6 +23,7 @@ from service.store.models import (
     VersionStatus,
 )
 from service.store.repositories.jobs import OPEN_STATUSES, create_job
+from service.store.repositories.versions import VersionHistory
 
 
 def example_hash(*, input: str, output: str) -> str:
@@ -164,119 +164,35 @@ def list_examples(
     return list(session.scalars(stmt))
 
 
-# --- versions -----------------------------------------------------------------------------
-def next_skill_version_number(session: Session, *, skill_id: str) -> int:
-    """1 for a skill's first version, then one more than the highest so far."""
-    stmt = select(func.max(SkillVersion.number)).where(SkillVersion.skill_id == skill_id)
-    return (session.scalar(stmt) or 0) + 1
+# --- versions (the history's rules: .versions) ---------------------------------------------
+SKILL_VERSIONS: VersionHistory[SkillVersion] = VersionHistory(SkillVersion, owner_noun="skill")
+
+next_skill_version_number = SKILL_VERSIONS.next_number
+get_skill_version = SKILL_VERSIONS.get
+active_skill_version = SKILL_VERSIONS.active
+list_skill_versions = SKILL_VERSIONS.listed
+set_skill_version_status = SKILL_VERSIONS.set_status
+promote_skill_version = SKILL_VERSIONS.promote
 
 
-def create_skill_version(
-    session: Session,
-    *,
-    skill: Skill,
-    parent_id: str | None,
-    artifact_uri: str | None = None,
-    checksum: str | None = None,
-    metrics: dict[str, Any] | None = None,
-    config: dict[str, Any] | None = None,
-    job_id: str | None = None,
-    status: VersionStatus = VersionStatus.candidate,
-) -> SkillVersion:
-    """A new version of the skill (a candidate unless told), numbered after the last one; use
-    :func:`promote_skill_version` to make it active."""
-    if status == VersionStatus.active:
-        raise ValueError("create the version as a candidate, then promote_skill_version() it")
-    version = SkillVersion(
-        tenant_id=skill.tenant_id,
-        skill_id=skill.id,
-        number=next_skill_version_number(session, skill_id=skill.id),
-        parent_id=parent_id,
-        status=status,
-        artifact_uri=artifact_uri,
-        checksum=checksum,
-        metrics=dict(metrics or {}),
-        config=config,
-        job_id=job_id,
-    )
-    session.add(version)
-    session.flush()
-    return version
-
-
-def get_skill_version(session: Session, *, skill_id: str, number: int) -> SkillVersion | None:
-    stmt = select(SkillVersion).where(
-        SkillVersion.skill_id == skill_id, SkillVersion.number == number
-    )
-    return session.scalar(stmt)
-
-
-def get_skill_version_by_id(session: Session, *, version_id: str) -> SkillVersion | None:
-    return session.get(SkillVersion, version_id)
-
-
-def active_skill_version(session: Session, *, skill_id: str) -> SkillVersion | None:
-    """The skill's active version; None: the skill cannot answer yet."""
-    stmt = select(SkillVersion).where(
-        SkillVersion.skill_id == skill_id, SkillVersion.status == VersionStatus.active
-    )
-    return session.scalar(stmt)
-
-
-def list_skill_versions(
-    session: Session, *, skill_id: str
-) -> list[tuple[SkillVersion, int | None]]:
-    """The skill's versions, newest first, each with its parent's number."""
-    return versions_of_skills(session, skill_ids=[skill_id]).get(skill_id, [])
+def create_skill_version(session: Session, *, skill: Skill, **fields: Any) -> SkillVersion:
+    """A new version of the skill (a candidate unless told), numbered after its last."""
+    return SKILL_VERSIONS.create(session, tenant_id=skill.tenant_id, skill_id=skill.id, **fields)
 
 
 def versions_of_skills(
     session: Session, *, skill_ids: Sequence[str]
 ) -> dict[str, list[tuple[SkillVersion, int | None]]]:
     """Each skill's versions, newest first, each with its parent's number (one query)."""
-    parent = aliased(SkillVersion)
     stmt = (
-        select(SkillVersion, parent.number)
-        .outerjoin(parent, parent.id == SkillVersion.parent_id)
+        select(SkillVersion)
         .where(SkillVersion.skill_id.in_(skill_ids))
         .order_by(SkillVersion.skill_id, SkillVersion.number.desc())
     )
     out: dict[str, list[tuple[SkillVersion, int | None]]] = {}
-    for version, number in session.execute(stmt):
+    for version, number in SKILL_VERSIONS.with_parents(session, stmt):
         out.setdefault(version.skill_id, []).append((version, number))
     return out
-
-
-def set_skill_version_status(
-    session: Session, *, version: SkillVersion, status: VersionStatus
-) -> SkillVersion:
-    """Set a non-active status (reject a candidate, retire a version)."""
-    if status == VersionStatus.active:
-        raise ValueError("use promote_skill_version() to activate a version")
-    version.status = status
-    session.flush()
-    return version
-
-
-def promote_skill_version(
-    session: Session, *, skill_id: str, version: SkillVersion | None
-) -> SkillVersion | None:
-    """Make ``version`` the skill's active one, retiring the one active before (returned);
-    ``None`` retires the active one, so the skill has none. The demotion is flushed first
-    because of the one-active-version-per-skill unique index."""
-    if version is not None and version.skill_id != skill_id:
-        raise ValueError("the version belongs to another skill")
-    previous = active_skill_version(session, skill_id=skill_id)
-    if previous is not None and version is not None and previous.id == version.id:
-        return previous
-    if previous is not None:
-        previous.status = VersionStatus.retired
-        session.flush()
-    if version is not None:
-        version.status = VersionStatus.active
-        version.promoted_at = utcnow()
-        session.flush()
-    return previous
 
 
 # --- configurations (the skills' self-edits) ----------------------------------------------

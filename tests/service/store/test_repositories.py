@@ -7,8 +7,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.domain.errors import JobFinished
-from service.store.models import DocumentStatus, Job, JobStatus, ProbeSource, VersionStatus
+from service.domain.errors import Gone, JobFinished
+from service.store.models import (
+    DocumentStatus,
+    Job,
+    JobStatus,
+    ProbeSource,
+    TeacherDomain,
+    VersionStatus,
+)
 from service.store.repositories import adapters, documents, jobs, learning
 from tests.factories import (
     make_adapter_version,
@@ -185,3 +192,30 @@ def test_timestamps_are_timezone_aware_utc(session: Session) -> None:
     stored.finished_at = datetime(2025, 6, 1, 12, 0)  # naive
     with pytest.raises(Exception, match="timezone-aware"):
         session.flush()
+
+
+def test_teacher_versions_have_the_constraints_of_every_history(session: Session) -> None:
+    """One number per owner and one active version per owner, the shared teacher (no tenant)
+    included; the two domains are owners apart."""
+    shared = make_teacher_version(session, status=VersionStatus.active)
+    with session.begin_nested(), pytest.raises(IntegrityError):  # a second shared v1
+        learning.create_teacher_version(session, tenant_id=None, parent_id=None, number=1)
+    with session.begin_nested(), pytest.raises(IntegrityError):  # a second active one
+        twin = make_teacher_version(session)
+        twin.status = VersionStatus.active
+        session.flush()
+    skills = learning.create_teacher_version(
+        session, tenant_id=None, parent_id=None, number=1, domain=TeacherDomain.skills
+    )
+    assert (skills.number, shared.number) == (1, 1)
+
+
+def test_a_version_without_weights_is_never_made_active(session: Session) -> None:
+    tenant, _ = make_tenant(session)
+    empty = adapters.create_adapter_version(session, tenant_id=tenant.id, parent_id=None)
+    with pytest.raises(Gone):
+        adapters.promote_version(session, tenant_id=tenant.id, version=empty)
+    assert adapters.active_adapter(session, tenant_id=tenant.id) is None
+    teacher = make_teacher_version(session, artifact_uri=None)
+    with pytest.raises(Gone):
+        learning.promote_teacher_version(session, version=teacher)

@@ -57,8 +57,10 @@ def test_skill_versions_numbers_and_promotion(session: Session) -> None:
     tenant, _ = make_tenant(session)
     skill, other = make_skill(session, tenant), make_skill(session, tenant)
     assert skill_repo.active_skill_version(session, skill_id=skill.id) is None
-    v1 = skill_repo.create_skill_version(session, skill=skill, parent_id=None)
-    v2 = skill_repo.create_skill_version(session, skill=skill, parent_id=v1.id, config={"x": 1})
+    v1 = skill_repo.create_skill_version(session, skill=skill, parent_id=None, artifact_uri="/s/1")
+    v2 = skill_repo.create_skill_version(
+        session, skill=skill, parent_id=v1.id, config={"x": 1}, artifact_uri="/s/2"
+    )
     assert (v1.number, v2.number, v2.status, v2.config) == (1, 2, VersionStatus.candidate, {"x": 1})
     assert skill_repo.create_skill_version(session, skill=other, parent_id=None).number == 1
     assert skill_repo.promote_skill_version(session, skill_id=skill.id, version=v1) is None
@@ -189,7 +191,7 @@ def test_the_teacher_of_skills_is_a_lineage_of_its_own(session: Session) -> None
     documents = make_teacher_version(session, status=VersionStatus.active)
     assert documents.domain == TeacherDomain.documents
     skills = learning_repo.create_teacher_version(
-        session, tenant_id=None, parent_id=None, domain=TeacherDomain.skills
+        session, tenant_id=None, parent_id=None, domain=TeacherDomain.skills, artifact_uri="/t/s"
     )
     assert skills.number == 1  # numbered apart from the teachers of documents
     assert learning_repo.promote_teacher_version(session, version=skills) is None
@@ -206,5 +208,5 @@ def test_the_teacher_of_skills_is_a_lineage_of_its_own(session: Session) -> None
     )
     assert found is skills
     assert learning_repo.next_teacher_number(session, tenant_id=None) == documents.number + 1
-    with pytest.raises(ValueError, match="one of skills"):
-        learning_repo.set_active_teacher_version(session, tenant_id=None, version=skills)
+    with pytest.raises(ValueError, match="another owner"):  # not the shared teacher of documents
+        learning_repo.promote_teacher_version(session, tenant_id=None, version=skills)
