@@ -36,11 +36,9 @@ def rollback(
     number: int,
     *,
     owner_name: str,
-    what: str = "version",
     **owner: Any,
 ) -> tuple[V | None, V | None]:
-    """Make version ``number`` of an owner (named ``owner_name``, its versions ``what``, in
-    messages) active at once;
+    """Make version ``number`` of an owner (named ``owner_name`` in messages) active at once;
     0 retires the active one, so the owner falls back (a tenant to the base model, a skill to
     none, a tenant's teacher to the shared one). The new active version and the one it
     replaced. A version that does not exist is 404, a rejected one 409, one whose weights
@@ -49,7 +47,7 @@ def rollback(
     if number != 0:
         target = history.get(session, number=number, **owner)
         if target is None:
-            raise NotFound(f"{owner_name} has no {what} {number}")
-        check_can_activate(target, f"{what} {number} of {owner_name}")
+            raise NotFound(f"{owner_name} has no {history.noun} {number}")
+        check_can_activate(target, f"{history.noun} {number} of {owner_name}")
     previous = history.promote(session, version=target, **owner)
     return target, previous

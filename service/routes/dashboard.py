@@ -327,12 +327,7 @@ def rollback(
     _checked(request, settings, token)
     tenant = tenant_domain.get_tenant(session, tenant_id)
     versions = rollback_version(
-        session,
-        ADAPTERS,
-        body.version,
-        owner_name=f"tenant {tenant.name!r}",
-        what="adapter version",
-        tenant_id=tenant.id,
+        session, ADAPTERS, body.version, owner_name=f"tenant {tenant.name!r}", tenant_id=tenant.id
     )
     return rolled_back(session, versions, adapter_public)
 

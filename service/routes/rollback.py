@@ -52,12 +52,7 @@ def rollback_adapter(
     """Make an earlier adapter version active at once (``version: 0``: the base model)."""
     tenant = tenant_domain.get_tenant(session, tenant_id)
     versions = rollback(
-        session,
-        ADAPTERS,
-        body.version,
-        owner_name=f"tenant {tenant.name!r}",
-        what="adapter version",
-        tenant_id=tenant.id,
+        session, ADAPTERS, body.version, owner_name=f"tenant {tenant.name!r}", tenant_id=tenant.id
     )
     return RollbackResult(**rolled_back(session, versions, adapter_public))
 
@@ -91,7 +86,6 @@ def _rollback_teacher(
         TEACHERS,
         number,
         owner_name=f"{owner_name} (teacher of {domain})",
-        what="teacher version",
         tenant_id=tenant_id,
         domain=domain,
     )

@@ -6,7 +6,9 @@ from __future__ import annotations
 from service.store.models import AdapterVersion
 from service.store.repositories.versions import VersionHistory
 
-ADAPTERS: VersionHistory[AdapterVersion] = VersionHistory(AdapterVersion, owner_noun="tenant")
+ADAPTERS: VersionHistory[AdapterVersion] = VersionHistory(
+    AdapterVersion, noun="adapter version", owner_noun="tenant"
+)
 
 next_adapter_number = ADAPTERS.next_number
 create_adapter_version = ADAPTERS.create

@@ -184,7 +184,10 @@ def best_self_edits(
 #: Teacher versions (the history's rules: .versions), owned by a tenant or, with
 #: ``tenant_id=None``, the shared teacher, one lineage per domain (documents by default).
 TEACHERS: VersionHistory[TeacherVersion] = VersionHistory(
-    TeacherVersion, owner_noun="owner", defaults={"domain": TeacherDomain.documents}
+    TeacherVersion,
+    noun="teacher version",
+    owner_noun="owner",
+    defaults={"domain": TeacherDomain.documents},
 )
 
 next_teacher_number = TEACHERS.next_number

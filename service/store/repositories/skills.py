@@ -165,7 +165,9 @@ def list_examples(
 
 
 # --- versions (the history's rules: .versions) ---------------------------------------------
-SKILL_VERSIONS: VersionHistory[SkillVersion] = VersionHistory(SkillVersion, owner_noun="skill")
+SKILL_VERSIONS: VersionHistory[SkillVersion] = VersionHistory(
+    SkillVersion, noun="version", owner_noun="skill"
+)
 
 next_skill_version_number = SKILL_VERSIONS.next_number
 get_skill_version = SKILL_VERSIONS.get

@@ -22,13 +22,20 @@ V = TypeVar("V", bound=VersionMixin)
 
 
 class VersionHistory(Generic[V]):
-    """The rules of one version table; ``owner_noun`` names its owners in messages;
-    ``defaults`` fill owner columns a caller leaves out (a teacher's ``domain``: documents)."""
+    """The rules of one version table; ``noun`` names its versions and ``owner_noun`` their
+    owners in messages; ``defaults`` fill owner columns a caller leaves out (a teacher's
+    ``domain``: documents)."""
 
     def __init__(
-        self, model: type[V], *, owner_noun: str, defaults: dict[str, Any] | None = None
+        self,
+        model: type[V],
+        *,
+        noun: str,
+        owner_noun: str,
+        defaults: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
+        self.noun = noun
         self.owner_noun = owner_noun
         self.defaults = dict(defaults or {})
 
