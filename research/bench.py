@@ -276,6 +276,51 @@ def _nightly_sequences(docs: Sequence[Passage], texts: Sequence[Sequence[str]], 
     ]
 
 
+@dataclass
+class _Workload:
+    """What both implementations run: one document for the per-document figures, and the
+    first few documents for the nightly batch."""
+
+    doc: Passage
+    probes: list[Probe]
+    night_docs: list[Passage]
+    night_probes: list[Probe]
+    k: int
+    batch_self_edits: int
+
+    @classmethod
+    def of(
+        cls, passages: Sequence[Passage], k: int, nightly_documents: int, batch_self_edits: int
+    ) -> _Workload:
+        night_docs = list(passages[:nightly_documents])
+        night_probes = [p for d in night_docs for p in probes_of(d)]
+        return cls(
+            passages[0], probes_of(passages[0]), night_docs, night_probes, k, batch_self_edits
+        )
+
+
+@dataclass
+class _Side:
+    """One implementation's phases on the workload: k self-edits of the document (``sample``),
+    the inner loop of one self-edit (``one``), k candidates trained and graded beside the
+    baseline (``k``), the nightly batch (``night``); and the part of ``k`` spent training, so
+    that the training rate leaves the sampling and grading out."""
+
+    sample: Phase
+    one: Phase
+    k: Phase
+    night: Phase
+    train_seconds: float
+
+    @property
+    def train_rate(self) -> float:
+        return self.k.tokens / self.train_seconds
+
+    @property
+    def peak_mib(self) -> float:
+        return max(p.peak_bytes for p in (self.sample, self.one, self.k, self.night)) / 2**20
+
+
 def run_bench(
     host: AdapterHost,
     spec: LoraSpec,
@@ -296,37 +341,51 @@ def run_bench(
     The reference runs in ``reference_dtype``; None means the plain default of the device
     (float32 on a CPU, bf16 on a GPU), whatever dtype ours runs in. The host's model is
     converted to it (in place) for the reference's phases and back for the last measurement."""
-    device = host.device
     ours_dtype = next(host.model.parameters()).dtype
     if reference_dtype is None:
-        reference_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        reference_dtype = torch.bfloat16 if host.device.type == "cuda" else torch.float32
     report = BenchReport(
-        str(device),
+        str(host.device),
         _dtype_name(ours_dtype),
         k,
         nightly_documents,
         ceiling=0.0,
         reference_dtype=_dtype_name(reference_dtype),
     )
-    doc = passages[0]
-    probes = probes_of(doc)
-    answer_tokens = config.answer_max_tokens
-    night_docs = list(passages[:nightly_documents])
-    night_probes = [p for d in night_docs for p in probes_of(d)]
-    fmt = config.format
+    work = _Workload.of(passages, k, nightly_documents, batch_self_edits)
+    ours, sets = _run_ours(host, work, config, on_phase)
+    host.model.to(reference_dtype)
+    ref = _run_reference(host, spec, work, config, sets, on_phase)
 
-    # -- ours ---------------------------------------------------------------------------
+    on_phase("measuring the training ceiling")
+    report.reference_ceiling = measure_ceiling(host, spec)
+    host.model.to(ours_dtype)  # exact: the weights were ours_dtype values all along
+    report.ceiling = (
+        measure_ceiling(host, spec) if ours_dtype != reference_dtype else report.reference_ceiling
+    )
+    report.figures = _figures(ref, ours, k, len(work.night_docs), report.ceiling)
+    report.notes = _notes(report, ref, ours, config.train)
+    return report
+
+
+def _run_ours(
+    host: AdapterHost, work: _Workload, config: InnerLoopConfig, on_phase: Callable[[str], None]
+) -> tuple[_Side, list[list[str | ChatTurn]]]:
+    """Our phases (``seal.multi``); also the training sequences of the k self-edits, which
+    the reference then trains on too."""
+    device, doc, probes, k = host.device, work.doc, work.probes, work.k
+    answer_tokens = config.answer_max_tokens
     on_phase(f"ours: {k} self-edits in one batched call")
-    with measured(device) as our_sample:
-        (texts,), our_sample.tokens = sample_self_edits(host, [doc], config, k, together=True)
-    sets = [training_sequences(doc, [(fmt, t)]) for t in texts]
+    with measured(device) as sample:
+        (texts,), sample.tokens = sample_self_edits(host, [doc], config, k, together=True)
+    sets = [training_sequences(doc, [(config.format, t)]) for t in texts]
     on_phase("ours: the inner loop of one self-edit")
-    with measured(device) as our_one:
+    with measured(device) as one:
         trained = train_many(host, sets[:1], config.train, init=None)
         evaluate_many(host, [trained[0].state], probes, answer_tokens)
-        our_one.tokens = trained[0].tokens
+        one.tokens = trained[0].tokens
     on_phase(f"ours: {k} candidates trained and graded together")
-    with measured(device) as our_k:
+    with measured(device) as k_phase:
         baseline = evaluate_many(host, [None], probes, answer_tokens)[0]
         t0 = time.perf_counter()
         ends: list[float] = []
@@ -339,112 +398,124 @@ def run_bench(
             baseline=baseline,
             on_step=lambda d, t: ends.append(time.perf_counter()),
         )
-        our_train_seconds = ends[-1] - t0
-        our_k.tokens = sum(c.trained.tokens for c in candidates if c.trained)
-    on_phase(f"ours: nightly batch of {len(night_docs)} documents")
-    with measured(device) as our_night:
+        train_seconds = ends[-1] - t0
+        k_phase.tokens = sum(c.trained.tokens for c in candidates if c.trained)
+    on_phase(f"ours: nightly batch of {len(work.night_docs)} documents")
+    with measured(device) as night:
         night_texts, _ = sample_self_edits(
-            host, night_docs, config, batch_self_edits, together=True
+            host, work.night_docs, config, work.batch_self_edits, together=True
         )
-        night_sets = [_nightly_sequences(night_docs, night_texts, fmt)]
-        night = train_many(host, night_sets, config.train, init=None)
-        evaluate_many(host, [night[0].state], night_probes, answer_tokens)
+        night_sets = [_nightly_sequences(work.night_docs, night_texts, config.format)]
+        trained_night = train_many(host, night_sets, config.train, init=None)
+        evaluate_many(host, [trained_night[0].state], work.night_probes, answer_tokens)
+    return _Side(sample, one, k_phase, night, train_seconds), sets
 
-    # -- the reference ------------------------------------------------------------------
-    host.model.to(reference_dtype)
+
+def _run_reference(
+    host: AdapterHost,
+    spec: LoraSpec,
+    work: _Workload,
+    config: InnerLoopConfig,
+    sets: Sequence[Sequence[str | ChatTurn]],
+    on_phase: Callable[[str], None],
+) -> _Side:
+    """The plain reference's phases, on the training sequences ``sets`` of our k self-edits
+    (the same workload, whatever the reference's own samples would have been)."""
+    device, probes, k = host.device, work.probes, work.k
+    answer_tokens = config.answer_max_tokens
     on_phase(f"reference: {k} self-edits, one call each")
-    with measured(device) as ref_sample:
-        _, ref_sample.tokens = sample_self_edits(host, [doc], config, k, together=False)
+    with measured(device) as sample:
+        _, sample.tokens = sample_self_edits(host, [work.doc], config, k, together=False)
     on_phase("reference: the inner loop of one self-edit (model copy, padded batches)")
-    with measured(device) as ref_one:
-        model, ref_one.tokens = plain_train(host, spec, sets[0], config.train)
+    with measured(device) as one:
+        model, one.tokens = plain_train(host, spec, sets[0], config.train)
         plain_grade(host, model, probes, answer_tokens)
         del model
     on_phase(f"reference: {k} candidates one at a time")
-    with measured(device) as ref_k:
+    with measured(device) as k_phase:
         plain_grade(host, host.model.get_base_model(), probes, answer_tokens)  # the baseline
-        ref_train_seconds = 0.0
+        train_seconds = 0.0
         for sequences in sets:
             t0 = time.perf_counter()
             model, tokens = plain_train(host, spec, sequences, config.train)
-            ref_train_seconds += time.perf_counter() - t0
-            ref_k.tokens += tokens
+            train_seconds += time.perf_counter() - t0
+            k_phase.tokens += tokens
             plain_grade(host, model, probes, answer_tokens)
             del model
-    on_phase(f"reference: nightly batch of {len(night_docs)} documents")
-    with measured(device) as ref_night:
-        ref_texts, _ = sample_self_edits(host, night_docs, config, batch_self_edits, together=False)
-        model, _ = plain_train(
-            host, spec, _nightly_sequences(night_docs, ref_texts, fmt), config.train
+    on_phase(f"reference: nightly batch of {len(work.night_docs)} documents")
+    with measured(device) as night:
+        texts, _ = sample_self_edits(
+            host, work.night_docs, config, work.batch_self_edits, together=False
         )
-        plain_grade(host, model, night_probes, answer_tokens)
+        model, _ = plain_train(
+            host, spec, _nightly_sequences(work.night_docs, texts, config.format), config.train
+        )
+        plain_grade(host, model, work.night_probes, answer_tokens)
         del model
+    return _Side(sample, one, k_phase, night, train_seconds)
 
-    on_phase("measuring the training ceiling")
-    report.reference_ceiling = measure_ceiling(host, spec)
-    host.model.to(ours_dtype)  # exact: the weights were ours_dtype values all along
-    report.ceiling = (
-        measure_ceiling(host, spec) if ours_dtype != reference_dtype else report.reference_ceiling
-    )
 
-    ref_train = ref_k.tokens / ref_train_seconds
-    our_train = our_k.tokens / our_train_seconds
-    n = len(night_docs)
-    report.figures = [
+def _figures(ref: _Side, ours: _Side, k: int, documents: int, ceiling: float) -> list[Figure]:
+    """The report's figures, reference beside ours; ``documents`` in the nightly batch."""
+    return [
         Figure(
             "teacher tokens/s (k samples)",
             "tok/s",
-            ref_sample.tokens_per_second,
-            our_sample.tokens_per_second,
+            ref.sample.tokens_per_second,
+            ours.sample.tokens_per_second,
             True,
         ),
         Figure(
-            "training tokens/s", "tok/s", ref_train, our_train, True, our_train / report.ceiling
+            "training tokens/s",
+            "tok/s",
+            ref.train_rate,
+            ours.train_rate,
+            True,
+            ours.train_rate / ceiling,
         ),
         Figure(
-            "seconds per inner loop (1 self-edit)", "s", ref_one.seconds, our_one.seconds, False
+            "seconds per inner loop (1 self-edit)", "s", ref.one.seconds, ours.one.seconds, False
         ),
-        Figure(f"seconds to evaluate k={k} candidates", "s", ref_k.seconds, our_k.seconds, False),
+        Figure(f"seconds to evaluate k={k} candidates", "s", ref.k.seconds, ours.k.seconds, False),
         Figure(
             "seconds per document (sample k + evaluate)",
             "s",
-            ref_sample.seconds + ref_k.seconds,
-            our_sample.seconds + our_k.seconds,
+            ref.sample.seconds + ref.k.seconds,
+            ours.sample.seconds + ours.k.seconds,
             False,
         ),
         Figure(
             "seconds per document, nightly batch",
             "s",
-            ref_night.seconds / n,
-            our_night.seconds / n,
+            ref.night.seconds / documents,
+            ours.night.seconds / documents,
             False,
         ),
-        Figure(
-            "peak memory",
-            "MiB",
-            max(p.peak_bytes for p in (ref_sample, ref_one, ref_k, ref_night)) / 2**20,
-            max(p.peak_bytes for p in (our_sample, our_one, our_k, our_night)) / 2**20,
-            False,
-        ),
+        Figure("peak memory", "MiB", ref.peak_mib, ours.peak_mib, False),
     ]
+
+
+def _notes(report: BenchReport, ref: _Side, ours: _Side, train: TrainConfig) -> list[str]:
+    """What the figures need said beside them: the ceilings, how near each side trains to its
+    own, and how much of the k-candidate phase was training."""
+    k = report.k
     ceilings = (
         f"{report.ceiling:.0f} tok/s"
         if report.dtype == report.reference_dtype
         else f"{report.ceiling:.0f} tok/s in {report.dtype}, "
         f"{report.reference_ceiling:.0f} tok/s in {report.reference_dtype}"
     )
-    stop = f", early stop at loss {config.train.stop_loss:g}" if config.train.stop_loss else ""
-    report.notes = [
+    stop = f", early stop at loss {train.stop_loss:g}" if train.stop_loss else ""
+    return [
         f"training ceiling (LoRA, batch 20 x 64 tokens, no padding): {ceilings}",
-        f"reference training at {ref_train / report.reference_ceiling:.0%} of its ceiling, "
-        f"ours at {our_train / report.ceiling:.0%} of ours",
-        f"ours: training {our_train_seconds:.1f} s of the {our_k.seconds:.1f} s for k={k}; "
-        f"reference: {ref_train_seconds:.1f} s of {ref_k.seconds:.1f} s",
+        f"reference training at {ref.train_rate / report.reference_ceiling:.0%} of its ceiling, "
+        f"ours at {ours.train_rate / report.ceiling:.0%} of ours",
+        f"ours: training {ours.train_seconds:.1f} s of the {ours.k.seconds:.1f} s for k={k}; "
+        f"reference: {ref.train_seconds:.1f} s of {ref.k.seconds:.1f} s",
         f"training tokens per candidate (all epochs run): "
-        f"{our_k.tokens // max(k, 1)} (ours, no padding{stop}) vs {ref_k.tokens // max(k, 1)} "
+        f"{ours.k.tokens // max(k, 1)} (ours, no padding{stop}) vs {ref.k.tokens // max(k, 1)} "
         "(reference, real tokens, every epoch)",
     ]
-    return report
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

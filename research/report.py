@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from research.evaluation import (
-    CONDITIONS,
+from research.evaluation import CONDITIONS
+from research.results import (
     ConditionResult,
     ForgettingReport,
     KnowledgeReport,

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from research.evaluation import wilson_interval
+from research.results import wilson_interval
 from seal.lora import STUDENT, TEACHER, AdapterHost, AdapterState
 from seal.skills.config import DEFAULT_CONFIG, ConfigError, SkillConfig, parse_config
 from seal.skills.tasks import Demo, SkillTask
@@ -261,42 +261,55 @@ def run_skills_eval(
     if "restem" in rows:
         folds = {task.name: "ab"[i % 2] for i, (task, _) in enumerate(cases)}
         for fold in "ab":
-            mine = [c for c in cases if folds[c[0].name] == fold]
-            others = {t.name: t for t, _ in cases if folds[t.name] != fold}
-            solved = [
-                (others[a.task], ConfigResult(a.text, DEFAULT_CONFIG, None, a.share, None))
-                for a in report.attempts
-                if a.row == "teacher" and a.task in others and a.kept(keep)
-            ]
-            what = (
-                "solved their task"
-                if keep >= 1.0
-                else f"answered at least {keep:.0%} of the test cases"
-            )
-            for task, _ in mine:
-                report.folds[task.name] = (
-                    f"fold {fold}: teacher trained on {len(solved)} configuration(s) that {what}, "
-                    f"of {len({t.name for t, _ in solved})} tasks of the other fold"
-                )
-            if not solved:
-                # the untrained teacher with the same seeds writes the same configurations,
-                # which train the same adapters: the teacher row's attempts are this row's
-                report.notes.append(
-                    f"fold {fold}: none of the other fold's configurations {what}, "
-                    "so its ReST-EM teacher is the untrained one and its attempts are the "
-                    "teacher row's (the same teacher and seeds)"
-                )
-                in_fold = {task.name for task, _ in mine}
-                report.attempts += [
-                    replace(a, row="restem")
-                    for a in list(report.attempts)
-                    if a.row == "teacher" and a.task in in_fold
-                ]
-                on_done(report, f"fold {fold}: restem (the teacher row's attempts)")
-                continue
-            teacher = _train_teacher(host, solved, seed)
-            _teacher_rows(host, mine, "restem", teacher, k, scale, seed, report, on_done)
+            _restem_fold(host, cases, folds, fold, k, scale, seed, keep, report, on_done)
     return report
+
+
+def _restem_fold(
+    host: AdapterHost,
+    cases: Sequence[Case],
+    folds: dict[str, str],
+    fold: str,
+    k: int,
+    scale: SkillScale,
+    seed: int,
+    keep: float,
+    report: SkillsReport,
+    on_done: Callable[[SkillsReport, str], None],
+) -> None:
+    """The ``restem`` row of the tasks in ``fold``: their teacher learns only from the other
+    fold's ``teacher`` row, so that the row is out of sample."""
+    mine = [c for c in cases if folds[c[0].name] == fold]
+    others = {t.name: t for t, _ in cases if folds[t.name] != fold}
+    solved = [
+        (others[a.task], ConfigResult(a.text, DEFAULT_CONFIG, None, a.share, None))
+        for a in report.attempts
+        if a.row == "teacher" and a.task in others and a.kept(keep)
+    ]
+    what = "solved their task" if keep >= 1.0 else f"answered at least {keep:.0%} of the test cases"
+    for task, _ in mine:
+        report.folds[task.name] = (
+            f"fold {fold}: teacher trained on {len(solved)} configuration(s) that {what}, "
+            f"of {len({t.name for t, _ in solved})} tasks of the other fold"
+        )
+    if not solved:
+        # the untrained teacher with the same seeds writes the same configurations,
+        # which train the same adapters: the teacher row's attempts are this row's
+        report.notes.append(
+            f"fold {fold}: none of the other fold's configurations {what}, "
+            "so its ReST-EM teacher is the untrained one and its attempts are the "
+            "teacher row's (the same teacher and seeds)"
+        )
+        in_fold = {task.name for task, _ in mine}
+        report.attempts += [
+            replace(a, row="restem")
+            for a in list(report.attempts)
+            if a.row == "teacher" and a.task in in_fold
+        ]
+        on_done(report, f"fold {fold}: restem (the teacher row's attempts)")
+        return
+    teacher = _train_teacher(host, solved, seed)
+    _teacher_rows(host, mine, "restem", teacher, k, scale, seed, report, on_done)
 
 
 def format_skills(report: SkillsReport) -> str:

@@ -7,9 +7,12 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from sealctl.stack import Load
 
 bench_app = typer.Typer(help="Benchmarks of the inner loop.", no_args_is_help=True)
 
@@ -136,20 +139,9 @@ def bench_api(
     """Ingest under load: DOCUMENTS posted by CLIENTS concurrent clients while an update
     trains (503s, lost documents, p99, the update's outcome), then with nothing training,
     beside a minimal FastAPI + SQLAlchemy app doing the same insert with as many processes."""
-    import sys
     import tempfile
 
-    import httpx
-
-    from sealctl.stack import (
-        create_tenant,
-        finished,
-        lost_documents,
-        post_documents,
-        running_stack,
-        stack_env,
-        wait_job,
-    )
+    from sealctl.stack import stack_env
 
     folder = data_dir or Path(tempfile.mkdtemp(prefix="seal-bench-api-"))
     env = stack_env(
@@ -164,26 +156,57 @@ def bench_api(
         "api_workers": api_workers,
         "machine": _machine(),
     }
+    key, while_training, quiet = _load_ours(env, folder / "logs", store, documents, clients)
+    figures["while_training"] = while_training
+    figures["quiet"] = quiet.summary()
+    logs = folder / "logs-reference"
+    reference = _load_reference(env, logs, key, documents, clients, api_workers)
+    figures["reference"] = reference.summary()
+    ratio = (quiet.requests / quiet.seconds) / (reference.requests / reference.seconds)
+    figures["throughput_vs_reference"] = round(ratio, 3)
+    typer.echo(_format_api(figures))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2))
 
-    def say(line: str) -> None:
-        typer.echo(line, err=True)
 
-    with running_stack(env, folder / "logs") as stack:
+def _say(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _load_ours(
+    env: dict[str, str], logs: Path, store: str, documents: int, clients: int
+) -> tuple[str, dict[str, object], Load]:
+    """Our stack under load twice: while an update trains, then with nothing training (after
+    a warm-up). Returns the tenant's key (the reference is loaded with it too), the figures of
+    the load while training, and the quiet load."""
+    import httpx
+
+    from sealctl.stack import (
+        create_tenant,
+        finished,
+        lost_documents,
+        post_documents,
+        running_stack,
+        wait_job,
+    )
+
+    with running_stack(env, logs) as stack:
         key = create_tenant(stack, f"bench-{time.time_ns()}")
         headers = {"Authorization": f"Bearer {key}"}
         httpx.post(f"{stack.url}/v1/documents", json=PROBE_DOCUMENT, headers=headers, timeout=60)
         r = httpx.post(f"{stack.url}/v1/updates", json={"mode": "select"}, headers=headers)
         r.raise_for_status()
         job_id = r.json()["job_id"]
-        say(f"{store}: update {job_id} queued; waiting for it to train")
+        _say(f"{store}: update {job_id} queued; waiting for it to train")
         job = wait_job(stack.url, key, job_id, until=lambda j: j["progress"] > 0.05, timeout=900)
-        say(f"update {job['status']} at {job['progress']:.0%}: {job['message']}")
+        _say(f"update {job['status']} at {job['progress']:.0%}: {job['message']}")
         training = post_documents(stack.url, key, "training", total=documents, clients=clients)
         after = wait_job(stack.url, key, job_id, until=lambda _: True, timeout=0)
         lost = lost_documents(stack.url, key, training.accepted)
-        say(f"load done ({training.seconds:.1f} s); update {after['status']}, waiting for it")
+        _say(f"load done ({training.seconds:.1f} s); update {after['status']}, waiting for it")
         job = wait_job(stack.url, key, job_id, until=finished, timeout=3 * 3600)
-        figures["while_training"] = {
+        while_training = {
             **training.summary(),
             "accepted": len(training.accepted),
             "lost": len(lost),
@@ -192,21 +215,24 @@ def bench_api(
         }
         post_documents(stack.url, key, "warm-up", total=100, clients=clients)
         quiet = post_documents(stack.url, key, "quiet", total=documents, clients=clients)
-        figures["quiet"] = quiet.summary()
-        say(f"quiet load: {quiet.requests / quiet.seconds:.1f} requests/s")
+        _say(f"quiet load: {quiet.requests / quiet.seconds:.1f} requests/s")
+    return key, while_training, quiet
+
+
+def _load_reference(
+    env: dict[str, str], logs: Path, key: str, documents: int, clients: int, api_workers: int
+) -> Load:
+    """The quiet load again on a minimal FastAPI + SQLAlchemy app (``sealctl.reference_app``)
+    with as many API processes as ours."""
+    import sys
+
+    from sealctl.stack import post_documents, running_stack
 
     uvicorn = [sys.executable, "-m", "uvicorn", "sealctl.reference_app:create_reference_app"]
     command = [*uvicorn, "--factory", "--port", env["SEAL_PORT"], "--workers", str(api_workers)]
-    with running_stack(env, folder / "logs-reference", commands={"api": command}) as ref:
+    with running_stack(env, logs, commands={"api": command}) as ref:
         post_documents(ref.url, key, "reference-warm-up", total=100, clients=clients)
-        reference = post_documents(ref.url, key, "reference", total=documents, clients=clients)
-        figures["reference"] = reference.summary()
-    ratio = (quiet.requests / quiet.seconds) / (reference.requests / reference.seconds)
-    figures["throughput_vs_reference"] = round(ratio, 3)
-    typer.echo(_format_api(figures))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(figures, indent=2))
+        return post_documents(ref.url, key, "reference", total=documents, clients=clients)
 
 
 def _machine() -> str:

@@ -157,3 +157,51 @@ def test_packages_import_only_downwards() -> None:
 
 def test_the_circle_finder_finds_a_circle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+#: The house limits: no module over 550 lines, at most 3 functions over 80 lines (nested ones
+#: counted, signature and docstring included).
+MAX_MODULE_LINES = 550
+MAX_FUNCTION_LINES = 80
+LONG_FUNCTIONS_ALLOWED = 3
+CHECKED = ("service", "worker", "seal", "sealctl", "research")
+
+
+def _sources() -> list[Path]:
+    return sorted(p for package in CHECKED for p in (ROOT / package).rglob("*.py"))
+
+
+def test_no_module_is_over_the_house_limit() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in _sources()
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
+
+
+def _long_functions(path: Path) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
+    ]
+
+
+def test_at_most_three_functions_are_over_80_lines() -> None:
+    long = [f for p in _sources() for f in _long_functions(p)]
+    assert len(long) <= LONG_FUNCTIONS_ALLOWED, long
+
+
+def test_rollback_is_written_once() -> None:
+    """Every history's rollback is ``service.domain.versions.rollback``: no other module of
+    the service outside its routes defines one."""
+    defined = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "service").rglob("*.py")
+        if "routes" not in p.parts
+        for node in ast.walk(ast.parse(p.read_text(), str(p)))
+        if isinstance(node, ast.FunctionDef) and node.name == "rollback"
+    )
+    assert defined == ["service/domain/versions.py"]

@@ -28,43 +28,23 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seal.grading import Probe
+    from seal.lora import AdapterHost, AdapterState
+    from worker.runtime import Runtime
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 DEFAULT = "default"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DATA)
-    parser.add_argument("--start", type=int, default=0, help="first passage (0-based)")
-    parser.add_argument("--passages", type=int, default=30, help="passages from --start")
-    parser.add_argument(
-        "--formats",
-        nargs="+",
-        default=[DEFAULT, "passage"],
-        help=f"tenant formats ({DEFAULT!r}: the service's default)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True, help="every answer and grade (JSON)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    args = parser.parse_args()
-
-    from sqlalchemy import select
+    args = _arguments()
 
     from migrations import upgrade
-    from research.proxy import answer_logprobs
-    from seal.grading import Probe
-    from seal.lora import STUDENT, load_adapter
-    from seal.multi import evaluate_many
-    from seal.selfedit import QA
     from service.settings import Settings
-    from service.store.db import make_engine, make_sessionmaker, session_scope
-    from service.store.models import AdapterVersion, Document, Job
-    from service.store.repositories import documents as document_repo
-    from service.store.repositories import jobs as job_repo
-    from service.store.repositories import tenants as tenant_repo
-    from worker.jobs.update import run_update
+    from service.store.db import make_engine, make_sessionmaker
     from worker.runtime import Runtime
 
     data = json.loads(args.data.read_text())
@@ -84,107 +64,162 @@ def main() -> None:
         for index in indices:
             if index in finished:
                 continue
-            passage = data[index]
-            real = [
-                Probe(passage["title"], QA(q["question"], q["answer"]))
-                for q in passage["questions"]
-            ]
-            record: dict[str, Any] = {
-                "index": index,
-                "title": passage["title"],
-                "questions": len(real),
-                "formats": {},
-            }
-            states: list[Any] = [None]
-            for fmt in args.formats:
-                with session_scope(runtime.sessions) as session:
-                    tenant = tenant_repo.create_tenant(
-                        session,
-                        name=f"{fmt}-{index}",
-                        self_edit_format=None if fmt == DEFAULT else fmt,
-                    )
-                    doc = document_repo.create_document(
-                        session,
-                        tenant_id=tenant.id,
-                        title=passage["title"],
-                        text=passage["context"],
-                    )
-                    job, _ = job_repo.create_update_job(
-                        session, tenant_id=tenant.id, params={"seed": args.seed + index}
-                    )
-                    tenant_id, doc_id, job_id = tenant.id, doc.id, job.id
-                started = time.perf_counter()
-                run_update(runtime, job_id)
-                seconds = time.perf_counter() - started
-                with session_scope(runtime.sessions) as session:
-                    job_row = session.get(Job, job_id)
-                    doc_row = session.get(Document, doc_id)
-                    assert job_row is not None and doc_row is not None
-                    probes = document_repo.probe_questions_for_documents(
-                        session, document_ids=[doc_id]
-                    )[doc_id]
-                    version = session.scalars(
-                        select(AdapterVersion).where(AdapterVersion.tenant_id == tenant_id)
-                    ).first()
-                    state = (
-                        load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
-                        if version is not None and version.artifact_uri
-                        else None
-                    )
-                    result = dict(job_row.result or {})
-                    record["formats"][fmt] = {
-                        "job_status": job_row.status,
-                        "job_message": job_row.message,
-                        "error": job_row.error,
-                        "document_status": doc_row.status,
-                        "document_error": doc_row.error,
-                        "promoted": bool(result.get("promoted")),
-                        "version": version is not None,
-                        "metrics": result.get("metrics"),
-                        "probes": [
-                            {"question": p.question, "answer": p.answer, "source": p.source}
-                            for p in probes
-                        ],
-                        "seconds": round(seconds, 1),
-                    }
-                states.append(state)
-            # the base model and every version on the real questions, in the same batches
-            host = runtime.student
-            graded = evaluate_many(host, states, real, settings.answer_max_tokens, slot=STUDENT)
-            record["base"] = [g.correct for g in graded[0].graded]
-            record["base_logprob"] = answer_logprobs(host, [((), p) for p in real])
-            for fmt, evaluation, state in zip(args.formats, graded[1:], states[1:], strict=True):
-                entry = record["formats"][fmt]
-                entry["version_correct"] = (
-                    [g.correct for g in evaluation.graded] if state is not None else None
-                )
-                entry["answers"] = [g.answer for g in evaluation.graded]
-                # what a gate could see: its probes, greedy and as the gold answers'
-                # log-likelihood, before and after; and the real questions' log-likelihood
-                gate_probes = [
-                    Probe(passage["title"], QA(q["question"], q["answer"])) for q in entry["probes"]
-                ]
-                if state is None or not gate_probes:
-                    continue
-                before, after = evaluate_many(
-                    host, [None, state], gate_probes, settings.answer_max_tokens, slot=STUDENT
-                )
-                entry["probe_before"] = [g.correct for g in before.graded]
-                entry["probe_after"] = [g.correct for g in after.graded]
-                entry["probe_answers"] = [g.answer for g in after.graded]
-                entry["probe_logprob_before"] = answer_logprobs(
-                    host, [((), p) for p in gate_probes]
-                )
-                entry["probe_logprob_after"] = answer_logprobs(
-                    host, [((), p) for p in gate_probes], slot=STUDENT, state=state
-                )
-                entry["version_logprob"] = answer_logprobs(
-                    host, [((), p) for p in real], slot=STUDENT, state=state
-                )
+            record = _passage_record(runtime, data[index], index, args)
             done.append(record)
             _write(args, done)
             _print_passage(record, args.formats)
     _report(done, args.formats)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", nargs="?", type=Path, default=DATA)
+    parser.add_argument("--start", type=int, default=0, help="first passage (0-based)")
+    parser.add_argument("--passages", type=int, default=30, help="passages from --start")
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        default=[DEFAULT, "passage"],
+        help=f"tenant formats ({DEFAULT!r}: the service's default)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="every answer and grade (JSON)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    return parser.parse_args()
+
+
+def _passage_record(
+    runtime: Runtime, passage: dict[str, Any], index: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One passage learned by a tenant of each format, then its real questions asked of the
+    base model and of every version in the same batches."""
+    from research.proxy import answer_logprobs
+    from seal.grading import Probe
+    from seal.lora import STUDENT
+    from seal.multi import evaluate_many
+    from seal.selfedit import QA
+
+    real = [Probe(passage["title"], QA(q["question"], q["answer"])) for q in passage["questions"]]
+    record: dict[str, Any] = {
+        "index": index,
+        "title": passage["title"],
+        "questions": len(real),
+        "formats": {},
+    }
+    states: list[AdapterState | None] = [None]
+    for fmt in args.formats:
+        entry, state = _learn_unprobed(runtime, passage, index, fmt, args.seed)
+        record["formats"][fmt] = entry
+        states.append(state)
+    # the base model and every version on the real questions, in the same batches
+    host = runtime.student
+    max_tokens = runtime.settings.answer_max_tokens
+    graded = evaluate_many(host, states, real, max_tokens, slot=STUDENT)
+    record["base"] = [g.correct for g in graded[0].graded]
+    record["base_logprob"] = answer_logprobs(host, [((), p) for p in real])
+    for fmt, evaluation, state in zip(args.formats, graded[1:], states[1:], strict=True):
+        entry = record["formats"][fmt]
+        entry["version_correct"] = (
+            [g.correct for g in evaluation.graded] if state is not None else None
+        )
+        entry["answers"] = [g.answer for g in evaluation.graded]
+        if state is not None:
+            _gate_view(host, entry, passage["title"], real, state, max_tokens)
+    return record
+
+
+def _learn_unprobed(
+    runtime: Runtime, passage: dict[str, Any], index: int, fmt: str, seed: int
+) -> tuple[dict[str, Any], AdapterState | None]:
+    """A fresh tenant of format ``fmt`` adds the passage without its questions and runs one
+    update: what the job, the document and the probes it wrote show, and the version it made
+    (None when it made none), promoted or not."""
+    from sqlalchemy import select
+
+    from seal.lora import load_adapter
+    from service.store.db import session_scope
+    from service.store.models import AdapterVersion, Document, Job
+    from service.store.repositories import documents as document_repo
+    from service.store.repositories import jobs as job_repo
+    from service.store.repositories import tenants as tenant_repo
+    from worker.jobs.update import run_update
+
+    with session_scope(runtime.sessions) as session:
+        tenant = tenant_repo.create_tenant(
+            session, name=f"{fmt}-{index}", self_edit_format=None if fmt == DEFAULT else fmt
+        )
+        doc = document_repo.create_document(
+            session, tenant_id=tenant.id, title=passage["title"], text=passage["context"]
+        )
+        job, _ = job_repo.create_update_job(
+            session, tenant_id=tenant.id, params={"seed": seed + index}
+        )
+        tenant_id, doc_id, job_id = tenant.id, doc.id, job.id
+    started = time.perf_counter()
+    run_update(runtime, job_id)
+    seconds = time.perf_counter() - started
+    with session_scope(runtime.sessions) as session:
+        job_row = session.get(Job, job_id)
+        doc_row = session.get(Document, doc_id)
+        assert job_row is not None and doc_row is not None
+        probes = document_repo.probe_questions_for_documents(session, document_ids=[doc_id])[doc_id]
+        version = session.scalars(
+            select(AdapterVersion).where(AdapterVersion.tenant_id == tenant_id)
+        ).first()
+        state = (
+            load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
+            if version is not None and version.artifact_uri
+            else None
+        )
+        result = dict(job_row.result or {})
+        entry = {
+            "job_status": job_row.status,
+            "job_message": job_row.message,
+            "error": job_row.error,
+            "document_status": doc_row.status,
+            "document_error": doc_row.error,
+            "promoted": bool(result.get("promoted")),
+            "version": version is not None,
+            "metrics": result.get("metrics"),
+            "probes": [
+                {"question": p.question, "answer": p.answer, "source": p.source} for p in probes
+            ],
+            "seconds": round(seconds, 1),
+        }
+    return entry, state
+
+
+def _gate_view(
+    host: AdapterHost,
+    entry: dict[str, Any],
+    title: str,
+    real: list[Probe],
+    state: AdapterState,
+    max_tokens: int,
+) -> None:
+    """What a gate could see, added to a format's ``entry``: its probes, greedy and as the
+    gold answers' log-likelihood, before and after; and the real questions' log-likelihood
+    after. Nothing when the update wrote no probes."""
+    from research.proxy import answer_logprobs
+    from seal.grading import Probe
+    from seal.lora import STUDENT
+    from seal.multi import evaluate_many
+    from seal.selfedit import QA
+
+    gate_probes = [Probe(title, QA(q["question"], q["answer"])) for q in entry["probes"]]
+    if not gate_probes:
+        return
+    before, after = evaluate_many(host, [None, state], gate_probes, max_tokens, slot=STUDENT)
+    entry["probe_before"] = [g.correct for g in before.graded]
+    entry["probe_after"] = [g.correct for g in after.graded]
+    entry["probe_answers"] = [g.answer for g in after.graded]
+    entry["probe_logprob_before"] = answer_logprobs(host, [((), p) for p in gate_probes])
+    entry["probe_logprob_after"] = answer_logprobs(
+        host, [((), p) for p in gate_probes], slot=STUDENT, state=state
+    )
+    entry["version_logprob"] = answer_logprobs(
+        host, [((), p) for p in real], slot=STUDENT, state=state
+    )
 
 
 def _write(args: argparse.Namespace, done: list[dict[str, Any]]) -> None:
@@ -212,8 +247,7 @@ def _print_passage(record: dict[str, Any], formats: list[str]) -> None:
 def summarize(done: list[dict[str, Any]], formats: list[str]) -> dict[str, Any]:
     """The figures of a run: per format the probes, the gate's confusion matrix against the
     real questions, and the served models question by question against the base model."""
-    from research.evaluation import wilson_interval
-    from research.report import mcnemar_exact
+    from research.results import mcnemar_exact, wilson_interval
 
     base = [c for d in done for c in d["base"]]
     out: dict[str, Any] = {"passages": len(done), "questions": len(base), "formats": {}}

@@ -11,18 +11,11 @@ import pytest
 
 from research import evaluation as evaluation_module
 from research.evaluation import (
-    Answer,
-    ConditionResult,
     EvalPassage,
     Journal,
-    KnowledgeReport,
-    Paired,
-    mcnemar_exact,
-    paired,
     run_forgetting,
     run_knowledge,
     sequences_of,
-    wilson_interval,
 )
 from research.report import (
     compare_runs,
@@ -32,6 +25,15 @@ from research.report import (
     settings_json,
     write_forgetting,
     write_knowledge,
+)
+from research.results import (
+    Answer,
+    ConditionResult,
+    KnowledgeReport,
+    Paired,
+    mcnemar_exact,
+    paired,
+    wilson_interval,
 )
 from seal.generation import SampleConfig
 from seal.knowledge import InnerLoopConfig, Teacher
