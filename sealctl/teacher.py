@@ -173,7 +173,7 @@ def teacher_export(
     DTYPE, and seal.json with their checksum, the base model, the LoRA and the version's
     metrics, as the shipped teacher (seal/teachers/default/) is made."""
     from service.store.db import make_engine, make_sessionmaker, session_scope
-    from service.store.repositories import learning as learning_repo
+    from service.store.repositories import teachers as teacher_repo
     from worker.bundled import DTYPES, write_bundle
     from worker.jobs.common import load_teacher
 
@@ -182,7 +182,7 @@ def teacher_export(
     settings = get_settings()
     sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
     with session_scope(sessions) as session:
-        found = learning_repo.get_teacher_version(session, tenant_id=None, number=version)
+        found = teacher_repo.get_teacher_version(session, tenant_id=None, number=version)
         if found is None or not found.artifact_uri:
             raise typer.BadParameter(f"there is no shared teacher version {version} with weights")
         state = load_teacher(found).state or {}

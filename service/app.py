@@ -22,10 +22,12 @@ from service.routes import (
     feedback,
     health,
     jobs,
+    learning,
     metrics,
     rollback,
     skills,
     teachers,
+    updates,
     usage,
 )
 from service.settings import Settings, get_settings
@@ -61,8 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.counters = TenantCounters(settings.rate_limit_storage)  # rates, running chats
     install_error_handlers(app)
     routers = (
-        health, metrics, admin, rollback, documents, feedback, jobs, adapters, teachers, skills,
-        chat, usage,
+        health, metrics, admin, rollback, documents, feedback, updates, jobs, adapters, learning,
+        teachers, skills, chat, usage,
     )  # fmt: skip
     for module in (*routers, dashboard):
         app.include_router(module.router)

@@ -33,7 +33,7 @@ from service.store.models import (
     Tenant,
     VersionStatus,
 )
-from service.store.repositories import adapters, documents, learning, skills, tenants
+from service.store.repositories import adapters, documents, learning, skills, teachers, tenants
 
 _counter = itertools.count(1)
 
@@ -139,7 +139,7 @@ def make_teacher_version(
     """A teacher version of ``tenant`` (None: the shared teacher); ``status=active``
     promotes it (a version is made active only with weights: give the folder of real ones
     where a job loads them)."""
-    version = learning.create_teacher_version(
+    version = teachers.create_teacher_version(
         session,
         tenant_id=tenant.id if tenant else None,
         parent_id=parent.id if parent else None,
@@ -148,7 +148,7 @@ def make_teacher_version(
         metrics=metrics,
     )
     if status == VersionStatus.active:
-        learning.promote_teacher_version(session, version=version)
+        teachers.promote_teacher_version(session, version=version)
     elif status != VersionStatus.candidate:
         version.status = status
         session.flush()

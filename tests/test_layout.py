@@ -48,6 +48,15 @@ def test_starting_the_api_and_the_worker_loads_no_research_module() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_api_starts_without_torch() -> None:
+    """torch loads in the API only to chat or to export an adapter, on first use."""
+    probe = "import sys, service.app; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
 def test_matplotlib_is_a_research_dependency_only() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith("matplotlib") for dep in project["dependencies"])

@@ -25,7 +25,7 @@ from seal.lora import AdapterState, load_adapter, save_adapter
 from service.settings import Settings
 from service.store.db import in_transaction
 from service.store.models import TeacherVersion
-from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 from worker.config import teacher_spec
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def register_bundled_teacher(
     digest = meta["checksum"]
 
     def unit(session: Session) -> TeacherVersion | None:
-        shared = learning_repo.shared_teacher_versions(session)
+        shared = teacher_repo.shared_teacher_versions(session)
         for version in shared:
             if version.checksum == digest:
                 return version
@@ -125,7 +125,7 @@ def register_bundled_teacher(
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(folder, partial)
             partial.rename(target)
-        version = learning_repo.create_teacher_version(
+        version = teacher_repo.create_teacher_version(
             session,
             tenant_id=None,
             parent_id=None,
@@ -138,7 +138,7 @@ def register_bundled_teacher(
                 "exported_from": meta.get("exported_from"),
             },
         )
-        learning_repo.promote_teacher_version(session, version=version)
+        teacher_repo.promote_teacher_version(session, version=version)
         log.info("the shipped teacher is shared teacher version %d", version.number)
         return version
 

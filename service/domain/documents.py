@@ -25,6 +25,7 @@ from service.store.models import DocumentStatus as Status
 from service.store.repositories import documents as document_repo
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 
 
 @dataclass
@@ -137,7 +138,7 @@ def delete_document(
     edits = learning_repo.list_self_edits(
         session, tenant_id=tenant.id, document_id=document.id, limit=None
     )
-    teachers = learning_repo.teacher_versions_trained_on(
+    teachers = teacher_repo.teacher_versions_trained_on(
         session, tenant_id=tenant.id, self_edit_ids=[e.id for e, _ in edits]
     )
     version = (

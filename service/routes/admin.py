@@ -33,6 +33,12 @@ router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMM
 
 
 @router.post(
+    "/admin/tenants",
+    response_model=TenantCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409, *WRITE_ERRORS),
+)
+@router.post(
     "/tenants",
     response_model=TenantCreated,
     status_code=status.HTTP_201_CREATED,
@@ -49,6 +55,7 @@ def create_tenant(body: TenantCreate, session: SessionDep, _admin: AdminDep) -> 
     return TenantCreated(id=tenant.id, name=tenant.name, api_key=plain)
 
 
+@router.get("/admin/tenants", response_model=list[TenantPublic])
 @router.get("/tenants", response_model=list[TenantPublic])
 def list_tenants(session: SessionDep, _admin: AdminDep) -> list[TenantPublic]:
     return [TenantPublic.model_validate(t) for t in tenant_repo.list_tenants(session)]

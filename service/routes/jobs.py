@@ -1,35 +1,19 @@
-"""Updates on demand and the jobs that run them."""
+"""The jobs of a tenant (updates, teacher rounds, skills): their progress, and cancelling
+them."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query
 
-from service.deps import CurrentTenant, LimitsDep, SessionDep
+from service.deps import CurrentTenant, SessionDep
 from service.domain import updates as update_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
-from service.schemas import MAX_NUMBER, JobPublic, Page, UpdateAccepted, UpdateCreate
+from service.schemas import MAX_NUMBER, JobPublic, Page
 from service.store.repositories import jobs as job_repo
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=error_responses(*COMMON_ERRORS))
-
-
-@router.post(
-    "/updates",
-    response_model=UpdateAccepted,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(409, *WRITE_ERRORS),
-)
-def request_update(
-    session: SessionDep, tenant: CurrentTenant, limits: LimitsDep, body: UpdateCreate | None = None
-) -> UpdateAccepted:
-    """Start an update of the tenant's adapter on its pending documents now (mode
-    ``rebuild``: again from the base model on its learned documents). An update already
-    queued or running is returned instead of a second one (for a rebuild, only a rebuild)."""
-    params = (body or UpdateCreate()).model_dump(mode="json", exclude_none=True)
-    job = update_domain.request_update(session, tenant, params, limits=limits)
-    return UpdateAccepted(job_id=job.id, status=job.status)
 
 
 @router.get("/jobs", response_model=Page[JobPublic])

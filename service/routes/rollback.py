@@ -31,8 +31,8 @@ from service.schemas import (
 from service.skill_schemas import SkillRollbackRequest, SkillRollbackResult
 from service.store.models import TeacherDomain
 from service.store.repositories.adapters import ADAPTERS
-from service.store.repositories.learning import TEACHERS
 from service.store.repositories.skills import SKILL_VERSIONS
+from service.store.repositories.teachers import TEACHERS
 
 router = APIRouter(prefix="/v1", tags=["admin"], responses=error_responses(*COMMON_ERRORS))
 RESPONSES = error_responses(404, 409, 410, *WRITE_ERRORS)

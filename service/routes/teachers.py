@@ -11,11 +11,17 @@ from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.presenters import teacher_public
 from service.schemas import TeacherListItem, TeacherRoundAccepted, TeacherRoundRequest
 from service.store.models import TeacherDomain
-from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 
 router = APIRouter(prefix="/v1", tags=["teachers"], responses=error_responses(*COMMON_ERRORS))
 
 
+@router.post(
+    "/teachers/rounds",
+    response_model=TeacherRoundAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(409, *WRITE_ERRORS),
+)
 @router.post(
     "/teacher/rounds",
     response_model=TeacherRoundAccepted,
@@ -42,11 +48,11 @@ def list_teachers(session: SessionDep, tenant: CurrentTenant) -> list[TeacherLis
     """The tenant's own teacher versions and the shared ones, newest first. ``in_use`` marks
     the one its updates use now (its own active version, else the shared active one); none
     in use: the untrained base teacher."""
-    in_use = learning_repo.teacher_in_use(session, tenant_id=tenant.id)
+    in_use = teacher_repo.teacher_in_use(session, tenant_id=tenant.id)
     return [
         TeacherListItem(
             **teacher_public(session, version, parent).model_dump(),
             in_use=in_use is not None and version.id == in_use.id,
         )
-        for version, parent in learning_repo.list_teacher_versions(session, tenant_id=tenant.id)
+        for version, parent in teacher_repo.list_teacher_versions(session, tenant_id=tenant.id)
     ]

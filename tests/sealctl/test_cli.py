@@ -224,7 +224,7 @@ def test_teacher_distill_records_a_shared_teacher_version_with_its_lineage(
     tiny_settings: Path, data_dir: Path
 ) -> None:
     from service.store.db import make_engine, make_sessionmaker, session_scope
-    from service.store.repositories import learning as learning_repo
+    from service.store.repositories import teachers as teacher_repo
 
     data = data_dir / "reference.json"
     data.write_text(json.dumps(REFERENCE_ROWS))
@@ -241,11 +241,11 @@ def test_teacher_distill_records_a_shared_teacher_version_with_its_lineage(
     assert "teacher v2 (candidate)" in result.output
     sessions = make_sessionmaker(make_engine(get_settings().resolved_database_url))
     with session_scope(sessions) as session:
-        first = learning_repo.get_teacher_version(session, tenant_id=None, number=1)
-        second = learning_repo.get_teacher_version(session, tenant_id=None, number=2)
+        first = teacher_repo.get_teacher_version(session, tenant_id=None, number=1)
+        second = teacher_repo.get_teacher_version(session, tenant_id=None, number=2)
         assert first is not None and second is not None
         assert first.parent_id is None and second.parent_id == first.id
-        assert learning_repo.active_teacher_version(session, tenant_id=None).id == first.id
+        assert teacher_repo.active_teacher_version(session, tenant_id=None).id == first.id
         metrics = first.metrics
         assert metrics["kind"] == "distilled" and metrics["sources"] == ["big-model"]
         assert metrics["formats"] == ["self-qa"] and metrics["examples"] == 1
@@ -435,7 +435,7 @@ def test_the_rest_em_command_starts_from_the_shipped_teacher_on_a_new_store(
     data_dir: Path,
 ) -> None:
     from sealctl.common import shared_runtime
-    from service.store.repositories import learning as learning_repo
+    from service.store.repositories import teachers as teacher_repo
     from worker.bundled import bundled_meta
 
     settings = get_settings()
@@ -443,10 +443,10 @@ def test_the_rest_em_command_starts_from_the_shipped_teacher_on_a_new_store(
     assert meta is not None
     runtime = shared_runtime(settings)  # as distillation opens it: no teacher registered
     with runtime.sessions() as session:
-        assert learning_repo.shared_teacher_versions(session) == []
+        assert teacher_repo.shared_teacher_versions(session) == []
     runtime = shared_runtime(settings, bundled=True)  # as `seal teacher train` opens it
     with runtime.sessions() as session:
-        (version,) = learning_repo.shared_teacher_versions(session)
+        (version,) = teacher_repo.shared_teacher_versions(session)
         assert version.number == 1 and version.checksum == meta["checksum"]
 
 

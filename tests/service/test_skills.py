@@ -33,8 +33,8 @@ from service.store.models import (
     VersionStatus,
 )
 from service.store.repositories import jobs as job_repo
-from service.store.repositories import learning as learning_repo
 from service.store.repositories import skills as skill_repo
+from service.store.repositories import teachers as teacher_repo
 from tests.doubles import ReversingBackend
 from tests.factories import (
     auth,
@@ -542,23 +542,23 @@ def test_admin_rolls_back_the_teacher_of_skills_apart_from_the_documents_one(
 ) -> None:
     documents = make_teacher_version(session, artifact_uri="/t/d1", status=VersionStatus.active)
     skills = [
-        learning_repo.create_teacher_version(
+        teacher_repo.create_teacher_version(
             session, tenant_id=None, parent_id=None, artifact_uri=f"/t/s{n}", domain=domain
         )
         for n, domain in ((1, TeacherDomain.skills), (2, TeacherDomain.skills))
     ]
-    learning_repo.promote_teacher_version(session, version=skills[1])
+    teacher_repo.promote_teacher_version(session, version=skills[1])
     session.commit()
     url = "/v1/admin/teachers/rollback"
     response = client.post(url, json={"version": 1, "domain": "skills"}, headers=admin_headers)
     assert response.status_code == 200, response.text
     assert (response.json()["active"]["version"], response.json()["previous"]["version"]) == (1, 2)
     session.expire_all()
-    active = learning_repo.active_teacher_version(
+    active = teacher_repo.active_teacher_version(
         session, tenant_id=None, domain=TeacherDomain.skills
     )
     assert active is not None and active.id == skills[0].id
-    assert learning_repo.active_teacher_version(session, tenant_id=None) == documents
+    assert teacher_repo.active_teacher_version(session, tenant_id=None) == documents
     missing = client.post(url, json={"version": 2, "domain": "documents"}, headers=admin_headers)
     assert missing.status_code == 404 and "of documents" in missing.json()["error"]["message"]
     bad = client.post(url, json={"version": 1, "domain": "grids"}, headers=admin_headers)

@@ -1,3 +1,4 @@
+import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -5,7 +6,7 @@ from sqlalchemy.orm import Session
 from service.enqueue import TEACHER_ROUND_TASK
 from service.store.models import JobKind, JobStatus, Tenant, VersionStatus
 from service.store.repositories import jobs as job_repo
-from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 from tests.factories import auth, make_job, make_teacher_version, make_tenant
 from tests.service.test_updates_and_jobs import queued_tasks
 
@@ -13,11 +14,12 @@ ROLLBACK = "/v1/admin/teachers/rollback"
 
 
 # --- teacher rounds -------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/v1/teachers/rounds", "/v1/teacher/rounds"])
 def test_teacher_round_creates_a_job_and_enqueues_it_after_commit(
-    client: TestClient, session: Session, broker: redis.Redis
+    client: TestClient, session: Session, broker: redis.Redis, path: str
 ) -> None:
     tenant, key = make_tenant(session)
-    response = client.post("/v1/teacher/rounds", headers=auth(key))
+    response = client.post(path, headers=auth(key))
     assert response.status_code == 202, response.text
     assert set(response.json()) == {"job_id", "status"}
     job_id = response.json()["job_id"]
@@ -181,9 +183,9 @@ def test_rollback_a_tenants_teacher(
         ("tenant", 1, "active", True),
     ]
     # another tenant's and the shared teacher are untouched
-    other_active = learning_repo.active_teacher_version(session, tenant_id=other.id)
+    other_active = teacher_repo.active_teacher_version(session, tenant_id=other.id)
     assert other_active is not None and other_active.number == 2
-    assert learning_repo.active_teacher_version(session, tenant_id=None) is shared
+    assert teacher_repo.active_teacher_version(session, tenant_id=None) is shared
 
     # version 0: back to the shared teacher
     response = client.post(
@@ -193,7 +195,7 @@ def test_rollback_a_tenants_teacher(
     assert response.json()["active"] is None
     assert response.json()["previous"]["version"] == 1
     session.expire_all()
-    assert learning_repo.active_teacher_version(session, tenant_id=tenant.id) is None
+    assert teacher_repo.active_teacher_version(session, tenant_id=tenant.id) is None
     in_use = [(s, v) for s, v, _st, _p, u in _teachers(client, key) if u]
     assert in_use == [("shared", shared.number)]
 
@@ -212,8 +214,8 @@ def test_rollback_the_shared_teacher(
     assert response.json()["active"]["version"] == 1
     assert response.json()["previous"]["version"] == 2
     session.expire_all()
-    assert learning_repo.active_teacher_version(session, tenant_id=None) is s1
-    own = learning_repo.active_teacher_version(session, tenant_id=tenant.id)
+    assert teacher_repo.active_teacher_version(session, tenant_id=None) is s1
+    own = teacher_repo.active_teacher_version(session, tenant_id=tenant.id)
     assert own is not None and own.status == VersionStatus.active  # untouched
 
     # version 0 without a tenant: the base teacher for everyone without an own one
@@ -222,7 +224,7 @@ def test_rollback_the_shared_teacher(
     assert response.json() == {"active": None, "previous": response.json()["previous"]}
     assert response.json()["previous"]["version"] == 1
     session.expire_all()
-    assert learning_repo.active_teacher_version(session, tenant_id=None) is None
+    assert teacher_repo.active_teacher_version(session, tenant_id=None) is None
 
     # nothing active: version 0 is a no-op
     again = client.post(ROLLBACK, json={"version": 0}, headers=admin_headers)
@@ -259,7 +261,7 @@ def test_rollback_teacher_errors(
     for headers in ({}, auth(key)):
         assert post({"version": 1, "tenant_id": tenant.id}, headers)[0] == 401
     session.expire_all()
-    active = learning_repo.active_teacher_version(session, tenant_id=tenant.id)
+    active = teacher_repo.active_teacher_version(session, tenant_id=tenant.id)
     assert active is not None and active.number == 2  # unchanged
 
 
@@ -275,7 +277,7 @@ def test_a_tenants_teacher_rolls_back_at_the_path_of_its_history(
     assert response.status_code == 200, response.text
     assert (response.json()["active"]["version"], response.json()["previous"]["version"]) == (1, 2)
     session.expire_all()
-    active = learning_repo.active_teacher_version(session, tenant_id=tenant.id)
+    active = teacher_repo.active_teacher_version(session, tenant_id=tenant.id)
     assert active is not None and active.number == 1
     wrong = client.post(url, json={"version": 1, "tenant_id": tenant.id}, headers=admin_headers)
     assert wrong.status_code == 422  # the path names the tenant

@@ -1,6 +1,7 @@
 import hashlib
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,11 +42,12 @@ from tests.factories import (
 )
 
 
+@pytest.mark.parametrize("path", ["/v1/admin/tenants", "/v1/tenants"])  # the admin's, as documented
 def test_create_tenant_returns_a_key_shown_once(
-    client: TestClient, session: Session, admin_headers: dict[str, str]
+    client: TestClient, session: Session, admin_headers: dict[str, str], path: str
 ) -> None:
     response = client.post(
-        "/v1/tenants",
+        path,
         json={"name": "acme", "self_edit_format": "self-qa", "update_schedule": "0 2 * * *"},
         headers=admin_headers,
     )
@@ -58,6 +60,8 @@ def test_create_tenant_returns_a_key_shown_once(
     assert stored.prefix == body["api_key"][:12]
     # the key works
     assert client.get("/v1/documents", headers=auth(body["api_key"])).status_code == 200
+    listed = client.get(path, headers=admin_headers).json()
+    assert [t["name"] for t in listed] == ["acme"]
 
 
 def test_duplicate_tenant_name_is_a_conflict(

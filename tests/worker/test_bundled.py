@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from seal.lora import WEIGHTS_FILE, checksum, load_adapter
 from service.settings import Settings
 from service.store.models import VersionStatus
-from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 from tests.factories import make_teacher_version, make_tenant
 from worker.bundled import (
     BUNDLED,
@@ -55,7 +55,7 @@ def test_a_new_store_gets_the_shipped_teacher_as_shared_version_1(
     # every later start finds it registered
     again = register_bundled_teacher(runtime.settings, runtime.sessions, bundle)
     assert again is not None and again.id == version.id
-    assert len(learning_repo.shared_teacher_versions(session)) == 1
+    assert len(teacher_repo.shared_teacher_versions(session)) == 1
 
 
 def test_an_update_writes_with_it_and_the_setting_brings_back_the_base_teacher(
@@ -64,7 +64,7 @@ def test_an_update_writes_with_it_and_the_setting_brings_back_the_base_teacher(
     version = register_bundled_teacher(runtime.settings, runtime.sessions, bundle)
     assert version is not None
     tenant, _ = make_tenant(session)
-    assert learning_repo.teacher_in_use(session, tenant_id=tenant.id).id == version.id  # type: ignore[union-attr]
+    assert teacher_repo.teacher_in_use(session, tenant_id=tenant.id).id == version.id  # type: ignore[union-attr]
     assert usable(runtime.settings, version) is version
     off = runtime.settings.model_copy(update={"bundled_teacher": False})
     assert usable(off, version) is None  # the untrained base model instead
@@ -79,7 +79,7 @@ def test_a_store_with_shared_teachers_of_its_own_is_left_alone(
     make_teacher_version(session)
     session.commit()
     assert register_bundled_teacher(runtime.settings, runtime.sessions, bundle) is None
-    assert len(learning_repo.shared_teacher_versions(session)) == 1
+    assert len(teacher_repo.shared_teacher_versions(session)) == 1
 
 
 def test_a_damaged_shipped_teacher_is_refused(runtime: Runtime, bundle: Path) -> None:

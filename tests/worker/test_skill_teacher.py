@@ -26,8 +26,8 @@ from service.store.models import (
     Tenant,
     VersionStatus,
 )
-from service.store.repositories import learning as learning_repo
 from service.store.repositories import skills as skill_repo
+from service.store.repositories import teachers as teacher_repo
 from tests.factories import make_job, make_skill, make_tenant
 from worker.jobs import skill as skill_module
 from worker.jobs import skill_teacher
@@ -116,9 +116,9 @@ def test_a_tenant_round_learns_from_its_own_rewarded_configurations_only(
     assert version.metrics["kept"] == 2 and version.metrics["skills"] == 2
     assert result["teacher_version"] == 1 and result["promoted"] is True
     assert result["domain"] == "skills"
-    in_use = learning_repo.teacher_in_use(session, tenant_id=tenant.id, domain=TeacherDomain.skills)
+    in_use = teacher_repo.teacher_in_use(session, tenant_id=tenant.id, domain=TeacherDomain.skills)
     assert in_use is not None and in_use.id == version.id
-    assert learning_repo.teacher_in_use(session, tenant_id=tenant.id) is None  # documents
+    assert teacher_repo.teacher_in_use(session, tenant_id=tenant.id) is None  # documents
     assert _skills_versions(session, other.id) == []
 
     # the tenant's next skill job writes its configurations with the new teacher
@@ -160,7 +160,7 @@ def test_one_kept_configuration_makes_a_candidate_version(
     (version,) = _skills_versions(session, tenant.id)
     assert version.status == VersionStatus.candidate and result["promoted"] is False
     assert (
-        learning_repo.teacher_in_use(session, tenant_id=tenant.id, domain=TeacherDomain.skills)
+        teacher_repo.teacher_in_use(session, tenant_id=tenant.id, domain=TeacherDomain.skills)
         is None
     )
 
@@ -207,9 +207,9 @@ def test_the_shared_round_learns_from_configurations_that_solved_public_tasks(
     session.expire_all()
     (version,) = _skills_versions(session, None)
     assert version.status == VersionStatus.active and version.metrics["tasks_solved"] == ["flip"]
-    in_use = learning_repo.teacher_in_use(session, tenant_id=tenant.id, domain=TeacherDomain.skills)
+    in_use = teacher_repo.teacher_in_use(session, tenant_id=tenant.id, domain=TeacherDomain.skills)
     assert in_use is not None and in_use.id == version.id
-    assert learning_repo.active_teacher_version(session, tenant_id=None) is None  # documents
+    assert teacher_repo.active_teacher_version(session, tenant_id=None) is None  # documents
 
     # a second round starts from the version the first one promoted
     assert skill_teacher.train_shared_skills_teacher(runtime, cases, k=2, seed=1).started_from == 1

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from seal.selfedit import QA, Passage
 from service.store.models import JobKind, JobStatus, SelfEdit, TeacherVersion, VersionStatus
-from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 from tests.factories import make_document, make_job, make_reward, make_self_edit, make_tenant
 from worker.jobs.teacher import (
     run_teacher_round,
@@ -56,8 +56,8 @@ def test_a_tenant_teacher_learns_from_that_tenant_only(session: Session, runtime
     version = session.scalars(select(TeacherVersion)).one()
     assert version.tenant_id == acme.id and version.status == VersionStatus.active
     assert version.metrics["self_edit_ids"] == [acme_edit.id]
-    assert learning_repo.active_teacher_version(session, tenant_id=globex.id) is None
-    assert learning_repo.active_teacher_version(session, tenant_id=None) is None
+    assert teacher_repo.active_teacher_version(session, tenant_id=globex.id) is None
+    assert teacher_repo.active_teacher_version(session, tenant_id=None) is None
 
     # The next updates: acme's self-edits come from its own teacher, globex's from the base.
     for tenant in (acme, globex):
@@ -189,7 +189,7 @@ def test_a_stopped_rest_em_run_resumes_after_its_last_scored_passage(
             on_round=first.append,
             journal=Journal(path, settings),
         )
-    versions = len(learning_repo.shared_teacher_versions(session))
+    versions = len(teacher_repo.shared_teacher_versions(session))
     scored: list[str] = []
     real = restem.score_passage
 
@@ -213,7 +213,7 @@ def test_a_stopped_rest_em_run_resumes_after_its_last_scored_passage(
         round_1.result.rewards,
     )
     assert [r.round for r in resumed.rounds] == [1, 2]
-    made = len(learning_repo.shared_teacher_versions(session)) - versions
+    made = len(teacher_repo.shared_teacher_versions(session)) - versions
     assert made == (resumed.rounds[1].version is not None)  # round 1 was not made again
 
 

@@ -47,8 +47,8 @@ from service.domain.skills import skill_folder, skill_scale
 from service.store.db import in_transaction
 from service.store.models import Job, JobStatus, SkillVersion, TeacherDomain, VersionStatus
 from service.store.repositories import jobs as job_repo
-from service.store.repositories import learning as learning_repo
 from service.store.repositories import skills as skill_repo
+from service.store.repositories import teachers as teacher_repo
 from worker.bundled import usable
 from worker.jobs.common import Progress, job_seed
 from worker.jobs.lifecycle import JobInfo, JobRun, artifact_folder, run_job
@@ -94,7 +94,7 @@ def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> SkillSnapshot
     active = skill_repo.active_skill_version(session, skill_id=skill.id)
     teacher = usable(
         runtime.settings,
-        learning_repo.teacher_in_use(session, tenant_id=job.tenant_id, domain=TeacherDomain.skills),
+        teacher_repo.teacher_in_use(session, tenant_id=job.tenant_id, domain=TeacherDomain.skills),
     )
     return SkillSnapshot(
         skill_id=skill.id,

@@ -38,8 +38,8 @@ from service.domain.skills import skill_scale
 from service.settings import Settings
 from service.store.db import in_transaction, session_scope
 from service.store.models import TeacherDomain, TeacherVersion
-from service.store.repositories import learning as learning_repo
 from service.store.repositories import skills as skill_repo
+from service.store.repositories import teachers as teacher_repo
 from worker.bundled import usable
 from worker.config import refuse_external_teacher
 from worker.jobs.lifecycle import JobRun
@@ -154,7 +154,7 @@ def skills_round(runtime: Runtime, run: JobRun) -> None:
         kept = tenant_skill_configs(session, tenant_id=tenant_id)
         current = usable(
             settings,
-            learning_repo.teacher_in_use(session, tenant_id=tenant_id, domain=TeacherDomain.skills),
+            teacher_repo.teacher_in_use(session, tenant_id=tenant_id, domain=TeacherDomain.skills),
         )
         return kept, current, _weights(current) if kept else None
 
@@ -307,7 +307,7 @@ def train_shared_skills_teacher(
     with session_scope(runtime.sessions) as session:
         start = usable(
             settings,
-            learning_repo.active_teacher_version(
+            teacher_repo.active_teacher_version(
                 session, tenant_id=None, domain=TeacherDomain.skills
             ),
         )

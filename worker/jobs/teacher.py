@@ -40,6 +40,7 @@ from seal.train import Checkpoint, TrainConfig, TrainResult
 from service.store.db import in_transaction, session_scope
 from service.store.models import Document, TeacherDomain, TeacherVersion
 from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 from worker.bundled import usable
 from worker.config import (
     inner_loop_config,
@@ -78,9 +79,9 @@ def start_teacher(session: Session, *, number: int | None) -> tuple[TeacherVersi
     """The shared teacher version a run starts from: version ``number``, or the active one
     when None (no version at all: the bare base model)."""
     if number is None:
-        version = learning_repo.active_teacher_version(session, tenant_id=None)
+        version = teacher_repo.active_teacher_version(session, tenant_id=None)
     else:
-        version = learning_repo.get_teacher_version(session, tenant_id=None, number=number)
+        version = teacher_repo.get_teacher_version(session, tenant_id=None, number=number)
         if version is None:
             raise LookupError(f"there is no shared teacher version {number}")
     return version, load_teacher(version)
@@ -442,7 +443,7 @@ def _teacher_round(runtime: Runtime, run: JobRun) -> None:
 
     def read(session: Session) -> tuple[list, TeacherVersion | None]:
         pairs = tenant_teacher_pairs(session, tenant_id=tenant_id)
-        current = learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+        current = teacher_repo.teacher_in_use(session, tenant_id=tenant_id)
         return pairs, usable(runtime.settings, current)
 
     pairs, current = in_transaction(runtime.sessions, read)

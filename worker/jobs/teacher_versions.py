@@ -11,7 +11,7 @@ from seal.lora import AdapterState, save_adapter
 from service.store.db import in_transaction
 from service.store.models import JobStatus, TeacherDomain, TeacherVersion
 from service.store.repositories import jobs as job_repo
-from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 from worker.config import teacher_spec
 from worker.jobs.lifecycle import JobRun, artifact_folder
 from worker.runtime import Runtime
@@ -46,7 +46,7 @@ def save_teacher(
     )
 
     def record(session: Session) -> TeacherVersion:
-        version = learning_repo.create_teacher_version(
+        version = teacher_repo.create_teacher_version(
             session,
             tenant_id=tenant_id,
             parent_id=parent_id,
@@ -56,7 +56,7 @@ def save_teacher(
             domain=domain,
         )
         if promote:
-            learning_repo.promote_teacher_version(session, version=version)
+            teacher_repo.promote_teacher_version(session, version=version)
         if run is not None:
             outcome = "promoted" if promote else "recorded as a candidate"
             job_repo.finish_job(

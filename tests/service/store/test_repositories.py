@@ -16,7 +16,7 @@ from service.store.models import (
     TeacherDomain,
     VersionStatus,
 )
-from service.store.repositories import adapters, documents, jobs, learning
+from service.store.repositories import adapters, documents, jobs, learning, teachers
 from tests.factories import (
     make_adapter_version,
     make_document,
@@ -168,13 +168,13 @@ def test_best_self_edits_per_document(session: Session) -> None:
 
 
 def test_teacher_versions(session: Session) -> None:
-    assert learning.active_teacher_version(session, tenant_id=None) is None
+    assert teachers.active_teacher_version(session, tenant_id=None) is None
     t1 = make_teacher_version(session)
-    learning.promote_teacher_version(session, version=t1)
+    teachers.promote_teacher_version(session, version=t1)
     t2 = make_teacher_version(session)
     assert t2.number == t1.number + 1
-    learning.promote_teacher_version(session, version=t2)
-    assert learning.active_teacher_version(session, tenant_id=None) is t2
+    teachers.promote_teacher_version(session, version=t2)
+    assert teachers.active_teacher_version(session, tenant_id=None) is t2
     assert t1.status == VersionStatus.retired
 
 
@@ -199,12 +199,12 @@ def test_teacher_versions_have_the_constraints_of_every_history(session: Session
     included; the two domains are owners apart."""
     shared = make_teacher_version(session, status=VersionStatus.active)
     with session.begin_nested(), pytest.raises(IntegrityError):  # a second shared v1
-        learning.create_teacher_version(session, tenant_id=None, parent_id=None, number=1)
+        teachers.create_teacher_version(session, tenant_id=None, parent_id=None, number=1)
     with session.begin_nested(), pytest.raises(IntegrityError):  # a second active one
         twin = make_teacher_version(session)
         twin.status = VersionStatus.active
         session.flush()
-    skills = learning.create_teacher_version(
+    skills = teachers.create_teacher_version(
         session, tenant_id=None, parent_id=None, number=1, domain=TeacherDomain.skills
     )
     assert (skills.number, shared.number) == (1, 1)
@@ -218,4 +218,4 @@ def test_a_version_without_weights_is_never_made_active(session: Session) -> Non
     assert adapters.active_adapter(session, tenant_id=tenant.id) is None
     teacher = make_teacher_version(session, artifact_uri=None)
     with pytest.raises(Gone):
-        learning.promote_teacher_version(session, version=teacher)
+        teachers.promote_teacher_version(session, version=teacher)

@@ -19,8 +19,8 @@ from service.store.models import (
 )
 from service.store.repositories import feedback as feedback_repo
 from service.store.repositories import jobs as job_repo
-from service.store.repositories import learning as learning_repo
 from service.store.repositories import skills as skill_repo
+from service.store.repositories import teachers as teacher_repo
 from tests.factories import (
     count_rows,
     make_job,
@@ -190,23 +190,23 @@ def test_the_teacher_of_skills_is_a_lineage_of_its_own(session: Session) -> None
     tenant, _ = make_tenant(session)
     documents = make_teacher_version(session, status=VersionStatus.active)
     assert documents.domain == TeacherDomain.documents
-    skills = learning_repo.create_teacher_version(
+    skills = teacher_repo.create_teacher_version(
         session, tenant_id=None, parent_id=None, domain=TeacherDomain.skills, artifact_uri="/t/s"
     )
     assert skills.number == 1  # numbered apart from the teachers of documents
-    assert learning_repo.promote_teacher_version(session, version=skills) is None
+    assert teacher_repo.promote_teacher_version(session, version=skills) is None
     assert documents.status == VersionStatus.active  # the other lineage's stays active
-    assert learning_repo.teacher_in_use(session, tenant_id=tenant.id) is documents
-    in_use = learning_repo.teacher_in_use(session, tenant_id=tenant.id, domain=TeacherDomain.skills)
+    assert teacher_repo.teacher_in_use(session, tenant_id=tenant.id) is documents
+    in_use = teacher_repo.teacher_in_use(session, tenant_id=tenant.id, domain=TeacherDomain.skills)
     assert in_use is skills
-    assert learning_repo.shared_teacher_versions(session) == [documents]
-    assert [v for v, _ in learning_repo.list_teacher_versions(session, tenant_id=tenant.id)] == [
+    assert teacher_repo.shared_teacher_versions(session) == [documents]
+    assert [v for v, _ in teacher_repo.list_teacher_versions(session, tenant_id=tenant.id)] == [
         documents
     ]
-    found = learning_repo.get_teacher_version(
+    found = teacher_repo.get_teacher_version(
         session, tenant_id=None, number=1, domain=TeacherDomain.skills
     )
     assert found is skills
-    assert learning_repo.next_teacher_number(session, tenant_id=None) == documents.number + 1
+    assert teacher_repo.next_teacher_number(session, tenant_id=None) == documents.number + 1
     with pytest.raises(ValueError, match="another owner"):  # not the shared teacher of documents
-        learning_repo.promote_teacher_version(session, tenant_id=None, version=skills)
+        teacher_repo.promote_teacher_version(session, tenant_id=None, version=skills)

@@ -19,6 +19,7 @@ from service.store.models import UpdateMode
 from service.store.repositories import adapters as adapter_repo
 from service.store.repositories import documents as document_repo
 from service.store.repositories import learning as learning_repo
+from service.store.repositories import teachers as teacher_repo
 from service.store.repositories import tenants as tenant_repo
 from worker.bundled import usable
 from worker.config import remote_teacher
@@ -119,7 +120,7 @@ def take_snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
         teacher_version, teacher = None, Teacher(remote=remote)
     else:
         teacher_version = usable(
-            settings, learning_repo.teacher_in_use(session, tenant_id=tenant_id)
+            settings, teacher_repo.teacher_in_use(session, tenant_id=tenant_id)
         )
         teacher = load_teacher(teacher_version)
 
