@@ -13,7 +13,7 @@ from seal.knowledge import Teacher
 from seal.lora import AdapterState, load_adapter
 from seal.selfedit import QA, ChatTurn, Passage, training_sequences
 from service.settings import Settings
-from service.store.models import AdapterVersion, DocumentStatus, TeacherVersion
+from service.store.models import DocumentStatus, TeacherVersion, VersionMixin
 from service.store.repositories import documents as document_repo
 from service.store.repositories import learning as learning_repo
 from worker.jobs.lifecycle import JobRun, artifact_folder
@@ -21,11 +21,7 @@ from worker.jobs.lifecycle import JobRun, artifact_folder
 
 def load_teacher(version: TeacherVersion | None) -> Teacher:
     """The teacher a version names (its checksum checked); the base model for None."""
-    if version is None or not version.artifact_uri:
-        return Teacher()
-    return Teacher(
-        state=load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
-    )
+    return Teacher(state=weights(version))
 
 
 def job_seed(settings: Settings, job_id: str, params: dict) -> int:
@@ -36,8 +32,9 @@ def job_seed(settings: Settings, job_id: str, params: dict) -> int:
     return (settings.seed + int(job_id.replace("-", "")[:8], 16)) % 2**31
 
 
-def weights(version: AdapterVersion | None) -> AdapterState | None:
-    """A version's adapter weights, their checksum checked; None for none (the base model)."""
+def weights(version: VersionMixin | None) -> AdapterState | None:
+    """The weights of a version of any history (adapter, skill, teacher), their checksum
+    checked; None for none (the base model)."""
     if version is None or not version.artifact_uri:
         return None
     return load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)

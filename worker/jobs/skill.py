@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from seal.lora import STUDENT, TEACHER, AdapterHost, AdapterState, load_adapter, save_adapter
+from seal.lora import STUDENT, TEACHER, AdapterHost, AdapterState, save_adapter
 from seal.skills.config import DEFAULT_CONFIG
 from seal.skills.tasks import Demo, SkillTask
 from seal.skills.teacher import write_configs
@@ -50,7 +50,7 @@ from service.store.repositories import jobs as job_repo
 from service.store.repositories import skills as skill_repo
 from service.store.repositories import teachers as teacher_repo
 from worker.bundled import usable
-from worker.jobs.common import Progress, job_seed
+from worker.jobs.common import Progress, job_seed, weights
 from worker.jobs.lifecycle import JobInfo, JobRun, artifact_folder, run_job
 from worker.runtime import Runtime
 
@@ -72,10 +72,6 @@ class SkillSnapshot:
     parent_state: AdapterState | None
     teacher_state: AdapterState | None
     teacher_version_id: str | None
-
-
-def _weights(uri: str | None, checksum: str | None) -> AdapterState | None:
-    return load_adapter(Path(uri), expected_checksum=checksum) if uri else None
 
 
 def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> SkillSnapshot:
@@ -106,8 +102,8 @@ def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> SkillSnapshot
         ),
         seed=job_seed(runtime.settings, job.id, job.params),
         parent_id=active.id if active else None,
-        parent_state=_weights(active.artifact_uri, active.checksum) if active else None,
-        teacher_state=_weights(teacher.artifact_uri, teacher.checksum) if teacher else None,
+        parent_state=weights(active),
+        teacher_state=weights(teacher),
         teacher_version_id=teacher.id if teacher else None,
     )
 

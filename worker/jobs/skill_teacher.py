@@ -23,11 +23,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from seal.lora import STUDENT, TEACHER, AdapterHost, AdapterState, load_adapter
+from seal.lora import STUDENT, TEACHER, AdapterHost, AdapterState
 from seal.selfedit import ChatTurn
 from seal.skills.config import ConfigError, parse_config
 from seal.skills.tasks import Demo, SkillTask
@@ -42,6 +41,7 @@ from service.store.repositories import skills as skill_repo
 from service.store.repositories import teachers as teacher_repo
 from worker.bundled import usable
 from worker.config import refuse_external_teacher
+from worker.jobs.common import weights
 from worker.jobs.lifecycle import JobRun
 from worker.jobs.teacher_versions import save_teacher
 from worker.runtime import Runtime
@@ -84,12 +84,6 @@ def train_skills_teacher(
         seed=seed,
     )
     return train_adapter(host, TEACHER, tokenize(host, turns, PROMPT_TOKENS), config, init=init)
-
-
-def _weights(version: TeacherVersion | None) -> AdapterState | None:
-    if version is None or not version.artifact_uri:
-        return None
-    return load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
 
 
 def _train_metrics(trained: TrainResult) -> dict:
@@ -156,7 +150,7 @@ def skills_round(runtime: Runtime, run: JobRun) -> None:
             settings,
             teacher_repo.teacher_in_use(session, tenant_id=tenant_id, domain=TeacherDomain.skills),
         )
-        return kept, current, _weights(current) if kept else None
+        return kept, current, weights(current) if kept else None
 
     kept, current, init = in_transaction(runtime.sessions, read)
     if not kept:
@@ -312,7 +306,7 @@ def train_shared_skills_teacher(
             ),
         )
         parent_id = start.id if start else None
-        init = _weights(start)
+        init = weights(start)
         report = SharedSkillsRound(started_from=start.number if start else None)
     scored: list[tuple[SkillTask, ConfigResult]] = []
     for index, (task, tests) in enumerate(cases):
