@@ -29,6 +29,7 @@ from service.routes import (
     teachers,
     updates,
     usage,
+    webhooks,
 )
 from service.settings import Settings, get_settings
 from service.store.db import make_engine, make_sessionmaker
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     routers = (
         health, metrics, admin, rollback, documents, feedback, updates, jobs, adapters, learning,
-        teachers, skills, chat, usage,
+        teachers, skills, chat, usage, webhooks,
     )  # fmt: skip
     for module in (*routers, dashboard):
         app.include_router(module.router)

@@ -8,8 +8,6 @@ transport over SQLite) and a local adapter folder, all under ``SEAL_DATA_DIR``.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -18,6 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seal.selfedit import Format
+from service.admin_keys import AdminKeys
 
 #: Beside the teacher's formats: ``open-book``, the teacher's questions answered with the
 #: document in the prompt (``seal.openbook``); ``sentences``, the document's own sentences as
@@ -33,7 +32,7 @@ DEFAULT_MODEL = "smollm2"
 _PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "changethis", "secret", "admin"}
 
 
-class Settings(BaseSettings):
+class Settings(AdminKeys, BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEAL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
@@ -442,6 +441,28 @@ class Settings(BaseSettings):
         "each API process, or `redis://host:6379/1` shared by every API process.",
     )
 
+    # --- webhooks (Standard Webhooks; docs/api.md#webhooks) ---------------------------------
+    webhook_retry_schedule_s: list[int] = Field(
+        [5, 300, 1800, 7200, 18000, 36000, 36000],
+        description="Seconds before each retry of a failed delivery (the first attempt is at "
+        "once): the Standard Webhooks schedule, about a day in all.",
+    )
+    webhook_disable_after_s: int = Field(
+        86_400,
+        ge=1,
+        description="An endpoint whose deliveries have all failed for this long is disabled "
+        "(PATCH it with enabled: true to send again).",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="One delivery's time limit.")
+    webhook_private_addresses: Literal["allow", "refuse"] | None = Field(
+        None,
+        description="Whether an endpoint may resolve to a loopback, private or link-local "
+        "address; unset: allowed in development (`make run`), refused in production.",
+    )
+    webhook_poll_s: float = Field(
+        1.0, gt=0, le=60, description="How often the beat looks for deliveries due."
+    )
+
     @model_validator(mode="after")
     def _heartbeat_before_stale(self) -> Settings:
         if self.job_stale_after_s < 2 * self.job_heartbeat_s:
@@ -471,6 +492,12 @@ class Settings(BaseSettings):
 
     # --- derived locations -------------------------------------------------------------------
     @property
+    def webhooks_refuse_private(self) -> bool:
+        if self.webhook_private_addresses is None:
+            return self.environment != "development"
+        return self.webhook_private_addresses == "refuse"
+
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'seal.db'}"
 
@@ -490,49 +517,6 @@ class Settings(BaseSettings):
     def external_teacher(self) -> bool:
         """Whether an external endpoint (teacher_url) is the teacher."""
         return bool(self.teacher_url)
-
-    @property
-    def admin_key_file(self) -> Path:
-        return self.data_dir / "admin_key"
-
-    def ensure_admin_key(self) -> str:
-        """The admin key; in development one is made and kept in DATA_DIR/admin_key."""
-        if self.admin_key is not None:
-            return self.admin_key.get_secret_value()
-        path = self.admin_key_file
-        if path.exists():
-            key = path.read_text().strip()
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            key = "seal-admin-" + secrets.token_urlsafe(24)
-            path.write_text(key + "\n")
-            path.chmod(0o600)
-        self.admin_key = SecretStr(key)
-        return key
-
-    def _extra_keys(self) -> list[str]:
-        raw = self.admin_extra_keys.get_secret_value() if self.admin_extra_keys else ""
-        return [k.strip() for k in raw.split(",") if k.strip()]
-
-    def admin_key_name(self, key: str) -> str | None:
-        """Which admin key ``key`` is (``SEAL_ADMIN_KEY``, ``SEAL_ADMIN_EXTRA_KEYS[i]``), None
-        for none; every key is compared, in constant time."""
-        given = key.encode()
-        keys = [self.ensure_admin_key(), *self._extra_keys()]
-        matches = [hmac.compare_digest(given, k.encode()) for k in keys]
-        if matches[0]:
-            return "SEAL_ADMIN_KEY"
-        return next((f"SEAL_ADMIN_EXTRA_KEYS[{i}]" for i, m in enumerate(matches[1:]) if m), None)
-
-    def is_admin_key(self, key: str) -> bool:
-        """Whether ``key`` is an admin key (SEAL_ADMIN_KEY or one of SEAL_ADMIN_EXTRA_KEYS)."""
-        return self.admin_key_name(key) is not None
-
-    def reads_metrics(self, key: str) -> bool:
-        """Whether ``key`` may read GET /metrics: an admin key or SEAL_METRICS_KEY."""
-        metrics = self.metrics_key.get_secret_value() if self.metrics_key else None
-        own = metrics is not None and hmac.compare_digest(key.encode(), metrics.encode())
-        return self.is_admin_key(key) or own
 
 
 @lru_cache

@@ -1,6 +1,8 @@
 """The beat: a small process of its own that runs the schedule check (:mod:`worker.schedule`)
-every ``schedule_check_s``, in process, so that it runs while every worker is busy or dead.
-It needs no model; several beats may run (every step of the check is a conditional write).
+every ``schedule_check_s``, in process, so that it runs while every worker is busy or dead,
+and the webhook dispatcher (:mod:`worker.webhooks`) in a thread beside it. It needs no model;
+several beats may run (every step of the check is a conditional write, every delivery attempt
+is claimed).
 
 ``python -m worker.beat`` (``seal process beat``)."""
 
@@ -14,6 +16,7 @@ from service.enqueue import CeleryTaskSender
 from service.settings import Settings, get_settings
 from worker.runtime import get_runtime
 from worker.schedule import run_schedule
+from worker.webhooks import start_dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ def run_beat(settings: Settings, stop: threading.Event) -> None:
     runtime = get_runtime()
     sender = CeleryTaskSender(settings.resolved_broker_url)
     log.info("beat: checking schedules and jobs every %d s", settings.schedule_check_s)
+    dispatcher = start_dispatcher(runtime.sessions, settings, stop)
     try:
         while True:
             try:
@@ -32,6 +36,8 @@ def run_beat(settings: Settings, stop: threading.Event) -> None:
             if stop.wait(settings.schedule_check_s):
                 return
     finally:
+        stop.set()
+        dispatcher.join(timeout=settings.webhook_timeout_s + 5)
         sender.close()
 
 

@@ -49,5 +49,5 @@ def rollback(
         if target is None:
             raise NotFound(f"{owner_name} has no {history.noun} {number}")
         check_can_activate(target, f"{history.noun} {number} of {owner_name}")
-    previous = history.promote(session, version=target, **owner)
+    previous = history.promote(session, version=target, event="rolled_back", **owner)
     return target, previous

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, String
+from sqlalchemy import DateTime, Enum, MetaData, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -65,3 +66,15 @@ class IdMixin:
 
 class CreatedAtMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def str_enum(enum_cls: type[StrEnum]) -> Enum:
+    """A StrEnum kept as its value in a plain VARCHAR (no native enum type, no CHECK)."""
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )

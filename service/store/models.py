@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     Boolean,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -22,7 +21,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
-from service.store.base import Base, CreatedAtMixin, IdMixin, new_id, utcnow
+from service.store.base import Base, CreatedAtMixin, IdMixin, new_id, str_enum, utcnow
+
+# the webhook tables live in a module of their own; imported here, so the metadata has them
+from service.store.webhook_models import DeliveryStatus as DeliveryStatus
+from service.store.webhook_models import WebhookDelivery as WebhookDelivery
+from service.store.webhook_models import WebhookEndpoint as WebhookEndpoint
 
 
 class DocumentStatus(StrEnum):
@@ -102,18 +106,6 @@ class JobStatus(StrEnum):
 FINISHED_JOB_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
 
 
-def _str_enum(enum_cls: type[StrEnum]) -> Enum:
-    """A StrEnum kept as its value in a plain VARCHAR (no native enum type, no CHECK)."""
-    return Enum(
-        enum_cls,
-        native_enum=False,
-        create_constraint=False,
-        length=16,
-        values_callable=lambda members: [m.value for m in members],
-        validate_strings=True,
-    )
-
-
 def _tenant_fk() -> Mapped[str]:
     return mapped_column(String(36), ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
 
@@ -129,7 +121,7 @@ class VersionMixin(IdMixin, CreatedAtMixin):
 
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[VersionStatus] = mapped_column(
-        _str_enum(VersionStatus), default=VersionStatus.candidate
+        str_enum(VersionStatus), default=VersionStatus.candidate
     )
     artifact_uri: Mapped[str | None] = mapped_column(String(1000))
     checksum: Mapped[str | None] = mapped_column(String(128))
@@ -168,7 +160,7 @@ class Tenant(IdMixin, CreatedAtMixin, Base):
     update_schedule: Mapped[str | None] = mapped_column(String(100))
     #: What its chat answers from, unless a chat asks otherwise.
     memory: Mapped[MemoryMode] = mapped_column(
-        _str_enum(MemoryMode), default=MemoryMode.hybrid, server_default=MemoryMode.hybrid.value
+        str_enum(MemoryMode), default=MemoryMode.hybrid, server_default=MemoryMode.hybrid.value
     )
     #: Its own quotas, by name (``service.domain.quotas.QUOTAS``); a missing one is the
     #: settings default (``SEAL_QUOTA_<NAME>``).
@@ -195,7 +187,7 @@ class Document(IdMixin, CreatedAtMixin, Base):
     size_bytes: Mapped[int] = mapped_column(default=0, server_default="0")
     content_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[DocumentStatus] = mapped_column(
-        _str_enum(DocumentStatus), default=DocumentStatus.pending, index=True
+        str_enum(DocumentStatus), default=DocumentStatus.pending, index=True
     )
     error: Mapped[str | None] = mapped_column(Text)
     learned_version_id: Mapped[str | None] = mapped_column(
@@ -256,7 +248,7 @@ class ProbeQuestion(IdMixin, CreatedAtMixin, Base):
     )
     question: Mapped[str] = mapped_column(Text)
     answer: Mapped[str] = mapped_column(Text)
-    source: Mapped[ProbeSource] = mapped_column(_str_enum(ProbeSource))
+    source: Mapped[ProbeSource] = mapped_column(str_enum(ProbeSource))
 
 
 def new_completion_id() -> str:
@@ -333,7 +325,7 @@ class TeacherVersion(VersionMixin, Base):
         String(36), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
     )
     domain: Mapped[TeacherDomain] = mapped_column(
-        _str_enum(TeacherDomain),
+        str_enum(TeacherDomain),
         default=TeacherDomain.documents,
         server_default=TeacherDomain.documents.value,
     )
@@ -361,8 +353,8 @@ class Job(IdMixin, CreatedAtMixin, Base):
     )
 
     tenant_id: Mapped[str] = _tenant_fk()
-    kind: Mapped[JobKind] = mapped_column(_str_enum(JobKind))
-    status: Mapped[JobStatus] = mapped_column(_str_enum(JobStatus), default=JobStatus.queued)
+    kind: Mapped[JobKind] = mapped_column(str_enum(JobKind))
+    status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus), default=JobStatus.queued)
     #: 0..1
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     #: What the job is doing now.

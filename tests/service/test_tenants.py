@@ -352,6 +352,12 @@ def _tenant_with_everything(
         headers=auth(key),
     )
     assert feedback.status_code == 201, feedback.text
+    hook = client.post(
+        "/v1/webhooks", json={"url": "https://hooks.example.com/"}, headers=auth(key)
+    )
+    assert (
+        client.post(f"/v1/webhooks/{hook.json()['id']}/test", headers=auth(key)).status_code == 202
+    )
     return tenant, key, [str(root / tenant.id / "1"), str(root / tenant.id / "2"), skill_folder]
 
 
@@ -385,6 +391,8 @@ def test_delete_a_tenant_with_everything_of_it(
         "skill_examples": 2,
         "skill_versions": 1,
         "skill_configs": 1,
+        "webhook_endpoints": 1,
+        "webhook_deliveries": 1,
     }
     assert body["stopped_jobs"] == [running]
     assert body["folders_left"] == []

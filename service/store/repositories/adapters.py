@@ -7,7 +7,14 @@ from service.store.models import AdapterVersion
 from service.store.repositories.versions import VersionHistory
 
 ADAPTERS: VersionHistory[AdapterVersion] = VersionHistory(
-    AdapterVersion, noun="adapter version", owner_noun="tenant"
+    AdapterVersion,
+    noun="adapter version",
+    owner_noun="tenant",
+    events={
+        "promoted": "adapter.promoted",
+        "rejected": "adapter.rejected",
+        "rolled_back": "adapter.rolled_back",
+    },
 )
 
 next_adapter_number = ADAPTERS.next_number

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from service.domain.errors import JobFinished
 from service.store.base import utcnow
 from service.store.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, UpdateMode
+from service.store.repositories import webhooks as webhook_repo
 
 OPEN_STATUSES = (JobStatus.queued, JobStatus.running)
 
@@ -211,6 +212,27 @@ def set_job_progress(
     return job
 
 
+def _job_event(session: Session, job: Job) -> None:
+    """``job.succeeded``, ``job.failed`` or ``job.cancelled`` to the tenant's webhooks, in the
+    transaction that finished the job."""
+    data = {
+        "job": {
+            "id": job.id,
+            "kind": job.kind.value,
+            "status": job.status.value,
+            "message": job.message,
+            "result": job.result,
+            "error": job.error,
+            "error_code": job.error_code,
+            "created_at": job.created_at.isoformat(),
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        }
+    }
+    webhook_repo.add_event(
+        session, tenant_id=job.tenant_id, event_type=f"job.{job.status.value}", data=data
+    )
+
+
 def report_progress(
     session: Session, *, job_id: str, attempt: int, progress: float, message: str
 ) -> bool:
@@ -242,6 +264,7 @@ def finish_job(
     job = get_job(session, job_id=job_id)
     if job is None:
         return None
+    already = job.status == status
     job.status = status
     job.finished_at = utcnow()
     if status == JobStatus.succeeded:
@@ -255,6 +278,8 @@ def finish_job(
     if message is not None:
         job.message = message
     session.flush()
+    if not already:
+        _job_event(session, job)
     return job
 
 
@@ -275,6 +300,7 @@ def cancel_job(session: Session, *, job: Job) -> Job:
     session.refresh(job)
     if not result.rowcount:  # type: ignore[attr-defined]
         raise JobFinished(f"job {job.id} is already {job.status}")
+    _job_event(session, job)
     return job
 
 

@@ -166,7 +166,7 @@ def list_examples(
 
 # --- versions (the history's rules: .versions) ---------------------------------------------
 SKILL_VERSIONS: VersionHistory[SkillVersion] = VersionHistory(
-    SkillVersion, noun="version", owner_noun="skill"
+    SkillVersion, noun="version", owner_noun="skill", events={"promoted": "skill.learned"}
 )
 
 next_skill_version_number = SKILL_VERSIONS.next_number

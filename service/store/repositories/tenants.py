@@ -28,6 +28,8 @@ from service.store.models import (
     SkillVersion,
     TeacherVersion,
     Tenant,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 KEY_PREFIX = "seal-"
@@ -140,6 +142,8 @@ _TENANT_ROWS = {
     "skill_examples": SkillExample.tenant_id,
     "skill_versions": SkillVersion.tenant_id,
     "skill_configs": SkillSelfEdit.tenant_id,
+    "webhook_endpoints": WebhookEndpoint.tenant_id,
+    "webhook_deliveries": WebhookDelivery.tenant_id,
 }
 """Every kind of row a tenant owns, by the column that names the tenant."""
 
@@ -164,7 +168,8 @@ def tenant_artifacts(session: Session, *, tenant_id: str) -> list[str]:
 def delete_tenant(session: Session, *, tenant_id: str) -> dict[str, int]:
     """Delete a tenant and every row of it (the store's cascades: keys, documents and their
     questions, jobs, adapter and teacher versions, self-edits, rewards, completions,
-    feedback, skills with their examples, versions and configurations); returns how many rows
+    feedback, skills with their examples, versions and configurations, webhook endpoints and
+    their deliveries); returns how many rows
     of each kind went."""
     counts = {
         name: session.scalar(select(func.count()).where(column == tenant_id)) or 0

@@ -17,14 +17,29 @@ from sqlalchemy.orm import Session, aliased
 from service.domain.errors import Gone, VersionIsActive
 from service.store.base import utcnow
 from service.store.models import VersionMixin, VersionStatus
+from service.store.repositories import webhooks as webhook_repo
 
 V = TypeVar("V", bound=VersionMixin)
+
+
+def version_data(version: VersionMixin | None) -> dict[str, Any] | None:
+    """A version as a webhook event shows it."""
+    if version is None:
+        return None
+    return {
+        "version": version.number,
+        "status": version.status.value,
+        "checksum": version.checksum,
+        "metrics": version.metrics or {},
+        "created_at": version.created_at.isoformat(),
+        "promoted_at": version.promoted_at.isoformat() if version.promoted_at else None,
+    }
 
 
 class VersionHistory(Generic[V]):
     """The rules of one version table; ``noun`` names its versions and ``owner_noun`` their
     owners in messages; ``defaults`` fill owner columns a caller leaves out (a teacher's
-    ``domain``: documents)."""
+    ``domain``: documents); ``events`` name the webhook events its changes send."""
 
     def __init__(
         self,
@@ -33,10 +48,14 @@ class VersionHistory(Generic[V]):
         noun: str,
         owner_noun: str,
         defaults: dict[str, Any] | None = None,
+        events: dict[str, str] | None = None,
     ) -> None:
         self.model = model
         self.noun = noun
         self.owner_noun = owner_noun
+        #: The webhook event of each change (``promoted``, ``rejected``, ``rolled_back``) that
+        #: the owner's tenant is sent; none where absent.
+        self.events = dict(events or {})
         self.defaults = dict(defaults or {})
 
     # --- owners ---------------------------------------------------------------------------
@@ -150,13 +169,18 @@ class VersionHistory(Generic[V]):
             raise ValueError("promote a version to make it active")
         version.status = status
         session.flush()
+        if status == VersionStatus.rejected:
+            self._send(session, "rejected", version, None, self.owner_of(version))
         return version
 
-    def promote(self, session: Session, *, version: V | None, **owner: Any) -> V | None:
+    def promote(
+        self, session: Session, *, version: V | None, event: str = "promoted", **owner: Any
+    ) -> V | None:
         """Make ``version`` its owner's active one (the owner defaults to the version's);
         the version active before is retired and returned. ``None`` retires the active one,
         so the owner falls back (a tenant to the base model, a skill to none, a tenant's
-        teacher to the shared one).
+        teacher to the shared one). The owner's tenant is sent the webhook ``event``
+        (``promoted``; a rollback: ``rolled_back``) where this history has one.
 
         The demotion is flushed before the promotion because of the one-active index. The
         promotion is one conditional UPDATE on the version still having its weights, so a
@@ -186,7 +210,23 @@ class VersionHistory(Generic[V]):
                     "choose a newer version"
                 )
             session.refresh(version, ["status", "promoted_at"])
+        if version is not None or event != "promoted":
+            self._send(session, event, version, previous, owner)
         return previous
+
+    def _send(
+        self, session: Session, change: str, version: V | None, previous: V | None, owner: dict
+    ) -> None:
+        event_type = self.events.get(change)
+        tenant_id = getattr(version or previous, "tenant_id", None) or owner.get("tenant_id")
+        if event_type is None or tenant_id is None:
+            return
+        data = {
+            **{k: v for k, v in owner.items() if k != "tenant_id"},
+            "version": version_data(version),
+            "previous": version_data(previous),
+        }
+        webhook_repo.add_event(session, tenant_id=tenant_id, event_type=event_type, data=data)
 
     def drop_weights(self, session: Session, *, version: V) -> str | None:
         """Forget where a version's weights are (and their checksum), unless it is active;
