@@ -6,10 +6,8 @@ disabled after a day of failures. The receiver is a real HTTP server on this mac
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -25,43 +23,8 @@ from service.store.models import JobStatus, VersionStatus
 from service.store.repositories import jobs as job_repo
 from service.store.webhook_models import WebhookEndpoint
 from tests.factories import auth, make_adapter_version, make_job, make_tenant
+from tests.receiver import Receiver
 from worker.webhooks import deliver_due
-
-
-class Receiver:
-    """An HTTP server that records what it is sent and answers 500 to the first ``fail``
-    attempts of each message (by its ``webhook-id``)."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.seen: dict[str, int] = {}
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                with receiver.lock:
-                    receiver.requests.append(
-                        ({k.lower(): v for k, v in self.headers.items()}, body)
-                    )
-                    msg = self.headers["webhook-id"]
-                    receiver.seen[msg] = receiver.seen.get(msg, 0) + 1
-                    failing = receiver.seen[msg] <= receiver.fail
-                self.send_response(500 if failing else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
