@@ -285,6 +285,16 @@ class UpdateAccepted(BaseModel):
     status: JobStatus
 
 
+class JobEventPublic(_Public):
+    message: str = Field(description="The stage, as the job's progress message said it.")
+    progress: float
+    data: dict[str, Any] | None = Field(
+        description="The stage's figures: a candidate's train_losses (per epoch), reward and "
+        "probe_accuracy; the new version's train_losses; the gate's promoted and reason."
+    )
+    created_at: datetime
+
+
 class JobPublic(_Public):
     id: str
     kind: JobKind

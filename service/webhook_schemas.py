@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
 
 from service.store.webhook_models import DeliveryStatus
+
+Url = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)]
+EventType = Annotated[str, StringConstraints(max_length=64)]
 
 
 class _Create(BaseModel):
@@ -15,8 +18,8 @@ class _Create(BaseModel):
 
 
 class WebhookCreate(_Create):
-    url: AnyHttpUrl = Field(description="Where events are POSTed (http or https).")
-    events: list[str] | None = Field(
+    url: Url = Field(description="Where events are POSTed (http or https).")
+    events: list[EventType] | None = Field(
         None,
         max_length=16,
         description="The event types to send; omitted or null: all of them.",
@@ -25,8 +28,8 @@ class WebhookCreate(_Create):
 
 
 class WebhookUpdate(_Create):
-    url: AnyHttpUrl | None = None
-    events: list[str] | None = Field(None, max_length=16)
+    url: Url | None = None
+    events: list[EventType] | None = Field(None, max_length=16)
     description: str | None = Field(None, max_length=500)
     enabled: bool | None = Field(
         None, description="false stops the deliveries; true sends again and forgets failures."

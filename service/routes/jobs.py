@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from service.deps import CurrentTenant, SessionDep
 from service.domain import updates as update_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
-from service.schemas import MAX_NUMBER, JobPublic, Page
+from service.schemas import MAX_NUMBER, JobEventPublic, JobPublic, Page
 from service.store.repositories import jobs as job_repo
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=error_responses(*COMMON_ERRORS))
@@ -43,3 +43,26 @@ def get_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobPubli
 def cancel_job(job_id: str, session: SessionDep, tenant: CurrentTenant) -> JobPublic:
     """Cancel a queued or running job; a running one stops at its next check."""
     return JobPublic.model_validate(update_domain.cancel_job(session, tenant.id, job_id))
+
+
+@router.get(
+    "/jobs/{job_id}/events", response_model=Page[JobEventPublic], responses=error_responses(404)
+)
+def job_events(
+    job_id: str,
+    session: SessionDep,
+    tenant: CurrentTenant,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_NUMBER)] = 0,
+) -> Page[JobEventPublic]:
+    """The job's story, oldest first: each stage with its time, its progress and its figures
+    (self-edits written, each candidate's training losses and reward, the gate's decision and
+    why, the end)."""
+    job = update_domain.get_job(session, tenant.id, job_id)
+    events, total = job_repo.list_job_events(session, job_id=job.id, limit=limit, offset=offset)
+    return Page(
+        items=[JobEventPublic.model_validate(e) for e in events],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )

@@ -23,7 +23,9 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from service.store.base import Base, CreatedAtMixin, IdMixin, new_id, str_enum, utcnow
 
-# the webhook tables live in a module of their own; imported here, so the metadata has them
+# the webhook tables and the jobs' events live in modules of their own; imported here, so the
+# metadata has them
+from service.store.job_events import JobEvent as JobEvent
 from service.store.webhook_models import DeliveryStatus as DeliveryStatus
 from service.store.webhook_models import WebhookDelivery as WebhookDelivery
 from service.store.webhook_models import WebhookEndpoint as WebhookEndpoint

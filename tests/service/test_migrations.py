@@ -98,7 +98,7 @@ def test_alembic_ini_points_at_the_migrations() -> None:
 
     root = Path(__file__).resolve().parents[2]
     script = ScriptDirectory.from_config(Config(str(root / "alembic.ini")))
-    assert script.get_current_head() == "0009"
+    assert script.get_current_head() == "0010"
 
 
 def test_the_memory_migration_indexes_the_documents_already_stored(

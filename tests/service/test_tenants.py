@@ -381,6 +381,7 @@ def test_delete_a_tenant_with_everything_of_it(
         "documents": 1,
         "memory_chunks": 1,
         "jobs": 1,
+        "job_events": 0,
         "adapter_versions": 2,
         "teacher_versions": 1,
         "self_edits": 1,

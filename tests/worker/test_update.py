@@ -490,3 +490,37 @@ def test_the_passage_format_trains_on_the_document_alone(
     assert version.metrics["format"] == "passage"
     assert version.metrics["documents_won_by_passage_alone"] == 1
     assert version.metrics["train_sequences"] == 1, "the title and the document, nothing else"
+
+
+def test_an_update_tells_its_story_stage_by_stage(
+    session: Session, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /v1/jobs/{id}/events``: each stage with its time and figures, in order, the
+    training steps left out; the candidates' losses per epoch, the gate's decision, the end."""
+    grade_probes(monkeypatch, before=False, self_edits=False, passage=True)
+    tenant, _ = make_tenant(session)
+    make_document(
+        session,
+        tenant,
+        title="Zorblat Industries",
+        text=FACT,
+        questions=[("Who founded Zorblat Industries?", "Marisol Quenby")],
+    )
+    job = make_job(session, tenant)
+    session.commit()
+
+    run_update(runtime, job.id)
+
+    events, total = job_repo.list_job_events(session, job_id=job.id, limit=500, offset=0)
+    messages = [e.message for e in events]
+    assert total == len(events) > 4
+    assert messages[0].startswith("select update of 1 document(s)")
+    assert not any("step" in m for m in messages), "training steps are not stages"
+    rewards = [e for e in events if "earned reward" in e.message]
+    assert rewards and all(e.data and e.data["train_losses"] for e in rewards)
+    assert any(e.data and e.data["candidate"] is None for e in rewards)  # the passage alone
+    (verdict,) = [e for e in events if e.message.startswith("the gate")]
+    assert verdict.data is not None and verdict.data["promoted"] is True
+    assert messages[-1] == "succeeded: version 1 promoted"
+    times = [e.created_at for e in events]
+    assert times == sorted(times) and [e.progress for e in events][-1] == 1.0

@@ -81,10 +81,15 @@ class Progress:
     def restart(self) -> None:
         self.done = 0.0
 
-    def step(self, message: str, units: float = 1) -> None:
+    def step(
+        self, message: str, units: float = 1, *, data: dict | None = None, tick: bool = False
+    ) -> None:
+        """``units`` more done; the stage goes into the job's story (``GET
+        /v1/jobs/{id}/events``) with its ``data``, unless it is a ``tick`` of a long stage
+        (a training step)."""
         self.done += units
         self.shown = max(self.shown, 0.95 * self.done / self.total)
-        self.run.progress(self.shown, message)
+        self.run.progress(self.shown, message, event=not tick, data=data)
 
 
 def version_folder(settings: Settings, tenant_id: str, job_id: str) -> Path:

@@ -182,15 +182,33 @@ class JobRun:
             lambda s: job_repo.is_current(s, job_id=self.id, attempt=self.job.attempt),
         )
 
-    def progress(self, fraction: float, message: str) -> None:
-        """Record progress (a heartbeat too) and check for cancellation. A busy store skips
-        the record; it never fails the job."""
-        self._still_ours(
-            "progress not recorded",
-            lambda s: job_repo.report_progress(
-                s, job_id=self.id, attempt=self.job.attempt, progress=fraction, message=message
-            ),
-        )
+    def progress(
+        self, fraction: float, message: str, *, event: bool = False, data: dict | None = None
+    ) -> None:
+        """Record progress (a heartbeat too) and check for cancellation; with ``event``, the
+        stage also goes into the job's story with its ``data``. A busy store skips the
+        record; it never fails the job."""
+
+        def unit(session: Session) -> bool:
+            current = job_repo.report_progress(
+                session,
+                job_id=self.id,
+                attempt=self.job.attempt,
+                progress=fraction,
+                message=message,
+            )
+            if current and event:
+                job_repo.add_job_event(
+                    session,
+                    job_id=self.id,
+                    tenant_id=self.job.tenant_id,
+                    message=message,
+                    progress=fraction,
+                    data=data,
+                )
+            return current
+
+        self._still_ours("progress not recorded", unit)
 
     def _still_ours(self, skipped: str, unit: Callable[[Session], bool]) -> None:
         """Run ``unit`` (True: the job is still this attempt's) and raise once it is not; a

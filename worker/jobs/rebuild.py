@@ -114,7 +114,9 @@ def _rebuild(run: JobRun, snap: RebuildSnapshot, attempt: int, progress: Progres
         def training(done: int, total: int) -> None:
             if done == total or done - seen[0] >= max(1, total // 20):
                 units, seen[0] = 8 * (done - seen[0]) / total, done
-                progress.step(f"training the rebuilt version, step {done}/{total}", units)
+                progress.step(
+                    f"training the rebuilt version, step {done}/{total}", units, tick=True
+                )
 
         trained = train_on(
             host, snap.sequences, replace(config.train, seed=snap.seed), init=None,

@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 
 from service.domain.errors import JobFinished
 from service.store.base import utcnow
-from service.store.models import FINISHED_JOB_STATUSES, Job, JobKind, JobStatus, UpdateMode
+from service.store.models import (
+    FINISHED_JOB_STATUSES,
+    Job,
+    JobEvent,
+    JobKind,
+    JobStatus,
+    UpdateMode,
+)
 from service.store.repositories import webhooks as webhook_repo
 
 OPEN_STATUSES = (JobStatus.queued, JobStatus.running)
@@ -212,9 +219,46 @@ def set_job_progress(
     return job
 
 
+def add_job_event(
+    session: Session,
+    *,
+    job_id: str,
+    tenant_id: str,
+    message: str,
+    progress: float,
+    data: dict[str, Any] | None = None,
+) -> JobEvent:
+    """A stage of the job's story (``GET /v1/jobs/{id}/events``)."""
+    event = JobEvent(
+        job_id=job_id, tenant_id=tenant_id, message=message[:500], progress=progress, data=data
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def list_job_events(
+    session: Session, *, job_id: str, limit: int, offset: int
+) -> tuple[list[JobEvent], int]:
+    """The job's events, oldest first, and how many there are."""
+    where = JobEvent.job_id == job_id
+    total = session.scalar(select(func.count()).where(where)) or 0
+    stmt = select(JobEvent).where(where).order_by(JobEvent.created_at, JobEvent.id)
+    return list(session.scalars(stmt.limit(limit).offset(offset))), total
+
+
 def _job_event(session: Session, job: Job) -> None:
-    """``job.succeeded``, ``job.failed`` or ``job.cancelled`` to the tenant's webhooks, in the
-    transaction that finished the job."""
+    """The job's last stage in its story, and ``job.succeeded``, ``job.failed`` or
+    ``job.cancelled`` to the tenant's webhooks, in the transaction that finished the job."""
+    ending = job.error if job.status == JobStatus.failed else job.message
+    add_job_event(
+        session,
+        job_id=job.id,
+        tenant_id=job.tenant_id,
+        message=f"{job.status.value}: {ending}" if ending else job.status.value,
+        progress=job.progress,
+        data={"error_code": job.error_code} if job.error_code else None,
+    )
     data = {
         "job": {
             "id": job.id,

@@ -139,7 +139,10 @@ def _learn(run: JobRun, snap: Snapshot) -> None:
         progress.step(f"{label}: kept {kept}, reward {work.winner.reward:+.3f}")
 
     trained, own = _train_version(run, snap, config, replay)
-    progress.step(f"trained the new version on {own} sequences + {len(replay)} replayed")
+    progress.step(
+        f"trained the new version on {own} sequences + {len(replay)} replayed",
+        data={"train_losses": trained.losses, "tokens": trained.tokens, "seconds": trained.seconds},
+    )
     _judge_and_commit(run, snap, config, trained, own, replay, progress, dropped)
 
 
@@ -231,4 +234,9 @@ def _judge_and_commit(
         settings.retention_tolerance,
         min_gain=settings.promotion_min_probe_gain,
     )
+    refusal = gate.refusal()
+    verdict = "the gate promotes it" if refusal is None else f"the gate refuses it: it {refusal}"
+    figures = {k: metrics[k] for k in ("probe_accuracy_before", "probe_accuracy")}
+    figures |= {k: metrics[k] for k in ("retention_accuracy_before", "retention_accuracy")}
+    progress.step(verdict, 0, data={"promoted": refusal is None, "reason": refusal, **figures})
     commit_version(run, snap, target, digest, metrics, gate, config)

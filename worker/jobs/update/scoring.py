@@ -44,7 +44,13 @@ def score_document(
 
     def report(i: int, c: Candidate) -> None:
         what = "the passage alone" if c.passage_alone else f"candidate {i + 1}/{n - 1}"
-        progress.step(f"{label}: {what} earned reward {c.reward:+.3f}", 0)
+        figures = {
+            "candidate": None if c.passage_alone else i + 1,
+            "reward": c.reward,
+            "probe_accuracy": c.accuracy,
+            "train_losses": c.trained.losses if c.trained else None,
+        }
+        progress.step(f"{label}: {what} earned reward {c.reward:+.3f}", 0, data=figures)
 
     seen = [0]
 
@@ -52,7 +58,9 @@ def score_document(
         # the candidates train together: n progress units spread over their steps
         if done == total or done - seen[0] >= max(1, total // 10):
             units, seen[0] = n * (done - seen[0]) / total, done
-            progress.step(f"{label}: training {n} candidates, step {done}/{total}", units)
+            progress.step(
+                f"{label}: training {n} candidates, step {done}/{total}", units, tick=True
+            )
 
     candidates = score_candidates(
         host,
