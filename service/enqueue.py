@@ -25,6 +25,8 @@ UPDATE_TASK = "seal.update"
 TEACHER_ROUND_TASK = "seal.teacher_round"
 #: The task that learns a new version of a skill (job kind ``skill``).
 SKILL_TASK = "seal.skill"
+#: The task that judges an imported adapter (job kind ``adapter_import``).
+ADAPTER_IMPORT_TASK = "seal.adapter_import"
 
 _PENDING_KEY = "seal_pending_tasks"
 
@@ -35,6 +37,7 @@ def task_for(kind: JobKind) -> str:
         JobKind.update: UPDATE_TASK,
         JobKind.teacher_train: TEACHER_ROUND_TASK,
         JobKind.skill: SKILL_TASK,
+        JobKind.adapter_import: ADAPTER_IMPORT_TASK,
     }
     if kind not in tasks:
         raise ValueError(f"no task runs jobs of kind {kind!r}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
+from service.metrics import observe_adapter, observe_batch
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -104,7 +105,6 @@ class ModelChatBackend:
                 from seal.lora import STUDENT, AdapterHost, LoraSpec
                 from seal.modeling import context_length, load_model
                 from seal.serving import AdapterCache, ChatEngine
-                from service.metrics import observe_adapter, observe_batch
 
                 s = self.settings
                 loaded = load_model(

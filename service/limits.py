@@ -86,6 +86,10 @@ CHAT_BODY_BYTES = (
     + MAX_CHAT_MESSAGES * (1 + MAX_TEXT_PARTS) * CHAT_ITEM_BYTES
 )
 
+#: An imported adapter's zip (``POST /v1/adapters``): a float32 LoRA of rank 64 on every
+#: linear layer of a 1B model is about 90 MB.
+ADAPTER_ARCHIVE_BYTES = 128 * 1024**2
+
 #: The most bytes of a body each route with long fields takes, by method and path template.
 BODY_LIMITS: dict[tuple[str, str], int] = {
     ("POST", "/v1/documents"): DOCUMENT_BODY_BYTES,
@@ -93,4 +97,5 @@ BODY_LIMITS: dict[tuple[str, str], int] = {
     ("POST", "/v1/skills"): SKILL_BODY_BYTES,
     ("POST", "/v1/skills/{skill_id}/examples"): SKILL_BODY_BYTES,
     ("POST", "/v1/chat/completions"): CHAT_BODY_BYTES,
+    ("POST", "/v1/adapters"): ADAPTER_ARCHIVE_BYTES,
 }

@@ -3,7 +3,7 @@ not a task: it runs in the beat process, :mod:`worker.beat`.)"""
 
 from __future__ import annotations
 
-from service.enqueue import SKILL_TASK, TEACHER_ROUND_TASK, UPDATE_TASK
+from service.enqueue import ADAPTER_IMPORT_TASK, SKILL_TASK, TEACHER_ROUND_TASK, UPDATE_TASK
 from service.settings import get_settings
 from worker.app import app
 from worker.jobs.fair import run_next
@@ -28,4 +28,11 @@ def teacher_round(job_id: str) -> None:
 @app.task(name=SKILL_TASK, time_limit=_LIMIT + 300, soft_time_limit=_LIMIT)
 def skill(job_id: str) -> None:
     """Learn a new version of a tenant's skill from its examples (job kind ``skill``)."""
+    run_next(get_runtime(), job_id)
+
+
+@app.task(name=ADAPTER_IMPORT_TASK, time_limit=_LIMIT + 300, soft_time_limit=_LIMIT)
+def adapter_import(job_id: str) -> None:
+    """Judge an adapter a tenant brought and record it as a version (job kind
+    ``adapter_import``)."""
     run_next(get_runtime(), job_id)

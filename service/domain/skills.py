@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from seal.skills.tasks import Demo, SkillTask
 from service.domain import quotas
 from service.domain.errors import Conflict, InvalidRequest, NotFound
 from service.domain.files import remove_after_commit
@@ -210,7 +211,6 @@ def skill_prompt(
     examples that fit the scale's sequence length as its context, for the skill's active
     version. Not found for a name the tenant has no skill of; a conflict while the skill has no
     active version."""
-    from seal.skills.tasks import Demo, SkillTask
     from seal.skills.ttt import prompt_messages
 
     skill = skill_repo.get_skill_by_name(session, tenant_id=tenant.id, name=name)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Body, Response, status
 from fastapi import Path as PathParam
 
-from service.deps import CurrentTenant, SessionDep, SettingsDep
+from service.deps import CurrentTenant, LimitsDep, SessionDep, SettingsDep
+from service.domain import adapter_imports
 from service.domain import adapters as adapter_domain
-from service.errors import COMMON_ERRORS, error_responses
+from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
 from service.presenters import adapter_public
-from service.schemas import MAX_NUMBER, AdapterPublic
+from service.schemas import MAX_NUMBER, AdapterPublic, UpdateAccepted
 from service.store.repositories import adapters as adapter_repo
 
 router = APIRouter(prefix="/v1", tags=["adapters"], responses=error_responses(*COMMON_ERRORS))
@@ -53,3 +54,32 @@ def export_adapter(
             "ETag": f'"{found.checksum}"',
         },
     )
+
+
+@router.post(
+    "/adapters",
+    response_model=UpdateAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(413, 422, 429, *WRITE_ERRORS),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+def import_adapter(
+    request_body: Annotated[bytes, Body(media_type="application/zip")],
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: CurrentTenant,
+    limits: LimitsDep,
+) -> UpdateAccepted:
+    """Bring an adapter of your own: a zip of PEFT's `adapter_config.json` and
+    `adapter_model.safetensors` (safetensors only; a LoRA of this service's rank, alpha and
+    target modules, at most 128 MiB), as `GET /v1/adapters/{version}/archive` gives them. A
+    job (`adapter_import`) checks it against the base model and judges it through the same
+    gate as an update: it becomes a version, promoted or rejected; follow it at
+    `/v1/jobs/{job_id}`."""
+    job = adapter_imports.request_import(session, settings, tenant, request_body, limits)
+    return UpdateAccepted(job_id=job.id, status=job.status)

@@ -74,6 +74,8 @@ class JobKind(StrEnum):
     teacher_train = "teacher_train"
     #: learns a new version of one skill from its examples (the job's ``skill_id``)
     skill = "skill"
+    #: judges an adapter the tenant brought (``POST /v1/adapters``) and records it as a version
+    adapter_import = "adapter_import"
 
 
 class TeacherDomain(StrEnum):

@@ -20,8 +20,14 @@ class Failure:
     message: str
 
 
+class AdapterRefused(Exception):
+    """An imported adapter the job cannot use; its text is the service's own, for the tenant."""
+
+
 def describe(exc: BaseException, job_id: str) -> Failure:
     """The failure a tenant sees for ``exc``."""
+    if isinstance(exc, AdapterRefused):
+        return Failure("adapter_refused", str(exc))
     quote = f"the operator finds the details in the worker's log under job {job_id}"
     if isinstance(exc, TeacherUnavailable):
         return Failure(

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from service.store.db import session_scope
 from service.store.models import Job, JobKind, JobStatus
+from worker.jobs.adapter_import import run_import
 from worker.jobs.skill import run_skill
 from worker.jobs.teacher import run_teacher_round
 from worker.jobs.update import run_update
@@ -36,6 +37,7 @@ RUNNERS: dict[JobKind, Callable[[Runtime, str], bool]] = {
     JobKind.update: run_update,
     JobKind.skill: run_skill,
     JobKind.teacher_train: run_teacher_round,
+    JobKind.adapter_import: run_import,
 }
 #: How many jobs a message tries, in fair order, before it gives up (others took them).
 TRIES = 8
