@@ -29,8 +29,11 @@ from research.report import (
 from seal.journal import JournalMismatch
 from seal.knowledge import InnerLoopConfig, Teacher
 from seal.lora import TEACHER, WEIGHTS_FILE, AdapterHost, AdapterState, load_adapter
+from seal.modeling import pick_device, pick_dtype
 from seal.selfedit import FORMATS, QA_FORMS
 from service.settings import Settings
+from worker.config import inner_loop_config, student_spec, teacher_spec
+from worker.runtime import Runtime
 
 
 class OptionError(ValueError):
@@ -123,8 +126,6 @@ class KnowledgeOptions:
         return chosen
 
     def config(self, settings: Settings) -> InnerLoopConfig:
-        from worker.config import inner_loop_config
-
         config = replace(inner_loop_config(settings, self.fmt), num_candidates=self.samples)
         return replace(config, qa_form=self.qa_forms[0]) if self.qa_forms else config
 
@@ -132,8 +133,6 @@ class KnowledgeOptions:
         self, settings: Settings, config: InnerLoopConfig, chosen: Sequence[EvalPassage]
     ) -> dict[str, Any]:
         """What results.json records of the run, and what a resumed run must agree with."""
-        from seal.modeling import pick_device, pick_dtype
-        from worker.config import student_spec, teacher_spec
 
         student, teacher_lora = student_spec(settings), teacher_spec(settings)
         device = pick_device(settings.device)
@@ -177,8 +176,6 @@ def run_eval(
     the passages and the journal agree with this run (a mismatch fails in a second); the
     evaluation never touches the store (its unbound sessionmaker is never used)."""
     from sqlalchemy.orm import sessionmaker
-
-    from worker.runtime import Runtime
 
     chosen = options.choose(documents)
     config = options.config(settings)

@@ -21,8 +21,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from migrations import upgrade
 from seal.skills.tasks import SkillTask
 from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker, session_scope
+from service.store.models import Job
+from service.store.repositories import skills as skill_repo
+from service.store.repositories import tenants as tenant_repo
+from worker.jobs.skill import run_skill
+from worker.runtime import Runtime
 
 
 @dataclass
@@ -92,14 +99,6 @@ def run_skill_bench(
     machine: str,
     on_phase: Callable[[str], None] = lambda _line: None,
 ) -> SkillBenchReport:
-    from migrations import upgrade
-    from service.store.db import make_engine, make_sessionmaker, session_scope
-    from service.store.models import Job
-    from service.store.repositories import skills as skill_repo
-    from service.store.repositories import tenants as tenant_repo
-    from worker.jobs.skill import run_skill
-    from worker.runtime import Runtime
-
     with tempfile.TemporaryDirectory(prefix="seal-skill-bench-") as tmp:
         settings = settings.model_copy(  # the converted models stay where they are
             update={

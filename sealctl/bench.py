@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from seal.skills.tasks import load_tasks
+from sealctl.data import load_passages
+from service.settings import get_settings
+
 if TYPE_CHECKING:
     from sealctl.stack import Load
 
@@ -50,8 +54,6 @@ def bench_update(
 
     from research.bench import format_report, run_bench
     from seal.multi import pass_tokens
-    from sealctl.data import load_passages
-    from service.settings import get_settings
     from worker.config import inner_loop_config, student_spec
     from worker.runtime import student_host
 
@@ -324,7 +326,6 @@ def bench_serve(
     plain batched generate beside them, cache misses, and how many greedy replies change in
     a batch."""
     from research.serve import format_report, run_serve_bench
-    from service.settings import get_settings
 
     settings = get_settings()
     report = run_serve_bench(
@@ -359,8 +360,6 @@ def bench_skill(
     through the worker's own job code on a fresh embedded store: seconds per job and per phase
     (the teacher writing, each configuration trained and graded, the final training)."""
     from research.skill_job import format_skill_bench, run_skill_bench
-    from seal.skills.tasks import load_tasks
-    from service.settings import get_settings
 
     try:
         cases = [t for t, _ in load_tasks(data)]

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from sealctl.stack import create_tenant, finished, running_stack, stack_env, wait_job
+from service.settings import Settings
 
 #: A dead worker's job is found within seconds, so that a run of 20 kills takes minutes, not
 #: hours (the defaults: a heartbeat every 15 s, stale after 180 s, checked every 60 s).
@@ -157,7 +158,6 @@ def _check_artifacts(env: dict[str, str], report: ChaosReport) -> None:
     from sqlalchemy import select
 
     from seal.lora import load_adapter
-    from service.settings import Settings
     from service.store.db import make_engine, make_sessionmaker
     from service.store.models import AdapterVersion
 

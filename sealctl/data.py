@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from research import data
-
 if TYPE_CHECKING:
     from research.evaluation import EvalPassage
     from seal.selfedit import Passage
 
 
 def data_rows(path: Path) -> list:
+    from research import data  # the CLI starts without the research package
+
     try:
         return data.data_rows(path)
     except data.DataError as exc:
@@ -29,6 +29,8 @@ def load_passages(path: Path) -> list[Passage]:
 
 
 def _passages(rows: list, path: Path) -> list[Passage]:
+    from research import data
+
     try:
         return data.passages_of(rows, path)
     except data.DataError as exc:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from seal.selfedit import FORMATS
+from seal.skills.tasks import load_tasks
 from sealctl.common import setup_logging, usage_errors
 from sealctl.data import load_eval_passages, load_passages
 from service.settings import get_settings
@@ -328,7 +329,6 @@ def eval_skills(
     after ReST-EM (trained on one half of the tasks, scored on the other); success rates with
     95% Wilson intervals. Test-time training runs at SEAL_SKILL_SCALE."""
     from research.skills import ROWS, SkillsReport, format_skills, run_skills_eval
-    from seal.skills.tasks import load_tasks
     from service.domain.skills import skill_scale
     from worker.runtime import student_host
 

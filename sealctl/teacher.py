@@ -7,17 +7,16 @@ import hashlib
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from seal.selfedit import FORMATS
+from seal.journal import Journal, JournalMismatch
+from seal.selfedit import FORMATS, Passage
+from seal.skills.tasks import arc_tasks, text_tasks
 from sealctl.common import refuse_external, setup_logging, shared_runtime, usage_errors
 from sealctl.data import data_rows, load_passages
 from service.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from seal.selfedit import Passage
 
 teacher_app = typer.Typer(help="The shared teacher: ReST-EM training and its versions.")
 
@@ -116,7 +115,6 @@ def teacher_train(
     """Train the shared teacher by ReST-EM on a public data set; each round becomes a teacher
     version, promoted (used by every tenant without its own) when it does at least as well
     on the held-out passages."""
-    from seal.journal import Journal, JournalMismatch
     from worker.config import inner_loop_config
     from worker.jobs.teacher import train_shared_teacher
 
@@ -365,7 +363,6 @@ def teacher_train_skills(
     and those that answer at least the share --keep of their test cases exactly train a new
     shared skills teacher version (promoted when any were kept). Test-time training runs at
     SEAL_SKILL_SCALE."""
-    from seal.skills.tasks import arc_tasks, text_tasks
     from worker.jobs.skill_teacher import train_shared_skills_teacher
 
     if arc_dir is None and not text:

@@ -83,15 +83,20 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _graph() -> dict[str, set[str]]:
-    """Every first-party module and the first-party modules it imports, at the top or inside
-    a function (``from pkg import mod`` counts as importing ``pkg.mod`` when that is a module)."""
-    files = {
+def _first_party_files() -> dict[str, Path]:
+    """Every first-party module (the migrations' versions aside) and its file."""
+    return {
         _module_name(p): p
         for package in FIRST_PARTY
         for p in (ROOT / package).rglob("*.py")
         if "versions" not in p.parts or package != "migrations"
     }
+
+
+def _graph() -> dict[str, set[str]]:
+    """Every first-party module and the first-party modules it imports, at the top or inside
+    a function (``from pkg import mod`` counts as importing ``pkg.mod`` when that is a module)."""
+    files = _first_party_files()
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         targets: set[str] = set()
@@ -166,6 +171,105 @@ def test_packages_import_only_downwards() -> None:
 
 def test_the_circle_finder_finds_a_circle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+#: First-party modules whose import loads torch, transformers and peft (the model code, and the
+#: worker's modules above it): the API loads them only to chat or to export an adapter.
+LOADS_TORCH = {
+    "seal.batching",
+    "seal.distill",
+    "seal.generation",
+    "seal.lora",
+    "seal.modeling",
+    "seal.multi",
+    "seal.serving",
+    "seal.skills.ttt",
+    "seal.train",
+    "worker.bundled",
+    "worker.config",
+    "worker.jobs.common",
+    "worker.jobs.skill_teacher",
+    "worker.jobs.teacher",
+    "worker.runtime",
+}
+#: The research package (most of it loads torch too): only ``seal eval`` and ``seal bench`` need it.
+RESEARCH_FOR_THE_CLI = {
+    "research.bench",
+    "research.data",
+    "research.evaluation",
+    "research.knowledge_run",
+    "research.proxy",
+    "research.report",
+    "research.serve",
+    "research.skill_job",
+    "research.skills",
+}
+#: Modules that load a library the CLI's start does not: alembic (``migrations``), SQLAlchemy
+#: (the store), Celery and FastAPI (``service.domain``), httpx (the stack's HTTP client).
+SLOW_FOR_THE_CLI = {
+    "migrations",
+    "service.domain.skills",
+    "service.store.db",
+    "service.store.models",
+    "service.store.repositories.teachers",
+    "sealctl.chaos",
+    "sealctl.stack",
+}
+#: The first-party modules a function may import, by the importing module's package; every
+#: other first-party import sits at the top of its module. The API starts without torch
+#: (``test_the_api_starts_without_torch``) and ``seal --help`` starts in a fraction of a
+#: second, loading neither torch nor the research package; the worker and the research code
+#: load torch at their start anyway, so they import everything at the top.
+LAZY_ALLOWED: dict[str, set[str]] = {
+    "service": LOADS_TORCH,
+    "sealctl": LOADS_TORCH | RESEARCH_FOR_THE_CLI | SLOW_FOR_THE_CLI,
+}
+
+
+def _lazy_imports(path: Path, files: dict[str, Path]) -> list[tuple[int, str, str]]:
+    """The first-party modules imported inside a function of ``path``: line, function and
+    module (``from pkg import mod`` imports ``pkg.mod`` when that is a module)."""
+    found: dict[tuple[int, int, str], tuple[int, str, str]] = {}
+    for function in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [
+                    f"{node.module}.{alias.name}"
+                    if f"{node.module}.{alias.name}" in files
+                    else node.module
+                    for alias in node.names
+                ]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in FIRST_PARTY:
+                    # a nested function's import: its innermost function (walked last) wins
+                    found[node.lineno, node.col_offset, name] = (node.lineno, function.name, name)
+    return sorted(found.values())
+
+
+def test_first_party_imports_sit_at_the_top_unless_heavy() -> None:
+    files = _first_party_files()
+    lazy = [
+        (module, path, line, function, name)
+        for module, path in sorted(files.items())
+        for line, function, name in _lazy_imports(path, files)
+    ]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line} {function}() imports {name}"
+        for module, path, line, function, name in lazy
+        if name not in LAZY_ALLOWED.get(module.split(".")[0], set())
+    ]
+    assert not offenders, (
+        "first-party imports inside a function: move them to the top of the module, or add "
+        "the module to LAZY_ALLOWED with why it is heavy:\n" + "\n".join(offenders)
+    )
+    unused = set().union(*LAZY_ALLOWED.values()) - {name for *_, name in lazy}
+    assert not unused, f"LAZY_ALLOWED names modules no function imports: {sorted(unused)}"
 
 
 #: The house limits: no module over 550 lines, at most 3 functions over 80 lines (nested ones

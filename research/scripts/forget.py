@@ -21,12 +21,22 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from seal.grading import Probe
-    from seal.lora import AdapterState
-    from worker.runtime import Runtime
+from migrations import upgrade
+from seal.grading import Probe
+from seal.lora import STUDENT, AdapterState, load_adapter
+from seal.multi import evaluate_many
+from seal.selfedit import QA
+from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker, session_scope
+from service.store.models import DocumentStatus, Job, ProbeSource, UpdateMode
+from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import documents as document_repo
+from service.store.repositories import jobs as job_repo
+from service.store.repositories import tenants as tenant_repo
+from worker.jobs.update import run_update
+from worker.runtime import Runtime
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
@@ -36,12 +46,6 @@ Learned = list[tuple[str, dict[str, Any]]]
 
 def main() -> None:
     args = _arguments()
-
-    from migrations import upgrade
-    from service.settings import Settings
-    from service.store.db import make_engine, make_sessionmaker
-    from service.store.models import UpdateMode
-    from worker.runtime import Runtime
 
     passages = json.loads(args.data.read_text())[: args.passages]
     with tempfile.TemporaryDirectory(prefix="seal-forget-") as tmp:
@@ -96,18 +100,12 @@ class _Tenant:
 
     @classmethod
     def create(cls, runtime: Runtime) -> _Tenant:
-        from service.store.db import session_scope
-        from service.store.repositories import tenants as tenant_repo
-
         with session_scope(runtime.sessions) as session:
             return cls(runtime, tenant_repo.create_tenant(session, name="forget").id)
 
     def add(self, passages: list[dict[str, Any]]) -> list[str]:
         """A document of each of ``passages``, its questions added as the gate's probes;
         returns the documents' ids."""
-        from service.store.db import session_scope
-        from service.store.models import ProbeSource
-        from service.store.repositories import documents as document_repo
 
         ids = []
         with session_scope(self.runtime.sessions) as session:
@@ -129,10 +127,6 @@ class _Tenant:
 
     def update(self, params: dict[str, Any]) -> dict[str, Any]:
         """Run an update job with ``params`` to its end: its outcome and how long it took."""
-        from service.store.db import session_scope
-        from service.store.models import Job
-        from service.store.repositories import jobs as job_repo
-        from worker.jobs.update import run_update
 
         with session_scope(self.runtime.sessions) as session:
             job, _ = job_repo.create_update_job(session, tenant_id=self.id, params=params)
@@ -153,9 +147,6 @@ class _Tenant:
     def keep_if_learned(self, doc_id: str) -> bool:
         """Whether the document was learned; one that was not (its update was rejected) is
         deleted, as it is out of the experiment."""
-        from service.store.db import session_scope
-        from service.store.models import DocumentStatus
-        from service.store.repositories import documents as document_repo
 
         with session_scope(self.runtime.sessions) as session:
             status = document_repo.document_status(session, document_id=doc_id)
@@ -164,18 +155,11 @@ class _Tenant:
         return status == DocumentStatus.learned
 
     def delete(self, doc_ids: list[str]) -> None:
-        from service.store.db import session_scope
-        from service.store.repositories import documents as document_repo
-
         with session_scope(self.runtime.sessions) as session:
             for doc_id in doc_ids:
                 assert document_repo.delete_document(session, tenant_id=self.id, document_id=doc_id)
 
     def active_state(self) -> AdapterState:
-        from seal.lora import load_adapter
-        from service.store.db import session_scope
-        from service.store.repositories import adapters as adapter_repo
-
         with session_scope(self.runtime.sessions) as session:
             active = adapter_repo.active_adapter(session, tenant_id=self.id)
             assert active is not None and active.artifact_uri
@@ -208,8 +192,6 @@ def _grade(
     """The questions of the forgotten and the kept passages asked of each of ``states`` (the
     base model, the version before the deletion, the rebuilt one) in the same batches; prints
     the table and returns it with every answer."""
-    from seal.lora import STUDENT
-    from seal.multi import evaluate_many
 
     on_forgotten = _probes(forgotten)
     every = on_forgotten + _probes(kept)
@@ -239,9 +221,6 @@ def _grade(
 
 
 def _probes(group: Learned) -> list[Probe]:
-    from seal.grading import Probe
-    from seal.selfedit import QA
-
     return [
         Probe(p["title"], QA(q["question"], q["answer"])) for _, p in group for q in p["questions"]
     ]

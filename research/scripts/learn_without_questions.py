@@ -28,12 +28,23 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from seal.grading import Probe
-    from seal.lora import AdapterHost, AdapterState
-    from worker.runtime import Runtime
+from migrations import upgrade
+from research.proxy import answer_logprobs
+from research.results import mcnemar_exact, wilson_interval
+from seal.grading import Probe
+from seal.lora import STUDENT, AdapterHost, AdapterState, load_adapter
+from seal.multi import evaluate_many
+from seal.selfedit import QA
+from service.settings import Settings
+from service.store.db import make_engine, make_sessionmaker, session_scope
+from service.store.models import AdapterVersion, Document, Job
+from service.store.repositories import documents as document_repo
+from service.store.repositories import jobs as job_repo
+from service.store.repositories import tenants as tenant_repo
+from worker.jobs.update import run_update
+from worker.runtime import Runtime
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 DEFAULT = "default"
@@ -41,11 +52,6 @@ DEFAULT = "default"
 
 def main() -> None:
     args = _arguments()
-
-    from migrations import upgrade
-    from service.settings import Settings
-    from service.store.db import make_engine, make_sessionmaker
-    from worker.runtime import Runtime
 
     data = json.loads(args.data.read_text())
     indices = list(range(args.start, min(args.start + args.passages, len(data))))
@@ -93,11 +99,6 @@ def _passage_record(
 ) -> dict[str, Any]:
     """One passage learned by a tenant of each format, then its real questions asked of the
     base model and of every version in the same batches."""
-    from research.proxy import answer_logprobs
-    from seal.grading import Probe
-    from seal.lora import STUDENT
-    from seal.multi import evaluate_many
-    from seal.selfedit import QA
 
     real = [Probe(passage["title"], QA(q["question"], q["answer"])) for q in passage["questions"]]
     record: dict[str, Any] = {
@@ -135,14 +136,6 @@ def _learn_unprobed(
     update: what the job, the document and the probes it wrote show, and the version it made
     (None when it made none), promoted or not."""
     from sqlalchemy import select
-
-    from seal.lora import load_adapter
-    from service.store.db import session_scope
-    from service.store.models import AdapterVersion, Document, Job
-    from service.store.repositories import documents as document_repo
-    from service.store.repositories import jobs as job_repo
-    from service.store.repositories import tenants as tenant_repo
-    from worker.jobs.update import run_update
 
     with session_scope(runtime.sessions) as session:
         tenant = tenant_repo.create_tenant(
@@ -200,11 +193,6 @@ def _gate_view(
     """What a gate could see, added to a format's ``entry``: its probes, greedy and as the
     gold answers' log-likelihood, before and after; and the real questions' log-likelihood
     after. Nothing when the update wrote no probes."""
-    from research.proxy import answer_logprobs
-    from seal.grading import Probe
-    from seal.lora import STUDENT
-    from seal.multi import evaluate_many
-    from seal.selfedit import QA
 
     gate_probes = [Probe(title, QA(q["question"], q["answer"])) for q in entry["probes"]]
     if not gate_probes:
@@ -247,7 +235,6 @@ def _print_passage(record: dict[str, Any], formats: list[str]) -> None:
 def summarize(done: list[dict[str, Any]], formats: list[str]) -> dict[str, Any]:
     """The figures of a run: per format the probes, the gate's confusion matrix against the
     real questions, and the served models question by question against the base model."""
-    from research.results import mcnemar_exact, wilson_interval
 
     base = [c for d in done for c in d["base"]]
     out: dict[str, Any] = {"passages": len(done), "questions": len(base), "formats": {}}

@@ -14,6 +14,14 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from research.bench import sample_self_edits
+from research.data import load_passages
+from seal.grading import Evaluation
+from seal.knowledge import score_candidates
+from service.settings import Settings
+from worker.config import inner_loop_config
+from worker.runtime import student_host
+
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
@@ -23,14 +31,6 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=2, help="first passages of dev.json")
     parser.add_argument("--k", type=int, default=5, help="self-edits per passage")
     args = parser.parse_args()
-
-    from research.bench import sample_self_edits
-    from research.data import load_passages
-    from seal.grading import Evaluation
-    from seal.knowledge import score_candidates
-    from service.settings import Settings
-    from worker.config import inner_loop_config
-    from worker.runtime import student_host
 
     settings = Settings()
     host = student_host(settings)

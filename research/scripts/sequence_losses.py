@@ -19,12 +19,17 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from seal.knowledge import InnerLoopConfig
-    from seal.lora import AdapterHost
-    from seal.selfedit import Passage
+import seal.multi as multi
+from research.bench import sample_self_edits
+from research.data import load_passages
+from seal.knowledge import InnerLoopConfig
+from seal.lora import AdapterHost
+from seal.selfedit import Passage, training_sequences
+from service.settings import Settings
+from worker.config import inner_loop_config
+from worker.runtime import student_host
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 THRESHOLDS = (0.05, 0.1, 0.15, 0.25, 0.5)
@@ -44,11 +49,6 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write every sequence's losses here (JSON)")
     args = parser.parse_args()
-
-    from research.data import load_passages
-    from service.settings import Settings
-    from worker.config import inner_loop_config
-    from worker.runtime import student_host
 
     settings = Settings()
     host = student_host(settings)
@@ -90,8 +90,6 @@ class _LossRecorder:
     """``id(example)``: its candidate and its loss tokens."""
 
     def install(self) -> None:
-        import seal.multi as multi
-
         tensors, vocab_loss_backward = multi.tensors, multi.vocab_loss_backward
 
         def recording_tensors(rows: Any, pad_id: int, device: Any) -> Any:
@@ -134,9 +132,6 @@ def _train_candidates(
 ) -> list[dict[str, Any]]:
     """Passage ``d``'s k candidates, written by the untrained teacher and trained together as
     the service trains them, each with its sequences' recorded losses."""
-    import seal.multi as multi
-    from research.bench import sample_self_edits
-    from seal.selfedit import training_sequences
 
     (texts,), _ = sample_self_edits(host, [doc], config, k, together=True)
     sets = [training_sequences(doc, [(config.format, t)]) for t in texts]

@@ -12,6 +12,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from research.skills import format_skills, run_skills_eval
+from seal.skills.tasks import load_tasks
+from service.domain.skills import skill_scale
+from service.settings import Settings
+from worker.runtime import student_host
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -26,12 +32,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write every answer here (JSON)")
     args = parser.parse_args()
-
-    from research.skills import format_skills, run_skills_eval
-    from seal.skills.tasks import load_tasks
-    from service.domain.skills import skill_scale
-    from service.settings import Settings
-    from worker.runtime import student_host
 
     settings = Settings().model_copy(update={"seed": args.seed})
     cases = load_tasks(args.data)

@@ -13,18 +13,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from research.bench import measured
+from research.data import load_passages
+from seal.multi import train_many
+from seal.selfedit import item_sequences
+from service.settings import Settings
+from worker.config import inner_loop_config
+from worker.runtime import student_host
+
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
 def measure(step_tokens: int) -> None:
-    from research.bench import measured
-    from research.data import load_passages
-    from seal.multi import train_many
-    from seal.selfedit import item_sequences
-    from service.settings import Settings
-    from worker.config import inner_loop_config
-    from worker.runtime import student_host
-
     settings = Settings()
     host = student_host(settings)
     doc = load_passages(DATA)[0]

@@ -13,14 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+from seal.modeling import resolve_model_path
+from service.settings import Settings
+
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
 def main() -> None:
     from transformers import AutoTokenizer
-
-    from seal.modeling import resolve_model_path
-    from service.settings import Settings
 
     lengths = [int(a) for a in sys.argv[1:]] or [256, 1024, 4096]
     settings = Settings()

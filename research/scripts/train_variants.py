@@ -31,6 +31,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from research.data import load_passages
+from seal.multi import train_many
+from seal.selfedit import item_sequences
+from service.settings import Settings
+from worker.config import inner_loop_config
+from worker.runtime import student_host
+
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "squad" / "dev.json"
 
 
@@ -97,13 +104,6 @@ def main() -> None:
     for variant in args.variants:
         if not re.fullmatch(r"default|compiled|pack=\d+", variant):
             parser.error(f"unknown variant {variant!r}: default, compiled or pack=W (W a number)")
-
-    from research.data import load_passages
-    from seal.multi import train_many
-    from seal.selfedit import item_sequences
-    from service.settings import Settings
-    from worker.config import inner_loop_config
-    from worker.runtime import student_host
 
     settings = Settings()
     host = student_host(settings)
