@@ -12,6 +12,7 @@ import json
 import shutil
 import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,11 @@ def _members(content: bytes) -> dict[str, bytes]:
     wanted = [names[CONFIG_FILE], names[WEIGHTS_FILE]]
     if sum(info.file_size for info in wanted) > ADAPTER_ARCHIVE_BYTES:
         raise InvalidRequest(f"the adapter is over {ADAPTER_ARCHIVE_BYTES:,} bytes unpacked")
-    return {info.filename.rsplit("/", 1)[-1]: archive.read(info) for info in wanted}
+    try:
+        return {info.filename.rsplit("/", 1)[-1]: archive.read(info) for info in wanted}
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError) as exc:
+        # a damaged member, an unknown compression, an encrypted file
+        raise InvalidRequest(f"the archive's files cannot be read ({type(exc).__name__})") from exc
 
 
 def _check_config(raw: bytes, settings: Settings) -> dict[str, Any]:
@@ -84,21 +89,29 @@ def _check_config(raw: bytes, settings: Settings) -> dict[str, Any]:
 def _check_weights(raw: bytes, settings: Settings) -> int:
     """The safetensors header (read without loading a tensor): every tensor a LoRA matrix of
     a target module, in a float type, its bytes where the header says. Returns their count."""
+    not_safetensors = InvalidRequest("adapter_model.safetensors is not a safetensors file")
     try:
         (size,) = struct.unpack("<Q", raw[:8])
         header = json.loads(raw[8 : 8 + size])
     except (struct.error, ValueError) as exc:
-        raise InvalidRequest("adapter_model.safetensors is not a safetensors file") from exc
+        raise not_safetensors from exc
+    if not isinstance(header, dict):
+        raise not_safetensors
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     if not tensors:
         raise InvalidRequest("adapter_model.safetensors holds no tensor")
     for name, info in tensors.items():
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            raise not_safetensors
         lora = ".lora_A." in name or ".lora_B." in name
         if not lora or not any(f".{t}." in name for t in settings.lora_targets):
             raise InvalidRequest(f"tensor {name!r} is not a LoRA matrix of a target module")
         if info.get("dtype") not in DTYPES:
             raise InvalidRequest(f"tensor {name!r} is {info.get('dtype')}, not a float type")
-        start, end = info.get("data_offsets", [0, -1])
+        start, end = offsets
+        if not (isinstance(start, int) and isinstance(end, int)):
+            raise not_safetensors
         if not 0 <= start <= end <= len(raw) - 8 - size:
             raise InvalidRequest("adapter_model.safetensors is cut short")
     return len(tensors)

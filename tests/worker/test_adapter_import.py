@@ -51,6 +51,20 @@ def _zip(folder: Path, *, drop: str | None = None, extra: dict[str, bytes] | Non
     return buffer.getvalue()
 
 
+def _damaged(archive: bytes) -> bytes:
+    """The zip with its first member's compressed bytes overwritten (its CRC then fails)."""
+    start = archive.index(b"PK\x03\x04") + 30 + len(CONFIG_FILE)
+    return archive[:start] + bytes(16) + archive[start + 16 :]
+
+
+def _with_weights(folder: Path, weights: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.write(folder / CONFIG_FILE, CONFIG_FILE)
+        zf.writestr(WEIGHTS_FILE, weights)
+    return buffer.getvalue()
+
+
 def _adapter(runtime: Runtime, folder: Path, spec: LoraSpec | None = None, seed: int = 1) -> str:
     """A trained-looking adapter for the runtime's base model (or of another ``spec``)."""
     fresh = runtime.student.fresh_state(STUDENT)
@@ -165,6 +179,9 @@ def test_the_api_checks_an_archive_and_queues_its_job(
             "safetensors only",
         ),
         (_zip(folder, drop=CONFIG_FILE), "no adapter_config.json"),
+        (_damaged(_zip(service_shape)), "cannot be read"),
+        (_with_weights(service_shape, b"\x08" + bytes(7) + b"[1, 2]  "), "not a safetensors"),
+        (_with_weights(service_shape, b"\x30" + bytes(7) + b'{"x.lora_A.q_proj.w": 1}'), "safet"),
     ):
         status, text = post(body)
         assert status == 422 and why in text, text
