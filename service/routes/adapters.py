@@ -12,6 +12,7 @@ from service.deps import CurrentTenant, LimitsDep, SessionDep, SettingsDep
 from service.domain import adapter_imports
 from service.domain import adapters as adapter_domain
 from service.errors import COMMON_ERRORS, WRITE_ERRORS, error_responses
+from service.limits import ADAPTER_ARCHIVE_BYTES
 from service.presenters import adapter_public
 from service.schemas import MAX_NUMBER, AdapterPublic, UpdateAccepted
 from service.store.repositories import adapters as adapter_repo
@@ -64,7 +65,15 @@ def export_adapter(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/zip": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "maxLength": ADAPTER_ARCHIVE_BYTES,
+                    }
+                }
+            },
         }
     },
 )
