@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.domain import quotas
+from service.domain.adapters import CONFIG_FILE, WEIGHTS_FILE
 from service.domain.errors import InvalidRequest
 from service.enqueue import ADAPTER_IMPORT_TASK, enqueue_after_commit
 from service.limits import ADAPTER_ARCHIVE_BYTES
@@ -29,8 +30,6 @@ from service.store.models import Job, JobKind, Tenant
 from service.store.repositories import jobs as job_repo
 from service.store.repositories import tenants as tenant_repo
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
 #: Float types a LoRA's weights may come in.
 DTYPES = {"F32", "F16", "BF16"}
 

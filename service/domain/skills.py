@@ -190,13 +190,6 @@ def delete_skill(session: Session, settings: Settings, tenant: Tenant, skill_id:
             log.warning("skill %s deleted; its folder %s is left", skill_id, path)
 
 
-def get_version(session: Session, skill: Skill, number: int) -> SkillVersion:
-    version = skill_repo.get_skill_version(session, skill_id=skill.id, number=number)
-    if version is None:
-        raise NotFound(f"skill {skill.name!r} has no version {number}")
-    return version
-
-
 @dataclass(frozen=True)
 class SkillPrompt:
     version: SkillVersion
