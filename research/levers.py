@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from research.data import load_passages
+from seal import stats
 from seal.augment import SENTENCES, sentence_drafts
 from seal.grading import Probe
 from seal.grounding import ground_drafts
@@ -187,24 +188,6 @@ def _arm(
     }
 
 
-def _compare(
-    diffs: list[float], sizes: list[int], rng: random.Random
-) -> tuple[float, float, float, float]:
-    """Paired differences per passage against ``passage``: their share of the questions, a
-    95% cluster-bootstrap interval, and a sign-flip permutation p."""
-    boots = []
-    for _ in range(2000):
-        pick = [rng.randrange(len(diffs)) for _ in diffs]
-        boots.append(sum(diffs[i] for i in pick) / max(1, sum(sizes[i] for i in pick)))
-    boots.sort()
-    observed = abs(sum(diffs))
-    flips = sum(
-        abs(sum(d if rng.random() < 0.5 else -d for d in diffs)) >= observed - 1e-9
-        for _ in range(5000)
-    )
-    return sum(diffs) / max(1, sum(sizes)), boots[50], boots[1949], flips / 5000
-
-
 def summarize(entries: list[dict[str, Any]]) -> str:
     """The table: each arm's real accuracy, and against ``passage`` the difference with a
     95% cluster-bootstrap interval and a paired sign-flip permutation p over passages; then
@@ -224,7 +207,7 @@ def summarize(entries: list[dict[str, Any]]) -> str:
     for arm in arms:
         right = sum(e[arm]["real"] for e in entries)
         diffs = [e[arm]["real"] - e["passage"]["real"] for e in entries]
-        share, lo, hi, p = _compare(diffs, sizes, rng)
+        share, lo, hi, p = stats.paired(diffs, sizes, rng)
         # the gate agrees when it promotes a version that answers more real questions than the
         # base model or the same, and refuses one that answers fewer
         agree = sum((e[arm]["promoted"]) == (e[arm]["real"] >= e["base_real"]) for e in entries)
@@ -250,7 +233,7 @@ def summarize(entries: list[dict[str, Any]]) -> str:
                 for e in entries
             ]
             diffs = [m - e["passage"]["real"] for m, e in zip(means, entries, strict=True)]
-            share, lo, hi, p = _compare(diffs, sizes, rng)
+            share, lo, hi, p = stats.paired(diffs, sizes, rng)
             lines.append(
                 f"| {arm} | {sum(means):.1f} | {sum(means) / max(1, total):.1%} | "
                 f"{share:+.1%} | {lo:+.1%} to {hi:+.1%} | {p:.3f} |"

@@ -27,6 +27,7 @@ from sqlalchemy import delete
 
 from migrations import upgrade
 from research.data import load_passages
+from seal import stats
 from service.domain import documents as document_domain
 from service.domain import memory
 from service.settings import Settings
@@ -74,17 +75,12 @@ def measure(url: str, data: Path, documents: int, chunks: int, topic: bool = Tru
     finally:
         engine.dispose()
     total = sum(len(r) for r in found)
-    hits = sum(sum(r) for r in found)
-    rng = random.Random(0)
-    boots = []
-    for _ in range(2000):
-        pick = [found[rng.randrange(len(found))] for _ in found]
-        boots.append(sum(sum(r) for r in pick) / max(1, sum(len(r) for r in pick)))
-    boots.sort()
+    rights, sizes = [sum(r) for r in found], [len(r) for r in found]
+    found_share, lo, hi = stats.share(rights, sizes, random.Random(0))
     backend = url.split(":", 1)[0]
     return (
-        f"| {backend} | {len(passages)} | {total} | {hits / total:.1%} | "
-        f"{boots[50]:.1%} to {boots[1949]:.1%} | {statistics.median(seconds) * 1000:.1f} ms | "
+        f"| {backend} | {len(passages)} | {total} | {found_share:.1%} | "
+        f"{lo:.1%} to {hi:.1%} | {statistics.median(seconds) * 1000:.1f} ms | "
         f"{sorted(seconds)[int(0.95 * (len(seconds) - 1))] * 1000:.1f} ms |"
     )
 

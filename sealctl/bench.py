@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from seal.journal import Journal, JournalMismatch
 from seal.skills.tasks import load_tasks
 from sealctl.data import load_passages
 from service.settings import get_settings
@@ -381,3 +382,71 @@ def bench_skill(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(report), indent=2))
+
+
+@bench_app.command("memory")
+def bench_memory(
+    data: Annotated[
+        Path, typer.Option(help="SQuAD-shaped JSON; the tenants hold its first passages")
+    ] = Path("../shared/data/squad/report.json"),
+    documents: Annotated[int, typer.Option(min=1, help="Documents of the largest tenant")] = 200,
+    size: Annotated[
+        list[int] | None,
+        typer.Option("--size", min=1, help="Tenants asked with hybrid memory (repeatable)"),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option(min=0, help="Documents of the tenant updated once (0: no update)")
+    ] = 50,
+    clients: Annotated[int, typer.Option(min=1, max=64, help="Concurrent clients")] = 8,
+    max_tokens: Annotated[int, typer.Option(min=1, max=1024, help="Reply length")] = 32,
+    first: Annotated[
+        int, typer.Option(min=0, help="Documents timed to their first right answer")
+    ] = 10,
+    latency: Annotated[int, typer.Option(min=0, help="Chats per latency case")] = 24,
+    journal: Annotated[
+        Path, typer.Option(help="Every chat asked, as JSON lines (keep it to --resume)")
+    ] = Path("var/bench-memory/journal.jsonl"),
+    resume: Annotated[bool, typer.Option(help="Continue the run the journal holds")] = False,
+    summary: Annotated[bool, typer.Option(help="Print the journal's report and stop")] = False,
+    database_url: Annotated[
+        str | None, typer.Option(help="A PostgreSQL URL (default: the embedded store)")
+    ] = None,
+    broker_url: Annotated[str | None, typer.Option(help="A Redis URL, with --database-url")] = None,
+) -> None:
+    """Hybrid memory through the API (sealctl.memory_bench): accuracy of hybrid before any
+    update with SIZE documents in the tenant, of the base model, of the passage alone in the
+    prompt (the ceiling), and of weights and hybrid after one update of BATCH documents, with
+    passage-level intervals; the time from posting a document to its first right answer; chat
+    latency with hybrid against weights at 1 and CLIENTS clients. The stack's data folder lies
+    beside the journal."""
+    from sealctl.memory_bench import Plan, run_memory_bench, summarize
+    from sealctl.stack import stack_env
+
+    sizes = sorted({*(size or [20, documents]), *([batch] if batch else [])})
+    if max(sizes) > documents:
+        raise typer.BadParameter(f"--size and --batch are at most --documents ({documents})")
+    passages = load_passages(data)[:documents]
+    plan = Plan(passages, documents, sizes, batch, clients, max_tokens, first, latency)
+    settings = {
+        "data": str(data),
+        "documents": documents,
+        "sizes": sizes,
+        "batch": batch,
+        "clients": clients,
+        "max_tokens": max_tokens,
+        "first": first,
+        "latency": latency,
+        "store": database_url or "embedded",
+    }
+    try:
+        log = Journal(journal, settings, resume=resume or summary)
+    except JournalMismatch as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if not summary:
+        folder = journal.parent
+        env = stack_env(folder / "data", _store_env(database_url, broker_url))
+        typer.echo(f"machine: {_machine()}", err=True)
+        run_memory_bench(plan, log, env, folder / "logs", _say)
+        log = Journal(journal, settings, resume=True)
+    typer.echo(f"machine: {_machine()}\n{len(passages)} passages of {data}")
+    typer.echo(summarize(plan, log.entries))

@@ -214,6 +214,7 @@ SLOW_FOR_THE_CLI = {
     "service.store.repositories.teachers",
     "sealctl.chaos",
     "sealctl.stack",
+    "sealctl.memory_bench",
 }
 #: The first-party modules a function may import, by the importing module's package; every
 #: other first-party import sits at the top of its module. The API starts without torch
