@@ -403,6 +403,10 @@ def bench_memory(
         int, typer.Option(min=0, help="Documents timed to their first right answer")
     ] = 10,
     latency: Annotated[int, typer.Option(min=0, help="Chats per latency case")] = 24,
+    ask: Annotated[
+        int | None,
+        typer.Option(min=1, help="Ask only the first ASK passages' questions (default: all)"),
+    ] = None,
     journal: Annotated[
         Path, typer.Option(help="Every chat asked, as JSON lines (keep it to --resume)")
     ] = Path("var/bench-memory/journal.jsonl"),
@@ -427,6 +431,8 @@ def bench_memory(
         raise typer.BadParameter(f"--size and --batch are at most --documents ({documents})")
     passages = load_passages(data)[:documents]
     plan = Plan(passages, documents, sizes, batch, clients, max_tokens, first, latency)
+    if ask is not None:
+        plan.ask = ask
     settings = {
         "data": str(data),
         "documents": documents,
@@ -436,6 +442,7 @@ def bench_memory(
         "max_tokens": max_tokens,
         "first": first,
         "latency": latency,
+        "ask": ask,
         "store": database_url or "embedded",
     }
     try:

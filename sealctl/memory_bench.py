@@ -68,6 +68,9 @@ class Plan:
     max_tokens: int
     first: int
     latency: int
+    #: Questions are asked of the first ``ask`` passages of each tenant (all the documents
+    #: stay in it: retrieval still searches them all).
+    ask: int = 10**9
 
 
 def contained(reply: str, gold: str) -> bool:
@@ -188,7 +191,9 @@ class Run:
         return time.perf_counter() - started
 
     def questions(self, count: int) -> list[tuple[int, int]]:
-        return [(p, q) for p in range(count) for q in range(len(self.plan.passages[p].questions))]
+        """Each question of the first ``count`` passages (at most ``ask``)."""
+        passages = self.plan.passages[: min(count, self.plan.ask)]
+        return [(p, q) for p, passage in enumerate(passages) for q in range(len(passage.questions))]
 
     # --- the arms -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -321,7 +326,7 @@ def _rights(
 ) -> tuple[list[int], list[int]]:
     """Per passage of the first ``count``: the questions ``arm`` answered right, and asked."""
     rights, sizes = [], []
-    for p, passage in enumerate(plan.passages[:count]):
+    for p, passage in enumerate(plan.passages[: min(count, plan.ask)]):
         right = size = 0
         for q, qa in enumerate(passage.questions):
             entry = asked.get((arm, p, q))
