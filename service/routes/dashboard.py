@@ -24,10 +24,11 @@ from service import dashboard
 from service.deps import ReadSessionDep, SessionDep, SettingsDep
 from service.domain import skills as skill_domain
 from service.domain import tenants as tenant_domain
+from service.domain import updates as update_domain
 from service.domain.errors import Forbidden, ServiceError
 from service.domain.versions import rollback as rollback_version
 from service.presenters import adapter_public, rolled_back, skill_version_public
-from service.schemas import MAX_NUMBER, AdapterPublic
+from service.schemas import MAX_NUMBER, AdapterPublic, JobEventPublic
 from service.settings import Settings
 from service.skill_schemas import SkillVersionPublic
 from service.store.models import AdapterVersion, Document, Job, Skill, VersionStatus
@@ -112,7 +113,10 @@ def page(request: Request, settings: SettingsDep) -> HTMLResponse:
 </button>
 <h3>Skills</h3><p id="skill-status" role="status"></p><div id="skills"></div>
 <h3>Jobs</h3><table id="job-table"><thead><tr><th>kind</th><th>status</th><th>progress</th>
-<th>message</th><th>created</th></tr></thead><tbody></tbody></table>
+<th>message</th><th>created</th><th></th></tr></thead><tbody></tbody></table>
+<section id="job-story" hidden><h4 id="job-story-title"></h4><table id="job-events"><thead>
+<tr><th>time</th><th>progress</th><th>stage</th><th>figures</th></tr></thead><tbody></tbody>
+</table></section>
 <h3>Reward history</h3><div id="reward-chart"></div></section></main>
 <script src="/admin/static/admin.js"></script>""".replace("{csrf}", html.escape(token)),
         csrf=token,
@@ -297,6 +301,22 @@ def _skills(session: Session, tenant_id: str) -> list[dict[str, Any]]:
         }
         for summary in summaries
     ]
+
+
+@router.get("/api/tenants/{tenant_id}/jobs/{job_id}/events")
+def job_story(
+    tenant_id: str, job_id: str, request: Request, session: ReadSessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """A job's story (``GET /v1/jobs/{id}/events``), its first 500 stages."""
+    _signed_in(request, settings)
+    tenant = tenant_domain.get_tenant(session, tenant_id)
+    job = update_domain.get_job(session, tenant.id, job_id)
+    events, total = job_repo.list_job_events(session, job_id=job.id, limit=500, offset=0)
+    return {
+        "job": _job(job),
+        "total": total,
+        "events": [JobEventPublic.model_validate(e).model_dump(mode="json") for e in events],
+    }
 
 
 def _job(job: Job) -> dict[str, Any]:

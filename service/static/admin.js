@@ -172,17 +172,56 @@ function showSkills(skills) {
   );
 }
 
+let story = null; // the job whose story is shown
+
 function showJobs(jobs) {
   document.querySelector("#job-table tbody").replaceChildren(
-    ...jobs.map((j) =>
-      el(
+    ...jobs.map((j) => {
+      const button = el("button", { class: "story", "data-job": j.id }, "Story");
+      button.addEventListener("click", () => showStory(j.id));
+      return el(
         "tr",
-        { class: "status-" + j.status },
+        { class: "status-" + j.status, "data-job": j.id },
         el("td", {}, j.kind),
         el("td", {}, j.status),
         el("td", {}, el("progress", { max: 1, value: j.progress || 0 }), ` ${Math.round((j.progress || 0) * 100)}%`),
         el("td", {}, j.message || ""),
         el("td", {}, when(j.created_at)),
+        el("td", {}, button),
+      );
+    }),
+  );
+  if (story) showStory(story);
+}
+
+function figuresText(data) {
+  // a stage's figures, briefly: numbers rounded, lists of numbers joined
+  if (!data) return "";
+  const show = (value) =>
+    typeof value === "number" ? (Number.isInteger(value) ? value : value.toFixed(3))
+    : Array.isArray(value) ? value.map(show).join(" ")
+    : value && typeof value === "object" ? JSON.stringify(value) : String(value);
+  return Object.entries(data).map(([name, value]) => `${name}: ${show(value)}`).join("; ");
+}
+
+async function showStory(jobId) {
+  story = jobId;
+  const found = await api(
+    `/admin/api/tenants/${encodeURIComponent(current)}/jobs/${encodeURIComponent(jobId)}/events`,
+  );
+  document.querySelector("#job-story").hidden = false;
+  const more = found.total > found.events.length ? ` (first ${found.events.length} of ${found.total})` : "";
+  document.querySelector("#job-story-title").textContent =
+    `Story of the ${found.job.kind} job ${found.job.id.slice(0, 8)}: ${found.job.status}${more}`;
+  document.querySelector("#job-events tbody").replaceChildren(
+    ...found.events.map((e) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, when(e.created_at)),
+        el("td", {}, `${Math.round(e.progress * 100)}%`),
+        el("td", {}, e.message),
+        el("td", { class: "metrics" }, figuresText(e.data)),
       ),
     ),
   );

@@ -26,6 +26,7 @@ from service.settings import Settings
 from service.store.db import make_engine, make_sessionmaker, session_scope
 from service.store.models import JobStatus, VersionStatus
 from service.store.repositories import adapters as adapter_repo
+from service.store.repositories import jobs as job_repo
 from service.store.repositories import skills as skill_repo
 from tests.conftest import ADMIN_KEY
 from tests.factories import (
@@ -86,6 +87,18 @@ def _data(session: Session) -> str:
     make_adapter_version(session, tenant, parent=v1, status=VersionStatus.rejected)
     job = make_job(session, tenant, status=JobStatus.running)
     job.progress, job.message = 0.4, "document 1/2: training its candidates"
+    for message, progress, data in (
+        ("document 1/2: self-edits written", 0.1, {"self_edits": 2}),
+        ("document 1/2: candidate 1 trained", 0.4, {"train_losses": [2.1, 1.5], "reward": 0.5}),
+    ):
+        job_repo.add_job_event(
+            session,
+            job_id=job.id,
+            tenant_id=tenant.id,
+            message=message,
+            progress=progress,
+            data=data,
+        )
     for fmt, value in (("self-qa", 0.2), ("self-qa", 0.4), ("implications", 0.1)):
         make_reward(session, make_self_edit(session, document, format=fmt), value=value)
     skill = make_skill(
@@ -191,6 +204,12 @@ def test_an_admin_signs_in_sees_a_tenant_and_rolls_it_back_through_the_page(
         ).to_be_disabled()  # rejected
         expect(page.locator("#job-table")).to_contain_text("running")
         expect(page.locator("#job-table")).to_contain_text("40%")
+        page.click("#job-table tr[data-job] button.story")
+        events = page.locator("#job-events tbody tr")
+        expect(events).to_have_count(2)
+        expect(events.nth(0)).to_contain_text("self-edits written")
+        expect(events.nth(1)).to_contain_text("train_losses: 2.100 1.500; reward: 0.500")
+        expect(page.locator("#job-story-title")).to_contain_text("running")
         expect(page.locator("#reward-chart .legend li")).to_have_count(2)  # two formats
         expect(page.locator("#reward-chart svg circle")).to_have_count(3)
         skill = page.locator("section.skill[data-skill='invoice-codes']")
@@ -243,7 +262,8 @@ def test_an_admin_signs_in_sees_a_tenant_and_rolls_it_back_through_the_page(
 
 
 def test_the_dashboard_data_needs_a_signed_in_session(served: Served) -> None:
-    for path in ("/admin/api/tenants", f"/admin/api/tenants/{served.tenant_id}"):
+    story = f"/admin/api/tenants/{served.tenant_id}/jobs/x/events"
+    for path in ("/admin/api/tenants", f"/admin/api/tenants/{served.tenant_id}", story):
         assert httpx.get(served.url + path).status_code == 401
     skill_rollback = f"{served.url}/admin/api/tenants/{served.tenant_id}/skills/x/rollback"
     assert httpx.post(skill_rollback, json={"version": 1}).status_code == 401
