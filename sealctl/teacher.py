@@ -183,7 +183,7 @@ def teacher_export(
         found = teacher_repo.get_teacher_version(session, tenant_id=None, number=version)
         if found is None or not found.artifact_uri:
             raise typer.BadParameter(f"there is no shared teacher version {version} with weights")
-        state = load_teacher(found).state or {}
+        state = load_teacher(settings, found).state or {}
         metrics = dict(found.metrics or {})
     try:
         digest = write_bundle(

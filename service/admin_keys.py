@@ -22,6 +22,23 @@ class AdminKeys:
         metrics_key: SecretStr | None
         data_dir: Path
 
+    def check_production_keys(self, placeholders: set[str]) -> None:
+        """Refuse (ValueError) an admin key, extra key or metrics key that is a placeholder
+        or shorter than 16 characters: the rule of ``SEAL_ENVIRONMENT=production``."""
+        metrics = [self.metrics_key.get_secret_value()] if self.metrics_key else []
+        for name, other in (
+            ("SEAL_ADMIN_EXTRA_KEYS", self._extra_keys()),
+            ("SEAL_METRICS_KEY", metrics),
+        ):
+            if any(k.lower() in placeholders or len(k) < 16 for k in other):
+                raise ValueError(f"each key of {name} must be at least 16 characters")
+        key = self.admin_key.get_secret_value() if self.admin_key else ""
+        if key.strip().lower() in placeholders or len(key) < 16:
+            raise ValueError(
+                "SEAL_ADMIN_KEY must be set to a secret of at least 16 characters "
+                "when SEAL_ENVIRONMENT=production"
+            )
+
     @property
     def admin_key_file(self) -> Path:
         return self.data_dir / "admin_key"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.artifacts import ArtifactError
 from service.domain.errors import (
     Conflict,
     InvalidRequest,
@@ -165,7 +166,21 @@ async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     return store_unavailable_response()
 
 
+async def _artifact_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # The object store could not give a version's weights (unreachable, or its objects do not
+    # match their manifest): nothing was changed, and the request can be sent again.
+    log.warning("artifact store: %s", exc)
+    return error_response(
+        503,
+        "service_unavailable",
+        f"the adapter's weights could not be read from the artifact store ({exc}); retry, or "
+        "roll back to another version",
+        {"Retry-After": "5"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ArtifactError, _artifact_unavailable)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
+from service.artifacts import artifacts
 from service.metrics import observe_adapter, observe_batch
 from service.settings import Settings
 
@@ -114,7 +115,9 @@ class ModelChatBackend:
                 host = AdapterHost(loaded, {STUDENT: spec}, seed=s.seed)
                 self._context = context_length(loaded.model)
                 self._prompt_ids = functools.partial(prompt_ids, host.tokenizer)
-                cache = AdapterCache(s.adapter_cache_size, on_lookup=observe_adapter)
+                cache = AdapterCache(
+                    s.adapter_cache_size, on_lookup=observe_adapter, locate=artifacts(s).local
+                )
                 if s.chat_engine == "batched":
                     self._batched = BatchEngine(
                         host, STUDENT, max_batch=s.chat_max_batch, on_batch=observe_batch

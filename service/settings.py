@@ -91,6 +91,22 @@ class Settings(AdminKeys, BaseSettings):
     adapter_dir: Path | None = Field(
         None, description="Where adapter versions are written; default DATA_DIR/adapters."
     )
+    artifact_url: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^/].*)?$",
+        description="`s3://bucket/prefix`: versions' weights are objects in S3-compatible "
+        "storage (each file checksummed, written whole before the version is recorded), read "
+        "through a cache in DATA_DIR/artifact-cache keyed by checksum; the API and workers on "
+        "many machines then share no folder. Unset: ADAPTER_DIR alone.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="The S3 endpoint (MinIO, SeaweedFS, Ceph, R2...); unset: AWS."
+    )
+    s3_region: str | None = Field(None, description="The bucket's region; unset: boto3's.")
+    s3_access_key_id: str | None = Field(
+        None, description="Unset: boto3's chain (AWS_* variables, a profile, an instance role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="With s3_access_key_id.")
     model_cache_dir: Path | None = Field(
         None,
         description="Where a GGUF model is cached once converted to safetensors; "
@@ -475,19 +491,7 @@ class Settings(AdminKeys, BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production":
-            metrics = [self.metrics_key.get_secret_value()] if self.metrics_key else []
-            for name, other in (
-                ("SEAL_ADMIN_EXTRA_KEYS", self._extra_keys()),
-                ("SEAL_METRICS_KEY", metrics),
-            ):
-                if any(k.lower() in _PLACEHOLDER_SECRETS or len(k) < 16 for k in other):
-                    raise ValueError(f"each key of {name} must be at least 16 characters")
-            key = self.admin_key.get_secret_value() if self.admin_key else ""
-            if key.strip().lower() in _PLACEHOLDER_SECRETS or len(key) < 16:
-                raise ValueError(
-                    "SEAL_ADMIN_KEY must be set to a secret of at least 16 characters "
-                    "when SEAL_ENVIRONMENT=production"
-                )
+            self.check_production_keys(_PLACEHOLDER_SECRETS)
         return self
 
     # --- derived locations -------------------------------------------------------------------

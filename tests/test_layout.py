@@ -213,8 +213,10 @@ SLOW_FOR_THE_CLI = {
     "service.store.models",
     "service.store.repositories.teachers",
     "sealctl.chaos",
+    "sealctl.fleet",
     "sealctl.stack",
     "sealctl.memory_bench",
+    "service.artifacts",
 }
 #: The first-party modules a function may import, by the importing module's package; every
 #: other first-party import sits at the top of its module. The API starts without torch

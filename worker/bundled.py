@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import seal
 from seal.lora import AdapterState, load_adapter, save_adapter
+from service.artifacts import artifacts
 from service.settings import Settings
 from service.store.db import in_transaction
 from service.store.models import TeacherVersion
@@ -125,11 +126,12 @@ def register_bundled_teacher(
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(folder, partial)
             partial.rename(target)
+        uri = artifacts(settings).publish(target, digest)  # object storage: its objects
         version = teacher_repo.create_teacher_version(
             session,
             tenant_id=None,
             parent_id=None,
-            artifact_uri=str(target),
+            artifact_uri=uri,
             checksum=digest,
             metrics={
                 **meta.get("metrics", {}),

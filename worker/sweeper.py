@@ -11,7 +11,9 @@ moved aside as ``.<name>.deleting-...``). The sweeper removes
 - the folders of skills that no longer exist (``skills/<tenant>/<skill>``);
 - folders moved aside for deletion more than ``ASIDE_AGE_S`` ago (by the time of the move,
   their ``ctime``: a younger one may belong to a transaction still open, which would put it
-  back on a rollback).
+  back on a rollback);
+- with object storage, this machine's cached copies of weights no version records any more
+  (deleted, maybe from another machine), and downloads a stopped process left half done.
 
 The folders are listed before the owners are read, so an owner made meanwhile is seen.
 """
@@ -26,8 +28,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from service.artifacts import artifacts
 from service.store.db import session_scope
-from service.store.models import Skill, Tenant
+from service.store.models import AdapterVersion, Skill, SkillVersion, TeacherVersion, Tenant
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,11 @@ def sweep(runtime: Runtime, *, now: float | None = None) -> list[str]:
     with session_scope(runtime.sessions) as session:
         tenants = set(session.scalars(select(Tenant.id)))
         skills = set(session.scalars(select(Skill.id)))
+        checksums = {
+            c
+            for model in (AdapterVersion, TeacherVersion, SkillVersion)
+            for c in session.scalars(select(model.checksum).where(model.checksum.is_not(None)))
+        }
     doomed = [p for p in owned_by_tenant if p.name not in tenants]
     doomed += [p for p in skill_folders if p.name not in skills and p.parent.name in tenants]
     doomed += [p for p in asides if now - p.stat().st_ctime > ASIDE_AGE_S]
@@ -69,6 +77,10 @@ def sweep(runtime: Runtime, *, now: float | None = None) -> list[str]:
             log.exception("sweeper: could not remove %s", folder)
             continue
         removed.append(str(folder))
+    store = artifacts(runtime.settings)
+    if store.remote:
+        cached = store.prune_cache(checksums, now=now, min_age_s=ASIDE_AGE_S)
+        removed += [str(store.cache / name) for name in cached]
     if removed:
         log.info("sweeper: removed %d folder(s) nothing owns: %s", len(removed), removed)
     return removed

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from service.artifacts import artifacts, is_remote
 from service.domain.errors import Conflict, Gone, NotFound
 from service.domain.files import remove_after_commit
 from service.settings import Settings
@@ -44,7 +45,11 @@ def delete_weights(
     session.flush()
     session.refresh(version)
     removed = left = None
-    if folder is not None and Path(folder).exists():
+    if is_remote(folder):
+        assert folder is not None
+        artifacts(settings).delete_after_commit(session, [folder])
+        removed = folder
+    elif folder is not None and Path(folder).exists():
         inside = Path(folder).resolve().is_relative_to(settings.resolved_adapter_dir)
         if inside and remove_after_commit(session, Path(folder)):
             removed = folder
@@ -57,7 +62,8 @@ def purge_unused_weights(session: Session, settings: Settings, tenant_id: str) -
     """Delete the weights of the tenant's rejected versions but the newest
     ``keep_rejected_weights``, and of its retired ones but the newest ``keep_retired_weights``
     (the rows stay; a rollback to one answers 410). Returns their folders inside the adapter
-    folder, for the caller to remove once this is committed."""
+    folder and their objects' URIs, for the caller to remove once this is committed
+    (:meth:`service.artifacts.ArtifactStore.discard`)."""
     keep = {
         VersionStatus.rejected: settings.keep_rejected_weights,
         VersionStatus.retired: settings.keep_retired_weights,
@@ -69,7 +75,7 @@ def purge_unused_weights(session: Session, settings: Settings, tenant_id: str) -
             session, tenant_id=tenant_id, status=status, keep=n
         ):
             folder = adapter_repo.drop_weights(session, version=version)
-            if folder and Path(folder).resolve().is_relative_to(root):
+            if folder and (is_remote(folder) or Path(folder).resolve().is_relative_to(root)):
                 folders.append(folder)
     session.flush()
     return folders
@@ -113,7 +119,7 @@ def archive(session: Session, settings: Settings, tenant: Tenant, number: int) -
     version = get_version(session, tenant, number)
     if not version.artifact_uri or not version.checksum:
         raise Gone(f"version {number} has no weights: they were deleted")
-    folder = Path(version.artifact_uri)
+    folder = artifacts(settings).local(version.artifact_uri, version.checksum)
     files = {name: folder / name for name in (CONFIG_FILE, WEIGHTS_FILE)}
     missing = [name for name, path in files.items() if not path.is_file()]
     if missing:

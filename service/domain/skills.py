@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from seal.skills.tasks import Demo, SkillTask
+from service.artifacts import artifacts, is_remote
 from service.domain import quotas
 from service.domain.errors import Conflict, InvalidRequest, NotFound
 from service.domain.files import remove_after_commit
@@ -180,8 +181,13 @@ def delete_skill(session: Session, settings: Settings, tenant: Tenant, skill_id:
     committed, those in the adapter folder (one elsewhere is left, and logged)."""
     skill = get_skill(session, tenant, skill_id)
     own = skill_folder(settings, tenant.id, skill.id)
-    folders = [own, *(Path(f) for f in skill_repo.skill_artifacts(session, skill_id=skill.id))]
+    uris = skill_repo.skill_artifacts(session, skill_id=skill.id)
+    folders = [own, *(Path(f) for f in uris if not is_remote(f))]
     skill_repo.delete_skill(session, skill=skill)
+    store = artifacts(settings)
+    if store.remote:
+        store.delete_prefixes_after_commit(session, [f"skills/{tenant.id}/{skill.id}"])
+        store.delete_after_commit(session, uris)  # any kept elsewhere
     root = settings.resolved_adapter_dir
     for path in folders:
         if not path.exists() or (path != own and path.is_relative_to(own)):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from service.artifacts import artifacts, is_remote
 from service.domain.errors import Conflict, NotFound
 from service.domain.files import remove_after_commit
 from service.domain.skills import skill_folder
@@ -71,15 +72,15 @@ def delete_tenant(session: Session, settings: Settings, tenant: Tenant) -> Tenan
     committed. Its open jobs go too: a worker running one stops at its next check."""
     tenant_id, name = tenant.id, tenant.name
     stopped = [job.id for job in job_repo.list_open_jobs(session, tenant_id=tenant_id)]
-    artifacts = tenant_repo.tenant_artifacts(session, tenant_id=tenant_id)
+    recorded = tenant_repo.tenant_artifacts(session, tenant_id=tenant_id)
     deleted = tenant_repo.delete_tenant(session, tenant_id=tenant_id)
     root = settings.resolved_adapter_dir
     own = [root / tenant_id, root / "teachers" / tenant_id, skill_folder(settings, tenant_id)]
-    folders = dict.fromkeys([*artifacts, *map(str, own)])
+    folders = dict.fromkeys([*recorded, *map(str, own)])
     removed: list[str] = []
     left: list[str] = []
     moved: list[Path] = []
-    existing = [f for f in folders if Path(f).exists()]
+    existing = [f for f in folders if not is_remote(f) and Path(f).exists()]
     for folder in sorted(existing, key=lambda f: len(Path(f).parts)):  # a folder before its own
         path = Path(folder)
         if any(path.is_relative_to(m) for m in moved):
@@ -89,5 +90,10 @@ def delete_tenant(session: Session, settings: Settings, tenant: Tenant) -> Tenan
             removed.append(folder)
         else:
             left.append(folder)
+    store = artifacts(settings)
+    if store.remote:  # every object of the tenant's versions lies under these
+        removed += store.delete_prefixes_after_commit(
+            session, [tenant_id, f"teachers/{tenant_id}", f"skills/{tenant_id}"]
+        )
     log.info("deleted tenant %s (%s): %s", tenant_id, name, deleted)
     return TenantDeletion(deleted, stopped, removed, left)

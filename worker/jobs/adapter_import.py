@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from seal.grading import Probe
 from seal.lora import STUDENT, AdapterState, load_adapter, save_adapter
+from service.artifacts import artifacts
 from service.store.base import utcnow
 from service.store.db import in_transaction
 from service.store.models import JobStatus, VersionStatus
@@ -64,7 +65,7 @@ def _judge(runtime: Runtime, run: JobRun) -> None:
     def snapshot(session: Session) -> tuple[str | None, AdapterState | None, list[Probe]]:
         active = adapter_repo.active_adapter(session, tenant_id=run.job.tenant_id)
         probes = retention_probes(session, settings, run.job.tenant_id)
-        return (active.id if active else None), weights(active), probes
+        return (active.id if active else None), weights(settings, active), probes
 
     parent_id, parent_state, probes = in_transaction(runtime.sessions, snapshot)
     config = inner_loop_config(settings)
@@ -94,7 +95,7 @@ def _judge(runtime: Runtime, run: JobRun) -> None:
             session,
             tenant_id=run.job.tenant_id,
             parent_id=parent_id,
-            artifact_uri=str(target),
+            artifact_uri=uri,
             checksum=digest,
             metrics={**metrics, "imported_at": utcnow().isoformat()},
             job_id=run.id,
@@ -117,5 +118,6 @@ def _judge(runtime: Runtime, run: JobRun) -> None:
             },
         )
 
-    run.finish_with("recording the imported version", record)
+    with artifacts(settings).publishing(target, digest) as uri:
+        run.finish_with("recording the imported version", record)
     shutil.rmtree(staging, ignore_errors=True)

@@ -12,6 +12,7 @@ from seal.grading import Probe
 from seal.knowledge import Teacher
 from seal.lora import AdapterState, load_adapter
 from seal.selfedit import QA, ChatTurn, Passage, training_sequences
+from service.artifacts import artifacts
 from service.settings import Settings
 from service.store.models import DocumentStatus, TeacherVersion, VersionMixin
 from service.store.repositories import documents as document_repo
@@ -19,9 +20,9 @@ from service.store.repositories import learning as learning_repo
 from worker.jobs.lifecycle import JobRun, artifact_folder
 
 
-def load_teacher(version: TeacherVersion | None) -> Teacher:
+def load_teacher(settings: Settings, version: TeacherVersion | None) -> Teacher:
     """The teacher a version names (its checksum checked); the base model for None."""
-    return Teacher(state=weights(version))
+    return Teacher(state=weights(settings, version))
 
 
 def job_seed(settings: Settings, job_id: str, params: dict) -> int:
@@ -32,12 +33,13 @@ def job_seed(settings: Settings, job_id: str, params: dict) -> int:
     return (settings.seed + int(job_id.replace("-", "")[:8], 16)) % 2**31
 
 
-def weights(version: VersionMixin | None) -> AdapterState | None:
-    """The weights of a version of any history (adapter, skill, teacher), their checksum
-    checked; None for none (the base model)."""
+def weights(settings: Settings, version: VersionMixin | None) -> AdapterState | None:
+    """The weights of a version of any history (adapter, skill, teacher), wherever the
+    artifact store keeps them, their checksum checked; None for none (the base model)."""
     if version is None or not version.artifact_uri:
         return None
-    return load_adapter(Path(version.artifact_uri), expected_checksum=version.checksum)
+    folder = artifacts(settings).local(version.artifact_uri, version.checksum)
+    return load_adapter(folder, expected_checksum=version.checksum)
 
 
 def retention_probes(session: Session, settings: Settings, tenant_id: str) -> list[Probe]:

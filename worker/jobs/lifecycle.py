@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from service.artifacts import artifacts
 from service.settings import Settings
 from service.store.db import in_transaction
 from service.store.models import AdapterVersion, Job, JobStatus, SkillVersion, TeacherVersion
@@ -78,7 +79,8 @@ def _artifact_parents(settings: Settings, job: Job) -> list[Path]:
 
 def remove_unrecorded_artifacts(session: Session, settings: Settings, job: Job) -> list[Path]:
     """Remove the folders an attempt of ``job`` wrote but no version records (a worker that
-    died between saving and committing, or while saving); the folders removed."""
+    died between saving and committing, or while saving), and, with object storage, the
+    objects it uploaded; the folders removed (and the objects' URIs)."""
     recorded = (
         set(session.scalars(select(AdapterVersion.artifact_uri)))
         | set(session.scalars(select(TeacherVersion.artifact_uri)))
@@ -93,6 +95,13 @@ def remove_unrecorded_artifacts(session: Session, settings: Settings, job: Job) 
             if path.is_dir() and str(path) not in recorded:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
+    store = artifacts(settings)
+    if store.remote:
+        for parent in _artifact_parents(settings, job):
+            relative = parent.relative_to(settings.resolved_adapter_dir).as_posix()
+            for uri in store.unrecorded(relative, tag, recorded):
+                store.discard(uri)
+                removed.append(Path(uri))
     return removed
 
 

@@ -8,9 +8,7 @@ a document deleted meanwhile starts it again without that document."""
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -19,6 +17,7 @@ from seal.knowledge import train_on
 from seal.lora import STUDENT, AdapterState, save_adapter
 from seal.multi import evaluate_many
 from seal.selfedit import ChatTurn
+from service.artifacts import artifacts
 from service.store.db import in_transaction
 from service.store.models import JobStatus, UpdateMode, VersionStatus
 from service.store.repositories import adapters as adapter_repo
@@ -83,7 +82,7 @@ def _rebuild_snapshot(session: Session, run: JobRun) -> RebuildSnapshot:
     settings = run.runtime.settings
     tenant_id = run.job.tenant_id
     active = adapter_repo.active_adapter(session, tenant_id=tenant_id)
-    state = weights(active)
+    state = weights(settings, active)
     learned = learned_sequences(session, tenant_id, qa_form=settings.qa_form)
     retention = retention_probes(session, settings, tenant_id)
     return RebuildSnapshot(
@@ -154,15 +153,12 @@ def _rebuild(run: JobRun, snap: RebuildSnapshot, attempt: int, progress: Progres
         base_model=runtime.settings.student_model,
         extra={"tenant_id": snap.tenant_id, "job_id": job_id, "mode": UpdateMode.rebuild},
     )
-    try:
-        _commit_rebuild(run, snap, (target, digest), metrics)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)  # a version folder exists only if recorded
-        raise
+    with artifacts(runtime.settings).publishing(target, digest) as uri:
+        _commit_rebuild(run, snap, (uri, digest), metrics)
 
 
 def _commit_rebuild(
-    run: JobRun, snap: RebuildSnapshot, saved: tuple[Path, str] | None, metrics: dict
+    run: JobRun, snap: RebuildSnapshot, saved: tuple[str, str] | None, metrics: dict
 ) -> None:
     # The job's row held first (SQLite's write lock), then the documents' row locks
     # (PostgreSQL's): no document is deleted between the check and the commit (a delete that
@@ -177,7 +173,7 @@ def _record_rebuild(
     session: Session,
     job_id: str,
     snap: RebuildSnapshot,
-    saved: tuple[Path, str] | None,
+    saved: tuple[str, str] | None,
     metrics: dict,
 ) -> None:
     gone = set(snap.document_ids) - document_repo.lock_documents(
@@ -191,12 +187,12 @@ def _record_rebuild(
         reason = "the active version changed while the rebuild ran"
     version = None
     if saved is not None:
-        target, digest = saved
+        uri, digest = saved
         version = adapter_repo.create_adapter_version(
             session,
             tenant_id=snap.tenant_id,
             parent_id=None,
-            artifact_uri=str(target),
+            artifact_uri=uri,
             checksum=digest,
             metrics={**metrics, "rejected_because": reason},
             job_id=job_id,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -43,6 +42,7 @@ from seal.skills.ttt import (
     split_held_out,
     train_with,
 )
+from service.artifacts import artifacts
 from service.domain.skills import skill_folder, skill_scale
 from service.store.db import in_transaction
 from service.store.models import Job, JobStatus, SkillVersion, TeacherDomain, VersionStatus
@@ -102,8 +102,8 @@ def _snapshot(session: Session, runtime: Runtime, job: JobInfo) -> SkillSnapshot
         ),
         seed=job_seed(runtime.settings, job.id, job.params),
         parent_id=active.id if active else None,
-        parent_state=weights(active),
-        teacher_state=weights(teacher),
+        parent_state=weights(runtime.settings, active),
+        teacher_state=weights(runtime.settings, teacher),
         teacher_version_id=teacher.id if teacher else None,
     )
 
@@ -162,10 +162,12 @@ def _learn(runtime: Runtime, run: JobRun) -> None:
         "steps": steps,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    run.finish_with(
-        "recording the new version",
-        lambda session: _record(session, run.id, snap, configs, target, checksum, metrics, promote),
-    )
+    with artifacts(settings).publishing(target, checksum) as uri:
+
+        def record(session: Session) -> None:
+            _record(session, run.id, snap, configs, uri, checksum, metrics, promote)
+
+        run.finish_with("recording the new version", record)
     log.info("skill job %s: %s", run.id, metrics)
 
 
@@ -243,7 +245,7 @@ def _record(
     job_id: str,
     snap: SkillSnapshot,
     configs: _Configs,
-    target: Path,
+    uri: str,
     checksum: str,
     metrics: dict,
     promote: bool,
@@ -270,7 +272,7 @@ def _record(
         session,
         skill=skill,
         parent_id=snap.parent_id,
-        artifact_uri=str(target),
+        artifact_uri=uri,
         checksum=checksum,
         metrics=metrics,
         config=best.config.as_dict() if best.config else None,

@@ -150,7 +150,7 @@ def skills_round(runtime: Runtime, run: JobRun) -> None:
             settings,
             teacher_repo.teacher_in_use(session, tenant_id=tenant_id, domain=TeacherDomain.skills),
         )
-        return kept, current, weights(current) if kept else None
+        return kept, current, weights(settings, current) if kept else None
 
     kept, current, init = in_transaction(runtime.sessions, read)
     if not kept:
@@ -306,7 +306,7 @@ def train_shared_skills_teacher(
             ),
         )
         parent_id = start.id if start else None
-        init = weights(start)
+        init = weights(settings, start)
         report = SharedSkillsRound(started_from=start.number if start else None)
     scored: list[tuple[SkillTask, ConfigResult]] = []
     for index, (task, tests) in enumerate(cases):

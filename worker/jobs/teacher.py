@@ -37,6 +37,7 @@ from seal.restem import (
 from seal.restem import train_teacher as sft_teacher
 from seal.selfedit import FORMATS, Passage
 from seal.train import Checkpoint, TrainConfig, TrainResult
+from service.settings import Settings
 from service.store.db import in_transaction, session_scope
 from service.store.models import Document, TeacherDomain, TeacherVersion
 from service.store.repositories import learning as learning_repo
@@ -75,7 +76,9 @@ class SharedTraining:
     rounds: list[RoundReport] = field(default_factory=list)
 
 
-def start_teacher(session: Session, *, number: int | None) -> tuple[TeacherVersion | None, Teacher]:
+def start_teacher(
+    session: Session, settings: Settings, *, number: int | None
+) -> tuple[TeacherVersion | None, Teacher]:
     """The shared teacher version a run starts from: version ``number``, or the active one
     when None (no version at all: the bare base model)."""
     if number is None:
@@ -84,7 +87,7 @@ def start_teacher(session: Session, *, number: int | None) -> tuple[TeacherVersi
         version = teacher_repo.get_teacher_version(session, tenant_id=None, number=number)
         if version is None:
             raise LookupError(f"there is no shared teacher version {number}")
-    return version, load_teacher(version)
+    return version, load_teacher(settings, version)
 
 
 def train_shared_teacher(
@@ -120,7 +123,7 @@ def train_shared_teacher(
     config = RoundConfig(inner=inner, teacher_train=teacher_train_config(settings))
     past = _Past(journal.entries if journal else [])
     with session_scope(runtime.sessions) as session:
-        start, teacher = start_teacher(session, number=start_from)
+        start, teacher = start_teacher(session, settings, number=start_from)
         parent_id = start.id if start else None
     if past.baseline is not None:
         baseline = evaluation_from_json(past.baseline)
@@ -180,7 +183,9 @@ class _SharedRun:
         result = RoundResult(scored=kept, teacher=None)
         if finished["version"] is not None:
             with session_scope(self.runtime.sessions) as session:
-                done_version, self.teacher = start_teacher(session, number=finished["version"])
+                done_version, self.teacher = start_teacher(
+                    session, self.runtime.settings, number=finished["version"]
+                )
                 self.parent_id = done_version.id if done_version else self.parent_id
             result.teacher = self.teacher.state
             self.current = evaluation_from_json(finished["heldout"])
@@ -356,7 +361,9 @@ def distill_shared_teacher(
     refuse_external_teacher(settings, "Distillation")
     config = train or teacher_train_config(settings)
     with session_scope(runtime.sessions) as session:
-        parent, teacher = (None, Teacher()) if fresh else start_teacher(session, number=start_from)
+        parent, teacher = (
+            (None, Teacher()) if fresh else start_teacher(session, settings, number=start_from)
+        )
         parent_id = parent.id if parent else None
         parent_number = parent.number if parent else None
     saver = None
@@ -453,7 +460,7 @@ def _teacher_round(runtime: Runtime, run: JobRun) -> None:
             {"examples": 0, "teacher_version": None},
         )
         return
-    teacher = load_teacher(current)
+    teacher = load_teacher(runtime.settings, current)
     run.progress(0.05, f"training the teacher on {len(pairs)} self-edits")
     trained = sft_teacher(
         runtime.teacher,

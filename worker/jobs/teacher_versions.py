@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 from sqlalchemy.orm import Session
 
 from seal.lora import AdapterState, save_adapter
+from service.artifacts import artifacts
 from service.store.db import in_transaction
 from service.store.models import JobStatus, TeacherDomain, TeacherVersion
 from service.store.repositories import jobs as job_repo
@@ -50,7 +49,7 @@ def save_teacher(
             session,
             tenant_id=tenant_id,
             parent_id=parent_id,
-            artifact_uri=str(target),
+            artifact_uri=uri,
             checksum=digest,
             metrics=metrics,
             domain=domain,
@@ -72,10 +71,7 @@ def save_teacher(
             )
         return version
 
-    try:
+    with artifacts(settings).publishing(target, digest) as uri:
         if run is not None:
             return run.finish_with("recording the teacher version", record)
         return in_transaction(runtime.sessions, record)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        raise

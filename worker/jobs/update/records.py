@@ -4,12 +4,12 @@ status and the job's result."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from seal.knowledge import Candidate, InnerLoopConfig
+from service.artifacts import artifacts
 from service.domain.adapters import purge_unused_weights
 from service.store.db import session_scope
 from service.store.models import (
@@ -125,25 +125,24 @@ def commit_version(
     retention deletes the weights of the tenant's versions past ``keep_rejected_weights`` and
     ``keep_retired_weights``; their folders go once it is committed."""
     purged: list[str] = []
+    store = artifacts(run.runtime.settings)
 
-    def record(session: Session) -> None:
-        _record_version(session, run.id, snap, target, digest, metrics, gate, config)
-        purged[:] = purge_unused_weights(session, run.runtime.settings, snap.tenant_id)
+    with store.publishing(target, digest) as uri:
 
-    try:
+        def record(session: Session) -> None:
+            _record_version(session, run.id, snap, uri, digest, metrics, gate, config)
+            purged[:] = purge_unused_weights(session, run.runtime.settings, snap.tenant_id)
+
         run.finish_with("recording the version", record)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
     for folder in purged:
-        shutil.rmtree(folder, ignore_errors=True)
+        store.discard(folder)
 
 
 def _record_version(
     session: Session,
     job_id: str,
     snap: Snapshot,
-    target: Path,
+    uri: str,
     digest: str,
     metrics: dict,
     gate: Gate,
@@ -162,7 +161,7 @@ def _record_version(
         session,
         tenant_id=snap.tenant_id,
         parent_id=snap.parent_id,
-        artifact_uri=str(target),
+        artifact_uri=uri,
         checksum=digest,
         metrics={**metrics, "rejected_because": reason},
         job_id=job_id,

@@ -104,7 +104,7 @@ def take_snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
         )
         for d in pending
     ]
-    state = weights(active)
+    state = weights(settings, active)
 
     seed = job_seed(settings, job_id, params)
     fmt = tenant.self_edit_format or settings.self_edit_format
@@ -122,7 +122,7 @@ def take_snapshot(session: Session, runtime: Runtime, job: JobInfo) -> Snapshot:
         teacher_version = usable(
             settings, teacher_repo.teacher_in_use(session, tenant_id=tenant_id)
         )
-        teacher = load_teacher(teacher_version)
+        teacher = load_teacher(settings, teacher_version)
 
     retention = retention_probes(session, settings, tenant_id)
     learned = learned_sequences(session, tenant_id, qa_form=settings.qa_form)
