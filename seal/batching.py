@@ -13,6 +13,12 @@ string, ``max_tokens``, or ``cancel``) and its rows of the cache go with it.
 A reply is sampled from its own seeded generator, so what it writes does not depend on the
 requests it shares steps with, up to floating-point summation order in batched kernels (how
 often that flips a greedy token is measured by ``seal bench serve``).
+
+A greedy reply decoded alone may be sped up by prompt lookup (``speculate`` tokens): the
+tokens that followed the last few tokens where they occur earlier in the prompt or the reply
+are proposed as a draft, one forward pass checks them all, and the reply keeps the draft's
+tokens the model would have chosen itself, then the model's own next token. A reply that
+copies from its prompt (hybrid memory puts the documents there) gets several tokens a pass.
 """
 
 from __future__ import annotations
@@ -74,10 +80,12 @@ class BatchEngine:
         *,
         max_batch: int = 16,
         on_batch: Callable[[int], None] | None = None,
+        speculate: int = 0,
     ):
         self.host = host
         self.slot = slot
         self.max_batch = max(1, max_batch)
+        self.speculate = max(0, speculate)
         self.on_batch = on_batch
         self._waiting: queue.Queue[_Request] = queue.Queue()
         self._wake = threading.Event()
@@ -265,6 +273,13 @@ class BatchEngine:
     def _step(self) -> None:
         assert self._cache is not None and self._mask is not None
         rows = self._rows
+        if self.speculate and len(rows) == 1 and rows[0].temperature < MIN_SAMPLING_TEMPERATURE:
+            request = rows[0]
+            room = request.max_new_tokens - len(request.generated) - 1
+            draft = prompt_lookup([*request.prompt, *request.generated], min(self.speculate, room))
+            if draft:
+                self._step_with_draft(request, draft)
+                return
         device = self.host.device
         ids = torch.tensor([[r.generated[-1]] for r in rows], device=device)
         positions = self._mask.sum(dim=1, keepdim=True) - 0  # the count of real tokens so far
@@ -279,6 +294,46 @@ class BatchEngine:
         tokens = self._sample(rows, logits)
         for request, token in zip(rows, tokens, strict=True):
             self._emit(request, token)
+        self._drop_ended()
+
+    def _step_with_draft(self, request: _Request, draft: list[int]) -> None:
+        """One pass over the reply's last token and ``draft``: the draft's tokens the model
+        would choose greedily are kept, then its own next token; the cache keeps only what
+        was kept."""
+        assert self._cache is not None and self._mask is not None
+        device = self.host.device
+        ids = torch.tensor([[request.generated[-1], *draft]], device=device)
+        count = ids.shape[1]
+        start = int(self._mask.sum())  # the real tokens so far: the first new one's position
+        positions = torch.arange(start, start + count, device=device)[None, :]
+        width = self._mask.shape[1]
+        ones = torch.ones((1, count), dtype=self._mask.dtype, device=device)
+        mask = torch.cat([self._mask, ones], dim=1)
+        if self.on_batch is not None:
+            self.on_batch(1)
+        self._hold([request])
+        logits = self.host.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=self._cache,
+            use_cache=True,
+            logits_to_keep=count,
+        ).logits[0]
+        chosen = [int(t) for t in logits.float().argmax(dim=-1)]
+        kept = 0
+        while kept < len(draft) and draft[kept] == chosen[kept]:
+            kept += 1
+        keep = width + 1 + kept  # the reply's last token and the draft's kept ones
+        layer: Any
+        for layer in self._cache.layers:
+            layer.keys = layer.keys[:, :, :keep]
+            layer.values = layer.values[:, :, :keep]
+        self._mask = mask[:, :keep]
+        for token in chosen[: kept + 1]:
+            self._emit(request, token)
+            if request.ended:
+                break
         self._drop_ended()
 
     def _sample(self, requests: Sequence[_Request], logits: torch.Tensor) -> list[int]:
@@ -347,6 +402,23 @@ class BatchEngine:
             request.out.put(error)
             return
         request.out.put(_generation(self.host.tokenizer, request))
+
+
+def prompt_lookup(
+    tokens: Sequence[int], count: int, *, longest: int = 3, shortest: int = 2
+) -> list[int]:
+    """A draft of at most ``count`` tokens: what followed the latest earlier occurrence of the
+    last ``longest`` tokens of ``tokens`` (then of fewer, down to ``shortest``); none where
+    they occur nowhere earlier (prompt lookup decoding, Saxena 2023)."""
+    if count <= 0:
+        return []
+    end = len(tokens)
+    for size in range(min(longest, end - 1), shortest - 1, -1):
+        tail = list(tokens[end - size :])
+        for start in range(end - size - 1, -1, -1):
+            if tokens[start] == tail[0] and list(tokens[start : start + size]) == tail:
+                return list(tokens[start + size : min(start + size + count, end)])
+    return []
 
 
 def _left_pad(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:

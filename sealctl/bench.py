@@ -316,29 +316,55 @@ def bench_chaos(
 def bench_serve(
     clients: Annotated[
         list[int] | None,
-        typer.Option("--clients", min=1, max=64, help="Concurrent clients (repeatable)"),
+        typer.Option("--clients", min=0, max=64, help="Concurrent clients (repeatable)"),
     ] = None,
     max_tokens: Annotated[int, typer.Option(min=1, max=1024, help="Reply length")] = 64,
+    hybrid_questions: Annotated[
+        int, typer.Option(min=0, help="Single-stream hybrid-memory questions (0: none)")
+    ] = 0,
+    speculate: Annotated[
+        list[int] | None,
+        typer.Option("--speculate", min=1, max=16, help="Lookup tokens to time (repeatable)"),
+    ] = None,
+    data: Annotated[
+        Path, typer.Option(help="SQuAD-shaped JSON for the hybrid-memory questions")
+    ] = DEFAULT_DATA,
     out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON here")] = None,
 ) -> None:
     """Concurrent chats through the API's chat backend, today's serial engine and the batched
     one in the same run (research.serve): tokens/s, p50/p99 latency and time to first token
     for 1, 4, 8 and 16 clients, each with its own tenant adapter and all on the base model;
     plain batched generate beside them, cache misses, and how many greedy replies change in
-    a batch."""
+    a batch. With --hybrid-questions, one client asking hybrid-memory questions, with prompt
+    lookup (SEAL_CHAT_SPECULATIVE_TOKENS, each --speculate) against without (research.stream);
+    --clients 0 runs that alone."""
     from research.serve import format_report, run_serve_bench
+    from research.stream import format_stream, run_stream_bench
 
     settings = get_settings()
-    report = run_serve_bench(
-        settings,
-        clients or [1, 4, 8, 16],
-        max_tokens=max_tokens,
-        on_phase=lambda phase: print(f"... {phase}", flush=True),
-    )
-    print(format_report(report), flush=True)
+    phase = lambda line: print(f"... {line}", flush=True)  # noqa: E731
+    figures: dict[str, object] = {"machine": _machine()}
+    if clients != [0]:
+        report = run_serve_bench(
+            settings, clients or [1, 4, 8, 16], max_tokens=max_tokens, on_phase=phase
+        )
+        print(format_report(report), flush=True)
+        figures["concurrent"] = asdict(report)
+    if hybrid_questions:
+        stream = run_stream_bench(
+            settings,
+            data,
+            questions=hybrid_questions,
+            max_tokens=max_tokens,
+            speculate=[0, *(speculate or [4, 8])],
+            on_phase=phase,
+        )
+        print(format_stream(stream), flush=True)
+        figures["single_stream"] = asdict(stream)
+    print(f"machine: {figures['machine']}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(asdict(report), indent=1))
+        out.write_text(json.dumps(figures, indent=1))
         print(f"wrote {out}")
 
 

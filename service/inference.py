@@ -120,7 +120,11 @@ class ModelChatBackend:
                 )
                 if s.chat_engine == "batched":
                     self._batched = BatchEngine(
-                        host, STUDENT, max_batch=s.chat_max_batch, on_batch=observe_batch
+                        host,
+                        STUDENT,
+                        max_batch=s.chat_max_batch,
+                        on_batch=observe_batch,
+                        speculate=s.chat_speculative_tokens,
                     )
                 else:
                     self._serial = ChatEngine(host, STUDENT, on_batch=observe_batch, adapters=cache)

@@ -430,6 +430,14 @@ class Settings(AdminKeys, BaseSettings):
     chat_max_batch: int = Field(
         16, ge=1, le=256, description="`batched`: the most chats decoded together."
     )
+    chat_speculative_tokens: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="`batched`: a greedy chat decoded alone drafts this many tokens by prompt "
+        "lookup (what followed its last tokens earlier in the prompt or reply), all checked in "
+        "one pass; the reply is the one decoded token by token. 0: off.",
+    )
     update_time_limit_s: int = Field(
         6 * 3600,
         ge=60,

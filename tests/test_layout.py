@@ -203,6 +203,7 @@ RESEARCH_FOR_THE_CLI = {
     "research.serve",
     "research.skill_job",
     "research.skills",
+    "research.stream",
 }
 #: Modules that load a library the CLI's start does not: alembic (``migrations``), SQLAlchemy
 #: (the store), Celery and FastAPI (``service.domain``), httpx (the stack's HTTP client).

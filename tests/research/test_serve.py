@@ -37,3 +37,31 @@ def test_every_configuration_is_measured_against_the_serial_engine(
     assert set(report.plain) == {1, 3}
     table = format_report(report)
     assert "| 3 | own each | batched |" in table and "0 of 3" in table
+
+
+def test_the_single_stream_case_times_each_lookup_setting_on_the_same_chats(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from research.stream import format_stream, hybrid_chats, run_stream_bench
+
+    data = Path("../shared/data/squad/dev.json")
+    chats = hybrid_chats(data, 3, max_tokens=6)
+    assert len(chats) == 3
+    system = chats[0].messages[0]["content"]
+    assert system.count("Document: ") == 3  # the question's passage and two more
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        model_cache_dir=CACHE,
+        student_model=str(tiny_model_dir),
+        lora_rank=8,
+        lora_alpha=16,
+        dtype="float32",
+    )
+    report = run_stream_bench(settings, data, questions=3, max_tokens=6, speculate=[0, 4])
+    keys = [(r.adapter, r.speculate) for r in report.rows]
+    assert keys == [(False, 0), (False, 4), (True, 0), (True, 4)]
+    for row in report.rows:
+        assert len(row.texts) == 3 and row.tokens > 0 and row.seconds > 0 and row.passes > 0
+    table = format_stream(report)
+    assert "| base | 4 |" in table and "of 3 |" in table

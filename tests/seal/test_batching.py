@@ -126,3 +126,47 @@ def test_a_request_that_fails_fails_alone(tiny_host) -> None:
     else:
         raise AssertionError("a reply with a broken adapter did not fail")
     assert good.result() == expected
+
+
+SAID = "Marisol Quenby founded Zorblat Industries in 1987, in the harbour town of Vellmora."
+#: A hybrid-memory chat: the answer is a sentence of the document in the prompt.
+OPEN_BOOK = [
+    {"role": "system", "content": f"Answer from these documents.\n\nDocument: Zorblat\n{SAID}"},
+    CHAT[-1],
+]
+
+
+def test_prompt_lookup_keeps_every_greedy_reply_and_takes_fewer_passes(
+    tiny_model_dir, tiny_host
+) -> None:
+    host = speaking_host(tiny_model_dir)
+    taught = teach(host, "student", OPEN_BOOK, SAID)
+    copying = alone(host, OPEN_BOOK, taught, max_tokens=40)
+    assert copying.text == SAID
+    passes: list[int] = []
+    engine = BatchEngine(host, "student", on_batch=passes.append, speculate=6)
+    assert engine.submit(OPEN_BOOK, adapter=("t", taught), max_tokens=40).result() == copying
+    assert len(passes) <= copying.completion_tokens // 2  # most passes kept several tokens
+    # a stream sped up gives the same pieces, and max_tokens still holds
+    *pieces, cut = list(engine.submit(OPEN_BOOK, adapter=("t", taught), max_tokens=7))
+    assert cut == alone(host, OPEN_BOOK, taught, max_tokens=7)
+    assert "".join(pieces) == cut.text and cut.completion_tokens == 7  # type: ignore[union-attr]
+
+    # replies that copy little, from the base model and an adapter: the same, token for token
+    state = noisy(tiny_host, 4)
+    cases = [(p, s) for p in PROMPTS[:2] for s in (None, state)]
+    expected = [alone(tiny_host, p, s, max_tokens=30) for p, s in cases]
+    engine = BatchEngine(tiny_host, "student", speculate=6)
+    for (messages, adapter), reply in zip(cases, expected, strict=True):
+        key = ("a", adapter) if adapter is not None else None
+        assert engine.submit(messages, adapter=key, max_tokens=30).result() == reply
+
+
+def test_prompt_lookup_drafts_what_followed_the_last_tokens_earlier() -> None:
+    from seal.batching import prompt_lookup
+
+    assert prompt_lookup([5, 6, 7, 8, 9, 5, 6, 7], 3) == [8, 9, 5]
+    assert prompt_lookup([5, 6, 7, 8, 1, 6, 7], 2) == [8, 1]  # the last two, not three
+    assert prompt_lookup([1, 2, 3, 4], 3) == []  # the tail occurs nowhere earlier
+    assert prompt_lookup([4, 4, 4], 5) == [4]  # the latest occurrence, to the end
+    assert prompt_lookup([5, 6, 7, 5, 6], 0) == []
