@@ -436,6 +436,9 @@ def bench_memory(
     journal: Annotated[
         Path, typer.Option(help="Every chat asked, as JSON lines (keep it to --resume)")
     ] = Path("var/bench-memory/journal.jsonl"),
+    baselines: Annotated[
+        bool, typer.Option(help="Also ask the base model and the ceiling (no memory)")
+    ] = True,
     resume: Annotated[bool, typer.Option(help="Continue the run the journal holds")] = False,
     summary: Annotated[bool, typer.Option(help="Print the journal's report and stop")] = False,
     database_url: Annotated[
@@ -459,6 +462,7 @@ def bench_memory(
     plan = Plan(passages, documents, sizes, batch, clients, max_tokens, first, latency)
     if ask is not None:
         plan.ask = ask
+    plan.baselines = baselines
     settings = {
         "data": str(data),
         "documents": documents,
@@ -470,6 +474,8 @@ def bench_memory(
         "latency": latency,
         "ask": ask,
         "store": database_url or "embedded",
+        "memory_chunks": get_settings().memory_chunks,  # SEAL_MEMORY_CHUNKS: the stack's
+        **({} if baselines else {"baselines": False}),
     }
     try:
         log = Journal(journal, settings, resume=resume or summary)

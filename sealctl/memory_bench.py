@@ -71,6 +71,8 @@ class Plan:
     #: Questions are asked of the first ``ask`` passages of each tenant (all the documents
     #: stay in it: retrieval still searches them all).
     ask: int = 10**9
+    #: Whether the arms that do not use the memory (``base``, ``ceiling``) are asked too.
+    baselines: bool = True
 
 
 def contained(reply: str, gold: str) -> bool:
@@ -213,22 +215,23 @@ class Run:
                 for p, q in self.questions(size)
             ]
             self.ask_all(asks, plan.clients)
-        asks = [
-            Ask(
-                "ceiling",
-                p,
-                q,
-                big["key"],
-                self.body(p, q, model="base", memory="weights", ceiling=True),
-            )
-            for p, q in everything
-        ]
-        self.ask_all(asks, plan.clients)
-        asks = [
-            Ask("base", p, q, big["key"], self.body(p, q, model="base", memory="weights"))
-            for p, q in everything
-        ]
-        self.ask_all(asks, plan.clients)
+        if plan.baselines:
+            asks = [
+                Ask(
+                    "ceiling",
+                    p,
+                    q,
+                    big["key"],
+                    self.body(p, q, model="base", memory="weights", ceiling=True),
+                )
+                for p, q in everything
+            ]
+            self.ask_all(asks, plan.clients)
+            asks = [
+                Ask("base", p, q, big["key"], self.body(p, q, model="base", memory="weights"))
+                for p, q in everything
+            ]
+            self.ask_all(asks, plan.clients)
         self.first_answers()
         self.latency(big["key"])
         if plan.batch:
