@@ -153,6 +153,25 @@ def migrate() -> None:
     print("store migrated", flush=True)
 
 
+@app.command("push-artifacts")
+def push_artifacts() -> None:
+    """Upload the versions kept in the local adapter folder to SEAL_ARTIFACT_URL's object
+    store and point their rows at it (after turning object storage on)."""
+    from sealctl.artifacts import push_local_versions
+    from service.store.db import make_engine, make_sessionmaker
+
+    settings = get_settings()
+    setup_logging(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        done = push_local_versions(settings, make_sessionmaker(engine, write=True))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    finally:
+        engine.dispose()
+    print(f"{len(done.pushed)} version(s) pushed, {len(done.left)} left local", flush=True)
+
+
 @app.command()
 def prepare() -> None:
     """Migrate the store and convert the configured models once (what `run` does first)."""

@@ -129,10 +129,11 @@ class ArtifactStore:
         return keys
 
     # --- writing ------------------------------------------------------------------------------
-    def publish(self, folder: Path, checksum: str) -> str:
+    def publish(self, folder: Path, checksum: str, *, move: bool = True) -> str:
         """The URI to record for the weights just saved in ``folder`` (inside the adapter
         folder): the folder itself, or, with object storage, its objects, uploaded whole
-        (the manifest last); the folder then becomes this machine's cached copy."""
+        (the manifest last); the folder then becomes this machine's cached copy (``move``;
+        else it stays as it is)."""
         if not self.remote:
             return str(folder)
         if not self._bucket_checked:  # a worker started without `seal prepare`
@@ -155,8 +156,9 @@ class ArtifactStore:
             Body=json.dumps(manifest, indent=1).encode(),
             ContentType="application/json",
         )
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        self._keep(folder, checksum)
+        if move:
+            (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            self._keep(folder, checksum)
         return f"{SCHEME}{self.bucket}/{key}"
 
     @contextmanager

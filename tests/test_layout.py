@@ -215,6 +215,7 @@ SLOW_FOR_THE_CLI = {
     "service.store.repositories.teachers",
     "sealctl.chaos",
     "sealctl.fleet",
+    "sealctl.artifacts",
     "sealctl.stack",
     "sealctl.memory_bench",
     "service.artifacts",

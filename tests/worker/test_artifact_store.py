@@ -259,3 +259,34 @@ def test_loading_recorded_weights_checks_their_checksum(s3_runtime: Runtime) -> 
     folder, digest = saved(s3_runtime, "loaded")
     uri = store.publish(folder, digest)
     assert checksum(load_adapter(store.local(uri, digest), expected_checksum=digest)) == digest
+
+
+def test_versions_kept_locally_before_object_storage_are_pushed_to_it(
+    session: Session,
+    runtime: Runtime,
+    s3_endpoint: str,
+    tmp_path: Path,
+    test_sessionmaker: sessionmaker[Session],
+) -> None:
+    from sealctl.artifacts import push_local_versions
+
+    tenant, _ = make_tenant(session)
+    folder, digest = saved(runtime, "local")  # saved while the adapter folder was the store
+    version = make_adapter_version(session, tenant, artifact_uri=str(folder))
+    version.checksum = digest
+    damaged = make_adapter_version(session, tenant, artifact_uri=str(tmp_path / "gone"))
+    session.commit()
+
+    s3 = on_s3(runtime.settings, s3_endpoint)
+    done = push_local_versions(s3, test_sessionmaker, say=lambda _: None)
+    assert len(done.pushed) == 1 and done.left == [f"adapter_versions {damaged.number}: "
+                                                   f"{tmp_path / 'gone'} is missing"]  # fmt: skip
+    session.expire_all()
+    moved = session.get(AdapterVersion, version.id)
+    assert moved is not None and moved.artifact_uri is not None
+    assert moved.artifact_uri.startswith("s3://seal-test/")
+    assert folder.is_dir()  # left where it was
+    state = weights(another_machine(s3, tmp_path), moved)
+    assert state is not None and checksum(state) == digest
+    again = push_local_versions(s3, test_sessionmaker, say=lambda _: None)
+    assert again.pushed == []  # nothing local is left to push
