@@ -2,11 +2,12 @@
 batched engine with prompt lookup (``SEAL_CHAT_SPECULATIVE_TOKENS``) against without it.
 
 Each question of the first passages of a SQuAD file is asked as a hybrid-memory chat asks it
-(``service.domain.prompts.memory_messages``: the question's own passage and the next two as
-the retrieved chunks, then ``Topic: <title>\\n<question>``), greedy, on the base model and
-with a random tenant adapter; each setting answers the same chats in the same run, one at a
-time. Printed: tokens/s and the mean tokens kept per pass for each setting, its speed against
-no lookup, and how many replies differ from the ones decoded without it (the target: none).
+(``service.domain.prompts.memory_messages``: the question's own passage and the next ones as
+the ``SEAL_MEMORY_CHUNKS`` retrieved chunks, then ``Topic: <title>\\n<question>``), greedy,
+on the base model and with a random tenant adapter; each setting answers the same chats in the
+same run, one at a time. Printed: tokens/s and the mean tokens kept per pass for each
+setting, its speed against no lookup, and how many replies differ from the ones decoded
+without it (the target: none).
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ class StreamReport:
     rows: list[StreamRow] = field(default_factory=list)
 
 
-def hybrid_chats(data: Path, questions: int, max_tokens: int) -> list[ChatRequest]:
-    """The first ``questions`` questions of ``data``, each as hybrid memory would ask it."""
+def hybrid_chats(data: Path, questions: int, max_tokens: int, chunks: int = 1) -> list[ChatRequest]:
+    """The first ``questions`` questions of ``data``, each as hybrid memory would ask it with
+    ``chunks`` passages shown, its own first."""
     passages = load_passages(data)
     chats: list[ChatRequest] = []
     for i, passage in enumerate(passages):
-        shown = [passages[(i + k) % len(passages)] for k in range(3)]
+        shown = [passages[(i + k) % len(passages)] for k in range(max(1, chunks))]
         for qa in passage.questions:
             user = {"role": "user", "content": f"Topic: {passage.title}\n{qa.question}"}
             messages = memory_messages([(p.title, p.text) for p in shown], [user])
@@ -69,7 +71,7 @@ def run_stream_bench(
     speculate: Sequence[int] = (0, 4, 8),
     on_phase: Callable[[str], None] = lambda _: None,
 ) -> StreamReport:
-    chats = hybrid_chats(data, questions, max_tokens)
+    chats = hybrid_chats(data, questions, max_tokens, settings.memory_chunks)
     report = StreamReport(questions=len(chats), max_tokens=max_tokens)
     backends = {
         n: ModelChatBackend(

@@ -19,9 +19,9 @@ from service.store.repositories.memory import Found
 
 #: A chunk's length in words (whole sentences, cut only inside a longer sentence). A SQuAD
 #: paragraph, the shape of the passages the service learns, averages about 120 words and
-#: rarely passes 200: it stays whole, so the passage a question is about comes whole, and
-#: three chunks (``SEAL_MEMORY_CHUNKS``) are about 800 tokens, a tenth of the 8192-token
-#: context, which keeps a 135M model's prompt short (its prefill is most of a CPU reply).
+#: rarely passes 200: it stays whole, so the passage a question is about comes whole, and the
+#: one chunk shown by default (``SEAL_MEMORY_CHUNKS``) is about 250 tokens, which keeps a
+#: 135M model's prompt short (its prefill is most of a CPU reply) and free of distractors.
 CHUNK_WORDS = 200
 #: The most distinct words of a question the search looks for (a long message is cut).
 MAX_TERMS = 64

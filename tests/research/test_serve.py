@@ -45,7 +45,7 @@ def test_the_single_stream_case_times_each_lookup_setting_on_the_same_chats(
     from research.stream import format_stream, hybrid_chats, run_stream_bench
 
     data = Path("../shared/data/squad/dev.json")
-    chats = hybrid_chats(data, 3, max_tokens=6)
+    chats = hybrid_chats(data, 3, max_tokens=6, chunks=3)
     assert len(chats) == 3
     system = chats[0].messages[0]["content"]
     assert system.count("Document: ") == 3  # the question's passage and two more

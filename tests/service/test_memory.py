@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from seal.questions import open_book_messages
 from service.domain.memory import CHUNK_WORDS, chunk_text, search_terms
+from service.settings import Settings
 from service.store.models import DocumentStatus
 from service.store.repositories import documents as document_repo
 from service.store.repositories import memory as memory_repo
@@ -116,8 +117,9 @@ def test_a_question_that_matches_nothing_falls_back_to_the_weights(
 
 
 def test_the_reply_names_each_document_it_drew_on_once_best_first(
-    client: TestClient, key: str, chat_backend: ReversingBackend
+    client: TestClient, key: str, chat_backend: ReversingBackend, settings: Settings
 ) -> None:
+    settings.memory_chunks = 3  # several chunks shown (the default shows one)
     long_text = " ".join(f"Sentence {i} is about the forty ships." for i in range(120))
     long = _add(client, key, title="Ships of Atlantis", text=long_text)  # several chunks
     short = _add(client, key)  # "Its harbour holds forty ships."
@@ -298,7 +300,9 @@ def test_a_new_text_under_the_same_title_supersedes_a_volatile_document(
     assert new["superseded"] == [old["id"]]
     assert client.get(f"/v1/documents/{old['id']}", headers=auth(key)).status_code == 404
     reply = _chat(client, key, "coffee costs euros")
-    assert {d["id"] for d in reply["memory"]["documents"]} == {new["id"], other["id"]}
+    # the best match only (one chunk by default); the other volatile document stays listed
+    assert [d["id"] for d in reply["memory"]["documents"]] == [new["id"]]
+    assert client.get(f"/v1/documents/{other['id']}", headers=auth(key)).status_code == 200
     shown = _prompt(chat_backend)[0]["content"]
     assert "4 euros" in shown and "3 euros" not in shown
 
