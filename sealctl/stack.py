@@ -282,6 +282,9 @@ def seaweedfs(folder: Path) -> Iterator[str]:
         "-volume.max=64",
         "-master.volumeSizeLimitMB=64",
         "-master.telemetry=false",
+        # its Iceberg and Lance catalogs listen on fixed ports: off, so that two can run
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         *(f"-{name}.port={port}" for name, port in ports.items()),
         *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
     ]
