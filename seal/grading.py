@@ -34,11 +34,15 @@ def first_sentence(text: str) -> str:
     return ""
 
 
-def is_correct(answer: str, gold: str) -> bool:
+def contained(text: str, gold: str) -> bool:
+    """Whether the normalized gold answer occurs, as whole words, in the normalized text."""
     target = normalize(gold)
-    if not target:
-        return False
-    return f" {target} " in f" {normalize(first_sentence(answer))} "
+    return bool(target) and f" {target} " in f" {normalize(text)} "
+
+
+def is_correct(answer: str, gold: str) -> bool:
+    """The harness's grader: the gold answer contained in the answer's first sentence."""
+    return contained(first_sentence(answer), gold)
 
 
 @dataclass(frozen=True)

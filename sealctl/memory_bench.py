@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from seal import stats
-from seal.grading import is_correct, normalize
+from seal.grading import contained, is_correct
 from seal.journal import Journal
 from seal.questions import open_book_messages
 from seal.selfedit import Passage
@@ -73,12 +73,6 @@ class Plan:
     ask: int = 10**9
     #: Whether the arms that do not use the memory (``base``, ``ceiling``) are asked too.
     baselines: bool = True
-
-
-def contained(reply: str, gold: str) -> bool:
-    """The benchmark's grader: the normalized gold answer inside the normalized reply."""
-    target = normalize(gold)
-    return bool(target) and f" {target} " in f" {normalize(reply)} "
 
 
 class Run:

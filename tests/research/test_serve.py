@@ -10,10 +10,8 @@ from service.settings import Settings
 from tests.model_cache import CACHE
 
 
-def test_every_configuration_is_measured_against_the_serial_engine(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    settings = Settings(
+def tiny_settings(tiny_model_dir: Path, tmp_path: Path, **extra: object) -> Settings:
+    return Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path,
         model_cache_dir=CACHE,
@@ -21,8 +19,14 @@ def test_every_configuration_is_measured_against_the_serial_engine(
         lora_rank=8,
         lora_alpha=16,
         dtype="float32",
-        adapter_cache_size=1,
+        **extra,  # type: ignore[arg-type]
     )
+
+
+def test_every_configuration_is_measured_against_the_serial_engine(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    settings = tiny_settings(tiny_model_dir, tmp_path, adapter_cache_size=1)
     report = run_serve_bench(settings, [1, 3], max_tokens=4)
     keys = {(r.engine, r.clients, r.adapters) for r in report.rows}
     assert keys == {(e, n, a) for e in ("serial", "batched") for n in (1, 3) for a in (True, False)}
@@ -49,15 +53,7 @@ def test_the_single_stream_case_times_each_lookup_setting_on_the_same_chats(
     assert len(chats) == 3
     system = chats[0].messages[0]["content"]
     assert system.count("Document: ") == 3  # the question's passage and two more
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path,
-        model_cache_dir=CACHE,
-        student_model=str(tiny_model_dir),
-        lora_rank=8,
-        lora_alpha=16,
-        dtype="float32",
-    )
+    settings = tiny_settings(tiny_model_dir, tmp_path)
     report = run_stream_bench(settings, data, questions=3, max_tokens=6, speculate=[0, 4])
     keys = [(r.adapter, r.speculate) for r in report.rows]
     assert keys == [(False, 0), (False, 4), (True, 0), (True, 4)]
